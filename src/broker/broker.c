@@ -1,0 +1,386 @@
+/* Broker core: the lock, tenant topic spaces, sessions, routing, the
+ * per-session queues and draining them into a client's output buffer.
+ * Packet handlers live in handle_*.c. */
+#include "broker/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+/* Output buffered for one client before draining stops (backpressure). */
+#define DRAIN_HIGH_WATER (256 * 1024)
+
+struct msg *msg_new(const uint8_t *topic, size_t tlen, const uint8_t *payload, size_t plen,
+                    uint8_t qos, bool retain)
+{
+    struct msg *m = malloc(sizeof *m + tlen + plen);
+    if (!m) return NULL;
+    m->refs = 1;
+    m->qos = qos;
+    m->retain = retain;
+    m->topic_len = (uint16_t)tlen;
+    m->payload_len = plen;
+    memcpy(m->data, topic, tlen);
+    if (plen) memcpy(m->data + tlen, payload, plen);
+    return m;
+}
+
+void msg_unref(struct msg *m)
+{
+    if (m && --m->refs == 0) free(m);
+}
+
+void qlist_push(struct qlist *l, struct qitem *it)
+{
+    it->next = NULL;
+    if (l->tail)
+        l->tail->next = it;
+    else
+        l->head = it;
+    l->tail = it;
+    l->count++;
+}
+
+static struct qitem *qlist_pop(struct qlist *l)
+{
+    struct qitem *it = l->head;
+    if (!it) return NULL;
+    l->head = it->next;
+    if (!l->head) l->tail = NULL;
+    l->count--;
+    return it;
+}
+
+void qitem_free(struct qitem *it)
+{
+    msg_unref(it->msg);
+    free(it);
+}
+
+static void qlist_clear(struct qlist *l)
+{
+    struct qitem *it;
+    while ((it = qlist_pop(l))) qitem_free(it);
+}
+
+int broker_new(const struct broker_config *cfg, struct broker **out)
+{
+    struct broker *b = calloc(1, sizeof *b);
+    if (!b) return ERR_NOMEM;
+    b->cfg = *cfg;
+    pthread_mutex_init(&b->lock, NULL);
+    map_init(&b->spaces);
+    map_init(&b->sessions);
+    *out = b;
+    return 0;
+}
+
+static void free_retained(void *value, void *arg)
+{
+    (void)arg;
+    msg_unref(value);
+}
+
+static void free_session_cb(const char *key, void *value, void *arg)
+{
+    (void)key;
+    struct session *s = value;
+    s->client = NULL;
+    session_free(arg, s);
+}
+
+static void free_space_cb(const char *key, void *value, void *arg)
+{
+    (void)key;
+    (void)arg;
+    struct space *sp = value;
+    topic_retain_clear(sp->tree, free_retained, NULL);
+    topic_tree_free(sp->tree);
+    free(sp->tenant);
+    free(sp);
+}
+
+void broker_free(struct broker *b)
+{
+    if (!b) return;
+    map_each(&b->sessions, free_session_cb, b);
+    map_free(&b->sessions);
+    map_each(&b->spaces, free_space_cb, NULL);
+    map_free(&b->spaces);
+    free(b->hits);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+struct space *space_get(struct broker *b, const char *tenant)
+{
+    size_t len = strlen(tenant);
+    struct space *sp = map_get(&b->spaces, tenant, len);
+    if (sp) return sp;
+    sp = calloc(1, sizeof *sp);
+    if (!sp) return NULL;
+    sp->tenant = strdup(tenant);
+    sp->tree = topic_tree_new();
+    if (!sp->tenant || !sp->tree || map_put(&b->spaces, tenant, len, sp, NULL) < 0) {
+        topic_tree_free(sp->tree);
+        free(sp->tenant);
+        free(sp);
+        return NULL;
+    }
+    return sp;
+}
+
+/* Removes the session from the registry and the topic tree and frees it. */
+void session_free(struct broker *b, struct session *s)
+{
+    for (unsigned i = 0; i < s->n_subs; i++) {
+        topic_unsubscribe(s->space->tree, s->subs[i].filter, s->subs[i].len, s);
+        free(s->subs[i].filter);
+    }
+    free(s->subs);
+    qlist_clear(&s->inflight);
+    qlist_clear(&s->queue);
+    free(s->rx_ids);
+    msg_unref(s->will);
+    if (map_get(&b->sessions, s->key, strlen(s->key)) == s)
+        map_del(&b->sessions, s->key, strlen(s->key));
+    free(s->key);
+    free(s->client_id);
+    free(s);
+}
+
+void session_enqueue(struct broker *b, struct session *s, struct msg *m, uint8_t qos, bool retain)
+{
+    if ((!s->client && qos == 0) || s->queue.count >= (unsigned)b->cfg.max_queued) {
+        b->stats.msgs_dropped++;
+        return;
+    }
+    struct qitem *it = malloc(sizeof *it);
+    if (!it) {
+        b->stats.msgs_dropped++;
+        return;
+    }
+    it->msg = m;
+    m->refs++;
+    it->qos = qos;
+    it->state = Q_QUEUED;
+    it->packet_id = 0;
+    it->retain = retain;
+    bool was_empty = s->queue.count == 0;
+    qlist_push(&s->queue, it);
+    if (s->client && was_empty) b->cfg.wake(s->client);
+}
+
+static void collect_hit(void *subscriber, uint8_t qos, void *arg)
+{
+    struct broker *b = arg;
+    struct session *s = subscriber;
+    if (s->match_gen == b->gen) {
+        if (qos > s->match_qos) s->match_qos = qos;
+        return;
+    }
+    s->match_gen = b->gen;
+    s->match_qos = qos;
+    if (b->n_hits == b->cap_hits) {
+        size_t n = b->cap_hits ? b->cap_hits * 2 : 64;
+        struct session **h = realloc(b->hits, n * sizeof *h);
+        if (!h) return; /* delivery to this subscriber is lost: counted below */
+        b->hits = h;
+        b->cap_hits = n;
+    }
+    b->hits[b->n_hits++] = s;
+}
+
+int broker_publish(struct broker *b, struct space *sp, struct msg *m)
+{
+    const char *topic = m->data;
+    b->stats.msgs_in++;
+    if (m->retain) {
+        struct msg *old;
+        if (m->payload_len == 0) {
+            old = topic_retain_set(sp->tree, topic, m->topic_len, NULL);
+        } else {
+            m->refs++;
+            old = topic_retain_set(sp->tree, topic, m->topic_len, m);
+        }
+        msg_unref(old);
+    }
+    b->gen++;
+    b->n_hits = 0;
+    topic_match(sp->tree, topic, m->topic_len, collect_hit, b);
+    for (size_t i = 0; i < b->n_hits; i++) {
+        struct session *s = b->hits[i];
+        uint8_t qos = m->qos < s->match_qos ? m->qos : s->match_qos;
+        session_enqueue(b, s, m, qos, false);
+    }
+    return 0;
+}
+
+static uint16_t next_packet_id(struct session *s)
+{
+    if (++s->next_id == 0) s->next_id = 1;
+    return s->next_id;
+}
+
+static int send_publish(struct client *c, const struct qitem *it, bool dup)
+{
+    struct mqtt_publish p = {
+        .qos = it->qos,
+        .dup = dup,
+        .retain = it->retain,
+        .topic = {(const uint8_t *)it->msg->data, it->msg->topic_len},
+        .packet_id = it->packet_id,
+        .payload = msg_payload(it->msg),
+        .payload_len = it->msg->payload_len,
+    };
+    return mqtt_encode_publish(&c->out, &p);
+}
+
+/* Resends everything in flight after a reconnect (DUP set on PUBLISH). */
+int broker_resend_inflight(struct broker *b, struct client *c)
+{
+    (void)b;
+    for (struct qitem *it = c->session->inflight.head; it; it = it->next) {
+        if (it->state == Q_WAIT_PUBCOMP)
+            GUARD(mqtt_encode_ack(&c->out, MQTT_PUBREL, it->packet_id));
+        else
+            GUARD(send_publish(c, it, true));
+    }
+    return 0;
+}
+
+int broker_drain(struct broker *b, struct client *c)
+{
+    int rc = 0;
+    pthread_mutex_lock(&b->lock);
+    if (c->kicked) {
+        rc = ERR_CLOSED;
+        goto out;
+    }
+    struct session *s = c->session;
+    if (!s || c->state != CLIENT_ACTIVE) goto out;
+    while (s->queue.head && buf_used(&c->out) < DRAIN_HIGH_WATER) {
+        struct qitem *it = s->queue.head;
+        if (it->qos > 0 && s->inflight.count >= (unsigned)b->cfg.max_inflight) break;
+        qlist_pop(&s->queue);
+        if (it->qos > 0) it->packet_id = next_packet_id(s);
+        rc = send_publish(c, it, false);
+        if (rc < 0) {
+            qitem_free(it);
+            goto out;
+        }
+        b->stats.msgs_out++;
+        if (it->qos == 0) {
+            qitem_free(it);
+        } else {
+            it->state = it->qos == 1 ? Q_WAIT_PUBACK : Q_WAIT_PUBREC;
+            qlist_push(&s->inflight, it);
+        }
+    }
+out:
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+void broker_close(struct broker *b, struct client *c, bool abnormal)
+{
+    pthread_mutex_lock(&b->lock);
+    struct session *s = c->session;
+    if (s && s->client == c) {
+        b->stats.clients--;
+        s->client = NULL;
+        if (abnormal && s->will && !c->kicked) {
+            ignore_result(broker_publish(b, s->space, s->will));
+        }
+        msg_unref(s->will);
+        s->will = NULL;
+        if (s->clean) {
+            session_free(b, s);
+            b->stats.sessions--;
+        } else {
+            /* Offline sessions keep QoS 1/2 only; in-flight QoS 0 is gone. */
+            struct qlist keep = {0};
+            struct qitem *it;
+            while ((it = qlist_pop(&s->queue))) {
+                if (it->qos)
+                    qlist_push(&keep, it);
+                else
+                    qitem_free(it);
+            }
+            s->queue = keep;
+        }
+    }
+    c->session = NULL;
+    c->state = CLIENT_GONE;
+    pthread_mutex_unlock(&b->lock);
+}
+
+struct kick_ctx {
+    struct broker *b;
+    const char *tenant, *fp;
+    int n;
+};
+
+static void kick_cb(const char *key, void *value, void *arg)
+{
+    (void)key;
+    struct kick_ctx *k = arg;
+    struct session *s = value;
+    if (s->client && !strcmp(s->who.tenant, k->tenant) && !strcmp(s->who.anchor_fp, k->fp)) {
+        s->client->kicked = true;
+        k->b->cfg.wake(s->client);
+        k->n++;
+    }
+}
+
+int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_fp)
+{
+    struct kick_ctx k = {b, tenant, anchor_fp, 0};
+    pthread_mutex_lock(&b->lock);
+    map_each(&b->sessions, kick_cb, &k);
+    pthread_mutex_unlock(&b->lock);
+    return k.n;
+}
+
+void broker_stats(struct broker *b, struct broker_stats *st)
+{
+    pthread_mutex_lock(&b->lock);
+    *st = b->stats;
+    st->sessions = b->sessions.count;
+    pthread_mutex_unlock(&b->lock);
+}
+
+int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *p, time_t now)
+{
+    if (c->state == CLIENT_NEW) {
+        if (p->type != MQTT_CONNECT) return ERR_PROTO; /* first packet must be CONNECT */
+        return handle_connect(b, c, &p->connect, now);
+    }
+    int rc = 0;
+    pthread_mutex_lock(&b->lock);
+    if (!c->session || c->kicked) {
+        rc = ERR_CLOSED;
+        goto out;
+    }
+    switch (p->type) {
+    case MQTT_PUBLISH: rc = handle_publish(b, c, &p->publish); break;
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP: rc = handle_ack(b, c, p->type, p->packet_id); break;
+    case MQTT_SUBSCRIBE: rc = handle_subscribe(b, c, &p->list); break;
+    case MQTT_UNSUBSCRIBE: rc = handle_unsubscribe(b, c, &p->list); break;
+    case MQTT_PINGREQ: rc = mqtt_encode_pingresp(&c->out); break;
+    case MQTT_DISCONNECT:
+        /* A clean DISCONNECT discards the will. */
+        msg_unref(c->session->will);
+        c->session->will = NULL;
+        rc = ERR_CLOSED;
+        break;
+    default: rc = ERR_PROTO; break; /* CONNECT twice, or server-to-client packets */
+    }
+out:
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}

@@ -1,0 +1,84 @@
+/* The broker: sessions, subscriptions, routing, retained messages, wills
+ * and the QoS flows. All broker state sits behind one mutex; a worker holds
+ * it only while it handles one packet or drains one client's queue.
+ *
+ * The network layer owns connections and embeds a struct client in each.
+ * Only the owning worker thread touches client->out; other threads deliver by
+ * queueing on the client's session and calling the wake callback, after which
+ * the owner calls broker_drain(). */
+#ifndef CERTMQ_BROKER_H
+#define CERTMQ_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "mqtt/codec.h"
+
+struct auth;
+struct broker;
+struct session;
+
+enum client_state { CLIENT_NEW, CLIENT_ACTIVE, CLIENT_GONE };
+
+struct client {
+    struct buf out;          /* encoded packets for the peer; owner thread only */
+    struct session *session; /* under the broker lock */
+    void *owner;             /* the worker, passed back to the wake callback */
+    X509 *leaf;              /* peer certificate (owned by the TLS layer) */
+    STACK_OF(X509) * chain;  /* certificates after the leaf (owned by TLS) */
+    X509_STORE *listener_ca; /* the listener's static client CAs, or NULL */
+    uint16_t keepalive;      /* seconds, from CONNECT */
+    uint8_t state;           /* enum client_state */
+    bool kicked;             /* under the broker lock: close without will */
+    bool dirty;              /* under the owner's lock: on its drain list */
+    char peer[56];           /* address for log lines */
+};
+
+struct broker_config {
+    long max_inflight;
+    long max_queued;
+    long max_keepalive;
+    bool allow_anonymous;
+    struct auth *auth;
+    /* Asks the owner of c to call broker_drain(c) soon. Called with the
+     * broker lock held, from any thread. */
+    void (*wake)(struct client *c);
+};
+
+MUST_USE int broker_new(const struct broker_config *cfg, struct broker **out);
+void broker_free(struct broker *b);
+
+/* Handles one parsed packet from c. A negative return means the connection
+ * must be closed (protocol violation or refused CONNECT, whose CONNACK is
+ * already in c->out). */
+MUST_USE int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *p,
+                           time_t now);
+
+/* Moves queued messages into c->out within the inflight and buffer limits.
+ * Returns ERR_CLOSED when c was kicked and must be closed. */
+MUST_USE int broker_drain(struct broker *b, struct client *c);
+
+/* The connection is gone: detaches c from its session, publishes the will
+ * when abnormal, and ends a clean session. c may be freed afterwards. */
+void broker_close(struct broker *b, struct client *c, bool abnormal);
+
+/* Closes every client admitted through the given trust anchor (hex SHA-1)
+ * of a tenant. Returns how many were kicked. */
+int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_fp);
+
+struct broker_stats {
+    uint64_t clients;
+    uint64_t sessions;
+    uint64_t retained;
+    uint64_t msgs_in;
+    uint64_t msgs_out;
+    uint64_t msgs_dropped;
+};
+void broker_stats(struct broker *b, struct broker_stats *st);
+
+#endif

@@ -1,0 +1,307 @@
+/* The option table and the mosquitto-style file parser (see config.h). */
+#include "core/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type { OPT_LONG, OPT_BOOL, OPT_STR, OPT_ENUM };
+
+struct option {
+    const char *name;
+    enum opt_type type;
+    bool per_listener;
+    size_t offset; /* into struct config or struct listener_config */
+    size_t size;   /* OPT_STR: buffer size */
+    long min, max, def_long;
+    const char *def_str;
+    const char *const *choices; /* OPT_ENUM, NULL-terminated */
+    const char *help;
+};
+
+static const char *const cert_choices[] = {"off", "optional", "required", NULL};
+static const char *const proto_choices[] = {"mqtt", "http", NULL};
+static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+#define G_LONG(n, f, lo, hi, d, h)                                                                 \
+    {                                                                                              \
+        n, OPT_LONG, false, offsetof(struct config, f), 0, lo, hi, d, NULL, NULL, h                \
+    }
+#define G_BOOL(n, f, d, h)                                                                         \
+    {                                                                                              \
+        n, OPT_BOOL, false, offsetof(struct config, f), 0, 0, 1, d, NULL, NULL, h                  \
+    }
+#define G_STR(n, f, d, h)                                                                          \
+    {                                                                                              \
+        n, OPT_STR, false, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0, 0,   \
+            d, NULL, h                                                                             \
+    }
+#define L_STR(n, f, h)                                                                             \
+    {                                                                                              \
+        n, OPT_STR, true, offsetof(struct listener_config, f),                                     \
+            sizeof(((struct listener_config *)0)->f), 0, 0, 0, "", NULL, h                         \
+    }
+#define L_ENUM(n, f, ch, d, h)                                                                     \
+    {                                                                                              \
+        n, OPT_ENUM, true, offsetof(struct listener_config, f), 0, 0, 0, d, NULL, ch, h            \
+    }
+
+static const struct option options[] = {
+    G_STR("data_dir", data_dir, "./var", "directory for the database, keys and dev certificates"),
+    G_STR("log_level", log_level, "info", "debug, info, warn or error"),
+    G_LONG("workers", workers, 0, 256, 0, "worker threads; 0 = one per CPU the process may use"),
+    G_LONG("max_connections", max_connections, 1, 10000000, 100000,
+           "concurrent client connections; more are closed on accept"),
+    G_LONG("max_packet_size", max_packet_size, 64, 268435460, 1048576,
+           "largest MQTT packet accepted, in bytes; larger closes the connection"),
+    G_LONG("max_inflight", max_inflight, 1, 65535, 20,
+           "unacknowledged QoS 1/2 messages sent to one client at a time"),
+    G_LONG("max_queued", max_queued, 0, 10000000, 1000,
+           "messages queued per session beyond max_inflight; more are dropped"),
+    G_LONG("handshake_timeout", handshake_timeout, 1, 3600, 10, "seconds a TLS handshake may take"),
+    G_LONG("connect_timeout", connect_timeout, 1, 3600, 10,
+           "seconds between accept and the CONNECT packet"),
+    G_LONG("max_keepalive", max_keepalive, 0, 65535, 65535,
+           "largest keepalive granted; 0 in CONNECT is kept as 0"),
+    G_LONG("max_chain_length", max_chain_length, 1, 10, 2,
+           "certificates in a device chain including leaf and anchor"),
+    G_BOOL("require_ca_in_chain", require_ca_in_chain, 1,
+           "the trusted CA must be inside the chain the device presents"),
+    G_BOOL("allow_anonymous", allow_anonymous, 0,
+           "accept clients that present neither a certificate nor credentials"),
+    G_LONG("http_max_body", http_max_body, 1024, 1073741824, 67108864,
+           "largest HTTP request body, in bytes"),
+    {"listener", OPT_STR, false, 0, 0, 0, 0, 0, NULL, NULL,
+     "PORT [ADDR]: starts a listener block (options below apply to it)"},
+    L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),
+    L_STR("certfile", certfile, "server certificate chain (PEM); absent = plain TCP"),
+    L_STR("keyfile", keyfile, "server private key (PEM)"),
+    L_STR("cafile", cafile, "static trusted client CAs (PEM); clients are identified by CN"),
+    L_ENUM("client_certificates", client_certs, cert_choices, CLIENT_CERTS_OPTIONAL,
+           "required, optional or off"),
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static void listener_defaults(struct listener_config *l)
+{
+    memset(l, 0, sizeof *l);
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (options[i].per_listener && options[i].type == OPT_ENUM)
+            *(int *)((char *)l + options[i].offset) = (int)options[i].def_long;
+}
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct option *o = &options[i];
+        if (o->per_listener || !strcmp(o->name, "listener")) continue;
+        char *p = (char *)cfg + o->offset;
+        switch (o->type) {
+        case OPT_LONG: *(long *)p = o->def_long; break;
+        case OPT_BOOL: *(bool *)p = o->def_long != 0; break;
+        case OPT_STR: snprintf(p, o->size, "%s", o->def_str); break;
+        case OPT_ENUM: *(int *)p = (int)o->def_long; break;
+        }
+    }
+}
+
+void config_dev_defaults(struct config *cfg)
+{
+    config_defaults(cfg);
+    cfg->n_listeners = 2;
+    struct listener_config *m = &cfg->listeners[0], *h = &cfg->listeners[1];
+    listener_defaults(m);
+    m->port = 8883;
+    strcpy(m->certfile, "./var/dev-ca/server.pem");
+    strcpy(m->keyfile, "./var/dev-ca/server.key");
+    strcpy(m->cafile, "./var/dev-ca/ca.pem");
+    listener_defaults(h);
+    h->port = 8080;
+    h->protocol = PROTO_HTTP;
+}
+
+static bool valid_level(const char *s)
+{
+    for (int i = 0; level_choices[i]; i++)
+        if (!strcmp(level_choices[i], s)) return true;
+    return false;
+}
+
+static const struct option *find_option(const char *name)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (!strcmp(options[i].name, name)) return &options[i];
+    return NULL;
+}
+
+static int parse_long(const char *s, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) return ERR_INVALID;
+    *out = v;
+    return 0;
+}
+
+/* Applies one option's value to its field; writes why into err on failure. */
+static int apply(const struct option *o, void *base, const char *val, char *err, size_t errlen)
+{
+    char *p = (char *)base + o->offset;
+    long v;
+    switch (o->type) {
+    case OPT_LONG:
+        if (parse_long(val, &v) < 0 || v < o->min || v > o->max) {
+            snprintf(err, errlen, "%s must be a whole number from %ld to %ld, not '%s'", o->name,
+                     o->min, o->max, val);
+            return ERR_INVALID;
+        }
+        *(long *)p = v;
+        return 0;
+    case OPT_BOOL:
+        if (strcmp(val, "true") && strcmp(val, "false")) {
+            snprintf(err, errlen, "%s must be true or false, not '%s'", o->name, val);
+            return ERR_INVALID;
+        }
+        *(bool *)p = !strcmp(val, "true");
+        return 0;
+    case OPT_STR:
+        if (strlen(val) >= o->size) {
+            snprintf(err, errlen, "%s is too long", o->name);
+            return ERR_INVALID;
+        }
+        snprintf(p, o->size, "%s", val);
+        return 0;
+    case OPT_ENUM:
+        for (int i = 0; o->choices[i]; i++)
+            if (!strcmp(o->choices[i], val)) {
+                *(int *)p = i;
+                return 0;
+            }
+        snprintf(err, errlen, "%s: unknown value '%s'", o->name, val);
+        return ERR_INVALID;
+    }
+    return ERR_INVALID;
+}
+
+static int start_listener(struct config *cfg, const char *val, char *err, size_t errlen)
+{
+    if (cfg->n_listeners == CONFIG_MAX_LISTENERS) {
+        snprintf(err, errlen, "too many listeners (at most %d)", CONFIG_MAX_LISTENERS);
+        return ERR_INVALID;
+    }
+    struct listener_config *l = &cfg->listeners[cfg->n_listeners];
+    listener_defaults(l);
+    char port[16] = "", addr[64] = "";
+    if (sscanf(val, "%15s %63s", port, addr) < 1) return ERR_INVALID;
+    long v;
+    if (parse_long(port, &v) < 0 || v < 1 || v > 65535) {
+        snprintf(err, errlen, "listener port must be 1-65535, not '%s'", port);
+        return ERR_INVALID;
+    }
+    l->port = (int)v;
+    snprintf(l->addr, sizeof l->addr, "%s", addr);
+    cfg->n_listeners++;
+    return 0;
+}
+
+/* Splits a line into name and value, trimming blanks and comments. Returns
+ * false for a blank or comment line. */
+static bool split_line(char *line, char **name, char **val)
+{
+    char *hash = strchr(line, '#');
+    if (hash) *hash = 0;
+    char *s = line + strspn(line, " \t\r\n");
+    if (!*s) return false;
+    char *e = s + strlen(s);
+    while (e > s && strchr(" \t\r\n", e[-1])) *--e = 0;
+    *name = s;
+    char *sp = s + strcspn(s, " \t");
+    if (*sp) {
+        *sp++ = 0;
+        sp += strspn(sp, " \t");
+    }
+    *val = sp;
+    return true;
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return ERR_INVALID;
+    }
+    char line[2048], why[512] = "";
+    int rc = 0, lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *name, *val;
+        if (!split_line(line, &name, &val)) continue;
+        const struct option *o = find_option(name);
+        if (!o) {
+            snprintf(why, sizeof why, "unknown option '%s'", name);
+            rc = ERR_INVALID;
+        } else if (!*val) {
+            snprintf(why, sizeof why, "%s needs a value", name);
+            rc = ERR_INVALID;
+        } else if (!strcmp(name, "listener")) {
+            rc = start_listener(cfg, val, why, sizeof why);
+        } else if (o->per_listener) {
+            if (!cfg->n_listeners) {
+                snprintf(why, sizeof why, "%s must follow a listener line", name);
+                rc = ERR_INVALID;
+            } else {
+                rc = apply(o, &cfg->listeners[cfg->n_listeners - 1], val, why, sizeof why);
+            }
+        } else {
+            rc = apply(o, cfg, val, why, sizeof why);
+        }
+        if (rc < 0) break;
+    }
+    fclose(f);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+        return rc;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct listener_config *l = &cfg->listeners[i];
+        if (!!l->certfile[0] != !!l->keyfile[0]) {
+            snprintf(err, errlen, "%s: listener %d needs both certfile and keyfile", path, l->port);
+            return ERR_INVALID;
+        }
+        if (!l->certfile[0] && l->client_certs == CLIENT_CERTS_REQUIRED) {
+            snprintf(err, errlen, "%s: listener %d requires client certificates but has no TLS",
+                     path, l->port);
+            return ERR_INVALID;
+        }
+    }
+    if (!valid_level(cfg->log_level)) {
+        snprintf(err, errlen, "%s: log_level must be debug, info, warn or error", path);
+        return ERR_INVALID;
+    }
+    return 0;
+}
+
+void config_print_help(FILE *out)
+{
+    fprintf(out, "Configuration file options (mosquitto style, one per line):\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct option *o = &options[i];
+        char def[64] = "";
+        switch (o->type) {
+        case OPT_LONG: snprintf(def, sizeof def, " (default %ld)", o->def_long); break;
+        case OPT_BOOL:
+            snprintf(def, sizeof def, " (default %s)", o->def_long ? "true" : "false");
+            break;
+        case OPT_STR:
+            if (o->def_str && *o->def_str) snprintf(def, sizeof def, " (default %s)", o->def_str);
+            break;
+        case OPT_ENUM: snprintf(def, sizeof def, " (default %s)", o->choices[o->def_long]); break;
+        }
+        fprintf(out, "  %s%-22s %s%s\n", o->per_listener ? "  " : "", o->name, o->help, def);
+    }
+}

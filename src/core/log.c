@@ -1,0 +1,59 @@
+/* Logging (see log.h): formats into a stack buffer and writes it at once, so
+ * lines from different worker threads never interleave. */
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+static enum log_level min_level = LOG_INFO;
+static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+
+void log_set_level(enum log_level lv)
+{
+    min_level = lv;
+}
+
+int log_level_parse(const char *s)
+{
+    static const char *lower[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, lower[i])) return i;
+    return -1;
+}
+
+void log_msg(enum log_level lv, const char *fmt, ...)
+{
+    if (lv < min_level) return;
+    char line[1024];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, names[lv]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2) len = sizeof line - 2;
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+void log_ssl_errors(enum log_level lv, const char *what)
+{
+    unsigned long e;
+    char buf[256];
+    while ((e = ERR_get_error()) != 0) {
+        ERR_error_string_n(e, buf, sizeof buf);
+        log_msg(lv, "%s: %s", what, buf);
+    }
+}

@@ -1,0 +1,675 @@
+/* Listeners, worker threads and connections (see server.h).
+ *
+ * Each worker runs one level-triggered epoll loop over its listener sockets,
+ * its connections and an eventfd. A connection moves through the TLS
+ * handshake, then reads bytes into MQTT frames handed to the broker, and
+ * writes whatever the broker put in its output buffer. Other threads never
+ * touch a connection: they put it on its worker's dirty list (server_wake)
+ * and the worker drains the broker's queue for it after its event batch. */
+#include "net/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "broker/broker.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "mqtt/codec.h"
+#include "net/tls.h"
+
+#define READ_CHUNK (64 * 1024)
+#define TICK_MS    250
+#define EV_WAKE    63 /* epoll tag of the eventfd; listener tags are their index */
+
+struct listener {
+    struct listener_config cfg;
+    pthread_mutex_t lock; /* guards ctx and ca against reload */
+    SSL_CTX *ctx;         /* NULL: plain TCP */
+    X509_STORE *ca;
+};
+
+enum conn_state { CONN_HANDSHAKE, CONN_MQTT };
+
+struct conn {
+    struct client cl; /* first: server_wake casts back */
+    struct worker *w;
+    struct listener *lis;
+    struct conn *prev, *next;
+    SSL *ssl;
+    X509_STORE *ca; /* reference held for the connection's life */
+    int fd;
+    uint8_t state;
+    bool out_armed; /* EPOLLOUT registered */
+    bool dead;
+    struct buf in;
+    uint64_t deadline_ms; /* handshake or CONNECT deadline; 0 once connected */
+    uint64_t last_rx_ms;
+};
+
+struct worker {
+    struct server *srv;
+    pthread_t thread;
+    int epfd;
+    int evfd;
+    int lfds[CONFIG_MAX_LISTENERS];
+    struct conn *conns;
+    pthread_mutex_t dirty_lock;
+    struct conn **dirty;
+    size_t n_dirty, cap_dirty;
+    uint8_t *rbuf;
+};
+
+struct server {
+    const struct config *cfg;
+    struct broker *broker;
+    struct listener lis[CONFIG_MAX_LISTENERS];
+    size_t n_lis;
+    struct worker *workers;
+    int n_workers;
+    atomic_long n_conns;
+    atomic_bool stop;
+};
+
+static _Thread_local struct worker *current_worker;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int server_worker_count(const struct config *cfg)
+{
+    if (cfg->workers > 0) return (int)cfg->workers;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* ---- listeners ---- */
+
+static int bind_socket(const struct listener_config *lc, int *out, char *err, size_t n)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    int family;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (!lc->addr[0] || inet_pton(AF_INET6, lc->addr, &in6->sin6_addr) == 1) {
+        family = AF_INET6;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)lc->port);
+        if (!lc->addr[0]) in6->sin6_addr = in6addr_any;
+        len = sizeof *in6;
+    } else if (inet_pton(AF_INET, lc->addr, &in4->sin_addr) == 1) {
+        family = AF_INET;
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)lc->port);
+        len = sizeof *in4;
+    } else {
+        snprintf(err, n, "listener %d: '%s' is not an IP address", lc->port, lc->addr);
+        return ERR_INVALID;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) goto fail;
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) goto fail;
+    *out = fd;
+    return 0;
+fail:
+    snprintf(err, n, "listener %d %s: %s", lc->port, lc->addr, strerror(errno));
+    if (fd >= 0) close(fd);
+    return ERR_IO;
+}
+
+/* Loads (or reloads) a listener's TLS context and CA store. */
+static int listener_load(struct listener *l, char *err, size_t n)
+{
+    if (!l->cfg.certfile[0]) return 0;
+    SSL_CTX *ctx = NULL;
+    X509_STORE *ca = NULL;
+    GUARD(tls_ctx_new(&l->cfg, &ctx, err, n));
+    if (l->cfg.cafile[0] && l->cfg.client_certs != CLIENT_CERTS_OFF) {
+        int rc = tls_ca_store_new(l->cfg.cafile, &ca, err, n);
+        if (rc < 0) {
+            SSL_CTX_free(ctx);
+            return rc;
+        }
+    }
+    pthread_mutex_lock(&l->lock);
+    SSL_CTX *old_ctx = l->ctx;
+    X509_STORE *old_ca = l->ca;
+    l->ctx = ctx;
+    l->ca = ca;
+    pthread_mutex_unlock(&l->lock);
+    SSL_CTX_free(old_ctx);
+    X509_STORE_free(old_ca);
+    return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_arm_out(struct conn *c, bool on)
+{
+    if (c->out_armed == on) return;
+    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->out_armed = on;
+}
+
+/* Writes as much of the output buffer as the socket takes. */
+static void conn_flush(struct conn *c)
+{
+    struct buf *out = &c->cl.out;
+    while (buf_used(out) && !c->dead) {
+        size_t len = buf_used(out);
+        ssize_t n;
+        if (c->ssl) {
+            ERR_clear_error();
+            int r = SSL_write(c->ssl, buf_head(out), (int)(len > INT32_MAX ? INT32_MAX : len));
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
+                c->dead = true;
+                break;
+            }
+            n = r;
+        } else {
+            n = send(c->fd, buf_head(out), len, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) break;
+                c->dead = true;
+                break;
+            }
+        }
+        buf_consume(out, (size_t)n);
+    }
+    if (!buf_used(out)) buf_shrink(out);
+    if (!c->dead) conn_arm_out(c, buf_used(out) > 0);
+}
+
+static void dirty_remove(struct worker *w, struct conn *c)
+{
+    pthread_mutex_lock(&w->dirty_lock);
+    if (c->cl.dirty) {
+        for (size_t i = 0; i < w->n_dirty; i++)
+            if (w->dirty[i] == c) {
+                w->dirty[i] = w->dirty[--w->n_dirty];
+                break;
+            }
+        c->cl.dirty = false;
+    }
+    pthread_mutex_unlock(&w->dirty_lock);
+}
+
+static void conn_close(struct conn *c, bool abnormal)
+{
+    struct worker *w = c->w;
+    if (!c->dead) conn_flush(c); /* a refusing CONNACK, for one */
+    broker_close(w->srv->broker, &c->cl, abnormal);
+    dirty_remove(w, c);
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->ssl) {
+        if (!c->dead) SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+    }
+    X509_STORE_free(c->ca);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    buf_free(&c->in);
+    buf_free(&c->cl.out);
+    atomic_fetch_sub(&w->srv->n_conns, 1);
+    free(c);
+}
+
+static void conn_accept(struct worker *w, struct listener *l, int fd, const struct sockaddr *sa)
+{
+    struct server *s = w->srv;
+    if (atomic_fetch_add(&s->n_conns, 1) >= s->cfg->max_connections) {
+        atomic_fetch_sub(&s->n_conns, 1);
+        log_warn("max_connections (%ld) reached: connection refused", s->cfg->max_connections);
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) goto fail;
+    c->fd = fd;
+    c->w = w;
+    c->lis = l;
+    c->cl.owner = w;
+    buf_init(&c->in, (size_t)s->cfg->max_packet_size + 8);
+    buf_init(&c->cl.out, 0);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
+        port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
+        port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    }
+    snprintf(c->cl.peer, sizeof c->cl.peer, "%s:%d", host, port);
+    uint64_t now = now_ms();
+    c->last_rx_ms = now;
+    if (l->cfg.certfile[0]) {
+        pthread_mutex_lock(&l->lock);
+        c->ssl = SSL_new(l->ctx);
+        if (l->ca && X509_STORE_up_ref(l->ca)) c->ca = l->ca;
+        pthread_mutex_unlock(&l->lock);
+        if (!c->ssl) goto fail;
+        SSL_set_fd(c->ssl, fd);
+        SSL_set_accept_state(c->ssl);
+        c->state = CONN_HANDSHAKE;
+        c->deadline_ms = now + (uint64_t)s->cfg->handshake_timeout * 1000;
+    } else {
+        c->state = CONN_MQTT;
+        c->deadline_ms = now + (uint64_t)s->cfg->connect_timeout * 1000;
+    }
+    c->cl.listener_ca = c->ca;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) goto fail;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    return;
+fail:
+    log_error("cannot set up connection: out of memory");
+    if (c) {
+        SSL_free(c->ssl);
+        X509_STORE_free(c->ca);
+        buf_free(&c->in);
+        free(c);
+    }
+    close(fd);
+    atomic_fetch_sub(&s->n_conns, 1);
+}
+
+static void listener_ready(struct worker *w, size_t idx)
+{
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int fd = accept4(w->lfds[idx], (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        conn_accept(w, &w->srv->lis[idx], fd, (struct sockaddr *)&ss);
+    }
+}
+
+/* Hands every whole frame in data to the broker; returns bytes used, or a
+ * negative code when the connection must close. */
+static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *abnormal)
+{
+    struct server *s = c->w->srv;
+    size_t used = 0;
+    while (used < len) {
+        size_t flen;
+        int rc = mqtt_frame(data + used, len - used, (size_t)s->cfg->max_packet_size, &flen);
+        if (rc == 0) break;
+        if (rc < 0) {
+            log_info("%s: %s, closing", c->cl.peer,
+                     rc == ERR_TOO_LARGE ? "packet exceeds max_packet_size" : "malformed packet");
+            return rc;
+        }
+        struct mqtt_packet p;
+        rc = mqtt_parse(data + used, flen, &p);
+        if (rc == ERR_PROTO_VERSION && c->cl.state == CLIENT_NEW) {
+            ignore_result(mqtt_encode_connack(&c->cl.out, false, MQTT_CONNACK_BAD_PROTOCOL));
+            return rc;
+        }
+        if (rc < 0) {
+            log_info("%s: malformed packet, closing", c->cl.peer);
+            return rc;
+        }
+        used += flen;
+        rc = broker_handle(s->broker, &c->cl, &p, time(NULL));
+        if (rc < 0) {
+            /* DISCONNECT and refused CONNECTs end normally: no will. */
+            *abnormal = !(rc == ERR_CLOSED || rc == ERR_NOT_AUTHORIZED);
+            return rc;
+        }
+        if (c->cl.state == CLIENT_ACTIVE) c->deadline_ms = 0;
+    }
+    return (long)used;
+}
+
+/* Feeds received bytes through the frame parser, keeping a partial frame
+ * in c->in. Parses straight from the read buffer when nothing is pending. */
+static int conn_input(struct conn *c, const uint8_t *data, size_t len, bool *abnormal)
+{
+    if (buf_used(&c->in)) {
+        if (buf_append(&c->in, data, len) < 0) {
+            log_info("%s: packet exceeds max_packet_size, closing", c->cl.peer);
+            return ERR_TOO_LARGE;
+        }
+        long used = conn_frames(c, buf_head(&c->in), buf_used(&c->in), abnormal);
+        if (used < 0) return (int)used;
+        buf_consume(&c->in, (size_t)used);
+        buf_shrink(&c->in);
+        return 0;
+    }
+    long used = conn_frames(c, data, len, abnormal);
+    if (used < 0) return (int)used;
+    if ((size_t)used < len && buf_append(&c->in, data + used, len - (size_t)used) < 0)
+        return ERR_TOO_LARGE;
+    return 0;
+}
+
+static void conn_handshake(struct conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->state = CONN_MQTT;
+        c->deadline_ms = now_ms() + (uint64_t)c->w->srv->cfg->connect_timeout * 1000;
+        c->cl.leaf = SSL_get0_peer_certificate(c->ssl);
+        c->cl.chain = SSL_get_peer_cert_chain(c->ssl);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) {
+        conn_arm_out(c, false);
+    } else if (e == SSL_ERROR_WANT_WRITE) {
+        conn_arm_out(c, true);
+    } else {
+        unsigned long le = ERR_peek_last_error();
+        log_debug("%s: TLS handshake failed: %s", c->cl.peer,
+                  le ? ERR_reason_error_string(le) : "connection closed");
+        ERR_clear_error();
+        c->dead = true;
+    }
+}
+
+/* Reads everything available and handles it. Returns false when closed. */
+static bool conn_readable(struct conn *c)
+{
+    uint8_t *rbuf = c->w->rbuf;
+    bool abnormal = true;
+    for (;;) {
+        ssize_t n;
+        if (c->ssl) {
+            ERR_clear_error();
+            int r = SSL_read(c->ssl, rbuf, READ_CHUNK);
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ) break;
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    conn_arm_out(c, true);
+                    break;
+                }
+                c->dead = e != SSL_ERROR_ZERO_RETURN;
+                goto close;
+            }
+            n = r;
+        } else {
+            n = recv(c->fd, rbuf, READ_CHUNK, 0);
+            if (n == 0) goto close;
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) break;
+                c->dead = true;
+                goto close;
+            }
+        }
+        c->last_rx_ms = now_ms();
+        if (conn_input(c, rbuf, (size_t)n, &abnormal) < 0) goto close;
+        if (!c->ssl && n < READ_CHUNK) break;
+    }
+    conn_flush(c);
+    if (c->dead) goto close;
+    return true;
+close:
+    conn_close(c, abnormal);
+    return false;
+}
+
+static void conn_event(struct conn *c, uint32_t events)
+{
+    if (c->state == CONN_HANDSHAKE) {
+        conn_handshake(c);
+        if (c->dead) {
+            conn_close(c, false);
+            return;
+        }
+        if (c->state == CONN_HANDSHAKE) return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (!conn_readable(c)) return;
+    } else if (events & EPOLLOUT) {
+        conn_flush(c);
+        if (c->dead) conn_close(c, true);
+    }
+}
+
+/* Closes connections past their handshake, CONNECT or keepalive time. */
+static void worker_tick(struct worker *w)
+{
+    uint64_t now = now_ms();
+    struct conn *next;
+    for (struct conn *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->deadline_ms && now > c->deadline_ms) {
+            log_info("%s: %s timeout, closing", c->cl.peer,
+                     c->state == CONN_HANDSHAKE ? "handshake" : "CONNECT");
+            conn_close(c, false);
+        } else if (c->cl.state == CLIENT_ACTIVE && c->cl.keepalive &&
+                   now - c->last_rx_ms > (uint64_t)c->cl.keepalive * 1500) {
+            log_info("%s: keepalive expired, closing", c->cl.peer);
+            conn_close(c, true);
+        }
+    }
+}
+
+static void worker_drain_dirty(struct worker *w)
+{
+    pthread_mutex_lock(&w->dirty_lock);
+    while (w->n_dirty) {
+        struct conn *c = w->dirty[--w->n_dirty];
+        c->cl.dirty = false;
+        pthread_mutex_unlock(&w->dirty_lock);
+        if (broker_drain(w->srv->broker, &c->cl) == ERR_CLOSED) {
+            conn_close(c, false);
+        } else {
+            conn_flush(c);
+            if (c->dead) conn_close(c, true);
+        }
+        pthread_mutex_lock(&w->dirty_lock);
+    }
+    pthread_mutex_unlock(&w->dirty_lock);
+}
+
+void server_wake(struct client *cl)
+{
+    struct conn *c = (struct conn *)cl;
+    struct worker *w = c->w;
+    bool notify = false;
+    pthread_mutex_lock(&w->dirty_lock);
+    if (!cl->dirty) {
+        if (w->n_dirty == w->cap_dirty) {
+            size_t n = w->cap_dirty ? w->cap_dirty * 2 : 64;
+            struct conn **d = realloc(w->dirty, n * sizeof *d);
+            if (!d) {
+                pthread_mutex_unlock(&w->dirty_lock);
+                log_error("out of memory queueing a delivery");
+                return;
+            }
+            w->dirty = d;
+            w->cap_dirty = n;
+        }
+        w->dirty[w->n_dirty++] = c;
+        cl->dirty = true;
+        notify = w->n_dirty == 1 && w != current_worker;
+    }
+    pthread_mutex_unlock(&w->dirty_lock);
+    if (notify) {
+        uint64_t one = 1;
+        ssize_t r = write(w->evfd, &one, sizeof one);
+        (void)r;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    current_worker = w;
+    struct epoll_event evs[256];
+    uint64_t next_tick = now_ms() + TICK_MS;
+    while (!atomic_load(&w->srv->stop)) {
+        uint64_t now = now_ms();
+        int timeout = now >= next_tick ? 0 : (int)(next_tick - now);
+        int n = epoll_wait(w->epfd, evs, 256, timeout);
+        for (int i = 0; i < n; i++) {
+            uint64_t tag = evs[i].data.u64;
+            if (tag == EV_WAKE) {
+                uint64_t v;
+                ssize_t r = read(w->evfd, &v, sizeof v);
+                (void)r;
+            } else if (tag < CONFIG_MAX_LISTENERS) {
+                listener_ready(w, (size_t)tag);
+            } else {
+                conn_event(evs[i].data.ptr, evs[i].events);
+            }
+        }
+        worker_drain_dirty(w);
+        if (now_ms() >= next_tick) {
+            worker_tick(w);
+            next_tick = now_ms() + TICK_MS;
+        }
+    }
+    while (w->conns) conn_close(w->conns, false);
+    return NULL;
+}
+
+/* ---- server ---- */
+
+static void worker_release(struct worker *w, size_t n_lis)
+{
+    for (size_t i = 0; i < n_lis; i++)
+        if (w->lfds[i] >= 0) close(w->lfds[i]);
+    if (w->epfd >= 0) close(w->epfd);
+    if (w->evfd >= 0) close(w->evfd);
+    pthread_mutex_destroy(&w->dirty_lock);
+    free(w->dirty);
+    free(w->rbuf);
+}
+
+static int worker_init(struct server *s, struct worker *w, char *err, size_t n)
+{
+    w->srv = s;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    pthread_mutex_init(&w->dirty_lock, NULL);
+    w->rbuf = malloc(READ_CHUNK);
+    for (size_t i = 0; i < CONFIG_MAX_LISTENERS; i++) w->lfds[i] = -1;
+    if (w->epfd < 0 || w->evfd < 0 || !w->rbuf) {
+        snprintf(err, n, "cannot create worker: %s", strerror(errno));
+        return ERR_IO;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EV_WAKE};
+    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev);
+    for (size_t i = 0; i < s->n_lis; i++) {
+        GUARD(bind_socket(&s->lis[i].cfg, &w->lfds[i], err, n));
+        struct epoll_event lev = {.events = EPOLLIN, .data.u64 = i};
+        epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->lfds[i], &lev);
+    }
+    return 0;
+}
+
+static void server_free(struct server *s)
+{
+    for (int i = 0; i < s->n_workers; i++) worker_release(&s->workers[i], s->n_lis);
+    free(s->workers);
+    for (size_t i = 0; i < s->n_lis; i++) {
+        SSL_CTX_free(s->lis[i].ctx);
+        X509_STORE_free(s->lis[i].ca);
+        pthread_mutex_destroy(&s->lis[i].lock);
+    }
+    free(s);
+}
+
+int server_new(const struct config *cfg, struct broker *b, struct server **out, char *err, size_t n)
+{
+    struct server *s = calloc(1, sizeof *s);
+    if (!s) return ERR_NOMEM;
+    s->cfg = cfg;
+    s->broker = b;
+    int rc = 0;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        if (cfg->listeners[i].protocol != PROTO_MQTT) continue;
+        struct listener *l = &s->lis[s->n_lis++];
+        l->cfg = cfg->listeners[i];
+        pthread_mutex_init(&l->lock, NULL);
+        GUARD_GOTO(rc, listener_load(l, err, n), fail);
+    }
+    s->n_workers = server_worker_count(cfg);
+    s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
+    if (!s->workers) {
+        rc = ERR_NOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < s->n_workers; i++) {
+        s->workers[i].epfd = s->workers[i].evfd = -1;
+        GUARD_GOTO(rc, worker_init(s, &s->workers[i], err, n), fail);
+    }
+    *out = s;
+    return 0;
+fail:
+    server_free(s);
+    return rc;
+}
+
+int server_start(struct server *s)
+{
+    for (int i = 0; i < s->n_workers; i++)
+        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
+            return ERR_INTERNAL;
+    return 0;
+}
+
+int server_reload_tls(struct server *s, char *err, size_t n)
+{
+    for (size_t i = 0; i < s->n_lis; i++) GUARD(listener_load(&s->lis[i], err, n));
+    return 0;
+}
+
+void server_stop(struct server *s)
+{
+    atomic_store(&s->stop, true);
+    for (int i = 0; i < s->n_workers; i++) {
+        uint64_t one = 1;
+        ssize_t r = write(s->workers[i].evfd, &one, sizeof one);
+        (void)r;
+    }
+    for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i].thread, NULL);
+    server_free(s);
+}

@@ -1,0 +1,33 @@
+/* The network layer: MQTT listeners, one worker thread per core, each with
+ * its own epoll loop and its own SO_REUSEPORT socket per listener, so TLS
+ * handshakes and packet work spread over every core. A connection belongs
+ * to the worker that accepted it for its whole life. */
+#ifndef CERTMQ_NET_SERVER_H
+#define CERTMQ_NET_SERVER_H
+
+#include <stddef.h>
+
+#include "core/config.h"
+#include "core/err.h"
+
+struct broker;
+struct client;
+struct server;
+
+/* Binds every MQTT listener and loads its TLS context. On failure writes
+ * a readable reason into err. */
+MUST_USE int server_new(const struct config *cfg, struct broker *b, struct server **out, char *err,
+                        size_t n);
+/* Starts the worker threads. */
+MUST_USE int server_start(struct server *s);
+/* Reloads certificates, keys and CA files of every TLS listener; new
+ * connections use them, existing ones are untouched. */
+MUST_USE int server_reload_tls(struct server *s, char *err, size_t n);
+/* Stops the workers, closes every connection and frees the server. */
+void server_stop(struct server *s);
+/* The wake callback for struct broker_config. */
+void server_wake(struct client *c);
+/* Worker threads that will run (resolved from the config and CPU mask). */
+int server_worker_count(const struct config *cfg);
+
+#endif

@@ -20,7 +20,7 @@ struct auth;
 struct auth_request {
     X509_STORE *listener_ca; /* the listener's static cafile, or NULL */
     X509 *leaf;              /* peer certificate, or NULL (borrowed) */
-    STACK_OF(X509) *chain;   /* certificates sent after the leaf, or NULL */
+    STACK_OF(X509) * chain;  /* certificates sent after the leaf, or NULL */
     const char *client_id;
     size_t client_id_len;
     const char *username; /* NULL when absent */
@@ -31,12 +31,12 @@ struct auth_request {
 };
 
 struct auth_result {
-    uint8_t connack_rc;  /* 0 accepted, else an MQTT 3.1.1 CONNACK code */
-    const char *reason;  /* named reason for a refusal (static text) */
-    char tenant[64];     /* topic space; "" is the static/anonymous space */
-    char identity[128];  /* certificate CN or user name */
-    char anchor_fp[41];  /* hex SHA-1 of the trust anchor, "" when none */
-    bool device;         /* tenant certificate device: s/ topics are its own */
+    uint8_t connack_rc; /* 0 accepted, else an MQTT 3.1.1 CONNACK code */
+    const char *reason; /* named reason for a refusal (static text) */
+    char tenant[64];    /* topic space; "" is the static/anonymous space */
+    char identity[128]; /* certificate CN or user name */
+    char anchor_fp[41]; /* hex SHA-1 of the trust anchor, "" when none */
+    bool device;        /* tenant certificate device: s/ topics are its own */
 };
 
 MUST_USE int auth_new(const struct config *cfg, struct auth **out);

@@ -78,11 +78,13 @@ struct mqtt_publish {
     size_t payload_len;
 };
 
-/* SUBSCRIBE / UNSUBSCRIBE / SUBACK: the list is validated by mqtt_parse and
- * walked with mqtt_topic_next / mqtt_suback_rc. */
+/* SUBSCRIBE / UNSUBSCRIBE / SUBACK: the list is validated by mqtt_parse.
+ * Filters are walked with mqtt_topic_next; a SUBACK's return codes are the
+ * bytes p[0..count). */
 struct mqtt_list {
     uint16_t packet_id;
     uint16_t count; /* topic filters (or SUBACK return codes) */
+    bool has_qos;   /* SUBSCRIBE: each filter is followed by its QoS byte */
     const uint8_t *p;
     size_t len;
 };

@@ -1,0 +1,227 @@
+/* libFuzzer target for the MQTT codec: frames and parses the input as a
+ * stream of packets, walks SUBSCRIBE/UNSUBSCRIBE lists, and re-encodes each
+ * packet it accepted, which must parse back to the same packet (and to the
+ * same bytes when the sender used the minimal length encoding). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mqtt/codec.h"
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static bool bytes_eq(struct mqtt_bytes a, struct mqtt_bytes b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+
+/* UTF-8 as Unicode table 3-7 lists its well-formed byte sequences, minus
+ * U+0000: a second, independent opinion for mqtt_utf8_valid. */
+static bool utf8_reference(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = p[i];
+        size_t n;
+        uint8_t lo = 0x80, hi = 0xbf;
+        if (c == 0) return false;
+        if (c < 0x80)
+            n = 1;
+        else if (c >= 0xc2 && c <= 0xdf)
+            n = 2;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 3;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 4;
+        else
+            return false;
+        if (c == 0xe0) lo = 0xa0;
+        if (c == 0xed) hi = 0x9f;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;
+        if (len - i < n) return false;
+        for (size_t k = 1; k < n; k++) {
+            uint8_t cc = p[i + k];
+            if (cc < (k == 1 ? lo : 0x80) || cc > (k == 1 ? hi : 0xbf)) return false;
+        }
+        i += n;
+    }
+    return true;
+}
+
+/* Walks a SUBSCRIBE/UNSUBSCRIBE list: exactly count entries, each a
+ * non-empty valid string, ending exactly at the list's end. */
+static void walk_list(const struct mqtt_list *l, bool subscribe)
+{
+    size_t pos = 0, n = 0;
+    struct mqtt_bytes f;
+    uint8_t q = 0xff;
+    CHECK(l->has_qos == subscribe);
+    while (mqtt_topic_next(l, &pos, &f, &q)) {
+        CHECK(f.len > 0 && mqtt_utf8_valid(f.p, f.len));
+        CHECK(f.p >= l->p && f.p + f.len <= l->p + l->len);
+        CHECK(subscribe ? q <= 2 : q == 0);
+        n++;
+    }
+    CHECK(n == l->count && pos == l->len);
+}
+
+static bool connect_eq(const struct mqtt_connect *a, const struct mqtt_connect *b)
+{
+    return a->protocol_level == b->protocol_level && a->clean_session == b->clean_session &&
+           a->keepalive == b->keepalive && bytes_eq(a->client_id, b->client_id) &&
+           a->will == b->will && a->will_qos == b->will_qos && a->will_retain == b->will_retain &&
+           bytes_eq(a->will_topic, b->will_topic) && bytes_eq(a->will_payload, b->will_payload) &&
+           a->has_username == b->has_username && bytes_eq(a->username, b->username) &&
+           a->has_password == b->has_password && bytes_eq(a->password, b->password);
+}
+
+static bool publish_eq(const struct mqtt_publish *a, const struct mqtt_publish *b)
+{
+    return a->qos == b->qos && a->dup == b->dup && a->retain == b->retain &&
+           bytes_eq(a->topic, b->topic) && a->packet_id == b->packet_id &&
+           a->payload_len == b->payload_len &&
+           (a->payload_len == 0 || memcmp(a->payload, b->payload, a->payload_len) == 0);
+}
+
+static bool list_eq(const struct mqtt_list *a, const struct mqtt_list *b)
+{
+    return a->packet_id == b->packet_id && a->count == b->count && a->has_qos == b->has_qos &&
+           a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
+}
+
+static bool packet_eq(const struct mqtt_packet *a, const struct mqtt_packet *b)
+{
+    if (a->type != b->type || a->flags != b->flags) return false;
+    switch (a->type) {
+    case MQTT_CONNECT: return connect_eq(&a->connect, &b->connect);
+    case MQTT_CONNACK:
+        return a->connack.session_present == b->connack.session_present &&
+               a->connack.rc == b->connack.rc;
+    case MQTT_PUBLISH: return publish_eq(&a->publish, &b->publish);
+    case MQTT_SUBSCRIBE:
+    case MQTT_UNSUBSCRIBE:
+    case MQTT_SUBACK: return list_eq(&a->list, &b->list);
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP:
+    case MQTT_UNSUBACK: return a->packet_id == b->packet_id;
+    case MQTT_PINGREQ:
+    case MQTT_PINGRESP:
+    case MQTT_DISCONNECT: return true;
+    }
+    return false;
+}
+
+/* Re-encodes a SUBSCRIBE or UNSUBSCRIBE from its walked entries. */
+static int encode_list(struct buf *b, const struct mqtt_packet *pkt)
+{
+    const struct mqtt_list *l = &pkt->list;
+    struct mqtt_bytes *f = malloc((l->count + 1) * sizeof *f);
+    uint8_t *q = malloc(l->count + 1u);
+    CHECK(f && q);
+    size_t pos = 0, n = 0;
+    while (n < l->count && mqtt_topic_next(l, &pos, &f[n], &q[n])) n++;
+    CHECK(n == l->count);
+    int rc = pkt->type == MQTT_SUBSCRIBE ? mqtt_encode_subscribe(b, l->packet_id, f, q, n)
+                                         : mqtt_encode_unsubscribe(b, l->packet_id, f, n);
+    free(f);
+    free(q);
+    return rc;
+}
+
+static int encode(struct buf *b, const struct mqtt_packet *pkt)
+{
+    switch (pkt->type) {
+    case MQTT_CONNECT: return mqtt_encode_connect(b, &pkt->connect);
+    case MQTT_CONNACK: return mqtt_encode_connack(b, pkt->connack.session_present, pkt->connack.rc);
+    case MQTT_PUBLISH: return mqtt_encode_publish(b, &pkt->publish);
+    case MQTT_SUBSCRIBE:
+    case MQTT_UNSUBSCRIBE: return encode_list(b, pkt);
+    case MQTT_SUBACK:
+        return mqtt_encode_suback(b, pkt->list.packet_id, pkt->list.p, pkt->list.count);
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP:
+    case MQTT_UNSUBACK: return mqtt_encode_ack(b, pkt->type, pkt->packet_id);
+    case MQTT_PINGREQ: return mqtt_encode_pingreq(b);
+    case MQTT_PINGRESP: return mqtt_encode_pingresp(b);
+    case MQTT_DISCONNECT: return mqtt_encode_disconnect(b);
+    }
+    return ERR_INTERNAL;
+}
+
+/* Length of the fixed header of a frame mqtt_frame accepted. */
+static size_t header_len(const uint8_t *frame)
+{
+    size_t n = 1;
+    while (frame[n] & 0x80) n++;
+    return n + 1;
+}
+
+static size_t minimal_header_len(size_t rl)
+{
+    return 1 + (rl < 128 ? 1 : rl < 16384 ? 2 : rl < 2097152 ? 3 : 4);
+}
+
+static void round_trip(const uint8_t *frame, size_t len, const struct mqtt_packet *pkt)
+{
+    struct buf b;
+    struct mqtt_packet again;
+    size_t fl = 0;
+    buf_init(&b, 0);
+    CHECK(encode(&b, pkt) == 0);
+    CHECK(mqtt_frame(buf_head(&b), buf_used(&b), buf_used(&b), &fl) == 1);
+    CHECK(fl == buf_used(&b));
+    CHECK(mqtt_parse(buf_head(&b), fl, &again) == 0);
+    CHECK(packet_eq(pkt, &again));
+    if (pkt->type == MQTT_PUBLISH)
+        CHECK(fl == mqtt_publish_size(pkt->publish.topic.len, pkt->publish.payload_len,
+                                      pkt->publish.qos));
+    size_t h = header_len(frame);
+    if (h == minimal_header_len(len - h)) CHECK(fl == len && memcmp(buf_head(&b), frame, len) == 0);
+    buf_free(&b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    CHECK(mqtt_utf8_valid(data, size) == utf8_reference(data, size));
+
+    size_t off = 0;
+    while (off < size) {
+        const uint8_t *p = data + off;
+        size_t left = size - off, fl = 0, fl_small = 0;
+        int rc = mqtt_frame(p, left, 0, &fl);
+        int rc_small = mqtt_frame(p, left, 64, &fl_small);
+        if (rc == 1) {
+            CHECK(fl >= 2 && fl <= left);
+            CHECK(mqtt_frame(p, fl - 1, 0, &fl_small) == 0);
+            CHECK(rc_small == (fl > 64 ? ERR_TOO_LARGE : 1));
+        } else {
+            CHECK(rc == 0 || rc == ERR_MALFORMED);
+            CHECK(rc_small == rc || rc_small == ERR_TOO_LARGE);
+            break;
+        }
+
+        struct mqtt_packet pkt;
+        rc = mqtt_parse(p, fl, &pkt);
+        CHECK(rc == 0 || rc == ERR_MALFORMED || rc == ERR_PROTO_VERSION);
+        CHECK(rc != ERR_PROTO_VERSION || p[0] >> 4 == MQTT_CONNECT);
+        if (rc == 0) {
+            CHECK(pkt.type == p[0] >> 4);
+            if (pkt.type == MQTT_SUBSCRIBE || pkt.type == MQTT_UNSUBSCRIBE)
+                walk_list(&pkt.list, pkt.type == MQTT_SUBSCRIBE);
+            round_trip(p, fl, &pkt);
+        }
+        off += fl;
+    }
+    return 0;
+}

@@ -1,0 +1,481 @@
+/* MQTT 3.1.1 codec (see codec.h): framing by remaining length, one parser per
+ * packet type that enforces every rule checkable on a single packet, and
+ * encoders that size a packet first and reserve it whole, so a failed encode
+ * leaves the output buffer as it was. Parsing never allocates. */
+#include "mqtt/codec.h"
+
+#include <string.h>
+
+#define VARINT_MAX_BYTES 4
+
+/* CONNECT flag bits (3.1.2.3). */
+#define CF_RESERVED 0x01
+#define CF_CLEAN    0x02
+#define CF_WILL     0x04
+#define CF_WILL_QOS 0x18
+#define CF_RETAIN   0x20
+#define CF_PASSWORD 0x40
+#define CF_USERNAME 0x80
+
+/* PUBLISH fixed-header flag bits (3.3.1). */
+#define PF_RETAIN 0x01
+#define PF_QOS    0x06
+#define PF_DUP    0x08
+
+/* Decodes the remaining length at p[0..len): returns the bytes it took (1..4),
+ * 0 when more bytes are needed, ERR_MALFORMED when the fourth byte still has
+ * its continuation bit set. Non-minimal encodings are accepted (3.1.1 does
+ * not forbid them). */
+static int varint_read(const uint8_t *p, size_t len, uint32_t *value)
+{
+    uint32_t v = 0;
+    for (size_t i = 0; i < VARINT_MAX_BYTES; i++) {
+        if (i >= len) return 0;
+        v |= (uint32_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            *value = v;
+            return (int)i + 1;
+        }
+    }
+    return ERR_MALFORMED;
+}
+
+static size_t varint_size(size_t v)
+{
+    return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : 4;
+}
+
+/* max_packet 0 means no limit beyond the protocol's own. */
+int mqtt_frame(const uint8_t *buf, size_t len, size_t max_packet, size_t *frame_len)
+{
+    if (len < 2) return 0;
+    uint32_t rl = 0;
+    int n = varint_read(buf + 1, len - 1, &rl);
+    if (n <= 0) return n;
+    size_t total = 1 + (size_t)n + rl;
+    if (max_packet && total > max_packet) return ERR_TOO_LARGE;
+    if (len < total) return 0;
+    *frame_len = total;
+    return 1;
+}
+
+bool mqtt_utf8_valid(const uint8_t *p, size_t len)
+{
+    const uint64_t high = 0x8080808080808080ull, ones = 0x0101010101010101ull;
+    size_t i = 0;
+    while (i < len) {
+        /* Topics are mostly ASCII: skip eight bytes at a time when none has
+         * its high bit set and none is zero. */
+        if (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (!(w & high) && !((w - ones) & ~w & high)) {
+                i += 8;
+                continue;
+            }
+        }
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            if (!c) return false;
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) {
+            n = 2, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 3, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (len - i < n) return false;
+        for (size_t k = 1; k < n; k++) {
+            uint8_t cc = p[i + k];
+            if ((cc & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (cc & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+        i += n;
+    }
+    return true;
+}
+
+/* Reads a length-prefixed field that is binary data (no UTF-8 rule). */
+static int rd_binary(struct rd *r, struct mqtt_bytes *b)
+{
+    return rd_lp16(r, &b->p, &b->len);
+}
+
+/* Reads a UTF-8 encoded string (1.5.3). */
+static int rd_string(struct rd *r, struct mqtt_bytes *b)
+{
+    GUARD(rd_lp16(r, &b->p, &b->len));
+    ENSURE(mqtt_utf8_valid(b->p, b->len), ERR_MALFORMED);
+    return 0;
+}
+
+/* A topic name one may publish to: non-empty and without wildcards. Filter
+ * syntax and '$' rules belong to the broker (topic.h). */
+static bool topic_name_ok(const struct mqtt_bytes *t)
+{
+    return t->len && !memchr(t->p, '+', t->len) && !memchr(t->p, '#', t->len);
+}
+
+/* The rest of a CONNECT after the protocol name and level. */
+static int parse_connect_body(struct rd *r, struct mqtt_connect *c)
+{
+    uint8_t flags;
+    GUARD(rd_u8(r, &flags));
+    GUARD(rd_u16(r, &c->keepalive));
+    c->clean_session = flags & CF_CLEAN;
+    c->will = flags & CF_WILL;
+    c->will_qos = (flags & CF_WILL_QOS) >> 3;
+    c->will_retain = flags & CF_RETAIN;
+    c->has_username = flags & CF_USERNAME;
+    c->has_password = flags & CF_PASSWORD;
+    ENSURE(!(flags & CF_RESERVED), ERR_MALFORMED);
+    ENSURE(c->will || (!c->will_qos && !c->will_retain), ERR_MALFORMED);
+    ENSURE(c->will_qos <= 2, ERR_MALFORMED);
+    ENSURE(c->has_username || !c->has_password, ERR_MALFORMED);
+
+    GUARD(rd_string(r, &c->client_id));
+    if (c->will) {
+        GUARD(rd_string(r, &c->will_topic));
+        ENSURE(topic_name_ok(&c->will_topic), ERR_MALFORMED);
+        GUARD(rd_binary(r, &c->will_payload));
+    }
+    if (c->has_username) GUARD(rd_string(r, &c->username));
+    if (c->has_password) GUARD(rd_binary(r, &c->password));
+    ENSURE(rd_left(r) == 0, ERR_MALFORMED);
+    return 0;
+}
+
+/* A known protocol name with another level is answered with CONNACK 1 at
+ * once: its body may follow another layout (5.0 adds properties). An unknown
+ * name earns CONNACK 1 only if the packet is otherwise a sound 3.1.1 CONNECT;
+ * garbage is malformed. */
+static int parse_connect(struct rd *r, struct mqtt_connect *c)
+{
+    const uint8_t *name;
+    uint16_t name_len;
+    GUARD(rd_lp16(r, &name, &name_len));
+    GUARD(rd_u8(r, &c->protocol_level));
+    bool mqtt = name_len == 4 && !memcmp(name, "MQTT", 4);
+    bool mqisdp = name_len == 6 && !memcmp(name, "MQIsdp", 6);
+    if (mqtt || mqisdp) ENSURE(c->protocol_level == (mqtt ? 4 : 3), ERR_PROTO_VERSION);
+    GUARD(parse_connect_body(r, c));
+    return mqtt || mqisdp ? 0 : ERR_PROTO_VERSION;
+}
+
+static int parse_connack(struct rd *r, struct mqtt_connack *a)
+{
+    uint8_t ack_flags;
+    ENSURE(rd_left(r) == 2, ERR_MALFORMED);
+    GUARD(rd_u8(r, &ack_flags));
+    GUARD(rd_u8(r, &a->rc));
+    ENSURE(!(ack_flags & 0xfe), ERR_MALFORMED);
+    ENSURE(a->rc <= MQTT_CONNACK_NOT_AUTHORIZED, ERR_MALFORMED);
+    a->session_present = ack_flags & 1;
+    ENSURE(!a->session_present || a->rc == MQTT_CONNACK_ACCEPTED, ERR_MALFORMED);
+    return 0;
+}
+
+static int parse_publish(struct rd *r, uint8_t flags, struct mqtt_publish *p)
+{
+    p->qos = (flags & PF_QOS) >> 1;
+    p->dup = flags & PF_DUP;
+    p->retain = flags & PF_RETAIN;
+    ENSURE(p->qos <= 2, ERR_MALFORMED);
+    ENSURE(p->qos || !p->dup, ERR_MALFORMED);
+    GUARD(rd_string(r, &p->topic));
+    ENSURE(topic_name_ok(&p->topic), ERR_MALFORMED);
+    if (p->qos) {
+        GUARD(rd_u16(r, &p->packet_id));
+        ENSURE(p->packet_id, ERR_MALFORMED);
+    }
+    p->payload_len = rd_left(r);
+    return rd_bytes(r, p->payload_len, &p->payload);
+}
+
+static int parse_packet_id(struct rd *r, uint16_t *id)
+{
+    ENSURE(rd_left(r) == 2, ERR_MALFORMED);
+    GUARD(rd_u16(r, id));
+    ENSURE(*id, ERR_MALFORMED);
+    return 0;
+}
+
+/* SUBSCRIBE (has_qos) and UNSUBSCRIBE: a packet id, then at least one
+ * non-empty filter, each followed by a QoS byte for SUBSCRIBE. */
+static int parse_filters(struct rd *r, bool has_qos, struct mqtt_list *l)
+{
+    GUARD(rd_u16(r, &l->packet_id));
+    ENSURE(l->packet_id, ERR_MALFORMED);
+    l->has_qos = has_qos;
+    l->p = r->p + r->pos;
+    l->len = rd_left(r);
+    size_t count = 0;
+    while (rd_left(r)) {
+        struct mqtt_bytes f;
+        GUARD(rd_string(r, &f));
+        ENSURE(f.len, ERR_MALFORMED);
+        if (has_qos) {
+            uint8_t q;
+            GUARD(rd_u8(r, &q));
+            ENSURE(q <= 2, ERR_MALFORMED); /* also the six reserved bits */
+        }
+        count++;
+    }
+    ENSURE(count >= 1 && count <= UINT16_MAX, ERR_MALFORMED);
+    l->count = (uint16_t)count;
+    return 0;
+}
+
+static int parse_suback(struct rd *r, struct mqtt_list *l)
+{
+    GUARD(rd_u16(r, &l->packet_id));
+    ENSURE(l->packet_id, ERR_MALFORMED);
+    l->len = rd_left(r);
+    ENSURE(l->len >= 1 && l->len <= UINT16_MAX, ERR_MALFORMED);
+    GUARD(rd_bytes(r, l->len, &l->p));
+    for (size_t i = 0; i < l->len; i++)
+        ENSURE(l->p[i] <= 2 || l->p[i] == MQTT_SUBACK_FAILURE, ERR_MALFORMED);
+    l->count = (uint16_t)l->len;
+    return 0;
+}
+
+/* Fixed-header flags every type but PUBLISH must carry (table 2.2). */
+static int required_flags(unsigned type)
+{
+    switch (type) {
+    case MQTT_PUBREL:
+    case MQTT_SUBSCRIBE:
+    case MQTT_UNSUBSCRIBE: return 0x2;
+    default: return 0;
+    }
+}
+
+int mqtt_parse(const uint8_t *frame, size_t len, struct mqtt_packet *out)
+{
+    uint32_t rl = 0;
+    ENSURE(len >= 2, ERR_MALFORMED);
+    int n = varint_read(frame + 1, len - 1, &rl);
+    ENSURE(n > 0 && 1 + (size_t)n + rl == len, ERR_MALFORMED);
+    struct rd r = rd_make(frame + 1 + n, rl);
+    unsigned type = frame[0] >> 4, flags = frame[0] & 0x0f;
+    *out = (struct mqtt_packet){.type = (enum mqtt_type)type, .flags = (uint8_t)flags};
+    ENSURE(type >= MQTT_CONNECT && type <= MQTT_DISCONNECT, ERR_MALFORMED);
+    ENSURE(type == MQTT_PUBLISH || (int)flags == required_flags(type), ERR_MALFORMED);
+
+    switch ((enum mqtt_type)type) {
+    case MQTT_CONNECT: return parse_connect(&r, &out->connect);
+    case MQTT_CONNACK: return parse_connack(&r, &out->connack);
+    case MQTT_PUBLISH: return parse_publish(&r, (uint8_t)flags, &out->publish);
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP:
+    case MQTT_UNSUBACK: return parse_packet_id(&r, &out->packet_id);
+    case MQTT_SUBSCRIBE: return parse_filters(&r, true, &out->list);
+    case MQTT_UNSUBSCRIBE: return parse_filters(&r, false, &out->list);
+    case MQTT_SUBACK: return parse_suback(&r, &out->list);
+    case MQTT_PINGREQ:
+    case MQTT_PINGRESP:
+    case MQTT_DISCONNECT: return rl == 0 ? 0 : ERR_MALFORMED;
+    }
+    return ERR_MALFORMED;
+}
+
+/* Walks a list mqtt_parse validated; the bounds are checked again anyway, so
+ * a list built by hand cannot make it read past l->p + l->len. */
+int mqtt_topic_next(const struct mqtt_list *l, size_t *pos, struct mqtt_bytes *filter, uint8_t *qos)
+{
+    if (*pos >= l->len) return 0;
+    struct rd r = rd_make(l->p, l->len);
+    struct mqtt_bytes f;
+    uint8_t q = 0;
+    r.pos = *pos;
+    if (rd_binary(&r, &f) < 0) return 0;
+    if (l->has_qos && rd_u8(&r, &q) < 0) return 0;
+    *filter = f;
+    if (qos) *qos = q;
+    *pos = r.pos;
+    return 1;
+}
+
+/* Appends the fixed header of a packet with remaining length rl, after
+ * reserving room for the whole packet: the appends that follow cannot fail
+ * halfway and leave a partial packet in out. */
+static int put_header(struct buf *out, uint8_t byte0, size_t rl)
+{
+    ENSURE(rl <= MQTT_MAX_REMAINING, ERR_TOO_LARGE);
+    uint8_t h[1 + VARINT_MAX_BYTES];
+    size_t n = 0;
+    h[n++] = byte0;
+    size_t v = rl;
+    do {
+        uint8_t b = v & 0x7f;
+        v >>= 7;
+        h[n++] = (uint8_t)(v ? b | 0x80 : b);
+    } while (v);
+    GUARD(buf_reserve(out, n + rl));
+    return buf_append(out, h, n);
+}
+
+static int put_lp16(struct buf *out, const struct mqtt_bytes *b)
+{
+    GUARD(buf_put_u16(out, b->len));
+    return buf_append(out, b->p, b->len);
+}
+
+int mqtt_encode_connack(struct buf *out, bool session_present, uint8_t rc)
+{
+    GUARD(put_header(out, MQTT_CONNACK << 4, 2));
+    GUARD(buf_put_u8(out, session_present ? 1 : 0));
+    return buf_put_u8(out, rc);
+}
+
+/* DUP is dropped on QoS 0 (3.3.1.1 requires it clear there); a QoS above 2 or
+ * a zero packet id with QoS > 0 is the caller's bug: ERR_INVALID. */
+int mqtt_encode_publish(struct buf *out, const struct mqtt_publish *p)
+{
+    ENSURE(p->qos <= 2, ERR_INVALID);
+    ENSURE(!p->qos || p->packet_id, ERR_INVALID);
+    size_t head = 2 + (size_t)p->topic.len + (p->qos ? 2 : 0);
+    ENSURE(p->payload_len <= MQTT_MAX_REMAINING - head, ERR_TOO_LARGE);
+    uint8_t b0 = (uint8_t)(MQTT_PUBLISH << 4 | p->qos << 1);
+    if (p->qos && p->dup) b0 |= PF_DUP;
+    if (p->retain) b0 |= PF_RETAIN;
+    GUARD(put_header(out, b0, head + p->payload_len));
+    GUARD(put_lp16(out, &p->topic));
+    if (p->qos) GUARD(buf_put_u16(out, p->packet_id));
+    return buf_append(out, p->payload, p->payload_len);
+}
+
+int mqtt_encode_ack(struct buf *out, enum mqtt_type type, uint16_t packet_id)
+{
+    ENSURE(type == MQTT_PUBACK || type == MQTT_PUBREC || type == MQTT_PUBREL ||
+               type == MQTT_PUBCOMP || type == MQTT_UNSUBACK,
+           ERR_INVALID);
+    ENSURE(packet_id, ERR_INVALID);
+    GUARD(put_header(out, (uint8_t)(type << 4 | required_flags(type)), 2));
+    return buf_put_u16(out, packet_id);
+}
+
+int mqtt_encode_suback(struct buf *out, uint16_t packet_id, const uint8_t *rcs, size_t n)
+{
+    ENSURE(packet_id && n, ERR_INVALID);
+    ENSURE(n <= UINT16_MAX, ERR_TOO_LARGE);
+    for (size_t i = 0; i < n; i++)
+        ENSURE(rcs[i] <= 2 || rcs[i] == MQTT_SUBACK_FAILURE, ERR_INVALID);
+    GUARD(put_header(out, MQTT_SUBACK << 4, 2 + n));
+    GUARD(buf_put_u16(out, packet_id));
+    return buf_append(out, rcs, n);
+}
+
+static int encode_empty(struct buf *out, enum mqtt_type type)
+{
+    return put_header(out, (uint8_t)(type << 4), 0);
+}
+
+int mqtt_encode_pingresp(struct buf *out)
+{
+    return encode_empty(out, MQTT_PINGRESP);
+}
+
+int mqtt_encode_pingreq(struct buf *out)
+{
+    return encode_empty(out, MQTT_PINGREQ);
+}
+
+int mqtt_encode_disconnect(struct buf *out)
+{
+    return encode_empty(out, MQTT_DISCONNECT);
+}
+
+/* Level 3 is sent as "MQIsdp", every other level as "MQTT" (so tests can
+ * produce a 5.0 CONNECT header). Will QoS/retain are sent only with a will. */
+int mqtt_encode_connect(struct buf *out, const struct mqtt_connect *c)
+{
+    ENSURE(c->will_qos <= 2, ERR_INVALID);
+    ENSURE(c->has_username || !c->has_password, ERR_INVALID);
+    static const struct mqtt_bytes mqtt = {(const uint8_t *)"MQTT", 4};
+    static const struct mqtt_bytes mqisdp = {(const uint8_t *)"MQIsdp", 6};
+    const struct mqtt_bytes *name = c->protocol_level == 3 ? &mqisdp : &mqtt;
+    uint8_t flags = 0;
+    size_t rl = 2 + (size_t)name->len + 4 + 2 + c->client_id.len;
+    if (c->clean_session) flags |= CF_CLEAN;
+    if (c->will) {
+        flags |= (uint8_t)(CF_WILL | c->will_qos << 3 | (c->will_retain ? CF_RETAIN : 0));
+        rl += 4 + (size_t)c->will_topic.len + c->will_payload.len;
+    }
+    if (c->has_username) {
+        flags |= CF_USERNAME;
+        rl += 2 + (size_t)c->username.len;
+    }
+    if (c->has_password) {
+        flags |= CF_PASSWORD;
+        rl += 2 + (size_t)c->password.len;
+    }
+
+    GUARD(put_header(out, MQTT_CONNECT << 4, rl));
+    GUARD(put_lp16(out, name));
+    GUARD(buf_put_u8(out, c->protocol_level));
+    GUARD(buf_put_u8(out, flags));
+    GUARD(buf_put_u16(out, c->keepalive));
+    GUARD(put_lp16(out, &c->client_id));
+    if (c->will) {
+        GUARD(put_lp16(out, &c->will_topic));
+        GUARD(put_lp16(out, &c->will_payload));
+    }
+    if (c->has_username) GUARD(put_lp16(out, &c->username));
+    if (c->has_password) GUARD(put_lp16(out, &c->password));
+    return 0;
+}
+
+/* SUBSCRIBE (qos given) and UNSUBSCRIBE (qos NULL). */
+static int encode_filters(struct buf *out, enum mqtt_type type, uint16_t packet_id,
+                          const struct mqtt_bytes *filters, const uint8_t *qos, size_t n)
+{
+    ENSURE(packet_id && n, ERR_INVALID);
+    ENSURE(n <= UINT16_MAX, ERR_TOO_LARGE);
+    size_t rl = 2;
+    for (size_t i = 0; i < n; i++) {
+        ENSURE(filters[i].len, ERR_INVALID);
+        ENSURE(!qos || qos[i] <= 2, ERR_INVALID);
+        rl += 2 + (size_t)filters[i].len + (qos ? 1 : 0);
+        ENSURE(rl <= MQTT_MAX_REMAINING, ERR_TOO_LARGE);
+    }
+    GUARD(put_header(out, (uint8_t)(type << 4 | 0x2), rl));
+    GUARD(buf_put_u16(out, packet_id));
+    for (size_t i = 0; i < n; i++) {
+        GUARD(put_lp16(out, &filters[i]));
+        if (qos) GUARD(buf_put_u8(out, qos[i]));
+    }
+    return 0;
+}
+
+int mqtt_encode_subscribe(struct buf *out, uint16_t packet_id, const struct mqtt_bytes *filters,
+                          const uint8_t *qos, size_t n)
+{
+    ENSURE(qos, ERR_INVALID);
+    return encode_filters(out, MQTT_SUBSCRIBE, packet_id, filters, qos, n);
+}
+
+int mqtt_encode_unsubscribe(struct buf *out, uint16_t packet_id, const struct mqtt_bytes *filters,
+                            size_t n)
+{
+    return encode_filters(out, MQTT_UNSUBSCRIBE, packet_id, filters, NULL, n);
+}
+
+/* SIZE_MAX when no PUBLISH can carry that much. */
+size_t mqtt_publish_size(size_t topic_len, size_t payload_len, uint8_t qos)
+{
+    if (topic_len > UINT16_MAX || payload_len > MQTT_MAX_REMAINING) return SIZE_MAX;
+    size_t rl = 2 + topic_len + (qos ? 2 : 0) + payload_len;
+    if (rl > MQTT_MAX_REMAINING) return SIZE_MAX;
+    return 1 + varint_size(rl) + rl;
+}

@@ -26,7 +26,8 @@ struct topic_tree *topic_tree_new(void);
 void topic_tree_free(struct topic_tree *t);
 
 /* Adds (or updates the QoS of) subscriber's subscription to filter.
- * Returns 1 when new, 0 when updated, ERR_NOMEM. */
+ * Returns 1 when new, 0 when updated, ERR_NOMEM (ERR_INVALID for an invalid
+ * filter). */
 MUST_USE int topic_subscribe(struct topic_tree *t, const char *filter, size_t len, void *sub,
                              uint8_t qos);
 /* Returns 1 when removed, 0 when there was no such subscription. */
@@ -38,14 +39,18 @@ typedef void (*topic_sub_fn)(void *sub, uint8_t qos, void *arg);
 void topic_match(struct topic_tree *t, const char *name, size_t len, topic_sub_fn fn, void *arg);
 
 /* Retained messages: sets the value for a topic name (NULL clears it) and
- * returns the previous value (the caller frees it). */
+ * returns the previous value (the caller frees it). When the name is invalid
+ * or memory runs out, value is not stored and is returned instead. */
 void *topic_retain_set(struct topic_tree *t, const char *name, size_t len, void *value);
-/* Calls fn for every retained value whose topic name matches filter. */
+/* Calls fn for every retained value whose topic name matches filter. The
+ * callbacks of topic_match and topic_retain_match must not modify the tree. */
 typedef void (*topic_retained_fn)(void *value, void *arg);
 void topic_retain_match(struct topic_tree *t, const char *filter, size_t len,
                         topic_retained_fn fn, void *arg);
 /* Number of retained values (for stats and tests). */
 size_t topic_retain_count(const struct topic_tree *t);
+/* Number of tree nodes besides the root (stats; shows that pruning works). */
+size_t topic_node_count(const struct topic_tree *t);
 /* Calls fn on every retained value and clears them (shutdown). */
 void topic_retain_clear(struct topic_tree *t, topic_retained_fn fn, void *arg);
 

@@ -82,12 +82,16 @@ static void free_retained(void *value, void *arg)
     msg_unref(value);
 }
 
-static void free_session_cb(const char *key, void *value, void *arg)
+struct collect {
+    struct session **v;
+    size_t n;
+};
+
+static void collect_session(const char *key, void *value, void *arg)
 {
     (void)key;
-    struct session *s = value;
-    s->client = NULL;
-    session_free(arg, s);
+    struct collect *c = arg;
+    c->v[c->n++] = value;
 }
 
 static void free_space_cb(const char *key, void *value, void *arg)
@@ -104,7 +108,14 @@ static void free_space_cb(const char *key, void *value, void *arg)
 void broker_free(struct broker *b)
 {
     if (!b) return;
-    map_each(&b->sessions, free_session_cb, b);
+    /* session_free unlinks from the map, so collect first, then free. */
+    struct collect all = {calloc(b->sessions.count + 1, sizeof(struct session *)), 0};
+    if (all.v) map_each(&b->sessions, collect_session, &all);
+    for (size_t i = 0; i < all.n; i++) {
+        all.v[i]->client = NULL;
+        session_free(b, all.v[i]);
+    }
+    free(all.v);
     map_free(&b->sessions);
     map_each(&b->spaces, free_space_cb, NULL);
     map_free(&b->spaces);
@@ -217,6 +228,16 @@ int broker_publish(struct broker *b, struct space *sp, struct msg *m)
     return 0;
 }
 
+void session_deliver_direct(struct broker *b, struct session *s, struct msg *m)
+{
+    int best = -1;
+    for (unsigned i = 0; i < s->n_subs; i++)
+        if (topic_matches(s->subs[i].filter, s->subs[i].len, m->data, m->topic_len) &&
+            s->subs[i].qos > best)
+            best = s->subs[i].qos;
+    if (best >= 0) session_enqueue(b, s, m, m->qos < best ? m->qos : (uint8_t)best, false);
+}
+
 static uint16_t next_packet_id(struct session *s)
 {
     if (++s->next_id == 0) s->next_id = 1;
@@ -225,11 +246,13 @@ static uint16_t next_packet_id(struct session *s)
 
 static int send_publish(struct client *c, const struct qitem *it, bool dup)
 {
+    size_t tlen;
+    const char *topic = devtopic_out(c->session, it->msg->data, it->msg->topic_len, &tlen);
     struct mqtt_publish p = {
         .qos = it->qos,
         .dup = dup,
         .retain = it->retain,
-        .topic = {(const uint8_t *)it->msg->data, it->msg->topic_len},
+        .topic = {(const uint8_t *)topic, (uint16_t)tlen},
         .packet_id = it->packet_id,
         .payload = msg_payload(it->msg),
         .payload_len = it->msg->payload_len,
@@ -259,7 +282,11 @@ int broker_drain(struct broker *b, struct client *c)
         goto out;
     }
     struct session *s = c->session;
-    if (!s || c->state != CLIENT_ACTIVE) goto out;
+    if (!s || c->state != CLIENT_ACTIVE || s->gated) goto out;
+    if (s->resend_pending) {
+        s->resend_pending = false;
+        GUARD_GOTO(rc, broker_resend_inflight(b, c), out);
+    }
     while (s->queue.head && buf_used(&c->out) < DRAIN_HIGH_WATER) {
         struct qitem *it = s->queue.head;
         if (it->qos > 0 && s->inflight.count >= (unsigned)b->cfg.max_inflight) break;

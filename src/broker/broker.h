@@ -48,6 +48,11 @@ struct broker_config {
     /* Asks the owner of c to call broker_drain(c) soon. Called with the
      * broker lock held, from any thread. */
     void (*wake)(struct client *c);
+    /* Issues (or reissues) the device token of cn in tenant: writes a JWT
+     * the caller frees into *jwt. NULL: tokens are not available. Called
+     * without the broker lock. */
+    int (*issue_token)(void *arg, const char *tenant, const char *cn, time_t now, char **jwt);
+    void *token_arg;
 };
 
 MUST_USE int broker_new(const struct broker_config *cfg, struct broker **out);

@@ -134,9 +134,14 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
     c->keepalive = p->keepalive;
     c->state = CLIENT_ACTIVE;
     GUARD_GOTO(rc, mqtt_encode_connack(&c->out, present, MQTT_CONNACK_ACCEPTED), out);
+    s->gated = who.device;
     if (present) {
-        GUARD_GOTO(rc, broker_resend_inflight(b, c), out);
-        if (s->queue.count) b->cfg.wake(c);
+        if (s->gated) {
+            s->resend_pending = s->inflight.count > 0;
+        } else {
+            GUARD_GOTO(rc, broker_resend_inflight(b, c), out);
+            if (s->queue.count) b->cfg.wake(c);
+        }
     }
     log_debug("client %s connected from %s (tenant '%s', identity '%s', session %s)", client_id,
               c->peer, who.tenant, who.identity, present ? "resumed" : "new");

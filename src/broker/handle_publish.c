@@ -1,10 +1,14 @@
 /* PUBLISH from a client and the acknowledgement packets of both QoS flows:
  * PUBACK/PUBREC/PUBCOMP for messages we sent, PUBREL for QoS 2 messages we
- * received (delivered on PUBLISH, the id remembered until PUBREL). */
+ * received (delivered on PUBLISH, the id remembered until PUBREL). Also the
+ * device requests carried by PUBLISH: s/uat asks for a token. */
 #include "broker/internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/log.h"
 
 static bool rx_has(const struct session *s, uint16_t id)
 {
@@ -36,19 +40,91 @@ static void rx_del(struct session *s, uint16_t id)
         }
 }
 
+/* Sends text to this client's own s/<leaf> topic (token, error report). */
+static void reply_own(struct broker *b, struct session *s, const char *leaf, const char *text)
+{
+    char topic[512];
+    size_t tlen;
+    if (devtopic_in(s, leaf, strlen(leaf), true, topic, sizeof topic, &tlen) < 0) return;
+    struct msg *m =
+        msg_new((const uint8_t *)topic, tlen, (const uint8_t *)text, strlen(text), 1, false);
+    if (!m) return;
+    session_deliver_direct(b, s, m);
+    msg_unref(m);
+}
+
+/* s/uat: the device asks for its token; it comes back as "71,<JWT>" on its
+ * s/dat. Minting runs without the broker lock (it may sign). */
+static void token_request(struct broker *b, struct client *c)
+{
+    struct session *s = c->session;
+    if (!s->who.device) {
+        reply_own(b, s, "s/e", "40,0,Tokens are issued to certificate devices only");
+        return;
+    }
+    char *jwt = NULL;
+    char tenant[sizeof s->who.tenant], cn[sizeof s->who.identity];
+    memcpy(tenant, s->who.tenant, sizeof tenant);
+    memcpy(cn, s->who.identity, sizeof cn);
+    int rc = ERR_INTERNAL;
+    if (b->cfg.issue_token) {
+        pthread_mutex_unlock(&b->lock);
+        rc = b->cfg.issue_token(b->cfg.token_arg, tenant, cn, time(NULL), &jwt);
+        pthread_mutex_lock(&b->lock);
+        if (c->session != s || c->kicked) { /* taken over meanwhile: s may be gone */
+            free(jwt);
+            return;
+        }
+    }
+    if (rc < 0 || !jwt) {
+        log_warn("token for device '%s' of tenant '%s' could not be issued", cn, tenant);
+        reply_own(b, s, "s/e", "50,0,Token could not be issued");
+    } else {
+        size_t n = strlen(jwt) + 4;
+        char *text = malloc(n);
+        if (text) {
+            snprintf(text, n, "71,%s", jwt);
+            reply_own(b, s, "s/dat", text);
+            free(text);
+        }
+    }
+    free(jwt);
+}
+
 int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish *p)
 {
     struct session *s = c->session;
-    if (!topic_name_valid((const char *)p->topic.p, p->topic.len)) return ERR_PROTO;
     if (p->qos == 2 && rx_has(s, p->packet_id))
         return mqtt_encode_ack(&c->out, MQTT_PUBREC, p->packet_id); /* duplicate */
 
-    struct msg *m =
-        msg_new(p->topic.p, p->topic.len, p->payload, p->payload_len, p->qos, p->retain);
-    if (!m) return ERR_NOMEM;
-    int rc = broker_publish(b, s->space, m);
-    msg_unref(m);
-    GUARD(rc);
+    char topic[65536 + 320];
+    size_t tlen;
+    int rc =
+        devtopic_in(s, (const char *)p->topic.p, p->topic.len, true, topic, sizeof topic, &tlen);
+    if (rc == ERR_FORBIDDEN) {
+        log_info("client %s: publish to '%.*s' refused", s->client_id, (int)p->topic.len,
+                 (const char *)p->topic.p);
+        reply_own(b, s, "s/e", "41,0,Topic not allowed");
+    } else if (rc < 0) {
+        return rc;
+    } else {
+        bool uat = p->topic.len == 5 && !memcmp(p->topic.p, "s/uat", 5);
+        bool us = p->topic.len == 4 && !memcmp(p->topic.p, "s/us", 4);
+        if (s->gated && (uat || us)) {
+            s->gated = false;
+            b->cfg.wake(c);
+        }
+        struct msg *m =
+            msg_new((const uint8_t *)topic, tlen, p->payload, p->payload_len, p->qos, p->retain);
+        if (!m) return ERR_NOMEM;
+        rc = broker_publish(b, s->space, m);
+        msg_unref(m);
+        GUARD(rc);
+        if (uat) {
+            token_request(b, c);
+            if (c->session != s || c->kicked) return ERR_CLOSED; /* taken over meanwhile */
+        }
+    }
     if (p->qos == 1) return mqtt_encode_ack(&c->out, MQTT_PUBACK, p->packet_id);
     if (p->qos == 2) {
         GUARD(rx_add(b, s, p->packet_id));

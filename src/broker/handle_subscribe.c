@@ -58,21 +58,24 @@ int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_list 
     size_t pos = 0, n = 0;
     struct mqtt_bytes f;
     uint8_t qos;
+    char filter[65536 + 320];
+    size_t flen;
     while (mqtt_topic_next(l, &pos, &f, &qos) == 1) {
-        const char *filter = (const char *)f.p;
-        if (!topic_filter_valid(filter, f.len)) {
+        if (!topic_filter_valid((const char *)f.p, f.len) ||
+            devtopic_in(s, (const char *)f.p, f.len, false, filter, sizeof filter, &flen) < 0 ||
+            flen > UINT16_MAX) {
             rcs[n++] = MQTT_SUBACK_FAILURE;
             continue;
         }
-        int rc = topic_subscribe(s->space->tree, filter, f.len, s, qos);
-        if (rc >= 0) rc = session_add_sub(s, filter, f.len, qos);
+        int rc = topic_subscribe(s->space->tree, filter, flen, s, qos);
+        if (rc >= 0) rc = session_add_sub(s, filter, (uint16_t)flen, qos);
         if (rc < 0) {
             rcs[n++] = MQTT_SUBACK_FAILURE;
             continue;
         }
         rcs[n++] = qos;
         struct retained_ctx r = {b, s, qos};
-        topic_retain_match(s->space->tree, filter, f.len, send_retained, &r);
+        topic_retain_match(s->space->tree, filter, flen, send_retained, &r);
     }
     /* The SUBACK goes out before the retained messages queued above. */
     return mqtt_encode_suback(&c->out, l->packet_id, rcs, n);
@@ -84,9 +87,14 @@ int handle_unsubscribe(struct broker *b, struct client *c, const struct mqtt_lis
     struct session *s = c->session;
     size_t pos = 0;
     struct mqtt_bytes f;
+    char filter[65536 + 320];
+    size_t flen;
     while (mqtt_topic_next(l, &pos, &f, NULL) == 1) {
-        topic_unsubscribe(s->space->tree, (const char *)f.p, f.len, s);
-        session_del_sub(s, (const char *)f.p, f.len);
+        if (devtopic_in(s, (const char *)f.p, f.len, false, filter, sizeof filter, &flen) < 0 ||
+            flen > UINT16_MAX)
+            continue;
+        topic_unsubscribe(s->space->tree, filter, flen, s);
+        session_del_sub(s, filter, (uint16_t)flen);
     }
     return mqtt_encode_ack(&c->out, MQTT_UNSUBACK, l->packet_id);
 }

@@ -64,7 +64,9 @@ struct session {
     unsigned n_subs, cap_subs;
     struct msg *will;
     struct auth_result who;
-    uint64_t match_gen; /* routing: last publish that matched this session */
+    bool gated;          /* device: deliver nothing until it publishes s/uat or s/us */
+    bool resend_pending; /* in-flight messages wait for the gate to open */
+    uint64_t match_gen;  /* routing: last publish that matched this session */
     uint8_t match_qos;
 };
 
@@ -100,6 +102,15 @@ void session_enqueue(struct broker *b, struct session *s, struct msg *m, uint8_t
 MUST_USE int broker_resend_inflight(struct broker *b, struct client *c);
 void qlist_push(struct qlist *l, struct qitem *it);
 void qitem_free(struct qitem *it);
+
+/* Client topic -> routed topic (see devtopic.c). publish: a PUBLISH name
+ * (else a SUBSCRIBE filter). ERR_FORBIDDEN when the client may not use it. */
+MUST_USE int devtopic_in(const struct session *s, const char *t, size_t len, bool publish,
+                         char *out, size_t cap, size_t *out_len);
+/* Routed topic -> the name s's client sees (a suffix of t, or t). */
+const char *devtopic_out(const struct session *s, const char *t, size_t len, size_t *out_len);
+/* Queues m for s alone if one of its filters matches m's topic. */
+void session_deliver_direct(struct broker *b, struct session *s, struct msg *m);
 
 MUST_USE int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect *p,
                             time_t now);

@@ -45,8 +45,8 @@ void *topic_retain_set(struct topic_tree *t, const char *name, size_t len, void 
 /* Calls fn for every retained value whose topic name matches filter. The
  * callbacks of topic_match and topic_retain_match must not modify the tree. */
 typedef void (*topic_retained_fn)(void *value, void *arg);
-void topic_retain_match(struct topic_tree *t, const char *filter, size_t len,
-                        topic_retained_fn fn, void *arg);
+void topic_retain_match(struct topic_tree *t, const char *filter, size_t len, topic_retained_fn fn,
+                        void *arg);
 /* Number of retained values (for stats and tests). */
 size_t topic_retain_count(const struct topic_tree *t);
 /* Number of tree nodes besides the root (stats; shows that pruning works). */

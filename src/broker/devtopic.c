@@ -1,0 +1,64 @@
+/* Topic names as clients see them versus as the broker routes them.
+ *
+ * A certificate device's `s/...` topics are its own: they live at
+ * `$devices/<CN>/s/...`. The tenant's other clients reach them as
+ * `devices/<CN>/s/...`; their own `s/...` topics live at
+ * `$client/<ClientId>/s/...` (where errors for them are reported). The '$'
+ * prefix keeps these out of reach of '#' and '+' subscriptions. Devices may
+ * not touch `devices/...`, and nobody may publish to a '$' topic. */
+#include "broker/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static bool starts(const char *s, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && !memcmp(s, prefix, n);
+}
+
+int devtopic_in(const struct session *s, const char *t, size_t len, bool publish, char *out,
+                size_t cap, size_t *out_len)
+{
+    int n;
+    if (starts(t, len, "$")) {
+        /* Reading $SYS-style topics is fine; our internal spaces are not. */
+        if (publish || starts(t, len, "$devices") || starts(t, len, "$client"))
+            return ERR_FORBIDDEN;
+        n = snprintf(out, cap, "%.*s", (int)len, t);
+    } else if (starts(t, len, "s/")) {
+        if (s->who.device)
+            n = snprintf(out, cap, "$devices/%s/%.*s", s->who.identity, (int)len, t);
+        else
+            n = snprintf(out, cap, "$client/%s/%.*s", s->client_id, (int)len, t);
+    } else if (starts(t, len, "devices/")) {
+        if (s->who.device) return ERR_FORBIDDEN;
+        n = snprintf(out, cap, "$%.*s", (int)len, t);
+    } else {
+        n = snprintf(out, cap, "%.*s", (int)len, t);
+    }
+    if (n < 0 || (size_t)n >= cap || n > 65535) return ERR_TOO_LARGE;
+    *out_len = (size_t)n;
+    return 0;
+}
+
+/* Internal name -> the name this session's client sees. Returns a pointer
+ * into t (a suffix) or into buf. */
+const char *devtopic_out(const struct session *s, const char *t, size_t len, size_t *out_len)
+{
+    *out_len = len;
+    if (len == 0 || t[0] != '$') return t;
+    char prefix[256 + 16];
+    int n;
+    if (s->who.device)
+        n = snprintf(prefix, sizeof prefix, "$devices/%s/", s->who.identity);
+    else if (starts(t, len, "$devices/"))
+        n = 1; /* "$devices/..." is shown as "devices/..." */
+    else
+        n = snprintf(prefix, sizeof prefix, "$client/%s/", s->client_id);
+    if (n == 1 || (n > 0 && (size_t)n < sizeof prefix && starts(t, len, prefix))) {
+        *out_len = len - (size_t)n;
+        return t + n;
+    }
+    return t;
+}

@@ -1,0 +1,363 @@
+/* The chain policy (see policy.h). Steps follow DESIGN.md: find the trust
+ * anchor among the presented certificates, choose the tenant, validate the
+ * path with OpenSSL against that single anchor, then key strength, CRL,
+ * common name, ClientId and registration. The trust index read lock is held
+ * for the whole decision, so the anchors it hands out stay alive. */
+#include "identity/policy.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509v3.h>
+
+#include "identity/trust.h"
+
+#define MAX_PRESENTED  16
+#define MAX_CANDIDATES 32
+
+static const char *const reason_text[IDENT_REASON_COUNT] = {
+    [IDENT_OK] = "accepted",
+    [IDENT_NO_CERTIFICATE] = "no certificate",
+    [IDENT_CA_NOT_IN_CHAIN] = "ca not in chain",
+    [IDENT_UNTRUSTED] = "untrusted",
+    [IDENT_ANCHOR_DISABLED] = "anchor disabled",
+    [IDENT_AMBIGUOUS_TENANT] = "ambiguous tenant",
+    [IDENT_EXPIRED] = "expired",
+    [IDENT_NOT_YET_VALID] = "not yet valid",
+    [IDENT_BAD_SIGNATURE] = "bad signature",
+    [IDENT_SIGNER_NOT_CA] = "signer not a CA",
+    [IDENT_PATH_LENGTH] = "path length exceeded",
+    [IDENT_CHAIN_TOO_LONG] = "chain too long",
+    [IDENT_MISSING_CLIENT_AUTH] = "missing clientAuth",
+    [IDENT_REVOKED] = "revoked",
+    [IDENT_WEAK_KEY] = "weak key",
+    [IDENT_WEAK_SIGNATURE] = "weak signature",
+    [IDENT_BAD_COMMON_NAME] = "bad common name",
+    [IDENT_CLIENT_ID_MISMATCH] = "client id mismatch",
+    [IDENT_NOT_REGISTERED] = "device not registered",
+    [IDENT_INVALID_CHAIN] = "invalid chain",
+};
+
+static _Atomic uint64_t counters[IDENT_REASON_COUNT];
+
+const char *ident_reason_str(enum ident_reason r)
+{
+    return (unsigned)r < IDENT_REASON_COUNT ? reason_text[r] : "unknown";
+}
+
+uint64_t ident_counter(enum ident_reason r)
+{
+    return (unsigned)r < IDENT_REASON_COUNT ? atomic_load(&counters[r]) : 0;
+}
+
+void ident_record(const struct ident_decision *d)
+{
+    unsigned r =
+        (unsigned)d->reason < IDENT_REASON_COUNT ? (unsigned)d->reason : IDENT_INVALID_CHAIN;
+    atomic_fetch_add(&counters[r], 1);
+    if (d->accepted) return;
+    fprintf(stderr, "certmq: refused device tenant=%s cn=%s anchor=%s reason=\"%s\"%s%s\n",
+            d->tenant[0] ? d->tenant : "-", d->cn[0] ? d->cn : "-",
+            d->anchor_fp[0] ? d->anchor_fp : "-", reason_text[r], d->detail[0] ? " detail=" : "",
+            d->detail);
+}
+
+static int refuse(struct ident_decision *out, enum ident_reason r)
+{
+    out->accepted = false;
+    out->auto_register = false;
+    out->reason = r;
+    return 0;
+}
+
+/* The leaf's single common name as UTF-8 into out (cap bytes). Returns 0
+ * when it exists, is unique and fits; the content rules are checked later. */
+static int leaf_cn(X509 *leaf, char *out, size_t cap)
+{
+    X509_NAME *name = X509_get_subject_name(leaf);
+    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    ENSURE(i >= 0, ERR_NOT_FOUND);
+    ENSURE(X509_NAME_get_index_by_NID(name, NID_commonName, i) < 0, ERR_INVALID);
+    unsigned char *utf8 = NULL;
+    int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+    int rc = ERR_INVALID;
+    if (n < 0) return ERR_INVALID;
+    if ((size_t)n < cap && memchr(utf8, '\0', (size_t)n) == NULL) {
+        memcpy(out, utf8, (size_t)n);
+        out[n] = '\0';
+        rc = 0;
+    }
+    OPENSSL_free(utf8);
+    return rc;
+}
+
+/* DESIGN.md step 6: non-empty, no ':', and nothing that cannot stand in
+ * one MQTT topic level ('/', '+', '#') or is a control character. */
+static bool cn_acceptable(const char *cn)
+{
+    size_t n = strlen(cn);
+    if (n == 0 || n > IDENT_CN_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)cn[i];
+        if (c < 0x20 || c == 0x7f || c == ':' || c == '/' || c == '+' || c == '#') return false;
+    }
+    return true;
+}
+
+/* ClientId must be <CN>, d:<CN> or d:<CN>:<templateId>. */
+static bool client_id_matches(const char *cn, const char *id, size_t len)
+{
+    size_t n = strlen(cn);
+    if (len == n && memcmp(id, cn, n) == 0) return true;
+    if (len < 2 + n || memcmp(id, "d:", 2) != 0 || memcmp(id + 2, cn, n) != 0) return false;
+    if (len == 2 + n) return true;
+    return len > 3 + n && id[2 + n] == ':';
+}
+
+static enum ident_reason map_verify_error(int err)
+{
+    switch (err) {
+    case X509_V_ERR_CERT_HAS_EXPIRED: return IDENT_EXPIRED;
+    case X509_V_ERR_CERT_NOT_YET_VALID: return IDENT_NOT_YET_VALID;
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+    case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: return IDENT_BAD_SIGNATURE;
+    case X509_V_ERR_INVALID_CA:
+    case X509_V_ERR_KEYUSAGE_NO_CERTSIGN: return IDENT_SIGNER_NOT_CA;
+    case X509_V_ERR_PATH_LENGTH_EXCEEDED: return IDENT_PATH_LENGTH;
+    case X509_V_ERR_CERT_CHAIN_TOO_LONG: return IDENT_CHAIN_TOO_LONG;
+    case X509_V_ERR_INVALID_PURPOSE: return IDENT_MISSING_CLIENT_AUTH;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_CERT_UNTRUSTED: return IDENT_UNTRUSTED;
+    case X509_V_ERR_EE_KEY_TOO_SMALL:
+    case X509_V_ERR_CA_KEY_TOO_SMALL: return IDENT_WEAK_KEY;
+    case X509_V_ERR_CA_MD_TOO_WEAK: return IDENT_WEAK_SIGNATURE;
+    default: return IDENT_INVALID_CHAIN;
+    }
+}
+
+/* DESIGN.md step 5 for one certificate: RSA/DSA >= 2048 bits, EC >= 256. */
+static bool key_strong(X509 *x)
+{
+    EVP_PKEY *pk = X509_get0_pubkey(x);
+    if (!pk) return false;
+    int bits = EVP_PKEY_get_bits(pk);
+    switch (EVP_PKEY_get_base_id(pk)) {
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS:
+    case EVP_PKEY_DSA: return bits >= 2048;
+    case EVP_PKEY_EC: return bits >= 256;
+    case EVP_PKEY_ED25519:
+    case EVP_PKEY_ED448: return true;
+    default: return bits >= 256;
+    }
+}
+
+/* MD5 and SHA-1 (and older) signatures are refused. */
+static bool signature_strong(X509 *x)
+{
+    int mdnid = NID_undef, pknid = NID_undef, secbits = 0;
+    uint32_t flags = 0;
+    if (X509_get_signature_info(x, &mdnid, &pknid, &secbits, &flags) != 1) return false;
+    switch (mdnid) {
+    case NID_md2:
+    case NID_md4:
+    case NID_md5:
+    case NID_mdc2:
+    case NID_sha1:
+    case NID_md5_sha1: return false;
+    default: return true;
+    }
+}
+
+struct cand {
+    const struct trust_anchor *a;
+    int pos; /* index in the presented list; n for a chained-to anchor */
+};
+
+struct presented {
+    X509 *c[MAX_PRESENTED];
+    int n;
+};
+
+/* Steps 1-3: collects enabled anchors among the presented certificates (or
+ * chained to the top one when relaxed) and picks one. Returns IDENT_OK and
+ * *chosen, or the refusal reason. */
+static enum ident_reason choose_anchor(const struct trust_index *ti, const struct presented *p,
+                                       bool require_ca, struct cand *chosen)
+{
+    struct cand c[MAX_CANDIDATES];
+    const struct trust_anchor *found[MAX_CANDIDATES];
+    int nc = 0;
+    bool saw_disabled = false;
+    for (int i = 1; i < p->n; i++) {
+        char fp[STORE_FP_MAX];
+        if (trust_fingerprint(p->c[i], fp) < 0) continue;
+        size_t k = trust_by_fp_locked(ti, fp, found, MAX_CANDIDATES);
+        for (size_t j = 0; j < k; j++) {
+            if (!found[j]->enabled)
+                saw_disabled = true;
+            else if (nc < MAX_CANDIDATES)
+                c[nc++] = (struct cand){found[j], i};
+        }
+    }
+    /* Anchors that issued the topmost presented certificate. */
+    X509 *top = p->c[p->n - 1];
+    bool issuer_known = false;
+    size_t k = trust_by_subject_locked(ti, X509_get_issuer_name(top), found, MAX_CANDIDATES);
+    for (size_t j = 0; j < k && nc == 0; j++) {
+        if (X509_check_issued(found[j]->cert, top) != X509_V_OK) continue;
+        if (X509_cmp(found[j]->cert, top) == 0) continue; /* top is itself the anchor */
+        if (!found[j]->enabled) {
+            if (require_ca)
+                issuer_known = true;
+            else
+                saw_disabled = true;
+            continue;
+        }
+        issuer_known = true;
+        if (!require_ca && nc < MAX_CANDIDATES) c[nc++] = (struct cand){found[j], p->n};
+    }
+    if (nc == 0) {
+        if (saw_disabled) return IDENT_ANCHOR_DISABLED;
+        return issuer_known ? IDENT_CA_NOT_IN_CHAIN : IDENT_UNTRUSTED;
+    }
+
+    bool any_pop = false;
+    for (int i = 0; i < nc; i++) any_pop = any_pop || c[i].a->pop_valid;
+    int best = -1;
+    for (int i = 0; i < nc; i++) {
+        if (any_pop && !c[i].a->pop_valid) continue;
+        if (best < 0 || c[i].pos < c[best].pos) best = i;
+    }
+    for (int i = 0; i < nc; i++) {
+        if (i == best || (any_pop && !c[i].a->pop_valid)) continue;
+        if (c[i].pos == c[best].pos && strcmp(c[i].a->tenant, c[best].a->tenant) != 0)
+            return IDENT_AMBIGUOUS_TENANT;
+    }
+    *chosen = c[best];
+    return IDENT_OK;
+}
+
+/* Step 4 (and the key, signature and CRL checks on the built path):
+ * OpenSSL path validation with the one anchor as the only trusted cert. */
+static enum ident_reason validate_path(const struct trust_index *ti, const struct ident_input *in,
+                                       const struct presented *p, const struct cand *ch,
+                                       int max_len, struct ident_decision *out)
+{
+    enum ident_reason r = IDENT_INVALID_CHAIN;
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    STACK_OF(X509) *trusted = sk_X509_new_null();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    if (!untrusted || !trusted || !ctx) goto out;
+    for (int i = 1; i < p->n; i++)
+        if (i != ch->pos && !sk_X509_push(untrusted, p->c[i])) goto out;
+    if (!sk_X509_push(trusted, ch->a->cert)) goto out;
+    if (X509_STORE_CTX_init(ctx, NULL, p->c[0], untrusted) != 1) goto out;
+    X509_STORE_CTX_set0_trusted_stack(ctx, trusted);
+    X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_time(param, in->now);
+    X509_VERIFY_PARAM_set_depth(param, max_len - 2);
+    /* The anchor may be an intermediate: trusting it is the tenant's choice. */
+    X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
+    if (X509_get_extension_flags(p->c[0]) & EXFLAG_XKUSAGE)
+        X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+    if (X509_verify_cert(ctx) != 1) {
+        int err = X509_STORE_CTX_get_error(ctx);
+        r = map_verify_error(err);
+        if (r == IDENT_INVALID_CHAIN)
+            snprintf(out->detail, sizeof out->detail, "%s", X509_verify_cert_error_string(err));
+        goto out;
+    }
+    STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
+    int len = sk_X509_num(chain);
+    if (len > max_len) {
+        r = IDENT_CHAIN_TOO_LONG;
+        goto out;
+    }
+    bool crl =
+        trust_option_true_locked(ti, ch->a->tenant, "configuration", "crl.offline.check.enabled");
+    for (int i = 0; i < len - 1; i++) {
+        char serial[STORE_SERIAL_MAX];
+        X509 *x = sk_X509_value(chain, i);
+        if (crl && trust_serial_of(x, serial, sizeof serial) == 0 &&
+            trust_crl_revoked_locked(ti, ch->a->tenant, serial)) {
+            r = IDENT_REVOKED;
+            goto out;
+        }
+    }
+    for (int i = 0; i < len; i++) {
+        X509 *x = sk_X509_value(chain, i);
+        if (!key_strong(x)) {
+            r = IDENT_WEAK_KEY;
+            goto out;
+        }
+        /* The anchor's own self-signature is not relied upon. */
+        if (i < len - 1 && !signature_strong(x)) {
+            r = IDENT_WEAK_SIGNATURE;
+            goto out;
+        }
+    }
+    r = IDENT_OK;
+out:
+    X509_STORE_CTX_free(ctx);
+    sk_X509_free(untrusted);
+    sk_X509_free(trusted);
+    return r;
+}
+
+int ident_decide(const struct trust_index *ti, const struct ident_input *in,
+                 struct ident_decision *out)
+{
+    struct presented p = {.n = 0};
+    struct cand ch = {NULL, 0};
+    enum ident_reason r;
+    char cn[IDENT_CN_MAX + 8];
+    memset(out, 0, sizeof *out);
+    if (!in->leaf) return refuse(out, IDENT_NO_CERTIFICATE);
+    int max_len = in->max_chain_length >= 2 ? in->max_chain_length : IDENT_DEFAULT_MAX_CHAIN;
+    p.c[p.n++] = in->leaf;
+    for (int i = 0; in->chain && i < sk_X509_num(in->chain); i++) {
+        X509 *x = sk_X509_value(in->chain, i);
+        if (!x || X509_cmp(x, in->leaf) == 0) continue;
+        if (p.n == MAX_PRESENTED) return refuse(out, IDENT_CHAIN_TOO_LONG);
+        p.c[p.n++] = x;
+    }
+    bool cn_ok = leaf_cn(in->leaf, cn, sizeof cn) == 0;
+    if (cn_ok) snprintf(out->cn, sizeof out->cn, "%s", cn);
+
+    trust_read_lock(ti);
+    r = choose_anchor(ti, &p, in->require_ca_in_chain, &ch);
+    if (r != IDENT_OK) goto out;
+    snprintf(out->tenant, sizeof out->tenant, "%s", ch.a->tenant);
+    snprintf(out->anchor_fp, sizeof out->anchor_fp, "%s", ch.a->fp);
+    r = validate_path(ti, in, &p, &ch, max_len, out);
+    if (r != IDENT_OK) goto out;
+    if (!cn_ok || !cn_acceptable(cn)) {
+        r = IDENT_BAD_COMMON_NAME;
+        goto out;
+    }
+    if (in->client_id && !client_id_matches(cn, in->client_id, in->client_id_len)) {
+        r = IDENT_CLIENT_ID_MISMATCH;
+        goto out;
+    }
+    if (!trust_device_registered_locked(ti, ch.a->tenant, cn)) {
+        if (!ch.a->auto_registration) {
+            r = IDENT_NOT_REGISTERED;
+            goto out;
+        }
+        out->auto_register = true;
+    }
+out:
+    trust_read_unlock(ti);
+    out->reason = r;
+    out->accepted = r == IDENT_OK;
+    if (!out->accepted) out->auto_register = false;
+    return 0;
+}

@@ -1,0 +1,83 @@
+/* The chain policy (DESIGN.md "Trust and chain policy", steps 1-8) as one
+ * decision function shared by the broker's CONNECT path, the REST
+ * verify-cert-chain tool and `certmq pki verify`. ident_decide() only reads
+ * the trust index and its inputs (time is a parameter); ident_record()
+ * is the side effect: the per-reason counter and the log line. */
+#ifndef CERTMQ_IDENTITY_POLICY_H
+#define CERTMQ_IDENTITY_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "core/err.h"
+#include "store/store.h"
+
+struct trust_index;
+
+#define IDENT_DEFAULT_MAX_CHAIN 2
+#define IDENT_CN_MAX            120 /* so that "device_<CN>" fits a user name */
+
+enum ident_reason {
+    IDENT_OK = 0,
+    IDENT_NO_CERTIFICATE,
+    IDENT_CA_NOT_IN_CHAIN,
+    IDENT_UNTRUSTED,
+    IDENT_ANCHOR_DISABLED,
+    IDENT_AMBIGUOUS_TENANT,
+    IDENT_EXPIRED,
+    IDENT_NOT_YET_VALID,
+    IDENT_BAD_SIGNATURE,
+    IDENT_SIGNER_NOT_CA,
+    IDENT_PATH_LENGTH,
+    IDENT_CHAIN_TOO_LONG,
+    IDENT_MISSING_CLIENT_AUTH,
+    IDENT_REVOKED,
+    IDENT_WEAK_KEY,
+    IDENT_WEAK_SIGNATURE,
+    IDENT_BAD_COMMON_NAME,
+    IDENT_CLIENT_ID_MISMATCH,
+    IDENT_NOT_REGISTERED,
+    IDENT_INVALID_CHAIN, /* any other path-validation failure (see detail) */
+    IDENT_REASON_COUNT
+};
+
+struct ident_input {
+    X509 *leaf;             /* the device certificate, NULL if none (borrowed) */
+    STACK_OF(X509) * chain; /* certificates sent after the leaf, may be NULL */
+    const char *client_id;  /* NULL: skip the ClientId rule (verify tools) */
+    size_t client_id_len;
+    time_t now;
+    int max_chain_length;     /* certificates incl. leaf and anchor; <2 means default */
+    bool require_ca_in_chain; /* DESIGN.md step 1; false: chained-to anchors count */
+};
+
+struct ident_decision {
+    bool accepted;
+    enum ident_reason reason;
+    bool auto_register;            /* accepted, but the caller must register the device */
+    char tenant[STORE_TENANT_MAX]; /* "" when no tenant was chosen */
+    char cn[IDENT_CN_MAX + 8];
+    char anchor_fp[STORE_FP_MAX];
+    char detail[128]; /* OpenSSL's text for IDENT_INVALID_CHAIN, else "" */
+};
+
+/* Runs steps 1-7. Returns 0 when a decision was made (see out->accepted),
+ * negative only on an internal failure (out then says IDENT_INVALID_CHAIN).
+ * When out->auto_register is set the caller performs the registration write
+ * (trust_register_device) before admitting the client. */
+MUST_USE int ident_decide(const struct trust_index *ti, const struct ident_input *in,
+                          struct ident_decision *out);
+
+/* "no certificate", "ca not in chain", ... ("accepted" for IDENT_OK). */
+const char *ident_reason_str(enum ident_reason r);
+/* Counts the decision under its reason and, for a refusal, logs one line
+ * with tenant, CN, anchor fingerprint and reason. Thread-safe. */
+void ident_record(const struct ident_decision *d);
+/* The counter for one reason (IDENT_OK counts acceptances). */
+uint64_t ident_counter(enum ident_reason r);
+
+#endif

@@ -1,0 +1,716 @@
+/* The trust index (see trust.h): a few seeded hash maps under one rwlock,
+ * plus a mutex-guarded cache of verified passwords. Keys are byte strings
+ * joining their parts with NUL (tenant ids and names never contain NUL), so
+ * one map type serves every table. */
+#include "identity/trust.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "identity/password.h"
+
+#define KEY_MAX         1024
+#define CACHE_TTL_S     60
+#define CACHE_MAX_ITEMS 4096
+
+/* ---- a small chained hash map with byte keys ---- */
+
+struct node {
+    struct node *next;
+    uint64_t h;
+    size_t klen;
+    void *val;
+    unsigned char key[];
+};
+
+struct map {
+    struct node **b;
+    size_t nb; /* power of two */
+    size_t n;
+    uint64_t seed;
+};
+
+static uint64_t map_hash(const struct map *m, const void *key, size_t len)
+{
+    const unsigned char *p = key;
+    uint64_t h = 0xcbf29ce484222325ull ^ m->seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    h ^= h >> 31;
+    h *= 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+}
+
+static int map_init(struct map *m)
+{
+    memset(m, 0, sizeof *m);
+    m->nb = 64;
+    m->b = calloc(m->nb, sizeof *m->b);
+    if (!m->b) return ERR_NOMEM;
+    if (RAND_bytes((unsigned char *)&m->seed, sizeof m->seed) != 1) m->seed = (uint64_t)time(NULL);
+    return 0;
+}
+
+static struct node *map_get(const struct map *m, const void *key, size_t len)
+{
+    uint64_t h = map_hash(m, key, len);
+    for (struct node *n = m->b[h & (m->nb - 1)]; n; n = n->next)
+        if (n->h == h && n->klen == len && memcmp(n->key, key, len) == 0) return n;
+    return NULL;
+}
+
+static void map_grow(struct map *m)
+{
+    size_t nb = m->nb * 2;
+    struct node **b = calloc(nb, sizeof *b);
+    if (!b) return; /* keep working with longer chains */
+    for (size_t i = 0; i < m->nb; i++) {
+        struct node *n = m->b[i];
+        while (n) {
+            struct node *next = n->next;
+            n->next = b[n->h & (nb - 1)];
+            b[n->h & (nb - 1)] = n;
+            n = next;
+        }
+    }
+    free(m->b);
+    m->b = b;
+    m->nb = nb;
+}
+
+/* Inserts a new key (the caller checked it is absent). */
+static struct node *map_add(struct map *m, const void *key, size_t len, void *val)
+{
+    struct node *n = malloc(sizeof *n + len);
+    if (!n) return NULL;
+    n->h = map_hash(m, key, len);
+    n->klen = len;
+    n->val = val;
+    memcpy(n->key, key, len);
+    n->next = m->b[n->h & (m->nb - 1)];
+    m->b[n->h & (m->nb - 1)] = n;
+    if (++m->n > m->nb) map_grow(m);
+    return n;
+}
+
+/* Removes key; returns its value (NULL when absent). */
+static void *map_del(struct map *m, const void *key, size_t len)
+{
+    uint64_t h = map_hash(m, key, len);
+    for (struct node **pp = &m->b[h & (m->nb - 1)]; *pp; pp = &(*pp)->next) {
+        struct node *n = *pp;
+        if (n->h == h && n->klen == len && memcmp(n->key, key, len) == 0) {
+            void *v = n->val;
+            *pp = n->next;
+            free(n);
+            m->n--;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static void map_clear(struct map *m, void (*free_val)(void *))
+{
+    for (size_t i = 0; m->b && i < m->nb; i++) {
+        struct node *n = m->b[i];
+        while (n) {
+            struct node *next = n->next;
+            if (free_val) free_val(n->val);
+            free(n);
+            n = next;
+        }
+        m->b[i] = NULL;
+    }
+    m->n = 0;
+}
+
+static void map_free(struct map *m, void (*free_val)(void *))
+{
+    map_clear(m, free_val);
+    free(m->b);
+    m->b = NULL;
+}
+
+/* Joins up to three parts with NUL into buf; returns the length, 0 if too long. */
+static size_t mkkey(char *buf, const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
+    if (la + lb + lc + 2 > KEY_MAX) return 0;
+    memcpy(buf, a, la);
+    size_t n = la;
+    if (b) {
+        buf[n++] = '\0';
+        memcpy(buf + n, b, lb);
+        n += lb;
+    }
+    if (c) {
+        buf[n++] = '\0';
+        memcpy(buf + n, c, lc);
+        n += lc;
+    }
+    return n;
+}
+
+/* ---- the index ---- */
+
+struct anchor_list {
+    size_t n, cap;
+    struct trust_anchor **a;
+};
+
+struct user_entry {
+    char pw_hash[STORE_HASH_MAX];
+    unsigned roles;
+};
+
+struct cache_entry {
+    time_t expires;
+    unsigned roles;
+};
+
+struct trust_index {
+    pthread_rwlock_t lock;
+    struct map anchors;    /* tenant\0fp -> struct trust_anchor (owner) */
+    struct map by_fp;      /* fp -> anchor_list */
+    struct map by_subject; /* subject DER -> anchor_list */
+    struct map devices;    /* tenant\0cn -> (void *)1 */
+    struct map users;      /* tenant\0name -> user_entry */
+    struct map options;    /* tenant\0category\0key -> char * */
+    struct map crl;        /* tenant\0serial -> (void *)1 */
+    pthread_mutex_t cache_mu;
+    struct map cache;         /* SHA-256(pepper, tenant, name, pw) -> cache_entry */
+    unsigned char pepper[32]; /* random per process: cache keys never reveal passwords */
+};
+
+static void free_anchor(void *p)
+{
+    struct trust_anchor *a = p;
+    if (!a) return;
+    X509_free(a->cert);
+    free(a);
+}
+
+static void free_list(void *p)
+{
+    struct anchor_list *l = p;
+    if (!l) return;
+    free(l->a);
+    free(l);
+}
+
+int trust_new(struct trust_index **out)
+{
+    struct trust_index *ti = calloc(1, sizeof *ti);
+    if (!ti) return ERR_NOMEM;
+    int rc = 0;
+    struct map *maps[] = {&ti->anchors, &ti->by_fp,   &ti->by_subject, &ti->devices,
+                          &ti->users,   &ti->options, &ti->crl,        &ti->cache};
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) {
+        rc = map_init(maps[i]);
+        if (rc < 0) goto out;
+    }
+    if (RAND_bytes(ti->pepper, sizeof ti->pepper) != 1) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    pthread_rwlock_init(&ti->lock, NULL);
+    pthread_mutex_init(&ti->cache_mu, NULL);
+    *out = ti;
+    return 0;
+out:
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) free(maps[i]->b);
+    free(ti);
+    return rc;
+}
+
+void trust_free(struct trust_index *ti)
+{
+    if (!ti) return;
+    map_free(&ti->by_fp, free_list);
+    map_free(&ti->by_subject, free_list);
+    map_free(&ti->anchors, free_anchor);
+    map_free(&ti->devices, NULL);
+    map_free(&ti->users, free);
+    map_free(&ti->options, free);
+    map_free(&ti->crl, NULL);
+    map_free(&ti->cache, free);
+    pthread_rwlock_destroy(&ti->lock);
+    pthread_mutex_destroy(&ti->cache_mu);
+    free(ti);
+}
+
+static void wlock(struct trust_index *ti)
+{
+    pthread_rwlock_wrlock(&ti->lock);
+}
+
+static void unlock(struct trust_index *ti)
+{
+    pthread_rwlock_unlock(&ti->lock);
+}
+
+void trust_read_lock(const struct trust_index *ti)
+{
+    pthread_rwlock_rdlock((pthread_rwlock_t *)&ti->lock);
+}
+
+void trust_read_unlock(const struct trust_index *ti)
+{
+    pthread_rwlock_unlock((pthread_rwlock_t *)&ti->lock);
+}
+
+/* ---- fingerprints and serials ---- */
+
+int trust_fingerprint(X509 *cert, char *fp)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    static const char hx[] = "0123456789abcdef";
+    ENSURE(cert, ERR_INVALID);
+    ENSURE(X509_digest(cert, EVP_sha1(), md, &n) == 1 && n == 20, ERR_INTERNAL);
+    for (unsigned i = 0; i < n; i++) {
+        fp[2 * i] = hx[md[i] >> 4];
+        fp[2 * i + 1] = hx[md[i] & 15];
+    }
+    fp[40] = '\0';
+    return 0;
+}
+
+int trust_serial_normalize(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    bool leading = true;
+    ENSURE(in && cap >= 2, ERR_INVALID);
+    while (*in == ' ') in++;
+    if (in[0] == '0' && (in[1] == 'x' || in[1] == 'X')) in += 2;
+    ENSURE(*in, ERR_INVALID);
+    for (; *in; in++) {
+        char c = *in;
+        if (c == ':' || c == ' ') continue;
+        ENSURE(isxdigit((unsigned char)c), ERR_INVALID);
+        if (leading && c == '0') continue;
+        leading = false;
+        ENSURE(n + 1 < cap, ERR_TOO_LARGE);
+        out[n++] = (char)toupper((unsigned char)c);
+    }
+    if (n == 0) out[n++] = '0';
+    out[n] = '\0';
+    return 0;
+}
+
+int trust_serial_of(X509 *cert, char *out, size_t cap)
+{
+    int rc = ERR_INTERNAL;
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    if (!hex) goto out;
+    rc = trust_serial_normalize(hex[0] == '-' ? hex + 1 : hex, out, cap);
+out:
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return rc;
+}
+
+/* ---- anchors ---- */
+
+static int list_add(struct map *m, const void *key, size_t len, struct trust_anchor *a)
+{
+    struct node *n = map_get(m, key, len);
+    struct anchor_list *l = n ? n->val : NULL;
+    if (!l) {
+        l = calloc(1, sizeof *l);
+        if (!l) return ERR_NOMEM;
+        if (!map_add(m, key, len, l)) {
+            free(l);
+            return ERR_NOMEM;
+        }
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 2;
+        struct trust_anchor **p = realloc(l->a, cap * sizeof *p);
+        if (!p) return ERR_NOMEM;
+        l->a = p;
+        l->cap = cap;
+    }
+    l->a[l->n++] = a;
+    return 0;
+}
+
+static void list_remove(struct map *m, const void *key, size_t len, struct trust_anchor *a)
+{
+    struct node *n = map_get(m, key, len);
+    struct anchor_list *l = n ? n->val : NULL;
+    if (!l) return;
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->a[i] != a) continue;
+        l->a[i] = l->a[--l->n];
+        break;
+    }
+    if (l->n == 0) free_list(map_del(m, key, len));
+}
+
+static int subject_key(X509 *cert, const unsigned char **der, size_t *len)
+{
+    ENSURE(X509_NAME_get0_der(X509_get_subject_name(cert), der, len) == 1, ERR_INTERNAL);
+    return 0;
+}
+
+/* Unlinks and frees the anchor stored under key (write lock held). */
+static void anchor_drop(struct trust_index *ti, const char *key, size_t klen)
+{
+    struct trust_anchor *a = map_del(&ti->anchors, key, klen);
+    if (!a) return;
+    const unsigned char *der = NULL;
+    size_t dlen = 0;
+    list_remove(&ti->by_fp, a->fp, strlen(a->fp), a);
+    if (subject_key(a->cert, &der, &dlen) == 0) list_remove(&ti->by_subject, der, dlen, a);
+    free_anchor(a);
+}
+
+int trust_anchor_put(struct trust_index *ti, const char *tenant, X509 *cert, bool enabled,
+                     bool auto_registration, bool pop_valid)
+{
+    char key[KEY_MAX];
+    const unsigned char *der = NULL;
+    size_t dlen = 0;
+    struct trust_anchor *a = calloc(1, sizeof *a);
+    if (!a) return ERR_NOMEM;
+    int rc = trust_fingerprint(cert, a->fp);
+    if (rc == 0) rc = subject_key(cert, &der, &dlen);
+    if (rc < 0 || strlen(tenant) >= sizeof a->tenant) {
+        free(a);
+        return rc < 0 ? rc : ERR_INVALID;
+    }
+    snprintf(a->tenant, sizeof a->tenant, "%s", tenant);
+    X509_up_ref(cert);
+    a->cert = cert;
+    a->enabled = enabled;
+    a->auto_registration = auto_registration;
+    a->pop_valid = pop_valid;
+    size_t klen = mkkey(key, tenant, a->fp, NULL);
+
+    wlock(ti);
+    anchor_drop(ti, key, klen);
+    rc = map_add(&ti->anchors, key, klen, a) ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = list_add(&ti->by_fp, a->fp, strlen(a->fp), a);
+    if (rc == 0) rc = list_add(&ti->by_subject, der, dlen, a);
+    if (rc < 0) anchor_drop(ti, key, klen);
+    unlock(ti);
+    return rc;
+}
+
+int trust_anchor_remove(struct trust_index *ti, const char *tenant, const char *fp)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, fp, NULL);
+    ENSURE(klen, ERR_NOT_FOUND);
+    wlock(ti);
+    bool found = map_get(&ti->anchors, key, klen) != NULL;
+    anchor_drop(ti, key, klen);
+    unlock(ti);
+    return found ? 0 : ERR_NOT_FOUND;
+}
+
+int trust_anchor_get(struct trust_index *ti, const char *tenant, const char *fp,
+                     struct trust_anchor *out)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, fp, NULL);
+    int rc = ERR_NOT_FOUND;
+    ENSURE(klen, ERR_NOT_FOUND);
+    trust_read_lock(ti);
+    struct node *n = map_get(&ti->anchors, key, klen);
+    if (n) {
+        *out = *(struct trust_anchor *)n->val;
+        out->cert = NULL;
+        rc = 0;
+    }
+    trust_read_unlock(ti);
+    return rc;
+}
+
+size_t trust_by_fp_locked(const struct trust_index *ti, const char *fp,
+                          const struct trust_anchor **out, size_t max)
+{
+    struct node *n = map_get(&ti->by_fp, fp, strlen(fp));
+    const struct anchor_list *l = n ? n->val : NULL;
+    size_t k = 0;
+    for (size_t i = 0; l && i < l->n && k < max; i++) out[k++] = l->a[i];
+    return k;
+}
+
+size_t trust_by_subject_locked(const struct trust_index *ti, const X509_NAME *name,
+                               const struct trust_anchor **out, size_t max)
+{
+    const unsigned char *der = NULL;
+    size_t len = 0;
+    if (X509_NAME_get0_der((X509_NAME *)name, &der, &len) != 1) return 0;
+    struct node *n = map_get(&ti->by_subject, der, len);
+    const struct anchor_list *l = n ? n->val : NULL;
+    size_t k = 0;
+    for (size_t i = 0; l && i < l->n && k < max; i++) out[k++] = l->a[i];
+    return k;
+}
+
+/* ---- devices ---- */
+
+int trust_device_add(struct trust_index *ti, const char *tenant, const char *cn)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, cn, NULL);
+    ENSURE(klen, ERR_INVALID);
+    int rc = 0;
+    wlock(ti);
+    if (!map_get(&ti->devices, key, klen) && !map_add(&ti->devices, key, klen, (void *)1))
+        rc = ERR_NOMEM;
+    unlock(ti);
+    return rc;
+}
+
+bool trust_device_registered_locked(const struct trust_index *ti, const char *tenant,
+                                    const char *cn)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, cn, NULL);
+    return klen && map_get(&ti->devices, key, klen) != NULL;
+}
+
+bool trust_device_registered(struct trust_index *ti, const char *tenant, const char *cn)
+{
+    trust_read_lock(ti);
+    bool r = trust_device_registered_locked(ti, tenant, cn);
+    trust_read_unlock(ti);
+    return r;
+}
+
+size_t trust_device_count(struct trust_index *ti)
+{
+    trust_read_lock(ti);
+    size_t n = ti->devices.n;
+    trust_read_unlock(ti);
+    return n;
+}
+
+int trust_register_device(struct trust_index *ti, struct store *st, const char *tenant,
+                          const char *cn, bool *created)
+{
+    GUARD(store_device_register(st, tenant, cn, "CERTIFICATES", created));
+    return trust_device_add(ti, tenant, cn);
+}
+
+/* ---- password users ---- */
+
+int trust_user_put(struct trust_index *ti, const char *tenant, const char *name,
+                   const char *pw_hash, unsigned roles)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, name, NULL);
+    ENSURE(klen, ERR_INVALID);
+    struct user_entry *u = NULL;
+    if (pw_hash && *pw_hash) {
+        u = calloc(1, sizeof *u);
+        if (!u) return ERR_NOMEM;
+        snprintf(u->pw_hash, sizeof u->pw_hash, "%s", pw_hash);
+        u->roles = roles;
+    }
+    int rc = 0;
+    wlock(ti);
+    free(map_del(&ti->users, key, klen));
+    if (u && !map_add(&ti->users, key, klen, u)) {
+        free(u);
+        rc = ERR_NOMEM;
+    }
+    unlock(ti);
+    /* A changed password must not be served from the cache. */
+    pthread_mutex_lock(&ti->cache_mu);
+    map_clear(&ti->cache, free);
+    pthread_mutex_unlock(&ti->cache_mu);
+    return rc;
+}
+
+static int cache_key(const struct trust_index *ti, const char *tenant, const char *name,
+                     const char *pw, size_t pw_len, unsigned char *out)
+{
+    unsigned int n = 0;
+    int rc = ERR_INTERNAL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md) return ERR_NOMEM;
+    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+        EVP_DigestUpdate(md, ti->pepper, sizeof ti->pepper) == 1 &&
+        EVP_DigestUpdate(md, tenant, strlen(tenant) + 1) == 1 &&
+        EVP_DigestUpdate(md, name, strlen(name) + 1) == 1 &&
+        EVP_DigestUpdate(md, pw, pw_len) == 1 && EVP_DigestFinal_ex(md, out, &n) == 1 && n == 32)
+        rc = 0;
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+int trust_check_password(struct trust_index *ti, const char *tenant, const char *name,
+                         const char *pw, size_t pw_len, unsigned *roles)
+{
+    char key[KEY_MAX];
+    unsigned char ck[32];
+    struct user_entry u;
+    time_t now = time(NULL);
+    size_t klen = mkkey(key, tenant, name, NULL);
+    ENSURE(klen, ERR_BAD_CREDENTIALS);
+    GUARD(cache_key(ti, tenant, name, pw, pw_len, ck));
+
+    pthread_mutex_lock(&ti->cache_mu);
+    struct node *cn = map_get(&ti->cache, ck, sizeof ck);
+    if (cn && ((struct cache_entry *)cn->val)->expires > now) {
+        *roles = ((struct cache_entry *)cn->val)->roles;
+        pthread_mutex_unlock(&ti->cache_mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&ti->cache_mu);
+
+    trust_read_lock(ti);
+    struct node *n = map_get(&ti->users, key, klen);
+    if (n) u = *(struct user_entry *)n->val;
+    trust_read_unlock(ti);
+    if (!n || !password_verify(u.pw_hash, pw, pw_len)) return ERR_BAD_CREDENTIALS;
+    *roles = u.roles;
+
+    struct cache_entry *e = malloc(sizeof *e);
+    if (!e) return 0; /* verified; caching is only an optimisation */
+    e->expires = now + CACHE_TTL_S;
+    e->roles = u.roles;
+    pthread_mutex_lock(&ti->cache_mu);
+    if (ti->cache.n >= CACHE_MAX_ITEMS) map_clear(&ti->cache, free);
+    free(map_del(&ti->cache, ck, sizeof ck));
+    if (!map_add(&ti->cache, ck, sizeof ck, e)) free(e);
+    pthread_mutex_unlock(&ti->cache_mu);
+    return 0;
+}
+
+/* ---- options ---- */
+
+int trust_option_set(struct trust_index *ti, const char *tenant, const char *category,
+                     const char *key, const char *value)
+{
+    char k[KEY_MAX];
+    size_t klen = mkkey(k, tenant, category, key);
+    ENSURE(klen, ERR_INVALID);
+    char *v = NULL;
+    if (value) {
+        v = strdup(value);
+        if (!v) return ERR_NOMEM;
+    }
+    int rc = 0;
+    wlock(ti);
+    free(map_del(&ti->options, k, klen));
+    if (v && !map_add(&ti->options, k, klen, v)) {
+        free(v);
+        rc = ERR_NOMEM;
+    }
+    unlock(ti);
+    return rc;
+}
+
+int trust_option_get(struct trust_index *ti, const char *tenant, const char *category,
+                     const char *key, char *out, size_t cap)
+{
+    char k[KEY_MAX];
+    size_t klen = mkkey(k, tenant, category, key);
+    int rc = ERR_NOT_FOUND;
+    ENSURE(klen, ERR_NOT_FOUND);
+    trust_read_lock(ti);
+    struct node *n = map_get(&ti->options, k, klen);
+    if (n) {
+        snprintf(out, cap, "%s", (const char *)n->val);
+        rc = 0;
+    }
+    trust_read_unlock(ti);
+    return rc;
+}
+
+bool trust_option_true_locked(const struct trust_index *ti, const char *tenant,
+                              const char *category, const char *key)
+{
+    char k[KEY_MAX];
+    size_t klen = mkkey(k, tenant, category, key);
+    struct node *n = klen ? map_get(&ti->options, k, klen) : NULL;
+    return n && strcasecmp((const char *)n->val, "true") == 0;
+}
+
+/* ---- revoked serials ---- */
+
+int trust_crl_add(struct trust_index *ti, const char *tenant, const char *serial)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, serial, NULL);
+    ENSURE(klen, ERR_INVALID);
+    int rc = 0;
+    wlock(ti);
+    if (!map_get(&ti->crl, key, klen) && !map_add(&ti->crl, key, klen, (void *)1)) rc = ERR_NOMEM;
+    unlock(ti);
+    return rc;
+}
+
+bool trust_crl_revoked_locked(const struct trust_index *ti, const char *tenant, const char *serial)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, serial, NULL);
+    return klen && map_get(&ti->crl, key, klen) != NULL;
+}
+
+/* ---- loading from the store ---- */
+
+static int load_cert(void *arg, const struct store_cert *c)
+{
+    struct trust_index *ti = arg;
+    const unsigned char *p = c->der;
+    X509 *x = d2i_X509(NULL, &p, (long)c->der_len);
+    if (!x) {
+        fprintf(stderr, "certmq: trust: stored certificate %s of %s does not parse\n",
+                c->fingerprint, c->tenant);
+        return 0;
+    }
+    int rc = trust_anchor_put(ti, c->tenant, x, c->enabled, c->auto_registration, c->pop_valid);
+    X509_free(x);
+    return rc;
+}
+
+static int load_device(void *arg, const char *tenant, const char *cn)
+{
+    return trust_device_add(arg, tenant, cn);
+}
+
+static int load_user(void *arg, const struct store_user *u)
+{
+    return trust_user_put(arg, u->tenant, u->name, u->pw_hash, u->roles);
+}
+
+static int load_option(void *arg, const char *tenant, const char *category, const char *key,
+                       const char *value)
+{
+    return trust_option_set(arg, tenant, category, key, value);
+}
+
+static int load_crl(void *arg, const char *tenant, const struct store_crl_entry *e)
+{
+    return trust_crl_add(arg, tenant, e->serial);
+}
+
+int trust_load(struct trust_index *ti, struct store *st)
+{
+    GUARD(store_cert_list(st, NULL, 0, 0, load_cert, ti));
+    GUARD(store_device_list(st, NULL, load_device, ti));
+    GUARD(store_user_list(st, NULL, true, 0, 0, load_user, ti));
+    GUARD(store_option_list(st, NULL, load_option, ti));
+    GUARD(store_crl_list(st, NULL, load_crl, ti));
+    return 0;
+}

@@ -1,0 +1,936 @@
+/* SQLite backend of the store (store.h): one connection in WAL mode with
+ * foreign keys on, guarded by one mutex; schema versions applied in order
+ * from the migrations table below; every query is a cached prepared
+ * statement with bound parameters, so no SQL is ever built from input. */
+#include "store/store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* Schema migrations: entry i brings the database from version i to i+1. */
+static const char *const migrations[] = {
+    "CREATE TABLE tenants(id TEXT PRIMARY KEY, domain TEXT NOT NULL DEFAULT '',"
+    " company TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL);"
+    "CREATE TABLE users(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
+    " name TEXT NOT NULL, email TEXT NOT NULL DEFAULT '', pw_hash TEXT NOT NULL DEFAULT '',"
+    " roles INTEGER NOT NULL, device INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+    " PRIMARY KEY(tenant, name));"
+    "CREATE TABLE trusted_certs(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
+    " fingerprint TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', enabled INTEGER NOT NULL,"
+    " auto_registration INTEGER NOT NULL, der BLOB NOT NULL, pop_valid INTEGER NOT NULL"
+    " DEFAULT 0, pop_code TEXT NOT NULL DEFAULT '', pop_until INTEGER NOT NULL DEFAULT 0,"
+    " created INTEGER NOT NULL, PRIMARY KEY(tenant, fingerprint));"
+    "CREATE TABLE devices(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
+    " cn TEXT NOT NULL, type TEXT NOT NULL DEFAULT '', name TEXT NOT NULL DEFAULT '',"
+    " auth_type TEXT NOT NULL DEFAULT '', props TEXT NOT NULL DEFAULT '{}',"
+    " created INTEGER NOT NULL, PRIMARY KEY(tenant, cn));"
+    "CREATE TABLE options(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
+    " category TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+    " PRIMARY KEY(tenant, category, key));"
+    "CREATE TABLE crl_entries(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
+    " serial TEXT NOT NULL, revoked INTEGER NOT NULL, PRIMARY KEY(tenant, serial));",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+enum q {
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_TENANT_INSERT,
+    Q_TENANT_GET,
+    Q_TENANT_LIST,
+    Q_TENANT_COUNT,
+    Q_USER_INSERT,
+    Q_USER_INSERT_IGNORE,
+    Q_USER_GET,
+    Q_USER_LIST,
+    Q_USER_LIST_ALL_PW,
+    Q_USER_COUNT,
+    Q_CERT_INSERT,
+    Q_CERT_GET,
+    Q_CERT_UPDATE,
+    Q_CERT_DELETE,
+    Q_CERT_LIST,
+    Q_CERT_LIST_ALL,
+    Q_CERT_COUNT,
+    Q_DEVICE_INSERT,
+    Q_DEVICE_LIST,
+    Q_DEVICE_LIST_ALL,
+    Q_DEVICE_COUNT,
+    Q_OPTION_SET,
+    Q_OPTION_GET,
+    Q_OPTION_DELETE,
+    Q_OPTION_LIST,
+    Q_OPTION_LIST_ALL,
+    Q_CRL_ADD,
+    Q_CRL_LIST,
+    Q_CRL_LIST_ALL,
+    Q_TENANT_EXISTS,
+    Q_COUNT
+};
+
+#define USER_COLS "tenant, name, email, pw_hash, roles, device, created"
+#define CERT_COLS                                                                                  \
+    "tenant, fingerprint, name, enabled, auto_registration, der, pop_valid, pop_code,"             \
+    " pop_until, created"
+
+static const char *const sql[Q_COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_TENANT_INSERT] = "INSERT INTO tenants(id, domain, company, created) VALUES(?,?,?,?)",
+    [Q_TENANT_GET] = "SELECT id, domain, company, created FROM tenants WHERE id = ?",
+    [Q_TENANT_LIST] = "SELECT id, domain, company, created FROM tenants ORDER BY rowid"
+                      " LIMIT ? OFFSET ?",
+    [Q_TENANT_COUNT] = "SELECT count(*) FROM tenants",
+    [Q_TENANT_EXISTS] = "SELECT 1 FROM tenants WHERE id = ?",
+    [Q_USER_INSERT] = "INSERT INTO users(" USER_COLS ") VALUES(?,?,?,?,?,?,?)",
+    [Q_USER_INSERT_IGNORE] = "INSERT OR IGNORE INTO users(" USER_COLS ") VALUES(?,?,?,?,?,?,?)",
+    [Q_USER_GET] = "SELECT " USER_COLS " FROM users WHERE tenant = ? AND name = ?",
+    [Q_USER_LIST] = "SELECT " USER_COLS " FROM users WHERE tenant = ? AND (? = 0 OR pw_hash <> '')"
+                    " ORDER BY rowid LIMIT ? OFFSET ?",
+    [Q_USER_LIST_ALL_PW] = "SELECT " USER_COLS " FROM users WHERE (? = 0 OR pw_hash <> '')"
+                           " ORDER BY rowid LIMIT ? OFFSET ?",
+    [Q_USER_COUNT] = "SELECT count(*) FROM users WHERE tenant = ?",
+    [Q_CERT_INSERT] = "INSERT INTO trusted_certs(" CERT_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?)",
+    [Q_CERT_GET] = "SELECT " CERT_COLS " FROM trusted_certs WHERE tenant = ? AND fingerprint = ?",
+    [Q_CERT_UPDATE] = "UPDATE trusted_certs SET name = ?, enabled = ?, auto_registration = ?,"
+                      " pop_valid = ?, pop_code = ?, pop_until = ?"
+                      " WHERE tenant = ? AND fingerprint = ?",
+    [Q_CERT_DELETE] = "DELETE FROM trusted_certs WHERE tenant = ? AND fingerprint = ?",
+    [Q_CERT_LIST] = "SELECT " CERT_COLS " FROM trusted_certs WHERE tenant = ?"
+                    " ORDER BY rowid LIMIT ? OFFSET ?",
+    [Q_CERT_LIST_ALL] = "SELECT " CERT_COLS " FROM trusted_certs ORDER BY rowid LIMIT ? OFFSET ?",
+    [Q_CERT_COUNT] = "SELECT count(*) FROM trusted_certs WHERE tenant = ?",
+    [Q_DEVICE_INSERT] = "INSERT OR IGNORE INTO devices(tenant, cn, type, name, auth_type, props,"
+                        " created) VALUES(?,?,?,?,?,?,?)",
+    [Q_DEVICE_LIST] = "SELECT tenant, cn FROM devices WHERE tenant = ? ORDER BY rowid",
+    [Q_DEVICE_LIST_ALL] = "SELECT tenant, cn FROM devices ORDER BY rowid",
+    [Q_DEVICE_COUNT] = "SELECT count(*) FROM devices WHERE tenant = ?",
+    [Q_OPTION_SET] = "INSERT INTO options(tenant, category, key, value) VALUES(?,?,?,?)"
+                     " ON CONFLICT(tenant, category, key) DO UPDATE SET value = excluded.value",
+    [Q_OPTION_GET] = "SELECT value FROM options WHERE tenant = ? AND category = ? AND key = ?",
+    [Q_OPTION_DELETE] = "DELETE FROM options WHERE tenant = ? AND category = ? AND key = ?",
+    [Q_OPTION_LIST] = "SELECT tenant, category, key, value FROM options WHERE tenant = ?"
+                      " ORDER BY category, key",
+    [Q_OPTION_LIST_ALL] = "SELECT tenant, category, key, value FROM options"
+                          " ORDER BY tenant, category, key",
+    [Q_CRL_ADD] = "INSERT INTO crl_entries(tenant, serial, revoked) VALUES(?,?,?)"
+                  " ON CONFLICT(tenant, serial) DO UPDATE SET revoked = excluded.revoked",
+    [Q_CRL_LIST] = "SELECT tenant, serial, revoked FROM crl_entries WHERE tenant = ?"
+                   " ORDER BY rowid",
+    [Q_CRL_LIST_ALL] = "SELECT tenant, serial, revoked FROM crl_entries ORDER BY rowid",
+};
+
+struct store {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+    sqlite3_stmt *stmts[Q_COUNT];
+    int version;
+};
+
+static const char *const role_names[STORE_ROLE_COUNT] = {
+    "ROLE_TENANT_ADMIN",
+    "ROLE_TENANT_MANAGEMENT_ADMIN",
+    "ROLE_DEVICE_CONTROL_ADMIN",
+    "ROLE_DEVICE",
+};
+
+const char *store_role_name(unsigned i)
+{
+    return i < STORE_ROLE_COUNT ? role_names[i] : "";
+}
+
+unsigned store_role_parse(const char *name)
+{
+    for (unsigned i = 0; i < STORE_ROLE_COUNT; i++)
+        if (strcmp(name, role_names[i]) == 0) return 1u << i;
+    return 0;
+}
+
+static void copy_str(char *dst, size_t cap, const unsigned char *src)
+{
+    snprintf(dst, cap, "%s", src ? (const char *)src : "");
+}
+
+/* The cached statement for q, reset and with its bindings cleared. */
+static sqlite3_stmt *stmt(struct store *st, enum q id)
+{
+    sqlite3_stmt *s = st->stmts[id];
+    if (!s) {
+        if (sqlite3_prepare_v3(st->db, sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) !=
+            SQLITE_OK) {
+            fprintf(stderr, "certmq: store: cannot prepare query %d: %s\n", (int)id,
+                    sqlite3_errmsg(st->db));
+            return NULL;
+        }
+        st->stmts[id] = s;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+/* Maps an SQLite result to our codes; constraint violations are duplicates. */
+static int map_rc(struct store *st, int rc)
+{
+    if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return 0;
+    int ext = sqlite3_extended_errcode(st->db);
+    if (ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE) return ERR_EXISTS;
+    if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) return ERR_NOT_FOUND;
+    fprintf(stderr, "certmq: store: %s\n", sqlite3_errmsg(st->db));
+    return ERR_DB;
+}
+
+/* Runs a statement that returns no rows. */
+static int exec_done(struct store *st, sqlite3_stmt *s)
+{
+    int rc = map_rc(st, sqlite3_step(s));
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int run_simple(struct store *st, enum q id)
+{
+    sqlite3_stmt *s = stmt(st, id);
+    if (!s) return ERR_DB;
+    return exec_done(st, s);
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_STATIC);
+}
+
+/* Executes a constant multi-statement script, one prepared statement at a time. */
+static int exec_script(sqlite3 *db, const char *script)
+{
+    const char *p = script;
+    while (p && *p) {
+        sqlite3_stmt *s = NULL;
+        const char *tail = NULL;
+        if (sqlite3_prepare_v2(db, p, -1, &s, &tail) != SQLITE_OK) {
+            fprintf(stderr, "certmq: store: schema: %s\n", sqlite3_errmsg(db));
+            return ERR_DB;
+        }
+        if (s) {
+            int rc = sqlite3_step(s);
+            sqlite3_finalize(s);
+            if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+                fprintf(stderr, "certmq: store: schema: %s\n", sqlite3_errmsg(db));
+                return ERR_DB;
+            }
+        }
+        p = tail;
+    }
+    return 0;
+}
+
+static int pragma_int(sqlite3 *db, const char *q, int *out)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = ERR_DB;
+    if (sqlite3_prepare_v2(db, q, -1, &s, NULL) != SQLITE_OK) goto out;
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        if (out) *out = sqlite3_column_int(s, 0);
+        rc = 0;
+    } else if (step == SQLITE_DONE) {
+        rc = 0;
+    }
+out:
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Applies every migration above the database's user_version, each in its
+ * own transaction together with the version bump. */
+static int migrate(struct store *st)
+{
+    int v = 0;
+    GUARD(pragma_int(st->db, "PRAGMA user_version", &v));
+    if (v > SCHEMA_VERSION) {
+        fprintf(stderr, "certmq: store: database schema %d is newer than this build (%d)\n", v,
+                SCHEMA_VERSION);
+        return ERR_DB;
+    }
+    for (; v < SCHEMA_VERSION; v++) {
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
+        int rc = exec_script(st->db, "BEGIN IMMEDIATE");
+        if (rc == 0) rc = exec_script(st->db, migrations[v]);
+        if (rc == 0) rc = exec_script(st->db, bump);
+        if (rc == 0) rc = exec_script(st->db, "COMMIT");
+        if (rc < 0) {
+            ignore_result(exec_script(st->db, "ROLLBACK"));
+            return rc;
+        }
+    }
+    st->version = v;
+    return 0;
+}
+
+int store_open_path(const char *path, struct store **out)
+{
+    int rc = ERR_DB;
+    struct store *st = calloc(1, sizeof *st);
+    if (!st) return ERR_NOMEM;
+    pthread_mutex_init(&st->mu, NULL);
+    if (sqlite3_open_v2(path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
+        fprintf(stderr, "certmq: store: cannot open %s: %s\n", path,
+                st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    sqlite3_extended_result_codes(st->db, 1);
+    GUARD_GOTO(rc, pragma_int(st->db, "PRAGMA journal_mode = WAL", NULL), out);
+    GUARD_GOTO(rc, pragma_int(st->db, "PRAGMA foreign_keys = ON", NULL), out);
+    GUARD_GOTO(rc, pragma_int(st->db, "PRAGMA synchronous = NORMAL", NULL), out);
+    int fk = 0;
+    GUARD_GOTO(rc, pragma_int(st->db, "PRAGMA foreign_keys", &fk), out);
+    if (!fk) {
+        rc = ERR_DB;
+        goto out;
+    }
+    GUARD_GOTO(rc, migrate(st), out);
+    *out = st;
+    st = NULL;
+    rc = 0;
+out:
+    if (st) store_close(st);
+    return rc;
+}
+
+int store_open(const char *data_dir, struct store **out)
+{
+    char path[4096];
+    if (mkdir(data_dir, 0700) != 0) {
+        struct stat sb;
+        if (stat(data_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            fprintf(stderr, "certmq: store: data dir %s is not a directory\n", data_dir);
+            return ERR_IO;
+        }
+    }
+    int n = snprintf(path, sizeof path, "%s/certmq.db", data_dir);
+    if (n < 0 || (size_t)n >= sizeof path) return ERR_INVALID;
+    return store_open_path(path, out);
+}
+
+void store_close(struct store *st)
+{
+    if (!st) return;
+    for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(st->stmts[i]);
+    sqlite3_close(st->db);
+    pthread_mutex_destroy(&st->mu);
+    free(st);
+}
+
+int store_schema_version(struct store *st)
+{
+    return st->version;
+}
+
+static void lock(struct store *st)
+{
+    pthread_mutex_lock(&st->mu);
+}
+
+static void unlock(struct store *st)
+{
+    pthread_mutex_unlock(&st->mu);
+}
+
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* ---- transactions (called with the mutex held) ---- */
+
+static int tx_begin(struct store *st)
+{
+    return run_simple(st, Q_BEGIN);
+}
+
+/* Commits on rc == 0, rolls back otherwise; returns the final status. */
+static int tx_end(struct store *st, int rc)
+{
+    if (rc == 0) {
+        rc = run_simple(st, Q_COMMIT);
+        if (rc == 0) return 0;
+    }
+    if (!sqlite3_get_autocommit(st->db)) ignore_result(run_simple(st, Q_ROLLBACK));
+    return rc;
+}
+
+/* ---- tenants ---- */
+
+static void read_tenant(sqlite3_stmt *s, struct store_tenant *t)
+{
+    memset(t, 0, sizeof *t);
+    copy_str(t->id, sizeof t->id, sqlite3_column_text(s, 0));
+    copy_str(t->domain, sizeof t->domain, sqlite3_column_text(s, 1));
+    copy_str(t->company, sizeof t->company, sqlite3_column_text(s, 2));
+    t->created = sqlite3_column_int64(s, 3);
+}
+
+static int insert_user(struct store *st, enum q id, const struct store_user *u)
+{
+    sqlite3_stmt *s = stmt(st, id);
+    if (!s) return ERR_DB;
+    bind_text(s, 1, u->tenant);
+    bind_text(s, 2, u->name);
+    bind_text(s, 3, u->email);
+    bind_text(s, 4, u->pw_hash);
+    sqlite3_bind_int(s, 5, (int)u->roles);
+    sqlite3_bind_int(s, 6, u->device ? 1 : 0);
+    sqlite3_bind_int64(s, 7, u->created ? u->created : now_s());
+    return exec_done(st, s);
+}
+
+static int tenant_create_locked(struct store *st, const struct store_tenant *t,
+                                const struct store_user *admin)
+{
+    sqlite3_stmt *s = stmt(st, Q_TENANT_INSERT);
+    if (!s) return ERR_DB;
+    bind_text(s, 1, t->id);
+    bind_text(s, 2, t->domain);
+    bind_text(s, 3, t->company);
+    sqlite3_bind_int64(s, 4, t->created ? t->created : now_s());
+    GUARD(exec_done(st, s));
+    if (admin) {
+        struct store_user u = *admin;
+        snprintf(u.tenant, sizeof u.tenant, "%s", t->id);
+        GUARD(insert_user(st, Q_USER_INSERT, &u));
+    }
+    return 0;
+}
+
+int store_tenant_create(struct store *st, const struct store_tenant *t,
+                        const struct store_user *admin)
+{
+    lock(st);
+    int rc = tx_begin(st);
+    if (rc == 0) rc = tx_end(st, tenant_create_locked(st, t, admin));
+    unlock(st);
+    return rc;
+}
+
+int store_tenant_get(struct store *st, const char *id, struct store_tenant *out)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_TENANT_GET);
+    if (!s) goto out;
+    bind_text(s, 1, id);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        read_tenant(s, out);
+        rc = 0;
+    } else {
+        rc = step == SQLITE_DONE ? ERR_NOT_FOUND : map_rc(st, step);
+    }
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+static sqlite3_int64 lim(size_t limit)
+{
+    return limit == 0 || limit > INT64_MAX ? -1 : (sqlite3_int64)limit;
+}
+
+int store_tenant_list(struct store *st, size_t offset, size_t limit, store_tenant_cb cb, void *arg)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_TENANT_LIST);
+    if (!s) goto out;
+    sqlite3_bind_int64(s, 1, lim(limit));
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)offset);
+    int step = SQLITE_DONE;
+    rc = 0;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_tenant t;
+        read_tenant(s, &t);
+        rc = cb(arg, &t);
+    }
+    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+/* Runs a count(*) query with an optional text parameter. */
+static int count_query(struct store *st, enum q id, const char *param, size_t *n)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, id);
+    if (!s) goto out;
+    if (param) bind_text(s, 1, param);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *n = (size_t)sqlite3_column_int64(s, 0);
+        rc = 0;
+    }
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_tenant_count(struct store *st, size_t *n)
+{
+    return count_query(st, Q_TENANT_COUNT, NULL, n);
+}
+
+/* ---- users ---- */
+
+static void read_user(sqlite3_stmt *s, struct store_user *u)
+{
+    memset(u, 0, sizeof *u);
+    copy_str(u->tenant, sizeof u->tenant, sqlite3_column_text(s, 0));
+    copy_str(u->name, sizeof u->name, sqlite3_column_text(s, 1));
+    copy_str(u->email, sizeof u->email, sqlite3_column_text(s, 2));
+    copy_str(u->pw_hash, sizeof u->pw_hash, sqlite3_column_text(s, 3));
+    u->roles = (unsigned)sqlite3_column_int(s, 4);
+    u->device = sqlite3_column_int(s, 5) != 0;
+    u->created = sqlite3_column_int64(s, 6);
+}
+
+int store_user_create(struct store *st, const struct store_user *u)
+{
+    lock(st);
+    int rc = insert_user(st, Q_USER_INSERT, u);
+    unlock(st);
+    return rc;
+}
+
+int store_user_get(struct store *st, const char *tenant, const char *name, struct store_user *out)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_USER_GET);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, name);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        read_user(s, out);
+        rc = 0;
+    } else {
+        rc = step == SQLITE_DONE ? ERR_NOT_FOUND : map_rc(st, step);
+    }
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_user_list(struct store *st, const char *tenant, bool password_only, size_t offset,
+                    size_t limit, store_user_cb cb, void *arg)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, tenant ? Q_USER_LIST : Q_USER_LIST_ALL_PW);
+    if (!s) goto out;
+    int i = 1;
+    if (tenant) bind_text(s, i++, tenant);
+    sqlite3_bind_int(s, i++, password_only ? 1 : 0);
+    sqlite3_bind_int64(s, i++, lim(limit));
+    sqlite3_bind_int64(s, i, (sqlite3_int64)offset);
+    int step = SQLITE_DONE;
+    rc = 0;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_user u;
+        read_user(s, &u);
+        rc = cb(arg, &u);
+    }
+    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_user_count(struct store *st, const char *tenant, size_t *n)
+{
+    return count_query(st, Q_USER_COUNT, tenant, n);
+}
+
+/* ---- trusted certificates ---- */
+
+static void read_cert(sqlite3_stmt *s, struct store_cert *c)
+{
+    memset(c, 0, sizeof *c);
+    copy_str(c->tenant, sizeof c->tenant, sqlite3_column_text(s, 0));
+    copy_str(c->fingerprint, sizeof c->fingerprint, sqlite3_column_text(s, 1));
+    copy_str(c->name, sizeof c->name, sqlite3_column_text(s, 2));
+    c->enabled = sqlite3_column_int(s, 3) != 0;
+    c->auto_registration = sqlite3_column_int(s, 4) != 0;
+    c->der = (unsigned char *)sqlite3_column_blob(s, 5); /* borrowed until reset */
+    c->der_len = (size_t)sqlite3_column_bytes(s, 5);
+    c->pop_valid = sqlite3_column_int(s, 6) != 0;
+    copy_str(c->pop_code, sizeof c->pop_code, sqlite3_column_text(s, 7));
+    c->pop_until = sqlite3_column_int64(s, 8);
+    c->created = sqlite3_column_int64(s, 9);
+}
+
+int store_cert_insert(struct store *st, const struct store_cert *c)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_CERT_INSERT);
+    if (!s) goto out;
+    bind_text(s, 1, c->tenant);
+    bind_text(s, 2, c->fingerprint);
+    bind_text(s, 3, c->name);
+    sqlite3_bind_int(s, 4, c->enabled);
+    sqlite3_bind_int(s, 5, c->auto_registration);
+    sqlite3_bind_blob(s, 6, c->der, (int)c->der_len, SQLITE_STATIC);
+    sqlite3_bind_int(s, 7, c->pop_valid);
+    bind_text(s, 8, c->pop_code);
+    sqlite3_bind_int64(s, 9, c->pop_until);
+    sqlite3_bind_int64(s, 10, c->created ? c->created : now_s());
+    rc = exec_done(st, s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_cert_get(struct store *st, const char *tenant, const char *fp, struct store_cert *out)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_CERT_GET);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, fp);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        read_cert(s, out);
+        unsigned char *der = malloc(out->der_len ? out->der_len : 1);
+        if (!der) {
+            rc = ERR_NOMEM;
+            out->der = NULL;
+        } else {
+            memcpy(der, out->der, out->der_len);
+            out->der = der;
+            rc = 0;
+        }
+    } else {
+        rc = step == SQLITE_DONE ? ERR_NOT_FOUND : map_rc(st, step);
+    }
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+void store_cert_clear(struct store_cert *c)
+{
+    free(c->der);
+    c->der = NULL;
+    c->der_len = 0;
+}
+
+int store_cert_update(struct store *st, const struct store_cert *c)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_CERT_UPDATE);
+    if (!s) goto out;
+    bind_text(s, 1, c->name);
+    sqlite3_bind_int(s, 2, c->enabled);
+    sqlite3_bind_int(s, 3, c->auto_registration);
+    sqlite3_bind_int(s, 4, c->pop_valid);
+    bind_text(s, 5, c->pop_code);
+    sqlite3_bind_int64(s, 6, c->pop_until);
+    bind_text(s, 7, c->tenant);
+    bind_text(s, 8, c->fingerprint);
+    rc = exec_done(st, s);
+    if (rc == 0 && sqlite3_changes(st->db) == 0) rc = ERR_NOT_FOUND;
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_cert_delete(struct store *st, const char *tenant, const char *fp)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_CERT_DELETE);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, fp);
+    rc = exec_done(st, s);
+    if (rc == 0 && sqlite3_changes(st->db) == 0) rc = ERR_NOT_FOUND;
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_cert_list(struct store *st, const char *tenant, size_t offset, size_t limit,
+                    store_cert_cb cb, void *arg)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, tenant ? Q_CERT_LIST : Q_CERT_LIST_ALL);
+    if (!s) goto out;
+    int i = 1;
+    if (tenant) bind_text(s, i++, tenant);
+    sqlite3_bind_int64(s, i++, lim(limit));
+    sqlite3_bind_int64(s, i, (sqlite3_int64)offset);
+    int step = SQLITE_DONE;
+    rc = 0;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_cert c;
+        read_cert(s, &c);
+        rc = cb(arg, &c);
+    }
+    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_cert_count(struct store *st, const char *tenant, size_t *n)
+{
+    return count_query(st, Q_CERT_COUNT, tenant, n);
+}
+
+/* ---- devices ---- */
+
+/* Inserts the device row and its device user; *created reports a new row.
+ * Called with the mutex held inside a transaction. */
+static int device_insert_locked(struct store *st, const char *tenant,
+                                const struct store_device_new *d, int64_t now, bool *created)
+{
+    sqlite3_stmt *s = stmt(st, Q_DEVICE_INSERT);
+    if (!s) return ERR_DB;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, d->cn);
+    bind_text(s, 3, d->type);
+    bind_text(s, 4, d->name);
+    bind_text(s, 5, d->auth_type);
+    bind_text(s, 6, d->props_json ? d->props_json : "{}");
+    sqlite3_bind_int64(s, 7, now);
+    GUARD(exec_done(st, s));
+    *created = sqlite3_changes(st->db) > 0;
+    if (!*created) return 0;
+    struct store_user u;
+    memset(&u, 0, sizeof u);
+    snprintf(u.tenant, sizeof u.tenant, "%s", tenant);
+    int n = snprintf(u.name, sizeof u.name, "device_%s", d->cn);
+    if (n < 0 || (size_t)n >= sizeof u.name) return ERR_INVALID;
+    if (d->pw_hash) snprintf(u.pw_hash, sizeof u.pw_hash, "%s", d->pw_hash);
+    u.roles = STORE_ROLE_DEVICE;
+    u.device = true;
+    u.created = now;
+    return insert_user(st, Q_USER_INSERT_IGNORE, &u);
+}
+
+static int tenant_exists_locked(struct store *st, const char *tenant)
+{
+    sqlite3_stmt *s = stmt(st, Q_TENANT_EXISTS);
+    if (!s) return ERR_DB;
+    bind_text(s, 1, tenant);
+    int step = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (step == SQLITE_ROW) return 0;
+    return step == SQLITE_DONE ? ERR_NOT_FOUND : ERR_DB;
+}
+
+int store_device_register(struct store *st, const char *tenant, const char *cn,
+                          const char *auth_type, bool *created)
+{
+    struct store_device_new d = {.cn = cn, .auth_type = auth_type};
+    bool made = false;
+    lock(st);
+    int rc = tx_begin(st);
+    if (rc == 0) {
+        rc = tenant_exists_locked(st, tenant);
+        if (rc == 0) rc = device_insert_locked(st, tenant, &d, now_s(), &made);
+        rc = tx_end(st, rc);
+    }
+    unlock(st);
+    if (created) *created = rc == 0 && made;
+    return rc;
+}
+
+int store_device_bulk(struct store *st, const char *tenant, const struct store_device_new *rows,
+                      size_t n, int *row_rc)
+{
+    int64_t now = now_s();
+    lock(st);
+    int rc = tx_begin(st);
+    if (rc == 0) {
+        rc = tenant_exists_locked(st, tenant);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            bool made = false;
+            rc = device_insert_locked(st, tenant, &rows[i], now, &made);
+            if (rc == 0) row_rc[i] = made ? 0 : ERR_EXISTS;
+        }
+        rc = tx_end(st, rc);
+    }
+    unlock(st);
+    return rc;
+}
+
+int store_device_list(struct store *st, const char *tenant, store_device_cb cb, void *arg)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, tenant ? Q_DEVICE_LIST : Q_DEVICE_LIST_ALL);
+    if (!s) goto out;
+    if (tenant) bind_text(s, 1, tenant);
+    int step = SQLITE_DONE;
+    rc = 0;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW)
+        rc = cb(arg, (const char *)sqlite3_column_text(s, 0),
+                (const char *)sqlite3_column_text(s, 1));
+    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_device_count(struct store *st, const char *tenant, size_t *n)
+{
+    return count_query(st, Q_DEVICE_COUNT, tenant, n);
+}
+
+/* ---- options ---- */
+
+int store_option_set(struct store *st, const char *tenant, const char *category, const char *key,
+                     const char *value)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_OPTION_SET);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, category);
+    bind_text(s, 3, key);
+    bind_text(s, 4, value);
+    rc = exec_done(st, s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_option_get(struct store *st, const char *tenant, const char *category, const char *key,
+                     char *value, size_t cap)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_OPTION_GET);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, category);
+    bind_text(s, 3, key);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        copy_str(value, cap, sqlite3_column_text(s, 0));
+        rc = 0;
+    } else {
+        rc = step == SQLITE_DONE ? ERR_NOT_FOUND : map_rc(st, step);
+    }
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_option_delete(struct store *st, const char *tenant, const char *category, const char *key)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_OPTION_DELETE);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, category);
+    bind_text(s, 3, key);
+    rc = exec_done(st, s);
+    if (rc == 0 && sqlite3_changes(st->db) == 0) rc = ERR_NOT_FOUND;
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_option_list(struct store *st, const char *tenant, store_option_cb cb, void *arg)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, tenant ? Q_OPTION_LIST : Q_OPTION_LIST_ALL);
+    if (!s) goto out;
+    if (tenant) bind_text(s, 1, tenant);
+    int step = SQLITE_DONE;
+    rc = 0;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW)
+        rc = cb(arg, (const char *)sqlite3_column_text(s, 0),
+                (const char *)sqlite3_column_text(s, 1), (const char *)sqlite3_column_text(s, 2),
+                (const char *)sqlite3_column_text(s, 3));
+    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+/* ---- revoked serials ---- */
+
+int store_crl_add(struct store *st, const char *tenant, const struct store_crl_entry *e, size_t n)
+{
+    lock(st);
+    int rc = tx_begin(st);
+    if (rc == 0) {
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            sqlite3_stmt *s = stmt(st, Q_CRL_ADD);
+            if (!s) {
+                rc = ERR_DB;
+                break;
+            }
+            bind_text(s, 1, tenant);
+            bind_text(s, 2, e[i].serial);
+            sqlite3_bind_int64(s, 3, e[i].revoked);
+            rc = exec_done(st, s);
+        }
+        rc = tx_end(st, rc);
+    }
+    unlock(st);
+    return rc;
+}
+
+int store_crl_list(struct store *st, const char *tenant, store_crl_cb cb, void *arg)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, tenant ? Q_CRL_LIST : Q_CRL_LIST_ALL);
+    if (!s) goto out;
+    if (tenant) bind_text(s, 1, tenant);
+    int step = SQLITE_DONE;
+    rc = 0;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct store_crl_entry e;
+        copy_str(e.serial, sizeof e.serial, sqlite3_column_text(s, 1));
+        e.revoked = sqlite3_column_int64(s, 2);
+        rc = cb(arg, (const char *)sqlite3_column_text(s, 0), &e);
+    }
+    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}

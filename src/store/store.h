@@ -1,0 +1,157 @@
+/* The certmq store: tenants, users, trusted certificates, devices, tenant
+ * options and revoked serials. One opaque handle; the SQLite backend is
+ * sqlite.c (schema migrations in schema.c), and a PostgreSQL backend would
+ * implement this same header. Thread-safe: every call holds the store's
+ * mutex, so list callbacks must not call back into the store. */
+#ifndef CERTMQ_STORE_STORE_H
+#define CERTMQ_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+#define STORE_TENANT_MAX 64 /* sizes include the terminating NUL */
+#define STORE_NAME_MAX   128
+#define STORE_FP_MAX     41 /* lowercase hex SHA-1 of the DER */
+#define STORE_HASH_MAX   160
+#define STORE_VALUE_MAX  1024
+#define STORE_SERIAL_MAX 80
+
+struct store;
+
+/* Role bits; a user holds any combination. */
+enum store_role {
+    STORE_ROLE_TENANT_ADMIN = 1u << 0,
+    STORE_ROLE_MANAGEMENT_ADMIN = 1u << 1, /* ROLE_TENANT_MANAGEMENT_ADMIN */
+    STORE_ROLE_DEVICE_CONTROL_ADMIN = 1u << 2,
+    STORE_ROLE_DEVICE = 1u << 3,
+};
+#define STORE_ROLE_COUNT 4
+
+/* "ROLE_TENANT_ADMIN" etc. for bit i (0..STORE_ROLE_COUNT-1). */
+const char *store_role_name(unsigned i);
+/* The bit for a role name, 0 when unknown. */
+unsigned store_role_parse(const char *name);
+
+struct store_tenant {
+    char id[STORE_TENANT_MAX];
+    char domain[STORE_NAME_MAX];
+    char company[STORE_NAME_MAX];
+    int64_t created; /* unix seconds */
+};
+
+struct store_user {
+    char tenant[STORE_TENANT_MAX];
+    char name[STORE_NAME_MAX];
+    char email[STORE_NAME_MAX];
+    char pw_hash[STORE_HASH_MAX]; /* "" for device users (no password) */
+    unsigned roles;
+    bool device;
+    int64_t created;
+};
+
+struct store_cert {
+    char tenant[STORE_TENANT_MAX];
+    char fingerprint[STORE_FP_MAX];
+    char name[STORE_NAME_MAX];
+    bool enabled;
+    bool auto_registration;
+    bool pop_valid;
+    char pop_code[STORE_NAME_MAX];
+    int64_t pop_until;
+    int64_t created;
+    unsigned char *der; /* owned after store_cert_get (store_cert_clear) */
+    size_t der_len;
+};
+
+/* One row of a bulk registration; strings borrowed, NULL means empty. */
+struct store_device_new {
+    const char *cn;
+    const char *type;
+    const char *name;
+    const char *auth_type;
+    const char *props_json;
+    const char *pw_hash; /* device user's password hash, NULL: none */
+};
+
+struct store_crl_entry {
+    char serial[STORE_SERIAL_MAX]; /* uppercase hex, no leading zeros */
+    int64_t revoked;               /* unix seconds */
+};
+
+typedef int (*store_tenant_cb)(void *arg, const struct store_tenant *t);
+typedef int (*store_user_cb)(void *arg, const struct store_user *u);
+/* c->der is borrowed for the duration of the call. */
+typedef int (*store_cert_cb)(void *arg, const struct store_cert *c);
+typedef int (*store_device_cb)(void *arg, const char *tenant, const char *cn);
+typedef int (*store_option_cb)(void *arg, const char *tenant, const char *category, const char *key,
+                               const char *value);
+typedef int (*store_crl_cb)(void *arg, const char *tenant, const struct store_crl_entry *e);
+
+/* Opens (creating and migrating) DATA_DIR/certmq.db. */
+MUST_USE int store_open(const char *data_dir, struct store **out);
+/* Opens an explicit database path (":memory:" for tests). */
+MUST_USE int store_open_path(const char *path, struct store **out);
+void store_close(struct store *st);
+/* The schema version the database is at after migrations. */
+int store_schema_version(struct store *st);
+
+/* Creates a tenant and its admin user in one transaction (admin may be NULL).
+ * ERR_EXISTS when the tenant id is taken. */
+MUST_USE int store_tenant_create(struct store *st, const struct store_tenant *t,
+                                 const struct store_user *admin);
+MUST_USE int store_tenant_get(struct store *st, const char *id, struct store_tenant *out);
+MUST_USE int store_tenant_list(struct store *st, size_t offset, size_t limit, store_tenant_cb cb,
+                               void *arg);
+MUST_USE int store_tenant_count(struct store *st, size_t *n);
+
+/* ERR_EXISTS when (tenant, name) is taken, ERR_NOT_FOUND without the tenant. */
+MUST_USE int store_user_create(struct store *st, const struct store_user *u);
+MUST_USE int store_user_get(struct store *st, const char *tenant, const char *name,
+                            struct store_user *out);
+/* tenant NULL: every tenant's users. password_only: users with a hash only. */
+MUST_USE int store_user_list(struct store *st, const char *tenant, bool password_only,
+                             size_t offset, size_t limit, store_user_cb cb, void *arg);
+MUST_USE int store_user_count(struct store *st, const char *tenant, size_t *n);
+
+/* c->der is borrowed. ERR_EXISTS when the tenant already trusts it. */
+MUST_USE int store_cert_insert(struct store *st, const struct store_cert *c);
+/* Fills out, allocating out->der: release with store_cert_clear. */
+MUST_USE int store_cert_get(struct store *st, const char *tenant, const char *fp,
+                            struct store_cert *out);
+void store_cert_clear(struct store_cert *c);
+/* Writes name, enabled, auto_registration and the proof-of-possession fields. */
+MUST_USE int store_cert_update(struct store *st, const struct store_cert *c);
+MUST_USE int store_cert_delete(struct store *st, const char *tenant, const char *fp);
+/* tenant NULL: every tenant's certificates. */
+MUST_USE int store_cert_list(struct store *st, const char *tenant, size_t offset, size_t limit,
+                             store_cert_cb cb, void *arg);
+MUST_USE int store_cert_count(struct store *st, const char *tenant, size_t *n);
+
+/* Registers one device (row + device user "device_<cn>") in one transaction.
+ * Idempotent: *created says whether it was new. */
+MUST_USE int store_device_register(struct store *st, const char *tenant, const char *cn,
+                                   const char *auth_type, bool *created);
+/* Registers n devices in ONE transaction: row_rc[i] is 0 (created) or
+ * ERR_EXISTS; any other failure rolls back everything and is returned. */
+MUST_USE int store_device_bulk(struct store *st, const char *tenant,
+                               const struct store_device_new *rows, size_t n, int *row_rc);
+MUST_USE int store_device_list(struct store *st, const char *tenant, store_device_cb cb, void *arg);
+MUST_USE int store_device_count(struct store *st, const char *tenant, size_t *n);
+
+MUST_USE int store_option_set(struct store *st, const char *tenant, const char *category,
+                              const char *key, const char *value);
+MUST_USE int store_option_get(struct store *st, const char *tenant, const char *category,
+                              const char *key, char *value, size_t cap);
+MUST_USE int store_option_delete(struct store *st, const char *tenant, const char *category,
+                                 const char *key);
+MUST_USE int store_option_list(struct store *st, const char *tenant, store_option_cb cb, void *arg);
+
+/* Adds (or re-dates) revoked serials in one transaction. */
+MUST_USE int store_crl_add(struct store *st, const char *tenant, const struct store_crl_entry *e,
+                           size_t n);
+MUST_USE int store_crl_list(struct store *st, const char *tenant, store_crl_cb cb, void *arg);
+
+#endif

@@ -131,7 +131,9 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
         goto out;
     }
     s->will = will;
+    long max_ka = b->cfg.max_keepalive;
     c->keepalive = p->keepalive;
+    if (max_ka && (p->keepalive == 0 || p->keepalive > max_ka)) c->keepalive = (uint16_t)max_ka;
     c->state = CLIENT_ACTIVE;
     GUARD_GOTO(rc, mqtt_encode_connack(&c->out, present, MQTT_CONNACK_ACCEPTED), out);
     s->gated = who.device;

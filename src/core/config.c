@@ -63,7 +63,8 @@ static const struct option options[] = {
     G_LONG("connect_timeout", connect_timeout, 1, 3600, 10,
            "seconds between accept and the CONNECT packet"),
     G_LONG("max_keepalive", max_keepalive, 0, 65535, 65535,
-           "largest keepalive granted; 0 in CONNECT is kept as 0"),
+           "longest silence allowed, in seconds: a client keepalive of 0 or above it "
+           "is held to it (0: no limit)"),
     G_LONG("max_chain_length", max_chain_length, 1, 10, 2,
            "certificates in a device chain including leaf and anchor"),
     G_BOOL("require_ca_in_chain", require_ca_in_chain, 1,

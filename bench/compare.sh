@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Benchmarks build/certmq against Debian's mosquitto with the same certificates:
+# each broker pinned to CPU 0, certmq-loadgen pinned to CPU 1, every metric run
+# on a fresh broker process, certmq first then mosquitto. Prints a markdown
+# table (certmq/mosquitto ratios); --record appends it to bench/RESULTS.md.
+# Usage: bench/compare.sh [--record] [--seconds S] [--idle-conns K]
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+certmq=${CERTMQ:-$root/build/certmq}
+loadgen=${LOADGEN:-$root/build/certmq-loadgen}
+mosquitto=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+record=0
+secs=5        # measured seconds per throughput metric (after 1 s of warm-up)
+idle_conns=5000
+devices=64
+broker_cpu=0
+gen_cpu=1
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --record) record=1 ;;
+    --seconds) secs=$2; shift ;;
+    --idle-conns) idle_conns=$2; shift ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ ! -x "$certmq" ] || [ ! -x "$loadgen" ]; then
+  (cd "$root" && make build) || { echo "compare.sh: build failed" >&2; exit 1; }
+fi
+[ -x "$mosquitto" ] || { echo "compare.sh: mosquitto not installed" >&2; exit 1; }
+
+# 5,000 TLS connections need as many descriptors in both processes.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((idle_conns + 100)) ]; then
+  echo "compare.sh: ulimit -n is $(ulimit -n), need $((idle_conns + 100))" >&2
+  exit 1
+fi
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+work=$(mktemp -d /tmp/certmq-bench.XXXXXX)
+chmod 0755 "$work" # mosquitto started as root reads its files as user mosquitto
+broker_pid=""
+lg_pid=""
+cleanup() {
+  for p in $lg_pid $broker_pid; do kill "$p" 2>/dev/null; done
+  for p in $lg_pid $broker_pid; do wait "$p" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "compare.sh: certificates ($devices devices) in $work/pki" >&2
+"$root/bench/gen_certs.sh" "$work/pki" "$devices" >/dev/null || exit 1
+pki=$work/pki
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# write_config BROKER KEYTYPE PORT: the broker's config file for that server key.
+write_config() {
+  local broker=$1 key=$2 port=$3 f=$work/$1.conf
+  if [ "$broker" = certmq ]; then
+    rm -rf "$work/certmq-var"
+    cat > "$f" <<EOF
+data_dir $work/certmq-var
+log_level warn
+workers 0
+max_connections 100000
+listener $port 127.0.0.1
+certfile $pki/server-$key.pem
+keyfile $pki/server-$key.key
+cafile $pki/device-ca.pem
+client_certificates required
+EOF
+  else
+    # mosquitto 2 at its best for this load: Nagle off (it is on by default
+    # and adds ~40 ms per connect), no persistence, devices named by CN as
+    # certmq does.
+    cat > "$f" <<EOF
+per_listener_settings false
+allow_anonymous true
+persistence false
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+listener $port 127.0.0.1
+cafile $pki/device-ca.pem
+certfile $pki/server-$key.pem
+keyfile $pki/server-$key.key
+require_certificate true
+use_identity_as_username true
+EOF
+  fi
+  echo "$f"
+}
+
+# start_broker BROKER KEYTYPE: sets broker_pid and port; 1 if it did not come up.
+start_broker() {
+  local broker=$1 conf
+  port=$(free_port)
+  conf=$(write_config "$broker" "$2" "$port")
+  if [ "$broker" = certmq ]; then
+    taskset -c $broker_cpu "$certmq" serve --config "$conf" >"$work/$broker.log" 2>&1 &
+  else
+    taskset -c $broker_cpu "$mosquitto" -c "$conf" >"$work/$broker.log" 2>&1 &
+  fi
+  broker_pid=$!
+  for _ in $(seq 100); do
+    kill -0 "$broker_pid" 2>/dev/null || break
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then sleep 0.2; return 0; fi
+    sleep 0.1
+  done
+  echo "compare.sh: $broker did not start; its log:" >&2
+  tail -5 "$work/$broker.log" >&2
+  stop_broker
+  return 1
+}
+
+stop_broker() {
+  [ -n "$broker_pid" ] || return 0
+  kill "$broker_pid" 2>/dev/null
+  for _ in $(seq 30); do kill -0 "$broker_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$broker_pid" 2>/dev/null
+  wait "$broker_pid" 2>/dev/null
+  broker_pid=""
+}
+
+lg() {
+  taskset -c $gen_cpu "$loadgen" "$@" --port "$port" --cafile "$pki/ca.pem" \
+    --devices "$pki/devices"
+}
+
+# The same for `lg_bg ... &`: the background job's pid is the generator's.
+lg_bg() {
+  exec taskset -c $gen_cpu "$loadgen" "$@" --port "$port" --cafile "$pki/ca.pem" \
+    --devices "$pki/devices"
+}
+
+# kv LINE KEY: the value of key=value in a RESULT line.
+kv() {
+  sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"
+}
+
+# mark_bound BROKER "KEYS" RESULT: flags those results when the generator was
+# busy over 90% of the measured time (the broker may be faster than shown).
+mark_bound() {
+  local busy
+  busy=$(awk -v g="$(kv "$3" gen_cpu)" -v s="$(kv "$3" seconds)" \
+         'BEGIN { print (g != "" && s > 0 && g / s > 0.9) ? 1 : 0 }')
+  if [ "$busy" = 1 ]; then
+    for k in $2; do R[$1.$k.bound]=1; done
+  fi
+}
+
+rss_kib() {
+  awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
+
+declare -A R # R[broker.metric] = value
+
+# measure_handshake BROKER KEYTYPE
+measure_handshake() {
+  local b=$1 k=$2 out
+  start_broker "$b" "$k" || return
+  out=$(lg handshake -c 32 -d "$secs" --warmup 1 --broker-pid "$broker_pid" 2>>"$work/lg.log" |
+        grep '^RESULT')
+  echo "  $b handshake/$k: ${out#RESULT }" >&2
+  R[$b.hs_$k]=$(kv "$out" rate)
+  R[$b.hscpu_$k]=$(kv "$out" per_cpu_s)
+  mark_bound "$b" "hs_$k" "$out"
+  stop_broker
+}
+
+# measure_pubsub BROKER QOS
+measure_pubsub() {
+  local b=$1 q=$2 out
+  start_broker "$b" rsa || return
+  out=$(lg pubsub --qos "$q" -c 10 --window 100 --payload 64 -d "$secs" --warmup 1 \
+        --broker-pid "$broker_pid" 2>>"$work/lg.log" | grep '^RESULT')
+  echo "  $b pubsub/qos$q: ${out#RESULT }" >&2
+  R[$b.msg$q]=$(kv "$out" rate)
+  R[$b.p50_$q]=$(kv "$out" p50_us)
+  R[$b.p99_$q]=$(kv "$out" p99_us)
+  mark_bound "$b" "msg$q" "$out"
+  stop_broker
+}
+
+# measure_idle BROKER: RSS growth over idle_conns held mutual-TLS connections,
+# after a small warm-up run has initialised the broker's TLS state.
+measure_idle() {
+  local b=$1 before after out=$work/idle.out
+  start_broker "$b" rsa || return
+  lg idle -c 50 -d 0.3 >/dev/null 2>>"$work/lg.log"
+  sleep 1
+  before=$(rss_kib "$broker_pid")
+  lg_bg idle -c "$idle_conns" -d 0 >"$out" 2>>"$work/lg.log" &
+  lg_pid=$!
+  for _ in $(seq 1200); do
+    grep -q '^READY' "$out" 2>/dev/null && break
+    kill -0 "$lg_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if grep -q '^READY' "$out"; then
+    sleep 1
+    after=$(rss_kib "$broker_pid")
+    R[$b.mem]=$(awk -v a="$after" -v b="$before" -v n="$idle_conns" \
+                'BEGIN {printf "%.1f", (a - b) / n}')
+    echo "  $b idle: $(grep '^READY' "$out"), RSS ${before} -> ${after} KiB" >&2
+  else
+    echo "  $b idle: connections did not all come up" >&2
+  fi
+  kill "$lg_pid" 2>/dev/null
+  wait "$lg_pid" 2>/dev/null
+  lg_pid=""
+  stop_broker
+}
+
+brokers=(certmq mosquitto)
+echo "compare.sh: ${secs}s per metric, broker on CPU $broker_cpu, load generator on CPU $gen_cpu" >&2
+for b in "${brokers[@]}"; do measure_handshake "$b" rsa; done
+for b in "${brokers[@]}"; do measure_handshake "$b" ec; done
+for b in "${brokers[@]}"; do measure_pubsub "$b" 0; done
+for b in "${brokers[@]}"; do measure_pubsub "$b" 1; done
+for b in "${brokers[@]}"; do measure_idle "$b"; done
+
+# row LABEL KEY TARGET [SCALE]: certmq, mosquitto and their ratio; a value
+# marked (g) was limited by the load generator.
+row() {
+  local c=${R[certmq.$2]:-} m=${R[mosquitto.$2]:-} scale=${4:-1}
+  awk -v l="$1" -v c="$c" -v m="$m" -v t="$3" -v s="$scale" \
+      -v cb="${R[certmq.$2.bound]:-}" -v mb="${R[mosquitto.$2.bound]:-}" 'BEGIN {
+    fc = (c == "") ? "n/a" : sprintf("%.1f%s", c * s, cb ? " (g)" : "")
+    fm = (m == "") ? "n/a" : sprintf("%.1f%s", m * s, mb ? " (g)" : "")
+    r = (c == "" || m == "" || m + 0 == 0) ? "n/a" : sprintf("%.2f", c / m)
+    printf "| %s | %s | %s | %s | %s |\n", l, fc, fm, r, t }'
+}
+
+table() {
+  echo "| metric | certmq | mosquitto | ratio | target |"
+  echo "|---|---|---|---|---|"
+  row "handshakes/s, RSA-2048 server, EC P-256 devices" hs_rsa ">= 1.5"
+  row "handshakes per broker CPU-second, RSA-2048 server" hscpu_rsa "-"
+  row "handshakes/s, all EC P-256" hs_ec ">= 1.5"
+  row "handshakes per broker CPU-second, all EC" hscpu_ec "-"
+  row "QoS 0 messages/s (10 -> 10, 64 B)" msg0 ">= 1.0"
+  row "QoS 0 latency p50, ms" p50_0 "-" 0.001
+  row "QoS 0 latency p99, ms" p99_0 "-" 0.001
+  row "QoS 1 messages/s (10 -> 10, 64 B)" msg1 ">= 1.0"
+  row "QoS 1 latency p50, ms" p50_1 "-" 0.001
+  row "QoS 1 latency p99, ms" p99_1 "-" 0.001
+  row "RSS per idle mutual-TLS connection, KiB ($idle_conns conns)" mem "<= 1.0"
+  if [ -n "$(for k in "${!R[@]}"; do [[ $k == *.bound ]] && echo x; done)" ]; then
+    echo
+    echo "(g): the load generator used over 90% of its CPU during that run, so the"
+    echo "broker may be faster than shown; per-CPU-second figures are not limited by it."
+  fi
+}
+
+out=$(table)
+echo "$out"
+
+if [ "$record" = 1 ]; then
+  cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+  rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  mver=$("$mosquitto" -h 2>/dev/null | awk 'NR == 1 {print $3}')
+  {
+    echo
+    echo "## $(date -u '+%Y-%m-%d %H:%M UTC'), certmq $rev"
+    echo
+    echo "$(uname -sr), $cpu, $(nproc) CPUs, load average before run:" \
+         "$load_before; mosquitto $mver; $(openssl version | cut -d' ' -f1-2);" \
+         "${secs} s per throughput metric"
+    echo
+    echo "$out"
+  } >> "$root/bench/RESULTS.md"
+  echo "compare.sh: appended to bench/RESULTS.md" >&2
+fi

@@ -1,0 +1,126 @@
+/* certmq-loadgen internals shared by the bench/ files: one epoll loop drives
+ * many non-blocking mutual-TLS MQTT client connections (lg_net.c); the modes
+ * in loadgen.c react to their packets through the lg_on_* hooks; lg_stats.c
+ * holds the latency histogram, the clock and the /proc readers. */
+#ifndef CERTMQ_BENCH_LG_H
+#define CERTMQ_BENCH_LG_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+#include "core/buf.h"
+#include "mqtt/codec.h"
+
+enum lg_mode { LG_HANDSHAKE, LG_PUBSUB, LG_IDLE };
+
+struct lg_opts {
+    enum lg_mode mode;
+    const char *host; /* numeric IPv4/IPv6 address of the broker */
+    int port;
+    const char *sni;    /* server name sent and verified (default localhost) */
+    const char *cafile; /* CA that signed the broker's certificate */
+    const char *devdir; /* dev-N.pem (chain) + dev-N.key, N = 0.. */
+    int max_devices;    /* 0: all found */
+    int conns;          /* handshake: concurrency; idle: connections; pubsub: pairs */
+    int pending;        /* idle: handshakes in flight at once */
+    double duration;    /* seconds measured (idle: hold time, 0 = until signalled) */
+    double warmup;      /* seconds run before measuring starts */
+    int qos;            /* pubsub: 0 or 1 */
+    int window;         /* pubsub: messages in flight per publisher */
+    int payload;        /* pubsub: payload bytes (>= 16) */
+    int keepalive;      /* seconds put in CONNECT */
+    bool plain_id;      /* ClientId = CN instead of d:<CN>:<n> */
+    pid_t broker_pid;   /* 0: no CPU accounting */
+};
+
+enum lg_state { ST_FREE, ST_TCP, ST_TLS, ST_MQTT, ST_DONE };
+enum lg_role { ROLE_HANDSHAKE, ROLE_IDLE, ROLE_SUB, ROLE_PUB };
+
+/* Hook results: keep going, or close the connection normally. */
+#define LG_CONTINUE 0
+#define LG_CLOSE    1
+
+struct lg_conn {
+    int fd;
+    SSL *ssl;
+    uint32_t gen; /* bumped on close: stale epoll events are ignored */
+    enum lg_state st;
+    enum lg_role role;
+    int idx;          /* slot, or pair index for ROLE_SUB/ROLE_PUB */
+    bool ready;       /* CONNACK (and SUBACK for subscribers) seen */
+    struct buf in;    /* decrypted bytes not yet framed */
+    struct buf out;   /* encoded packets not yet written */
+    uint64_t seq;     /* publisher: next sequence; subscriber: highest seen + 1 */
+    uint32_t unacked; /* publisher, QoS 1: PUBLISHes without PUBACK */
+    uint16_t next_pid;
+    bool kick; /* lg_conn_kick it once the current event batch is done */
+};
+
+struct lg_dev {
+    SSL_CTX *ctx;
+    char cn[64];
+};
+
+/* Log-linear histogram of nanosecond values: 64 buckets per power of two. */
+#define LG_HIST_BUCKETS (59 * 64)
+struct lg_hist {
+    uint64_t count;
+    uint64_t b[LG_HIST_BUCKETS];
+};
+
+struct lg {
+    struct lg_opts o;
+    int epfd;
+    struct lg_dev *devs;
+    int ndev;
+    struct lg_conn *conns;
+    int nconns;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint64_t id_counter; /* connections started, for ClientIds and certificates */
+    bool fatal;          /* a failure that ends the run (pubsub, idle hold) */
+    bool kicks;          /* some connection has kick set */
+    int errors_shown;
+};
+
+/* lg_net.c */
+MUST_USE int lg_init(struct lg *lg);
+void lg_fini(struct lg *lg);
+/* Opens a new connection in slot c (which must be ST_FREE). */
+MUST_USE int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx);
+/* Frees the slot's socket, TLS state and buffers; the slot becomes ST_FREE. */
+void lg_conn_close(struct lg *lg, struct lg_conn *c);
+/* Waits up to timeout_ms for events and drives the connections they name. */
+MUST_USE int lg_poll(struct lg *lg, int timeout_ms);
+/* Runs the fill hook and writes what is buffered (used when another
+ * connection's progress frees this one's credit). */
+void lg_conn_kick(struct lg *lg, struct lg_conn *c);
+/* The same, deferred to the end of the current event batch, so that credit
+ * freed by many packets is spent in one write. */
+void lg_conn_kick_later(struct lg *lg, struct lg_conn *c);
+/* Appends one MQTT CONNECT for this connection to c->out. */
+MUST_USE int lg_queue_connect(struct lg *lg, struct lg_conn *c);
+void lg_report_error(struct lg *lg, struct lg_conn *c, const char *what, int rc);
+
+/* Hooks, implemented by the modes (loadgen.c). Each returns LG_CONTINUE,
+ * LG_CLOSE, or a negative error (the connection is then closed as failed);
+ * lg_on_closed is told how it ended (0 or an error) once the slot is free. */
+int lg_on_tls_up(struct lg *lg, struct lg_conn *c);
+int lg_on_packet(struct lg *lg, struct lg_conn *c, const struct mqtt_packet *p);
+int lg_on_fill(struct lg *lg, struct lg_conn *c);
+void lg_on_closed(struct lg *lg, struct lg_conn *c, int rc);
+
+/* lg_stats.c */
+uint64_t lg_now_ns(void);
+void lg_hist_add(struct lg_hist *h, uint64_t v);
+/* Value at quantile q (0..1), from the bucket's midpoint; 0 if empty. */
+uint64_t lg_hist_quantile(const struct lg_hist *h, double q);
+/* User + system CPU seconds the process has used, all threads; < 0 if unknown. */
+double lg_proc_cpu(pid_t pid);
+
+#endif

@@ -1,0 +1,373 @@
+/* certmq-loadgen connections: one SSL_CTX per device certificate, non-blocking
+ * TCP connects with TCP_NODELAY, full TLS handshakes (no tickets, no session
+ * cache: every connection sends its certificate chain) and MQTT framing over
+ * one edge-triggered epoll set. Modes see only whole parsed packets. */
+#include "lg.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#define LG_MAX_PACKET  (1u << 20)
+#define LG_READ_CHUNK  16384
+#define LG_WRITE_CHUNK 16384 /* one TLS record: many small packets per record */
+
+static SSL_CTX *ctx_new(const struct lg_opts *o, const char *chain, const char *key)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* Every connection is a full handshake: no tickets offered or kept. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (SSL_CTX_load_verify_locations(ctx, o->cafile, NULL) != 1 ||
+        SSL_CTX_use_certificate_chain_file(ctx, chain) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static int dev_cn(SSL_CTX *ctx, char *cn, size_t len)
+{
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    if (!x) return ERR_INVALID;
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, (int)len);
+    return n > 0 ? 0 : ERR_INVALID;
+}
+
+/* Loads dev-0, dev-1, ... from the device directory until one is missing. */
+static int load_devices(struct lg *lg)
+{
+    int cap = 16;
+    lg->devs = calloc((size_t)cap, sizeof *lg->devs);
+    if (!lg->devs) return ERR_NOMEM;
+    for (int i = 0; !lg->o.max_devices || i < lg->o.max_devices; i++) {
+        char chain[4096], key[4096];
+        snprintf(chain, sizeof chain, "%s/dev-%d.pem", lg->o.devdir, i);
+        snprintf(key, sizeof key, "%s/dev-%d.key", lg->o.devdir, i);
+        if (access(chain, R_OK) != 0 || access(key, R_OK) != 0) break;
+        if (lg->ndev == cap) {
+            struct lg_dev *d = realloc(lg->devs, (size_t)cap * 2 * sizeof *d);
+            if (!d) return ERR_NOMEM;
+            lg->devs = d;
+            cap *= 2;
+        }
+        struct lg_dev *d = &lg->devs[lg->ndev];
+        d->ctx = ctx_new(&lg->o, chain, key);
+        if (!d->ctx) {
+            fprintf(stderr, "loadgen: cannot load %s / %s (CA %s)\n", chain, key, lg->o.cafile);
+            ERR_print_errors_fp(stderr);
+            return ERR_TLS;
+        }
+        lg->ndev++;
+        if (dev_cn(d->ctx, d->cn, sizeof d->cn) < 0) return ERR_INVALID;
+    }
+    if (!lg->ndev) {
+        fprintf(stderr, "loadgen: no dev-0.pem/dev-0.key in %s\n", lg->o.devdir);
+        return ERR_NOT_FOUND;
+    }
+    return 0;
+}
+
+static int parse_addr(struct lg *lg)
+{
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&lg->addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&lg->addr;
+    memset(&lg->addr, 0, sizeof lg->addr);
+    if (inet_pton(AF_INET, lg->o.host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)lg->o.port);
+        lg->addrlen = sizeof *a4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, lg->o.host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)lg->o.port);
+        lg->addrlen = sizeof *a6;
+        return 0;
+    }
+    fprintf(stderr, "loadgen: --host must be a numeric address: %s\n", lg->o.host);
+    return ERR_INVALID;
+}
+
+int lg_init(struct lg *lg)
+{
+    GUARD(parse_addr(lg));
+    GUARD(load_devices(lg));
+    lg->conns = calloc((size_t)lg->nconns, sizeof *lg->conns);
+    if (!lg->conns) return ERR_NOMEM;
+    for (int i = 0; i < lg->nconns; i++) lg->conns[i].fd = -1;
+    lg->epfd = epoll_create1(EPOLL_CLOEXEC);
+    return lg->epfd < 0 ? ERR_IO : 0;
+}
+
+void lg_fini(struct lg *lg)
+{
+    for (int i = 0; lg->conns && i < lg->nconns; i++)
+        if (lg->conns[i].st != ST_FREE) lg_conn_close(lg, &lg->conns[i]);
+    free(lg->conns);
+    for (int i = 0; i < lg->ndev; i++) SSL_CTX_free(lg->devs[i].ctx);
+    free(lg->devs);
+    if (lg->epfd >= 0) close(lg->epfd);
+}
+
+void lg_report_error(struct lg *lg, struct lg_conn *c, const char *what, int rc)
+{
+    if (lg->errors_shown >= 5) {
+        ERR_clear_error();
+        return;
+    }
+    lg->errors_shown++;
+    unsigned long e = ERR_get_error();
+    char tls[256] = "";
+    if (e) ERR_error_string_n(e, tls, sizeof tls);
+    int sys = errno;
+    fprintf(stderr, "loadgen: conn %d: %s: %s%s%s%s%s\n", c->idx, what, err_str(rc),
+            sys ? ": " : "", sys ? strerror(sys) : "", tls[0] ? ": " : "", tls);
+    ERR_clear_error();
+}
+
+int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
+{
+    int rc = ERR_IO;
+    uint32_t gen = c->gen;
+    memset(c, 0, sizeof *c);
+    c->gen = gen;
+    c->fd = -1;
+    c->role = role;
+    c->idx = idx;
+    c->next_pid = 1;
+    buf_init(&c->in, LG_MAX_PACKET + LG_READ_CHUNK);
+    buf_init(&c->out, 0);
+    struct lg_dev *dev = &lg->devs[lg->id_counter % (uint64_t)lg->ndev];
+    lg->id_counter++;
+
+    c->fd = socket(lg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) goto out;
+    int one = 1;
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) goto out;
+    if (connect(c->fd, (struct sockaddr *)&lg->addr, lg->addrlen) < 0 && errno != EINPROGRESS)
+        goto out;
+    c->st = ST_TCP;
+    rc = ERR_TLS;
+    c->ssl = SSL_new(dev->ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) goto out;
+    SSL_set_tlsext_host_name(c->ssl, lg->o.sni);
+    if (SSL_set1_host(c->ssl, lg->o.sni) != 1) goto out;
+    SSL_set_connect_state(c->ssl);
+    SSL_set_app_data(c->ssl, dev);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
+    ev.data.u64 = ((uint64_t)(c - lg->conns) << 32) | c->gen;
+    rc = ERR_IO;
+    if (epoll_ctl(lg->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) goto out;
+    rc = 0;
+out:
+    if (rc < 0) {
+        lg_report_error(lg, c, "connect", rc);
+        if (c->ssl) SSL_free(c->ssl);
+        c->ssl = NULL;
+        if (c->fd >= 0) close(c->fd);
+        c->fd = -1;
+        buf_free(&c->in);
+        buf_free(&c->out);
+        c->st = ST_FREE;
+    }
+    return rc;
+}
+
+void lg_conn_close(struct lg *lg, struct lg_conn *c)
+{
+    if (c->ssl) SSL_free(c->ssl);
+    if (c->fd >= 0) close(c->fd); /* also leaves the epoll set */
+    c->ssl = NULL;
+    c->fd = -1;
+    buf_free(&c->in);
+    buf_free(&c->out);
+    c->st = ST_FREE;
+    c->gen++;
+}
+
+int lg_queue_connect(struct lg *lg, struct lg_conn *c)
+{
+    const struct lg_dev *dev = SSL_get_app_data(c->ssl);
+    char id[128];
+    if (lg->o.plain_id)
+        snprintf(id, sizeof id, "%s", dev->cn);
+    else
+        snprintf(id, sizeof id, "d:%s:%llu", dev->cn, (unsigned long long)lg->id_counter++);
+    struct mqtt_connect cn = {
+        .protocol_level = 4,
+        .clean_session = true,
+        .keepalive = (uint16_t)lg->o.keepalive,
+        .client_id = {(const uint8_t *)id, (uint16_t)strlen(id)},
+    };
+    return mqtt_encode_connect(&c->out, &cn);
+}
+
+/* Writes buffered packets, at most one TLS record per SSL_write. Returns 0
+ * when all is written or the socket is full, a negative error otherwise. */
+static int conn_flush(struct lg_conn *c)
+{
+    while (buf_used(&c->out)) {
+        size_t n = buf_used(&c->out);
+        if (n > LG_WRITE_CHUNK) n = LG_WRITE_CHUNK;
+        int w = SSL_write(c->ssl, buf_head(&c->out), (int)n);
+        if (w > 0) {
+            buf_consume(&c->out, (size_t)w);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, w);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return 0;
+        return e == SSL_ERROR_ZERO_RETURN ? ERR_CLOSED : ERR_TLS;
+    }
+    buf_shrink(&c->out);
+    return 0;
+}
+
+/* Hands every whole packet in c->in to the mode. */
+static int conn_dispatch(struct lg *lg, struct lg_conn *c)
+{
+    for (;;) {
+        size_t flen = 0;
+        int rc = mqtt_frame(buf_head(&c->in), buf_used(&c->in), LG_MAX_PACKET, &flen);
+        if (rc <= 0) return rc;
+        struct mqtt_packet p;
+        GUARD(mqtt_parse(buf_head(&c->in), flen, &p));
+        rc = lg_on_packet(lg, c, &p);
+        buf_consume(&c->in, flen);
+        if (rc != LG_CONTINUE) return rc;
+    }
+}
+
+/* Reads until the socket is drained (edge-triggered epoll needs that). */
+static int conn_read(struct lg *lg, struct lg_conn *c)
+{
+    for (;;) {
+        GUARD(buf_reserve(&c->in, LG_READ_CHUNK));
+        int r = SSL_read(c->ssl, c->in.data + c->in.len, (int)(c->in.cap - c->in.len));
+        if (r > 0) {
+            c->in.len += (size_t)r;
+            int rc = conn_dispatch(lg, c);
+            if (rc != LG_CONTINUE) return rc;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+        return e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
+                   ? ERR_CLOSED
+                   : ERR_TLS;
+    }
+    buf_shrink(&c->in);
+    return LG_CONTINUE;
+}
+
+/* Runs the TCP and TLS steps; returns 1 once MQTT can flow, 0 to wait. */
+static int conn_establish(struct lg *lg, struct lg_conn *c, uint32_t events)
+{
+    if (c->st == ST_TCP) {
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return 0;
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
+            errno = soerr;
+            return ERR_IO;
+        }
+        c->st = ST_TLS;
+    }
+    if (c->st == ST_TLS) {
+        int r = SSL_connect(c->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+            return ERR_TLS;
+        }
+        c->st = ST_MQTT;
+        int rc = lg_on_tls_up(lg, c);
+        if (rc != LG_CONTINUE) return rc < 0 ? rc : ERR_INTERNAL;
+    }
+    return 1;
+}
+
+/* Ends a connection the mode asked to close: a polite DISCONNECT and
+ * close_notify are attempted once, without waiting. */
+static void conn_finish(struct lg *lg, struct lg_conn *c, int rc)
+{
+    if (rc == LG_CLOSE) {
+        if (mqtt_encode_disconnect(&c->out) == 0) ignore_result(conn_flush(c));
+        (void)SSL_shutdown(c->ssl);
+        rc = 0;
+    }
+    ERR_clear_error();
+    lg_conn_close(lg, c);
+    lg_on_closed(lg, c, rc);
+}
+
+static void conn_drive(struct lg *lg, struct lg_conn *c, uint32_t events)
+{
+    errno = 0;
+    int rc = conn_establish(lg, c, events);
+    if (rc <= 0) goto out;
+    rc = conn_read(lg, c);
+    if (rc != LG_CONTINUE) goto out;
+    rc = lg_on_fill(lg, c);
+    if (rc != LG_CONTINUE) goto out;
+    rc = conn_flush(c);
+out:
+    if (rc < 0) lg_report_error(lg, c, c->st == ST_MQTT ? "mqtt" : "handshake", rc);
+    if (rc != LG_CONTINUE) conn_finish(lg, c, rc);
+}
+
+void lg_conn_kick(struct lg *lg, struct lg_conn *c)
+{
+    if (c->st != ST_MQTT) return;
+    errno = 0;
+    int rc = lg_on_fill(lg, c);
+    if (rc == LG_CONTINUE) rc = conn_flush(c);
+    if (rc < 0) lg_report_error(lg, c, "kick", rc);
+    if (rc != LG_CONTINUE) conn_finish(lg, c, rc);
+}
+
+void lg_conn_kick_later(struct lg *lg, struct lg_conn *c)
+{
+    c->kick = true;
+    lg->kicks = true;
+}
+
+int lg_poll(struct lg *lg, int timeout_ms)
+{
+    struct epoll_event evs[256];
+    int n = epoll_wait(lg->epfd, evs, 256, timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : ERR_IO;
+    for (int i = 0; i < n; i++) {
+        uint32_t slot = (uint32_t)(evs[i].data.u64 >> 32);
+        uint32_t gen = (uint32_t)evs[i].data.u64;
+        if (slot >= (uint32_t)lg->nconns) continue;
+        struct lg_conn *c = &lg->conns[slot];
+        if (c->gen != gen || c->st == ST_FREE) continue; /* closed since */
+        conn_drive(lg, c, evs[i].events);
+    }
+    if (lg->kicks) {
+        lg->kicks = false;
+        for (int i = 0; i < lg->nconns; i++) {
+            if (!lg->conns[i].kick) continue;
+            lg->conns[i].kick = false;
+            lg_conn_kick(lg, &lg->conns[i]);
+        }
+    }
+    return n;
+}

@@ -178,21 +178,26 @@ out:
     return rc;
 }
 
-/* Copies the next tab-separated field of r into out (NUL-terminated). */
+/* Copies the next tab-separated field of r into out (NUL-terminated); a
+ * field other than the last must end with a tab. */
 static int index_field(struct rd *r, char *out, size_t cap, bool last)
 {
     size_t n = 0;
+    bool tab = false;
     while (rd_left(r) > 0) {
         uint8_t c;
         GUARD(rd_u8(r, &c));
-        if (c == '\t' && !last) break;
         if (c == '\n' || c == '\r') break;
-        if (c == '\t') return ERR_MALFORMED;
+        if (c == '\t') {
+            if (last) return ERR_MALFORMED;
+            tab = true;
+            break;
+        }
         if (n + 1 >= cap) return ERR_TOO_LARGE;
         out[n++] = (char)c;
     }
     out[n] = '\0';
-    return 0;
+    return last || tab ? 0 : ERR_MALFORMED;
 }
 
 int pki_index_parse_line(const char *line, size_t len, struct pki_index_entry *e)

@@ -52,13 +52,15 @@ static struct session *attach(struct broker *b, struct client *c, const struct a
     struct session *s = map_get(&b->sessions, key, (size_t)klen);
     *present = false;
     if (s && s->client) {
-        /* Takeover: the older connection is closed, without its will. */
+        /* Takeover: the older connection ends without DISCONNECT, so its
+         * will is published (as 3.1.2.5 says, and as mosquitto does). */
         log_info("client %s: taken over by %s", client_id, c->peer);
         s->client->kicked = true;
         s->client->session = NULL;
         b->cfg.wake(s->client);
         s->client = NULL;
         b->stats.clients--;
+        if (s->will) ignore_result(broker_publish(b, s->space, s->will));
         msg_unref(s->will);
         s->will = NULL;
     }

@@ -82,7 +82,8 @@ struct lg {
     int nconns;
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    uint64_t id_counter; /* connections started, for ClientIds and certificates */
+    uint64_t conn_seq;   /* connections started: picks the device certificate */
+    uint64_t client_seq; /* CONNECTs sent: makes each ClientId unique */
     bool fatal;          /* a failure that ends the run (pubsub, idle hold) */
     bool kicks;          /* some connection has kick set */
     int errors_shown;

@@ -154,8 +154,7 @@ int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
     c->next_pid = 1;
     buf_init(&c->in, LG_MAX_PACKET + LG_READ_CHUNK);
     buf_init(&c->out, 0);
-    struct lg_dev *dev = &lg->devs[lg->id_counter % (uint64_t)lg->ndev];
-    lg->id_counter++;
+    struct lg_dev *dev = &lg->devs[lg->conn_seq++ % (uint64_t)lg->ndev];
 
     c->fd = socket(lg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) goto out;
@@ -179,13 +178,7 @@ int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
 out:
     if (rc < 0) {
         lg_report_error(lg, c, "connect", rc);
-        if (c->ssl) SSL_free(c->ssl);
-        c->ssl = NULL;
-        if (c->fd >= 0) close(c->fd);
-        c->fd = -1;
-        buf_free(&c->in);
-        buf_free(&c->out);
-        c->st = ST_FREE;
+        lg_conn_close(lg, c);
     }
     return rc;
 }
@@ -209,7 +202,7 @@ int lg_queue_connect(struct lg *lg, struct lg_conn *c)
     if (lg->o.plain_id)
         snprintf(id, sizeof id, "%s", dev->cn);
     else
-        snprintf(id, sizeof id, "d:%s:%llu", dev->cn, (unsigned long long)lg->id_counter++);
+        snprintf(id, sizeof id, "d:%s:%llu", dev->cn, (unsigned long long)lg->client_seq++);
     struct mqtt_connect cn = {
         .protocol_level = 4,
         .clean_session = true,

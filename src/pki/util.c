@@ -53,39 +53,35 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-/* A temporary file beside path is written and then linked (no clobber) or
- * renamed (force) into place, so readers never see half a file. */
+/* A new file is created exclusively (never clobbering one that appeared
+ * meanwhile) and removed again if writing fails; with force, a temporary
+ * file beside path is renamed over it, so readers never see half a file. */
 int pki_write_file(const char *path, const void *data, size_t len, int mode, bool force)
 {
     char tmp[4200];
+    const char *target = path;
     int rc = 0, fd;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return ERR_TOO_LARGE;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (force) {
+        if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp)
+            return ERR_TOO_LARGE;
+        target = tmp;
+    }
+    fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0) {
+        if (errno == EEXIST && !force) {
+            pki_err("%s exists; remove it or pass --force to replace it", path);
+            return ERR_EXISTS;
+        }
         pki_err("cannot write %s: %s", path, strerror(errno));
         return ERR_IO;
     }
     if (fchmod(fd, (mode_t)mode) < 0 || write_all(fd, data, len) < 0) rc = ERR_IO;
     if (close(fd) < 0) rc = ERR_IO;
+    if (rc == 0 && force && rename(tmp, path) < 0) rc = ERR_IO;
     if (rc < 0) {
         pki_err("cannot write %s: %s", path, strerror(errno));
-        goto out;
+        unlink(target);
     }
-    if (force) {
-        if (rename(tmp, path) < 0) {
-            pki_err("cannot write %s: %s", path, strerror(errno));
-            rc = ERR_IO;
-        }
-    } else if (link(tmp, path) < 0) {
-        if (errno == EEXIST)
-            pki_err("%s exists; remove it or pass --force to replace it", path);
-        else
-            pki_err("cannot write %s: %s", path, strerror(errno));
-        rc = errno == EEXIST ? ERR_EXISTS : ERR_IO;
-    }
-out:
-    unlink(tmp);
     return rc;
 }
 

@@ -96,7 +96,7 @@ static int leaf_cn(X509 *leaf, char *out, size_t cap)
 
 /* DESIGN.md step 6: non-empty, no ':', and nothing that cannot stand in
  * one MQTT topic level ('/', '+', '#') or is a control character. */
-static bool cn_acceptable(const char *cn)
+bool ident_cn_acceptable(const char *cn)
 {
     size_t n = strlen(cn);
     if (n == 0 || n > IDENT_CN_MAX) return false;
@@ -339,7 +339,7 @@ int ident_decide(const struct trust_index *ti, const struct ident_input *in,
     snprintf(out->anchor_fp, sizeof out->anchor_fp, "%s", ch.a->fp);
     r = validate_path(ti, in, &p, &ch, max_len, out);
     if (r != IDENT_OK) goto out;
-    if (!cn_ok || !cn_acceptable(cn)) {
+    if (!cn_ok || !ident_cn_acceptable(cn)) {
         r = IDENT_BAD_COMMON_NAME;
         goto out;
     }

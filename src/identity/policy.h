@@ -72,6 +72,10 @@ struct ident_decision {
 MUST_USE int ident_decide(const struct trust_index *ti, const struct ident_input *in,
                           struct ident_decision *out);
 
+/* DESIGN.md step 6 for a common name (also the bulk-registration ID rule):
+ * 1..IDENT_CN_MAX bytes, no ':', no '/', '+' or '#' (it names an MQTT topic
+ * level) and no control characters. */
+bool ident_cn_acceptable(const char *cn);
 /* "no certificate", "ca not in chain", ... ("accepted" for IDENT_OK). */
 const char *ident_reason_str(enum ident_reason r);
 /* Counts the decision under its reason and, for a refusal, logs one line

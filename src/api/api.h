@@ -1,0 +1,89 @@
+/* The REST API: an HTTP(S) listener (libmicrohttpd, its own threads) that
+ * serves the platform's tenant, trusted-certificate, CRL, option, user and
+ * bulk-registration resources over the store and the trust index. Every
+ * write goes to the store first and then to the trust index, so the connect
+ * path sees it at once; hooks tell the broker about anchor and CRL changes. */
+#ifndef CERTMQ_API_API_H
+#define CERTMQ_API_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "core/err.h"
+
+struct store;
+struct trust_index;
+struct api;
+
+#define API_DEFAULT_MAX_BODY  (32u * 1024u * 1024u) /* bulk CSV uploads are large */
+#define API_MANAGEMENT_TENANT "management"
+
+struct api_config {
+    const char *bind_addr; /* NULL or "": all addresses */
+    uint16_t port;
+    const char *certfile; /* both set: HTTPS; else plain HTTP */
+    const char *keyfile;
+    size_t max_body_bytes;    /* request body limit; 0: API_DEFAULT_MAX_BODY */
+    int max_chain_length;     /* for verify-cert-chain; <2: policy default */
+    bool require_ca_in_chain; /* for verify-cert-chain, as the broker */
+    /* Called after a trusted certificate was disabled, enabled, changed or
+     * deleted (still_enabled false for delete): the broker closes the
+     * connections that anchor admitted when !still_enabled. May be NULL. */
+    void (*on_anchor_change)(void *arg, const char *tenant, const char *fingerprint,
+                             bool still_enabled);
+    /* Called after revoked serials were added to a tenant's CRL. May be NULL. */
+    void (*on_crl_change)(void *arg, const char *tenant);
+    /* Checks a Bearer token; 0 and tenant/user filled when valid. May be NULL
+     * (Bearer is then refused with 401). */
+    int (*bearer_check)(void *arg, const char *token, char *tenant, size_t tenant_cap, char *user,
+                        size_t user_cap);
+    void *hook_arg;
+};
+
+/* Starts the listener. st and ti are borrowed and must outlive the api. */
+MUST_USE int api_start(const struct api_config *cfg, struct store *st, struct trust_index *ti,
+                       struct api **out);
+/* Stops the listener and waits for its threads. NULL is fine. */
+void api_stop(struct api *a);
+
+/* First start: creates tenant "management" and its admin "admin" with
+ * ROLE_TENANT_ADMIN and ROLE_TENANT_MANAGEMENT_ADMIN. The password comes from
+ * CERTMQ_ADMIN_PASSWORD, else it is generated, printed once to stdout and
+ * written 0600 to DATA_DIR/admin-password. Does nothing when the tenant
+ * exists. Call before trust_load() so the index sees the admin. */
+MUST_USE int api_bootstrap_admin(struct store *st, const char *data_dir);
+
+/* ---- pure parsing, shared with the fuzz targets ---- */
+
+/* A certificate from PEM text with or without line breaks and with or
+ * without BEGIN/END lines (the first certificate when several). */
+MUST_USE int api_pem_to_x509(const char *text, size_t len, X509 **out);
+/* Every certificate of a PEM chain (at most 16), in order. */
+MUST_USE int api_pem_chain(const char *text, size_t len, STACK_OF(X509) * *out);
+
+struct api_cert_upload {
+    char name[128];
+    bool enabled;
+    bool auto_registration;
+    X509 *cert; /* owned: api_cert_upload_free */
+};
+
+/* Parses and checks one upload object {status, name, autoRegistrationEnabled,
+ * certInPemFormat}: PEM, X.509 v3, CA:true, not expired at now, RSA >= 2048
+ * or EC >= 256 bits. On ERR_INVALID, msg says which rule failed. */
+MUST_USE int api_parse_cert_upload(const char *json, size_t len, time_t now,
+                                   struct api_cert_upload *out, char *msg, size_t msg_cap);
+void api_cert_upload_free(struct api_cert_upload *u);
+
+/* The implemented routes, for the OpenAPI document test. */
+struct api_route_info {
+    const char *method;
+    const char *path; /* OpenAPI template: /tenant/tenants/{tenantId} */
+};
+size_t api_routes(const struct api_route_info **out);
+
+#endif

@@ -1,0 +1,130 @@
+/* Private to src/api: the request type the libmicrohttpd glue (http.c)
+ * hands to the per-resource handlers (tenants.c, users.c, trusted_certs.c,
+ * crl.c, verify.c, options.c, bulk.c), and the reply, auth and paging
+ * helpers they share. Nothing outside src/api includes this; the module's
+ * interface is api.h. */
+#ifndef CERTMQ_API_HANDLERS_H
+#define CERTMQ_API_HANDLERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/evp.h>
+
+#include "api/api.h"
+#include "store/store.h"
+
+#define API_MAX_SEGS      12
+#define API_PAGE_DEFAULT  5
+#define API_PAGE_MAX      2000
+#define API_MAX_CERT_BULK 100
+
+struct api {
+    struct MHD_Daemon *daemon;
+    struct api_config cfg;
+    struct store *st;
+    struct trust_index *ti;
+    size_t max_body;
+    bool tls;
+    char *tls_cert; /* PEM text for libmicrohttpd */
+    char *tls_key;
+    EVP_PKEY *crl_key; /* signs the CRLs served by GET .../settings/crl */
+};
+
+struct api_req {
+    struct api *api;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path;
+    char *seg[API_MAX_SEGS]; /* decoded path segments */
+    int nseg;
+    const char *body; /* NUL-terminated copy of the request body */
+    size_t body_len;
+    /* the authenticated caller */
+    char tenant[STORE_TENANT_MAX];
+    char user[STORE_NAME_MAX];
+    unsigned roles;
+    /* the reply */
+    int status;
+    char *resp; /* malloc'ed; handed to libmicrohttpd */
+    size_t resp_len;
+    const char *ctype;
+    char *location;
+};
+
+typedef int (*api_handler)(struct api_req *r);
+
+/* Replies: each returns 0 so a handler can `return api_reply_...`. */
+int api_reply_json(struct api_req *r, int status, json_t *j); /* steals j */
+int api_reply_error(struct api_req *r, int status, const char *message);
+/* Takes ownership of data (malloc'ed). */
+int api_reply_raw(struct api_req *r, int status, const char *ctype, char *data, size_t len);
+int api_reply_empty(struct api_req *r, int status);
+
+/* True when the caller may administer tenant: its own tenant with
+ * ROLE_TENANT_ADMIN, or any tenant as the management tenant's
+ * ROLE_TENANT_MANAGEMENT_ADMIN. */
+bool api_may_admin(const struct api_req *r, const char *tenant);
+bool api_is_management_admin(const struct api_req *r);
+/* api_may_admin() as a gate for tenant-scoped routes: replies 403, or 404
+ * when the tenant does not exist, and returns negative then. */
+int api_tenant_gate(struct api_req *r, const char *tenant);
+
+const char *api_query(const struct api_req *r, const char *name);
+const char *api_header(const struct api_req *r, const char *name);
+/* The body as JSON, or NULL (then a 400 was already replied). */
+json_t *api_body_json(struct api_req *r);
+/* The multipart part named "file" (or the whole body when the request is
+ * not multipart). ERR_INVALID when a multipart body has no such part. */
+int api_body_file(struct api_req *r, const char **data, size_t *len);
+/* "<scheme>://<host><path>" into a malloc'ed string; path is printf-style. */
+char *api_url(const struct api_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Paging: currentPage (1-based) and pageSize (default 5, at most 2000). */
+int api_paging(struct api_req *r, size_t *page, size_t *size);
+/* {"<key>": items, "statistics": {...}, "self", "next", "prev"}; steals items. */
+json_t *api_page(const struct api_req *r, const char *key, json_t *items, size_t page, size_t size,
+                 size_t total);
+
+/* ISO-8601 UTC with milliseconds, e.g. 2024-05-01T10:00:00.000Z. */
+void api_iso_time(int64_t t, char *out, size_t cap);
+/* Valid tenant ids, user names, option categories and keys. */
+bool api_valid_id(const char *s, size_t max);
+json_t *api_user_json(const struct api_req *r, const struct store_user *u);
+/* certjson.c: one upload object already parsed (bulk upload), and the
+ * status/name/autoRegistrationEnabled fields alone (update); msg says why
+ * on ERR_INVALID. */
+int api_cert_upload_from_json(json_t *j, time_t now, struct api_cert_upload *out, char *msg,
+                              size_t cap);
+int api_cert_fields_from_json(json_t *j, struct api_cert_upload *u, char *msg, size_t cap);
+/* The trusted-certificate object of the platform's API. */
+json_t *api_cert_json(const struct api_req *r, const struct store_cert *c, X509 *x);
+
+/* ---- handlers, one file per resource ---- */
+int api_h_tenant_create(struct api_req *r);
+int api_h_tenant_list(struct api_req *r);
+int api_h_tenant_get(struct api_req *r);
+int api_h_user_list(struct api_req *r);
+int api_h_user_create(struct api_req *r);
+int api_h_user_get(struct api_req *r);
+int api_h_current_user(struct api_req *r);
+int api_h_cert_create(struct api_req *r);
+int api_h_cert_list(struct api_req *r);
+int api_h_cert_get(struct api_req *r);
+int api_h_cert_update(struct api_req *r);
+int api_h_cert_delete(struct api_req *r);
+int api_h_cert_bulk(struct api_req *r);
+int api_h_crl_put(struct api_req *r);
+int api_h_crl_get(struct api_req *r);
+int api_h_verify_chain(struct api_req *r);
+int api_h_option_list(struct api_req *r);
+int api_h_option_create(struct api_req *r);
+int api_h_option_get(struct api_req *r);
+int api_h_option_put(struct api_req *r);
+int api_h_option_delete(struct api_req *r);
+int api_h_bulk_register(struct api_req *r);
+int api_h_single_register(struct api_req *r);
+
+#endif

@@ -1,0 +1,139 @@
+/* Users: GET/POST /user/{tenantId}/users, GET /user/{tenantId}/users/{name}
+ * and GET /user/currentUser. Device users (device_<CN>, created by
+ * registration) are listed with the others; they have no password. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/handlers.h"
+#include "identity/password.h"
+#include "identity/trust.h"
+
+#define MIN_PASSWORD 8
+
+struct list_ctx {
+    const struct api_req *r;
+    json_t *items;
+};
+
+static int add_user(void *arg, const struct store_user *u)
+{
+    struct list_ctx *lc = arg;
+    return json_array_append_new(lc->items, api_user_json(lc->r, u)) == 0 ? 0 : ERR_NOMEM;
+}
+
+int api_h_user_list(struct api_req *r)
+{
+    const char *tenant = r->seg[1];
+    size_t page, size, total = 0;
+    GUARD(api_tenant_gate(r, tenant));
+    GUARD(api_paging(r, &page, &size));
+    GUARD(store_user_count(r->api->st, tenant, &total));
+    struct list_ctx lc = {r, json_array()};
+    int rc = store_user_list(r->api->st, tenant, false, (page - 1) * size, size, add_user, &lc);
+    if (rc < 0) {
+        json_decref(lc.items);
+        return rc;
+    }
+    return api_reply_json(r, 200, api_page(r, "users", lc.items, page, size, total));
+}
+
+/* Roles from a JSON array of names; ERR_INVALID for unknown or forbidden ones. */
+static int parse_roles(struct api_req *r, json_t *arr, const char *tenant, unsigned *roles)
+{
+    size_t i;
+    json_t *v;
+    *roles = 0;
+    if (!arr || json_is_null(arr)) return 0;
+    if (!json_is_array(arr)) return ERR_INVALID;
+    json_array_foreach(arr, i, v)
+    {
+        const char *name = json_is_string(v) ? json_string_value(v) : NULL;
+        if (json_is_object(v)) {
+            json_t *id = json_object_get(v, "id");
+            name = json_is_string(id) ? json_string_value(id) : NULL;
+        }
+        unsigned bit = name ? store_role_parse(name) : 0;
+        if (!bit || bit == STORE_ROLE_DEVICE) return ERR_INVALID;
+        if (bit == STORE_ROLE_MANAGEMENT_ADMIN &&
+            (!api_is_management_admin(r) || strcmp(tenant, API_MANAGEMENT_TENANT) != 0))
+            return ERR_FORBIDDEN;
+        *roles |= bit;
+    }
+    return 0;
+}
+
+int api_h_user_create(struct api_req *r)
+{
+    const char *tenant = r->seg[1];
+    GUARD(api_tenant_gate(r, tenant));
+    json_t *j = api_body_json(r);
+    if (!j) return 0;
+    int rc = 0;
+    struct store_user u;
+    memset(&u, 0, sizeof u);
+    json_t *name = json_object_get(j, "userName"), *pw = json_object_get(j, "password"),
+           *email = json_object_get(j, "email");
+    if (!json_is_string(name) || !api_valid_id(json_string_value(name), sizeof u.name) ||
+        strncmp(json_string_value(name), "device_", 7) == 0) {
+        rc = api_reply_error(r, 422, "userName is required (letters, digits, -_.@; not device_)");
+        goto out;
+    }
+    if (!json_is_string(pw) || json_string_length(pw) < MIN_PASSWORD) {
+        rc = api_reply_error(r, 422, "password is required and must have at least 8 characters");
+        goto out;
+    }
+    if (email && !(json_is_string(email) && json_string_length(email) < sizeof u.email)) {
+        rc = api_reply_error(r, 422, "email must be a string");
+        goto out;
+    }
+    rc = parse_roles(r, json_object_get(j, "roles"), tenant, &u.roles);
+    if (rc < 0) {
+        rc = api_reply_error(r, rc == ERR_FORBIDDEN ? 403 : 422,
+                             rc == ERR_FORBIDDEN ? "That role cannot be granted here"
+                                                 : "roles must be known role names");
+        goto out;
+    }
+    snprintf(u.tenant, sizeof u.tenant, "%s", tenant);
+    snprintf(u.name, sizeof u.name, "%s", json_string_value(name));
+    if (email) snprintf(u.email, sizeof u.email, "%s", json_string_value(email));
+    GUARD_GOTO(rc,
+               password_hash(json_string_value(pw), json_string_length(pw), 0, u.pw_hash,
+                             sizeof u.pw_hash),
+               out);
+    rc = store_user_create(r->api->st, &u);
+    if (rc == ERR_EXISTS) {
+        rc = api_reply_error(r, 409, "A user with this name already exists");
+        goto out;
+    }
+    if (rc < 0) goto out;
+    GUARD_GOTO(rc, trust_user_put(r->api->ti, u.tenant, u.name, u.pw_hash, u.roles), out);
+    GUARD_GOTO(rc, store_user_get(r->api->st, u.tenant, u.name, &u), out);
+    r->location = api_url(r, "/user/%s/users/%s", u.tenant, u.name);
+    rc = api_reply_json(r, 201, api_user_json(r, &u));
+out:
+    json_decref(j);
+    return rc;
+}
+
+int api_h_user_get(struct api_req *r)
+{
+    const char *tenant = r->seg[1], *name = r->seg[3];
+    struct store_user u;
+    bool self = strcmp(tenant, r->tenant) == 0 && strcmp(name, r->user) == 0;
+    if (!self && !api_may_admin(r, tenant))
+        return api_reply_error(r, 403, "Not allowed for this tenant");
+    int rc = store_user_get(r->api->st, tenant, name, &u);
+    if (rc == ERR_NOT_FOUND) return api_reply_error(r, 404, "No such user");
+    GUARD(rc);
+    return api_reply_json(r, 200, api_user_json(r, &u));
+}
+
+int api_h_current_user(struct api_req *r)
+{
+    struct store_user u;
+    int rc = store_user_get(r->api->st, r->tenant, r->user, &u);
+    if (rc == ERR_NOT_FOUND) return api_reply_error(r, 404, "No such user");
+    GUARD(rc);
+    return api_reply_json(r, 200, api_user_json(r, &u));
+}

@@ -8,12 +8,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "api/api.h"
 #include "broker/broker.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "identity/auth.h"
+#include "identity/trust.h"
 #include "net/server.h"
 #include "pki/pki.h"
+#include "store/store.h"
 
 static void usage(FILE *out)
 {
@@ -112,6 +115,34 @@ static int cmd_serve(int argc, char **argv)
     struct auth *auth = NULL;
     struct broker *broker = NULL;
     struct server *srv = NULL;
+    /* ---- identity store and REST API (begin) ---- */
+    struct store *store = NULL;
+    struct trust_index *trust = NULL;
+    struct api *apis[CONFIG_MAX_LISTENERS] = {0};
+    size_t n_apis = 0;
+    if (store_open(cfg.data_dir, &store) < 0 || api_bootstrap_admin(store, cfg.data_dir) < 0 ||
+        trust_new(&trust) < 0 || trust_load(trust, store) < 0) {
+        log_error("cannot open the store in %s", cfg.data_dir);
+        goto out;
+    }
+    for (size_t i = 0; i < cfg.n_listeners; i++) {
+        const struct listener_config *l = &cfg.listeners[i];
+        if (l->protocol != PROTO_HTTP) continue;
+        struct api_config ac = {
+            .bind_addr = l->addr,
+            .port = (uint16_t)l->port,
+            .certfile = l->certfile,
+            .keyfile = l->keyfile,
+            .max_body_bytes = (size_t)cfg.http_max_body,
+            .max_chain_length = (int)cfg.max_chain_length,
+            .require_ca_in_chain = cfg.require_ca_in_chain,
+        };
+        if (api_start(&ac, store, trust, &apis[n_apis]) < 0) goto out;
+        n_apis++;
+        log_info("listening on %s:%d (http api%s)", l->addr[0] ? l->addr : "*", l->port,
+                 l->certfile[0] ? " over tls" : "");
+    }
+    /* ---- identity store and REST API (end) ---- */
     if (auth_new(&cfg, &auth) < 0) goto out;
     struct broker_config bc = {
         .max_inflight = cfg.max_inflight,
@@ -132,10 +163,7 @@ static int cmd_serve(int argc, char **argv)
     }
     for (size_t i = 0; i < cfg.n_listeners; i++) {
         const struct listener_config *l = &cfg.listeners[i];
-        if (l->protocol == PROTO_HTTP) {
-            log_warn("listener %d: protocol http is not served by this build", l->port);
-            continue;
-        }
+        if (l->protocol == PROTO_HTTP) continue; /* started with the store above */
         static const char *const modes[] = {"off", "optional", "required"};
         if (l->certfile[0])
             log_info("listening on %s:%d (mqtt over tls, client certificates %s)",
@@ -151,8 +179,11 @@ static int cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     if (srv) server_stop(srv);
+    for (size_t i = 0; i < n_apis; i++) api_stop(apis[i]); /* identity store and REST API */
     broker_free(broker);
     auth_free(auth);
+    trust_free(trust);
+    store_close(store);
     return rc;
 }
 

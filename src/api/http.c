@@ -20,6 +20,7 @@
 
 #include "api/handlers.h"
 #include "core/buf.h"
+#include "core/log.h"
 #include "identity/trust.h"
 
 struct route {
@@ -571,7 +572,7 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
         a->tls_cert = read_file(cfg->certfile);
         a->tls_key = read_file(cfg->keyfile);
         if (!a->tls_cert || !a->tls_key) {
-            fprintf(stderr, "certmq: api: cannot read %s or %s\n", cfg->certfile, cfg->keyfile);
+            log_error("api: cannot read %s or %s", cfg->certfile, cfg->keyfile);
             return api_free(a, ERR_IO);
         }
         a->tls = true;
@@ -591,7 +592,7 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
         v4->sin_port = htons(cfg->port);
         v4->sin_addr.s_addr = htonl(INADDR_ANY);
         if (addr && inet_pton(AF_INET, addr, &v4->sin_addr) != 1) {
-            fprintf(stderr, "certmq: api: bad listen address %s\n", addr);
+            log_error("api: bad listen address %s", addr);
             return api_free(a, ERR_INVALID);
         }
     }
@@ -607,7 +608,7 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
                                      on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
                                      MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_END);
     if (!a->daemon) {
-        fprintf(stderr, "certmq: api: cannot listen on port %u\n", (unsigned)cfg->port);
+        log_error("api: cannot listen on port %u", (unsigned)cfg->port);
         return api_free(a, ERR_IO);
     }
     *out = a;

@@ -13,6 +13,7 @@
 #include <openssl/objects.h>
 #include <openssl/x509v3.h>
 
+#include "core/log.h"
 #include "identity/trust.h"
 
 #define MAX_PRESENTED  16
@@ -59,10 +60,10 @@ void ident_record(const struct ident_decision *d)
         (unsigned)d->reason < IDENT_REASON_COUNT ? (unsigned)d->reason : IDENT_INVALID_CHAIN;
     atomic_fetch_add(&counters[r], 1);
     if (d->accepted) return;
-    fprintf(stderr, "certmq: refused device tenant=%s cn=%s anchor=%s reason=\"%s\"%s%s\n",
-            d->tenant[0] ? d->tenant : "-", d->cn[0] ? d->cn : "-",
-            d->anchor_fp[0] ? d->anchor_fp : "-", reason_text[r], d->detail[0] ? " detail=" : "",
-            d->detail);
+    log_warn("refused device tenant=%s cn=%s anchor=%s reason=\"%s\"%s%s",
+             d->tenant[0] ? d->tenant : "-", d->cn[0] ? d->cn : "-",
+             d->anchor_fp[0] ? d->anchor_fp : "-", reason_text[r], d->detail[0] ? " detail=" : "",
+             d->detail);
 }
 
 static int refuse(struct ident_decision *out, enum ident_reason r)

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "core/log.h"
 #include "identity/password.h"
 
 #define KEY_MAX         1024
@@ -675,8 +676,7 @@ static int load_cert(void *arg, const struct store_cert *c)
     const unsigned char *p = c->der;
     X509 *x = d2i_X509(NULL, &p, (long)c->der_len);
     if (!x) {
-        fprintf(stderr, "certmq: trust: stored certificate %s of %s does not parse\n",
-                c->fingerprint, c->tenant);
+        log_error("trust: stored certificate %s of %s does not parse", c->fingerprint, c->tenant);
         return 0;
     }
     int rc = trust_anchor_put(ti, c->tenant, x, c->enabled, c->auto_registration, c->pop_valid);

@@ -9,8 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
+
+#include "core/log.h"
 
 /* Schema migrations: entry i brings the database from version i to i+1. */
 static const char *const migrations[] = {
@@ -165,8 +169,7 @@ static sqlite3_stmt *stmt(struct store *st, enum q id)
     if (!s) {
         if (sqlite3_prepare_v3(st->db, sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) !=
             SQLITE_OK) {
-            fprintf(stderr, "certmq: store: cannot prepare query %d: %s\n", (int)id,
-                    sqlite3_errmsg(st->db));
+            log_error("store: cannot prepare query %d: %s", (int)id, sqlite3_errmsg(st->db));
             return NULL;
         }
         st->stmts[id] = s;
@@ -183,7 +186,7 @@ static int map_rc(struct store *st, int rc)
     int ext = sqlite3_extended_errcode(st->db);
     if (ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE) return ERR_EXISTS;
     if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) return ERR_NOT_FOUND;
-    fprintf(stderr, "certmq: store: %s\n", sqlite3_errmsg(st->db));
+    log_error("store: %s", sqlite3_errmsg(st->db));
     return ERR_DB;
 }
 
@@ -215,14 +218,14 @@ static int exec_script(sqlite3 *db, const char *script)
         sqlite3_stmt *s = NULL;
         const char *tail = NULL;
         if (sqlite3_prepare_v2(db, p, -1, &s, &tail) != SQLITE_OK) {
-            fprintf(stderr, "certmq: store: schema: %s\n", sqlite3_errmsg(db));
+            log_error("store: schema: %s", sqlite3_errmsg(db));
             return ERR_DB;
         }
         if (s) {
             int rc = sqlite3_step(s);
             sqlite3_finalize(s);
             if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-                fprintf(stderr, "certmq: store: schema: %s\n", sqlite3_errmsg(db));
+                log_error("store: schema: %s", sqlite3_errmsg(db));
                 return ERR_DB;
             }
         }
@@ -255,8 +258,7 @@ static int migrate(struct store *st)
     int v = 0;
     GUARD(pragma_int(st->db, "PRAGMA user_version", &v));
     if (v > SCHEMA_VERSION) {
-        fprintf(stderr, "certmq: store: database schema %d is newer than this build (%d)\n", v,
-                SCHEMA_VERSION);
+        log_error("store: database schema %d is newer than this build (%d)", v, SCHEMA_VERSION);
         return ERR_DB;
     }
     for (; v < SCHEMA_VERSION; v++) {
@@ -284,8 +286,8 @@ int store_open_path(const char *path, struct store **out)
     if (sqlite3_open_v2(path, &st->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         NULL) != SQLITE_OK) {
-        fprintf(stderr, "certmq: store: cannot open %s: %s\n", path,
-                st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        log_error("store: cannot open %s: %s", path,
+                  st->db ? sqlite3_errmsg(st->db) : "out of memory");
         goto out;
     }
     sqlite3_busy_timeout(st->db, 5000);
@@ -314,12 +316,20 @@ int store_open(const char *data_dir, struct store **out)
     if (mkdir(data_dir, 0700) != 0) {
         struct stat sb;
         if (stat(data_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            fprintf(stderr, "certmq: store: data dir %s is not a directory\n", data_dir);
+            log_error("store: data dir %s is not a directory", data_dir);
             return ERR_IO;
         }
     }
     int n = snprintf(path, sizeof path, "%s/certmq.db", data_dir);
     if (n < 0 || (size_t)n >= sizeof path) return ERR_INVALID;
+    /* Password hashes live here: create it 0600 (SQLite gives -wal and
+     * -shm the database file's mode). */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("store: cannot create %s", path);
+        return ERR_IO;
+    }
+    close(fd);
     return store_open_path(path, out);
 }
 

@@ -141,10 +141,10 @@ class Broker:
         return "\n".join(lines) + "\n"
 
     def start(self):
-        self.proc = subprocess.Popen(
-            [CERTMQ_BIN, "serve", "--config", str(self.conf)], cwd=self.dir,
-            stdin=subprocess.DEVNULL, stdout=open(self.stdout_path, "wb"),
-            stderr=open(self.stderr_path, "wb"))
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [CERTMQ_BIN, "serve", "--config", str(self.conf)], cwd=self.dir,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         deadline = time.monotonic() + TIMEOUT
         pending = dict(self.ports)
         while pending:

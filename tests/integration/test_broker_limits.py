@@ -1,16 +1,20 @@
 # Limits from the config file: max_packet_size (an oversize packet closes the
 # connection and is not delivered), max_connections (the connection over the
-# limit is refused, a freed slot is usable again), and the connect and TLS
-# handshake timeouts that drop idle sockets.
+# limit is refused, a freed slot is usable again), max_queued (an offline
+# session's queue is bounded, later messages are dropped), and the connect and
+# TLS handshake timeouts that drop idle sockets.
 import time
 
 import pytest
 
-from conftest import (CONNACK_OK, PINGREQ, TIMEOUT, RawClient, publish_packet, unique_topic)
+from conftest import (CONNACK_OK, DISCONNECT, PINGREQ, TIMEOUT, RawClient, publish_packet,
+                      raw_connected, subscribe_packet, unique_topic)
 
 BROKER_OPTIONS = {
     "max_packet_size": "1024",
     "max_connections": "5",
+    "max_inflight": "5",
+    "max_queued": "10",
     "connect_timeout": "2",
     "handshake_timeout": "2",
 }
@@ -138,6 +142,47 @@ def test_connection_over_max_connections_is_refused(broker):
     finally:
         for c in held:
             c.close()
+
+
+def test_offline_session_queue_is_bounded_by_max_queued(broker):
+    port = broker.ports["plain"]
+    cid, topic = "queue-" + unique_topic("q").replace("/", "-"), unique_topic("queued")
+    dev = connect_retrying(port, cid)
+    dev.close()
+    dev = raw_connected(port, cid, clean=False)
+    dev.send(subscribe_packet(1, [(topic, 1)]))
+    assert dev.recv_packet() == b"\x90\x03\x00\x01\x01"
+    dev.send(DISCONNECT)
+    dev.close()
+
+    pub = connect_retrying(port, "queue-pub")
+    try:
+        for i in range(30):
+            pub.send(publish_packet(topic, f"m{i}", qos=1, pid=i + 1))
+            assert pub.recv_packet() == b"\x40\x02" + (i + 1).to_bytes(2, "big")
+    finally:
+        pub.close()
+
+    back = RawClient(port)
+    got = []
+    try:
+        assert back.connect(cid, clean=False) == b"\x20\x02\x01\x00"
+        while True:
+            try:
+                pkt = back.recv_packet(timeout=1.0)
+            except TimeoutError:
+                break
+            assert pkt[0] & 0xF0 == 0x30
+            body = pkt[2:]
+            tlen = int.from_bytes(body[:2], "big")
+            got.append(body[4 + tlen:].decode())
+            back.send(b"\x40\x02" + body[2 + tlen:4 + tlen])
+    finally:
+        back.close()
+    # max_queued 10 (+ up to max_inflight 5 already in flight): the oldest
+    # messages are kept in order, the overflow is dropped.
+    assert 10 <= len(got) <= 15, got
+    assert got == [f"m{i}" for i in range(len(got))]
 
 
 @pytest.mark.certmq_only

@@ -1,7 +1,8 @@
 # The certmq command line: help and version, exit status 2 with a message for
 # bad options and bad config files (naming the offending line), and the
-# zero-config start that makes a dev CA under ./var and listens on 8883 (run
-# only when 8883 and the HTTP API's 8080 are free on this machine).
+# zero-config start that makes a dev CA under ./var and listens on 8883 and
+# 8080 (run only when both ports are free on this machine).
+import http.client
 import os
 import re
 import signal
@@ -192,7 +193,7 @@ def port_is_free(port):
     return True
 
 
-def test_zero_config_start_makes_dev_ca_and_listens_on_8883(tmp_path):
+def test_zero_config_start_makes_dev_ca_and_listens_on_8883_and_8080(tmp_path):
     if not (port_is_free(8883) and port_is_free(8080)):
         pytest.skip("ports 8883/8080 are in use on this machine; zero-config start not tested")
     env = dict(os.environ, CERTMQ_ADMIN_PASSWORD="integration-test-password")
@@ -205,6 +206,11 @@ def test_zero_config_start_makes_dev_ca_and_listens_on_8883(tmp_path):
             if "in use" in str(e).lower():
                 pytest.skip("8883/8080 taken by another process meanwhile")
             raise
+        wait_accepting(8080, proc).close()
+        api = http.client.HTTPConnection("127.0.0.1", 8080, timeout=TIMEOUT)
+        api.request("GET", "/user/currentUser")
+        assert api.getresponse().status == 401  # the HTTP API answers, and wants auth
+        api.close()
         dev = tmp_path / "var" / "dev-ca"
         for name in ("ca.pem", "ca.key", "server.pem"):
             assert (dev / name).is_file(), f"var/dev-ca/{name} missing"

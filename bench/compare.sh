@@ -43,6 +43,13 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((idle_conns + 100))
 fi
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# The revision the binary was built from: CERTMQ_REV when given (a binary built
+# elsewhere), else this tree's HEAD, marked when src/ has uncommitted changes.
+rev=${CERTMQ_REV:-}
+if [ -z "$rev" ]; then
+  rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [ -n "$(git -C "$root" status --porcelain -- src 2>/dev/null)" ] && rev="$rev + working tree"
+fi
 work=$(mktemp -d /tmp/certmq-bench.XXXXXX)
 chmod 0755 "$work" # mosquitto started as root reads its files as user mosquitto
 broker_pid=""
@@ -295,7 +302,6 @@ echo "$out"
 
 if [ "$record" = 1 ]; then
   cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-  rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
   mver=$("$mosquitto" -h 2>/dev/null | awk 'NR == 1 {print $3}')
   {
     echo

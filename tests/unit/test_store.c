@@ -302,6 +302,30 @@ static void test_trust_index_loads_from_store(void **state)
     X509_free(ca);
 }
 
+static void test_trust_register_device_writes_store_and_index(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    struct trust_index *ti = NULL;
+    assert_int_equal(trust_new(&ti), 0);
+    bool created = false;
+    assert_false(trust_device_registered(ti, "t1", "auto1"));
+    assert_int_equal(trust_register_device(ti, st, "t1", "auto1", &created), 0);
+    assert_true(created);
+    assert_true(trust_device_registered(ti, "t1", "auto1"));
+    struct store_user u;
+    assert_int_equal(store_user_get(st, "t1", "device_auto1", &u), 0);
+    assert_true(u.device);
+    /* A second connect of the same device registers nothing new. */
+    assert_int_equal(trust_register_device(ti, st, "t1", "auto1", &created), 0);
+    assert_false(created);
+    assert_int_equal(trust_device_count(ti), 1);
+    /* Unknown tenant: refused, nothing in the index. */
+    assert_int_equal(trust_register_device(ti, st, "ghost", "auto1", &created), ERR_NOT_FOUND);
+    assert_false(trust_device_registered(ti, "ghost", "auto1"));
+    trust_free(ti);
+}
+
 static void test_password_hash_and_verify(void **state)
 {
     (void)state;
@@ -343,6 +367,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_bulk_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_options_and_crl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_index_loads_from_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trust_register_device_writes_store_and_index, setup,
+                                        teardown),
         cmocka_unit_test(test_password_hash_and_verify),
         cmocka_unit_test(test_serial_normalize),
     };

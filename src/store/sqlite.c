@@ -38,6 +38,9 @@ static const char *const migrations[] = {
     " PRIMARY KEY(tenant, category, key));"
     "CREATE TABLE crl_entries(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
     " serial TEXT NOT NULL, revoked INTEGER NOT NULL, PRIMARY KEY(tenant, serial));",
+    /* 2: per-tenant device-token signing keys */
+    "CREATE TABLE token_keys(tenant TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,"
+    " priv_pem TEXT NOT NULL, pub_pem TEXT NOT NULL, created INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -75,6 +78,8 @@ enum q {
     Q_CRL_LIST,
     Q_CRL_LIST_ALL,
     Q_TENANT_EXISTS,
+    Q_KEY_PUT,
+    Q_KEY_GET,
     Q_COUNT
 };
 
@@ -129,6 +134,9 @@ static const char *const sql[Q_COUNT] = {
     [Q_CRL_LIST] = "SELECT tenant, serial, revoked FROM crl_entries WHERE tenant = ?"
                    " ORDER BY rowid",
     [Q_CRL_LIST_ALL] = "SELECT tenant, serial, revoked FROM crl_entries ORDER BY rowid",
+    [Q_KEY_PUT] = "INSERT OR IGNORE INTO token_keys(tenant, priv_pem, pub_pem, created)"
+                  " VALUES(?,?,?,?)",
+    [Q_KEY_GET] = "SELECT priv_pem, pub_pem FROM token_keys WHERE tenant = ?",
 };
 
 struct store {
@@ -939,6 +947,52 @@ int store_crl_list(struct store *st, const char *tenant, store_crl_cb cb, void *
         rc = cb(arg, (const char *)sqlite3_column_text(s, 0), &e);
     }
     if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+/* ---- device-token keys ---- */
+
+int store_token_key_put(struct store *st, const char *tenant, const char *priv_pem,
+                        const char *pub_pem)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_KEY_PUT);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, priv_pem);
+    bind_text(s, 3, pub_pem);
+    sqlite3_bind_int64(s, 4, now_s());
+    rc = exec_done(st, s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_token_key_get(struct store *st, const char *tenant, char **priv_pem, char **pub_pem)
+{
+    int rc = ERR_DB;
+    *priv_pem = *pub_pem = NULL;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_KEY_GET);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        *priv_pem = strdup((const char *)sqlite3_column_text(s, 0));
+        *pub_pem = strdup((const char *)sqlite3_column_text(s, 1));
+        rc = *priv_pem && *pub_pem ? 0 : ERR_NOMEM;
+        if (rc < 0) {
+            free(*priv_pem);
+            free(*pub_pem);
+            *priv_pem = *pub_pem = NULL;
+        }
+    } else {
+        rc = step == SQLITE_DONE ? ERR_NOT_FOUND : map_rc(st, step);
+    }
     sqlite3_reset(s);
 out:
     unlock(st);

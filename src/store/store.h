@@ -154,4 +154,12 @@ MUST_USE int store_crl_add(struct store *st, const char *tenant, const struct st
                            size_t n);
 MUST_USE int store_crl_list(struct store *st, const char *tenant, store_crl_cb cb, void *arg);
 
+/* The tenant's device-token signing key pair (PEM). put keeps an existing
+ * pair (first writer wins, so concurrent creators agree: put, then get);
+ * get allocates both strings (free()), ERR_NOT_FOUND when none. */
+MUST_USE int store_token_key_put(struct store *st, const char *tenant, const char *priv_pem,
+                                 const char *pub_pem);
+MUST_USE int store_token_key_get(struct store *st, const char *tenant, char **priv_pem,
+                                 char **pub_pem);
+
 #endif

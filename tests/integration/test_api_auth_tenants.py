@@ -129,3 +129,15 @@ def test_repeated_basic_auth_is_fast(api):
 def test_unknown_route_and_method(api):
     assert_json_error(api.call("GET", "/nothing/here", ADMIN), 404)
     assert_json_error(api.call("PATCH", "/tenant/options", ADMIN), 405)
+
+
+def test_request_body_over_the_configured_limit_is_413(tmp_path):
+    s = ApiServer(tmp_path / "small", options={"http_max_body": "2048"}).start()
+    try:
+        assert_json_error(s.call("POST", "/tenant/tenants", ADMIN, data=b"x" * 5000), 413)
+        # Under the limit the same route answers normally.
+        r = s.call("POST", "/tenant/tenants", ADMIN,
+                   {"id": "fits", "adminName": "a", "adminPass": "password-1"})
+        assert r.status == 201, r
+    finally:
+        s.stop()

@@ -326,6 +326,23 @@ static void test_trust_register_device_writes_store_and_index(void **state)
     trust_free(ti);
 }
 
+static void test_store_token_keys_first_writer_wins(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    char *priv = NULL, *pub = NULL;
+    assert_true(store_schema_version(st) >= 2);
+    assert_int_equal(store_token_key_get(st, "t1", &priv, &pub), ERR_NOT_FOUND);
+    assert_int_equal(store_token_key_put(st, "t1", "PRIV1", "PUB1"), 0);
+    assert_int_equal(store_token_key_put(st, "t1", "PRIV2", "PUB2"), 0);
+    assert_int_equal(store_token_key_get(st, "t1", &priv, &pub), 0);
+    assert_string_equal(priv, "PRIV1");
+    assert_string_equal(pub, "PUB1");
+    free(priv);
+    free(pub);
+    assert_int_equal(store_token_key_put(st, "ghost", "P", "Q"), ERR_NOT_FOUND);
+}
+
 static void test_password_hash_and_verify(void **state)
 {
     (void)state;
@@ -369,6 +386,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trust_index_loads_from_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_register_device_writes_store_and_index, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_store_token_keys_first_writer_wins, setup, teardown),
         cmocka_unit_test(test_password_hash_and_verify),
         cmocka_unit_test(test_serial_normalize),
     };

@@ -1,8 +1,7 @@
-/* The REST API: an HTTP(S) listener (libmicrohttpd, its own threads) that
- * serves the platform's tenant, trusted-certificate, CRL, option, user and
- * bulk-registration resources over the store and the trust index. Every
- * write goes to the store first and then to the trust index, so the connect
- * path sees it at once; hooks tell the broker about anchor and CRL changes. */
+/* The REST API: an HTTP(S) listener (libmicrohttpd, own threads) serving the
+ * tenant, trusted-certificate, CRL, option, user and bulk-registration
+ * resources. Writes go to the store, then the trust index (so connects see
+ * them at once); hooks tell the broker about anchor and CRL changes. */
 #ifndef CERTMQ_API_API_H
 #define CERTMQ_API_API_H
 

@@ -1,9 +1,7 @@
-/* Device registration: POST /devicecontrol/bulkNewDeviceRequests takes a CSV
- * file (header row with at least ID and AUTH_TYPE), checks every row, and
- * registers the valid ones in ONE store transaction, so a crash mid-upload
- * leaves nothing half-applied; invalid rows are reported with a reason.
- * POST /devicecontrol/newDeviceRequests (single registration) is refused:
- * certificate devices register in bulk or automatically. */
+/* Device registration: POST /devicecontrol/bulkNewDeviceRequests checks every
+ * CSV row and registers the valid ones in ONE store transaction (a crash
+ * leaves nothing half-applied), reporting a reason per invalid row. Single
+ * registration (POST /devicecontrol/newDeviceRequests) is refused. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,9 +1,7 @@
-/* The tenant's revocation list: PUT /tenant/trusted-certificates/settings/crl
- * adds revoked serials (JSON {"crls": [...]} or a CSV file with a serial
- * column), GET returns them as a DER CRL (application/pkix-crl) signed by
- * the API's own key, since certmq never holds the tenants' CA keys. The
- * broker enforces the list when the tenant option configuration /
- * crl.offline.check.enabled is true. */
+/* The tenant CRL: PUT /tenant/trusted-certificates/settings/crl adds revoked
+ * serials (JSON or a CSV file), GET serves them as a DER CRL signed by the
+ * API's own key (certmq never holds tenant CA keys). Enforced by the policy
+ * when option configuration / crl.offline.check.enabled is true. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

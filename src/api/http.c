@@ -1,8 +1,7 @@
-/* libmicrohttpd glue for the REST API: the route table, body collection
- * under a size limit, Basic/Bearer authentication against the trust index,
- * dispatch to the resource handlers, and the reply helpers they share.
- * libmicrohttpd runs a thread per connection; handlers only touch the store
- * and the trust index, which are thread-safe. */
+/* libmicrohttpd glue for the REST API: route table, body collection under a
+ * size limit, Basic/Bearer authentication against the trust index, dispatch
+ * and the reply helpers. A thread per connection; handlers touch only the
+ * store and the trust index, both thread-safe. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>

@@ -1,8 +1,7 @@
-/* Trusted certificates: POST/GET /tenant/tenants/{tenantId}/trusted-certificates,
- * GET/PUT/DELETE .../{fingerprint} and POST .../bulk. Each change is written
- * to the store, then to the trust index, then announced through the
- * on_anchor_change hook so the broker can close what a disabled or deleted
- * anchor admitted. */
+/* Trusted certificates: POST/GET .../trusted-certificates, GET/PUT/DELETE
+ * .../{fingerprint} and POST .../bulk under /tenant/tenants/{tenantId}. Each
+ * change goes to the store, then the trust index, then the on_anchor_change
+ * hook so the broker can close what a disabled or deleted anchor admitted. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>

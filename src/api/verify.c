@@ -1,8 +1,7 @@
-/* POST /tenant/trusted-certificates/verify-cert-chain: runs a chain (a
- * multipart "file", a raw PEM body, or the X-Cumulocity-Client-Cert-Chain
- * header) through the exact connect-time policy, ident_decide(), and says
- * valid or the named reason: the "why is my device refused" tool. A chain
- * anchored in another tenant is reported as untrusted to a tenant admin. */
+/* POST /tenant/trusted-certificates/verify-cert-chain: a chain (multipart
+ * file, PEM body or X-Cumulocity-Client-Cert-Chain header) through the exact
+ * connect-time policy, answered valid or with the named reason. An anchor of
+ * another tenant is reported to a tenant admin as plain "untrusted". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,7 @@
-/* The chain policy (see policy.h). Steps follow DESIGN.md: find the trust
- * anchor among the presented certificates, choose the tenant, validate the
- * path with OpenSSL against that single anchor, then key strength, CRL,
- * common name, ClientId and registration. The trust index read lock is held
- * for the whole decision, so the anchors it hands out stay alive. */
+/* The chain policy (see policy.h), in DESIGN.md's order: anchor among the
+ * presented certificates, tenant choice, OpenSSL path validation against that
+ * one anchor, CRL, key strength, CN, ClientId, registration. The read lock is
+ * held for the whole decision, so the anchors handed out stay alive. */
 #include "identity/policy.h"
 
 #include <stdatomic.h>

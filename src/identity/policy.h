@@ -1,8 +1,7 @@
 /* The chain policy (DESIGN.md "Trust and chain policy", steps 1-8) as one
- * decision function shared by the broker's CONNECT path, the REST
- * verify-cert-chain tool and `certmq pki verify`. ident_decide() only reads
- * the trust index and its inputs (time is a parameter); ident_record()
- * is the side effect: the per-reason counter and the log line. */
+ * function shared by CONNECT, verify-cert-chain and `certmq pki verify`:
+ * ident_decide() only reads the trust index and its inputs (time included);
+ * ident_record() is the side effect (per-reason counter and log line). */
 #ifndef CERTMQ_IDENTITY_POLICY_H
 #define CERTMQ_IDENTITY_POLICY_H
 

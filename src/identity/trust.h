@@ -1,10 +1,7 @@
 /* The in-memory trust index the connect path reads instead of the store:
- * trust anchors (by SHA-1 fingerprint of the DER and by subject), registered
- * devices, password users (with a short-lived cache of verified passwords),
- * revoked serials and tenant options. Loaded from the store at start and
- * updated by the API after every store write. Read-mostly: one rwlock; the
- * *_locked readers are for callers (the chain policy) that hold the read
- * lock across several lookups. */
+ * anchors (by DER SHA-1 and by subject), registered devices, password users
+ * with a cache of verified passwords, revoked serials and tenant options.
+ * Loaded at start, updated after every store write; one rwlock (see *_locked). */
 #ifndef CERTMQ_IDENTITY_TRUST_H
 #define CERTMQ_IDENTITY_TRUST_H
 

@@ -1,8 +1,7 @@
-/* The certmq store: tenants, users, trusted certificates, devices, tenant
- * options and revoked serials. One opaque handle; the SQLite backend is
- * sqlite.c (schema migrations in schema.c), and a PostgreSQL backend would
- * implement this same header. Thread-safe: every call holds the store's
- * mutex, so list callbacks must not call back into the store. */
+/* The certmq store: tenants, users, trusted certificates, devices, options,
+ * revoked serials and token keys behind one opaque handle (SQLite backend in
+ * sqlite.c; a PostgreSQL one would implement this header). Thread-safe: every
+ * call holds a mutex, so list callbacks must not call back into the store. */
 #ifndef CERTMQ_STORE_STORE_H
 #define CERTMQ_STORE_STORE_H
 

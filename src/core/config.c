@@ -42,6 +42,10 @@ static const char *const level_choices[] = {"debug", "info", "warn", "error", NU
         n, OPT_STR, true, offsetof(struct listener_config, f),                                     \
             sizeof(((struct listener_config *)0)->f), 0, 0, 0, "", NULL, h                         \
     }
+#define L_LONG(n, f, lo, hi, d, h)                                                                 \
+    {                                                                                              \
+        n, OPT_LONG, true, offsetof(struct listener_config, f), 0, lo, hi, d, NULL, NULL, h        \
+    }
 #define L_ENUM(n, f, ch, d, h)                                                                     \
     {                                                                                              \
         n, OPT_ENUM, true, offsetof(struct listener_config, f), 0, 0, 0, d, NULL, ch, h            \
@@ -81,6 +85,8 @@ static const struct option options[] = {
     L_STR("cafile", cafile, "static trusted client CAs (PEM); clients are identified by CN"),
     L_ENUM("client_certificates", client_certs, cert_choices, CLIENT_CERTS_OPTIONAL,
            "required, optional or off"),
+    L_LONG("tls_session_cache", tls_session_cache, 0, 10000000, 20480,
+           "TLS sessions kept so returning clients resume without a full handshake (0: off)"),
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -88,9 +94,12 @@ static const struct option options[] = {
 static void listener_defaults(struct listener_config *l)
 {
     memset(l, 0, sizeof *l);
-    for (size_t i = 0; i < N_OPTIONS; i++)
-        if (options[i].per_listener && options[i].type == OPT_ENUM)
-            *(int *)((char *)l + options[i].offset) = (int)options[i].def_long;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct option *o = &options[i];
+        if (!o->per_listener) continue;
+        if (o->type == OPT_ENUM) *(int *)((char *)l + o->offset) = (int)o->def_long;
+        if (o->type == OPT_LONG) *(long *)((char *)l + o->offset) = o->def_long;
+    }
 }
 
 void config_defaults(struct config *cfg)

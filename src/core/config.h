@@ -22,6 +22,7 @@ struct listener_config {
     char keyfile[512];
     char cafile[512]; /* static trusted client CAs */
     enum client_certs client_certs;
+    long tls_session_cache; /* sessions kept for resumption; 0: none */
 };
 
 #define CONFIG_MAX_LISTENERS 16

@@ -327,6 +327,17 @@ static void listener_ready(struct worker *w, size_t idx)
     }
 }
 
+/* After CONNECT the certificates sent behind the leaf are not needed again:
+ * free them so an idle connection holds one parsed certificate, not three.
+ * (The stack is the session's own, emptied through the public API.) */
+static void release_peer_chain(struct conn *c)
+{
+    if (!c->cl.chain) return;
+    X509 *x;
+    while ((x = sk_X509_pop(c->cl.chain))) X509_free(x);
+    c->cl.chain = NULL;
+}
+
 /* Hands every whole frame in data to the broker; returns bytes used, or a
  * negative code when the connection must close. */
 static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *abnormal)
@@ -359,7 +370,10 @@ static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *a
             *abnormal = !(rc == ERR_CLOSED || rc == ERR_NOT_AUTHORIZED);
             return rc;
         }
-        if (c->cl.state == CLIENT_ACTIVE) c->deadline_ms = 0;
+        if (c->cl.state == CLIENT_ACTIVE && c->deadline_ms) {
+            c->deadline_ms = 0;
+            release_peer_chain(c);
+        }
     }
     return (long)used;
 }

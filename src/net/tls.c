@@ -49,7 +49,14 @@ int tls_ctx_new(const struct listener_config *lc, SSL_CTX **out, char *err, size
     }
     static const unsigned char sid_ctx[] = "certmq";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
-    SSL_CTX_set_num_tickets(ctx, 1);
+    /* Stateful TLS 1.3 tickets: a returning client resumes without sending
+     * its certificate again, and issuing one costs a cache insert, where a
+     * stateless ticket would re-encode and re-parse the whole session
+     * (certificates included) on every handshake. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, lc->tls_session_cache);
+    SSL_CTX_set_num_tickets(ctx, lc->tls_session_cache ? 1 : 0);
     int mode = SSL_VERIFY_NONE;
     if (lc->client_certs != CLIENT_CERTS_OFF) {
         mode = SSL_VERIFY_PEER;

@@ -146,6 +146,49 @@ def test_encrypted_ca_key_needs_its_passphrase(tmp_path):
     run("openssl", "verify", "-CAfile", d / "ca.pem", out / "dev1.pem")
 
 
+def _run_on_terminal(args, answers):
+    """Runs certmq on a pseudo-terminal, answering each prompt in turn."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CERTMQ_PKI_")}
+        os.execve(BIN, [BIN, "pki", *map(str, args)], env)
+    out, pending = b"", list(answers)
+    while True:
+        ready, _, _ = select.select([fd], [], [], 20)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if pending and out.rstrip().endswith(b":"):
+            os.write(fd, pending.pop(0).encode() + b"\n")
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_passphrase_prompt_on_terminal(tmp_path):
+    d = tmp_path / "tty"
+    rc, out = _run_on_terminal(["ca", "init", d, "--cn", "Tty CA", "--encrypt"],
+                               ["typed on tty 1", "typed on tty 1"])
+    assert rc == 0, out
+    assert "Passphrase for" in out and "Repeat" in out
+    assert "typed on tty 1" not in out  # no echo
+    run("openssl", "pkey", "-in", d / "ca.key", "-passin", "pass:typed on tty 1", "-noout")
+    rc, out = _run_on_terminal(["ca", "init", tmp_path / "tty2", "--cn", "X", "--encrypt"],
+                               ["first passphrase", "second passphrase"])
+    assert rc == 1 and "differ" in out
+    rc, out = _run_on_terminal(["issue", "device", "--ca", d, "--cn", "t1", "--out",
+                                tmp_path / "o"], ["typed on tty 1"])
+    assert rc == 0, out
+    run("openssl", "verify", "-CAfile", d / "ca.pem", tmp_path / "o" / "t1.pem")
+
+
 def test_encrypt_refuses_short_passphrase(tmp_path):
     r = pki("ca", "init", tmp_path / "c", "--cn", "X", "--encrypt",
             env={"CERTMQ_PKI_PASS": "short"})

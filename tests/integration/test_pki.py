@@ -8,6 +8,7 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -156,7 +157,7 @@ def _run_on_terminal(args, answers):
         os.execve(BIN, [BIN, "pki", *map(str, args)], env)
     out, pending = b"", list(answers)
     while True:
-        ready, _, _ = select.select([fd], [], [], 20)
+        ready, _, _ = select.select([fd], [], [], 10)
         if not ready:
             break
         try:
@@ -166,9 +167,17 @@ def _run_on_terminal(args, answers):
         if not chunk:
             break
         out += chunk
-        if pending and out.rstrip().endswith(b":"):
+        if pending and out.endswith(b": "):  # a prompt waits for its answer
             os.write(fd, pending.pop(0).encode() + b"\n")
-    _, status = os.waitpid(pid, 0)
+    for _ in range(100):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:  # stuck at a prompt: never hang the suite
+        os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+    os.close(fd)
     return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
 

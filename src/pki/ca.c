@@ -134,6 +134,16 @@ static int write_text(const char *dir, const char *name, const char *text, int m
     return pki_write_file(path, text, strlen(text), mode, false);
 }
 
+static int first_crl(const char *dir, X509 *cert, EVP_PKEY *key)
+{
+    struct pki_ca ca = {.cert = cert, .key = key, .lock_fd = -1};
+    X509_CRL *crl = NULL;
+    if (snprintf(ca.dir, sizeof ca.dir, "%s", dir) >= (int)sizeof ca.dir) return ERR_TOO_LARGE;
+    int rc = pki_crl_write(&ca, 30, &crl);
+    X509_CRL_free(crl);
+    return rc;
+}
+
 /* Writes every file of a new CA directory; ca.pem goes last so that its
  * presence means the directory is complete. parent_chain is NULL for a
  * root. */
@@ -179,6 +189,8 @@ static int ca_dir_write(const char *dir, X509 *cert, EVP_PKEY *key, const char *
     GUARD_GOTO(rc, write_text(dir, "index.txt", "", 0644), out);
     GUARD_GOTO(rc, write_text(dir, "index.txt.attr", "unique_subject = no\n", 0644), out);
     GUARD_GOTO(rc, write_text(dir, "crlnumber", "01\n", 0644), out);
+    /* An empty CRL from the start: relying parties can load one at once. */
+    GUARD_GOTO(rc, first_crl(dir, cert, key), out);
     GUARD_GOTO(rc, write_text(dir, "ca.pem", pem, 0644), out);
 out:
     BN_free(bn);

@@ -88,7 +88,7 @@ static const struct cmd cmds[] = {
          BIT(O_PASS_FILE),
      BIT(O_CN), "create a self-signed root CA in DIR",
      "usage: certmq pki ca init DIR --cn NAME [options]\n"
-     "Creates DIR (0700) with a self-signed v3 CA: ca.pem, ca.key (0600), chain.pem,\n"
+     "Creates DIR (0700) with a self-signed v3 CA: ca.pem, ca.key (0600), chain.pem, crl.pem,\n"
      "serial, index.txt (openssl ca format) and crlnumber. basicConstraints is\n"
      "critical CA:TRUE, keyUsage keyCertSign, cRLSign, digitalSignature.\n"
      "  --cn NAME          common name of the CA (required)\n"

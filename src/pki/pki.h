@@ -14,7 +14,7 @@ int pki_main(int argc, char **argv);
 
 /* Makes the development PKI in dir unless dir/ca.pem exists: dir (0700) with
  * a CA as `pki ca init dir --cn "certmq dev CA" --key ec:P-256` makes it
- * (ca.pem, ca.key 0600, chain.pem, serial, index.txt, crlnumber), then a
+ * (ca.pem, ca.key 0600, chain.pem, serial, index.txt, crlnumber, crl.pem), then a
  * server certificate for CN localhost with SAN DNS:localhost, IP:127.0.0.1,
  * IP:::1 in dir/server.pem (certificate then CA) and dir/server.key (0600).
  * Idempotent: an existing CA is reused, an existing server.pem kept.

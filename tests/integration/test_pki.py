@@ -81,8 +81,12 @@ def test_ca_init_makes_v3_ca_with_constraints(root):
 def test_ca_dir_layout_and_modes(root):
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(root / "ca.key").st_mode) == 0o600
-    for f in ("chain.pem", "serial", "index.txt", "crlnumber"):
+    for f in ("chain.pem", "serial", "index.txt", "crlnumber", "crl.pem"):
         assert (root / f).exists(), f
+    # an empty, valid CRL from the start
+    r = run("openssl", "crl", "-in", root / "crl.pem", "-CAfile", root / "ca.pem", "-noout",
+            "-verify", "-text")
+    assert "verify OK" in r.stdout + r.stderr and "No Revoked Certificates" in r.stdout
     assert re.fullmatch(r"[0-9A-F]+\n", (root / "serial").read_text())
     assert (root / "index.txt").read_text() == ""
     assert (root / "chain.pem").read_text() == (root / "ca.pem").read_text()

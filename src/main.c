@@ -2,6 +2,7 @@
  * tooling. Parses the command line, builds the modules in dependency order
  * (auth -> broker -> network), and turns signals into reload and stop. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "net/server.h"
 #include "pki/pki.h"
 #include "store/store.h"
+#include "token/service.h"
 
 static void usage(FILE *out)
 {
@@ -66,6 +68,163 @@ static void run_until_stopped(struct server *srv, const sigset_t *set)
     }
 }
 
+/* Everything serve runs, built in dependency order and torn down in
+ * reverse: store -> trust index -> tokens -> auth -> broker -> network/API. */
+struct app {
+    struct config cfg;
+    struct store *store;
+    struct trust_index *trust;
+    struct token_service *tokens;
+    struct auth *auth;
+    struct broker *broker;
+    struct server *srv;
+    struct api *apis[CONFIG_MAX_LISTENERS];
+    size_t n_apis;
+};
+
+/* ---- hooks from the REST API into the broker and the token service ---- */
+
+static void on_anchor_change(void *arg, const char *tenant, const char *fp, bool still_enabled)
+{
+    struct app *app = arg;
+    if (still_enabled) return;
+    int n = broker_kick_anchor(app->broker, tenant, fp);
+    if (n)
+        log_info("tenant %s: trusted certificate %s withdrawn, %d device(s) disconnected", tenant,
+                 fp, n);
+}
+
+struct revoked_ctx {
+    struct app *app;
+    const char *tenant;
+};
+
+static bool is_revoked(const struct auth_result *who, void *arg)
+{
+    struct revoked_ctx *r = arg;
+    if (!who->device || strcmp(who->tenant, r->tenant) || !who->serial[0]) return false;
+    return trust_crl_revoked_locked(r->app->trust, who->tenant, who->serial);
+}
+
+static void on_crl_change(void *arg, const char *tenant)
+{
+    struct app *app = arg;
+    struct revoked_ctx r = {app, tenant};
+    int n = 0;
+    trust_read_lock(app->trust); /* lock order: trust index, then broker */
+    if (trust_option_true_locked(app->trust, tenant, "configuration", "crl.offline.check.enabled"))
+        n = broker_kick_where(app->broker, is_revoked, &r);
+    trust_read_unlock(app->trust);
+    if (n) log_info("tenant %s: %d revoked device(s) disconnected", tenant, n);
+}
+
+static int bearer_check(void *arg, const char *token, char *tenant, size_t tenant_cap, char *user,
+                        size_t user_cap)
+{
+    struct app *app = arg;
+    return token_service_check(app->tokens, token, time(NULL), tenant, tenant_cap, user, user_cap);
+}
+
+static int token_public_key(void *arg, const char *tenant, char **pem)
+{
+    struct app *app = arg;
+    return token_service_public_key(app->tokens, tenant, pem);
+}
+
+static int issue_token(void *arg, const char *tenant, const char *cn, time_t now, char **jwt)
+{
+    return token_service_issue(arg, tenant, cn, now, jwt);
+}
+
+static int start_apis(struct app *app)
+{
+    for (size_t i = 0; i < app->cfg.n_listeners; i++) {
+        const struct listener_config *l = &app->cfg.listeners[i];
+        if (l->protocol != PROTO_HTTP) continue;
+        struct api_config ac = {
+            .bind_addr = l->addr,
+            .port = (uint16_t)l->port,
+            .certfile = l->certfile,
+            .keyfile = l->keyfile,
+            .max_body_bytes = (size_t)app->cfg.http_max_body,
+            .max_chain_length = (int)app->cfg.max_chain_length,
+            .require_ca_in_chain = app->cfg.require_ca_in_chain,
+            .on_anchor_change = on_anchor_change,
+            .on_crl_change = on_crl_change,
+            .bearer_check = bearer_check,
+            .token_public_key = token_public_key,
+            .hook_arg = app,
+        };
+        GUARD(api_start(&ac, app->store, app->trust, &app->apis[app->n_apis]));
+        app->n_apis++;
+        log_info("listening on %s:%d (http api%s)", l->addr[0] ? l->addr : "*", l->port,
+                 l->certfile[0] ? " over tls" : "");
+    }
+    return 0;
+}
+
+static void log_mqtt_listeners(const struct config *cfg)
+{
+    static const char *const modes[] = {"off", "optional", "required"};
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct listener_config *l = &cfg->listeners[i];
+        if (l->protocol == PROTO_HTTP) continue;
+        if (l->certfile[0])
+            log_info("listening on %s:%d (mqtt over tls, client certificates %s)",
+                     l->addr[0] ? l->addr : "*", l->port, modes[l->client_certs]);
+        else
+            log_info("listening on %s:%d (mqtt, plain tcp)", l->addr[0] ? l->addr : "*", l->port);
+    }
+}
+
+static int app_start(struct app *app)
+{
+    struct config *cfg = &app->cfg;
+    char err[1024];
+    if (store_open(cfg->data_dir, &app->store) < 0 ||
+        api_bootstrap_admin(app->store, cfg->data_dir) < 0 || trust_new(&app->trust) < 0 ||
+        trust_load(app->trust, app->store) < 0) {
+        log_error("cannot open the store in %s", cfg->data_dir);
+        return ERR_DB;
+    }
+    GUARD(token_service_new(app->store, app->trust, &app->tokens));
+    GUARD(auth_new(cfg, app->trust, app->store, &app->auth));
+    struct broker_config bc = {
+        .max_inflight = cfg->max_inflight,
+        .max_queued = cfg->max_queued,
+        .max_keepalive = cfg->max_keepalive,
+        .allow_anonymous = cfg->allow_anonymous,
+        .auth = app->auth,
+        .wake = server_wake,
+        .issue_token = issue_token,
+        .token_arg = app->tokens,
+    };
+    GUARD(broker_new(&bc, &app->broker));
+    if (server_new(cfg, app->broker, &app->srv, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return ERR_IO;
+    }
+    if (server_start(app->srv) < 0) {
+        log_error("cannot start worker threads");
+        return ERR_INTERNAL;
+    }
+    GUARD(start_apis(app));
+    log_mqtt_listeners(cfg);
+    return 0;
+}
+
+static void app_stop(struct app *app)
+{
+    for (size_t i = 0; i < app->n_apis; i++) api_stop(app->apis[i]);
+    if (app->srv) server_stop(app->srv);
+    if (app->auth) auth_log_counters(app->auth);
+    broker_free(app->broker);
+    auth_free(app->auth);
+    token_service_free(app->tokens);
+    trust_free(app->trust);
+    store_close(app->store);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *config_path = NULL;
@@ -82,20 +241,20 @@ static int cmd_serve(int argc, char **argv)
         }
     }
 
-    static struct config cfg;
+    static struct app app;
     char err[1024];
     if (config_path) {
-        config_defaults(&cfg);
-        if (config_load(&cfg, config_path, err, sizeof err) < 0) {
+        config_defaults(&app.cfg);
+        if (config_load(&app.cfg, config_path, err, sizeof err) < 0) {
             fprintf(stderr, "certmq: %s\n", err);
             return 2;
         }
     } else {
-        config_dev_defaults(&cfg);
+        config_dev_defaults(&app.cfg);
     }
-    log_set_level((enum log_level)log_level_parse(cfg.log_level));
-    if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST) {
-        log_error("cannot create data_dir %s: %s", cfg.data_dir, strerror(errno));
+    log_set_level((enum log_level)log_level_parse(app.cfg.log_level));
+    if (mkdir(app.cfg.data_dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create data_dir %s: %s", app.cfg.data_dir, strerror(errno));
         return 1;
     }
     if (!config_path && pki_dev_bootstrap("./var/dev-ca") < 0) {
@@ -112,78 +271,13 @@ static int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
-    struct auth *auth = NULL;
-    struct broker *broker = NULL;
-    struct server *srv = NULL;
-    /* ---- identity store and REST API (begin) ---- */
-    struct store *store = NULL;
-    struct trust_index *trust = NULL;
-    struct api *apis[CONFIG_MAX_LISTENERS] = {0};
-    size_t n_apis = 0;
-    if (store_open(cfg.data_dir, &store) < 0 || api_bootstrap_admin(store, cfg.data_dir) < 0 ||
-        trust_new(&trust) < 0 || trust_load(trust, store) < 0) {
-        log_error("cannot open the store in %s", cfg.data_dir);
-        goto out;
+    if (app_start(&app) == 0) {
+        log_info("certmq %s started with %d worker threads", CERTMQ_VERSION,
+                 server_worker_count(&app.cfg));
+        run_until_stopped(app.srv, &set);
+        rc = 0;
     }
-    for (size_t i = 0; i < cfg.n_listeners; i++) {
-        const struct listener_config *l = &cfg.listeners[i];
-        if (l->protocol != PROTO_HTTP) continue;
-        struct api_config ac = {
-            .bind_addr = l->addr,
-            .port = (uint16_t)l->port,
-            .certfile = l->certfile,
-            .keyfile = l->keyfile,
-            .max_body_bytes = (size_t)cfg.http_max_body,
-            .max_chain_length = (int)cfg.max_chain_length,
-            .require_ca_in_chain = cfg.require_ca_in_chain,
-        };
-        if (api_start(&ac, store, trust, &apis[n_apis]) < 0) goto out;
-        n_apis++;
-        log_info("listening on %s:%d (http api%s)", l->addr[0] ? l->addr : "*", l->port,
-                 l->certfile[0] ? " over tls" : "");
-    }
-    /* ---- identity store and REST API (end) ---- */
-    if (auth_new(&cfg, &auth) < 0) goto out;
-    struct broker_config bc = {
-        .max_inflight = cfg.max_inflight,
-        .max_queued = cfg.max_queued,
-        .max_keepalive = cfg.max_keepalive,
-        .allow_anonymous = cfg.allow_anonymous,
-        .auth = auth,
-        .wake = server_wake,
-    };
-    if (broker_new(&bc, &broker) < 0) goto out;
-    if (server_new(&cfg, broker, &srv, err, sizeof err) < 0) {
-        log_error("%s", err);
-        goto out;
-    }
-    if (server_start(srv) < 0) {
-        log_error("cannot start worker threads");
-        goto out;
-    }
-    for (size_t i = 0; i < cfg.n_listeners; i++) {
-        const struct listener_config *l = &cfg.listeners[i];
-        if (l->protocol == PROTO_HTTP) continue; /* started with the store above */
-        static const char *const modes[] = {"off", "optional", "required"};
-        if (l->certfile[0])
-            log_info("listening on %s:%d (mqtt over tls, client certificates %s)",
-                     l->addr[0] ? l->addr : "*", l->port, modes[l->client_certs]);
-        else
-            log_info("listening on %s:%d (mqtt, plain tcp)", l->addr[0] ? l->addr : "*", l->port);
-    }
-    log_info("certmq %s started with %d worker threads", CERTMQ_VERSION, server_worker_count(&cfg));
-    run_until_stopped(srv, &set);
-    server_stop(srv);
-    srv = NULL;
-    auth_log_counters(auth);
-    rc = 0;
-out:
-    if (srv) server_stop(srv);
-    for (size_t i = 0; i < n_apis; i++) api_stop(apis[i]); /* identity store and REST API */
-    broker_free(broker);
-    auth_free(auth);
-    trust_free(trust);
-    store_close(store);
+    app_stop(&app);
     return rc;
 }
 

@@ -40,6 +40,9 @@ struct api_config {
      * (Bearer is then refused with 401). */
     int (*bearer_check)(void *arg, const char *token, char *tenant, size_t tenant_cap, char *user,
                         size_t user_cap);
+    /* The tenant's device-token public key as PEM (*pem: free()). May be
+     * NULL (the key endpoint then answers 404). */
+    int (*token_public_key)(void *arg, const char *tenant, char **pem);
     void *hook_arg;
 };
 

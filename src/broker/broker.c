@@ -345,7 +345,8 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
 
 struct kick_ctx {
     struct broker *b;
-    const char *tenant, *fp;
+    bool (*pred)(const struct auth_result *who, void *arg);
+    void *arg;
     int n;
 };
 
@@ -354,20 +355,37 @@ static void kick_cb(const char *key, void *value, void *arg)
     (void)key;
     struct kick_ctx *k = arg;
     struct session *s = value;
-    if (s->client && !strcmp(s->who.tenant, k->tenant) && !strcmp(s->who.anchor_fp, k->fp)) {
+    if (s->client && !s->client->kicked && k->pred(&s->who, k->arg)) {
         s->client->kicked = true;
         k->b->cfg.wake(s->client);
         k->n++;
     }
 }
 
-int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_fp)
+int broker_kick_where(struct broker *b, bool (*pred)(const struct auth_result *who, void *arg),
+                      void *arg)
 {
-    struct kick_ctx k = {b, tenant, anchor_fp, 0};
+    struct kick_ctx k = {b, pred, arg, 0};
     pthread_mutex_lock(&b->lock);
     map_each(&b->sessions, kick_cb, &k);
     pthread_mutex_unlock(&b->lock);
     return k.n;
+}
+
+struct anchor_ref {
+    const char *tenant, *fp;
+};
+
+static bool same_anchor(const struct auth_result *who, void *arg)
+{
+    const struct anchor_ref *a = arg;
+    return !strcmp(who->tenant, a->tenant) && !strcmp(who->anchor_fp, a->fp);
+}
+
+int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_fp)
+{
+    struct anchor_ref a = {tenant, anchor_fp};
+    return broker_kick_where(b, same_anchor, &a);
 }
 
 void broker_stats(struct broker *b, struct broker_stats *st)

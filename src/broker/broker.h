@@ -20,6 +20,7 @@
 #include "mqtt/codec.h"
 
 struct auth;
+struct auth_result;
 struct broker;
 struct session;
 
@@ -36,6 +37,8 @@ struct client {
     uint8_t state;           /* enum client_state */
     bool kicked;             /* under the broker lock: close without will */
     bool dirty;              /* under the owner's lock: on its drain list */
+    bool chain_proven;       /* in: a resumed TLS session already proved the anchor was in
+                                the chain; out: this CONNECT's chain did */
     char peer[56];           /* address for log lines */
 };
 
@@ -72,6 +75,11 @@ MUST_USE int broker_drain(struct broker *b, struct client *c);
  * when abnormal, and ends a clean session. c may be freed afterwards. */
 void broker_close(struct broker *b, struct client *c, bool abnormal);
 
+/* Closes every connected client whose identity pred accepts (called with
+ * the broker lock held; pred must not call into the broker). Returns how
+ * many were kicked. */
+int broker_kick_where(struct broker *b, bool (*pred)(const struct auth_result *who, void *arg),
+                      void *arg);
 /* Closes every client admitted through the given trust anchor (hex SHA-1)
  * of a tenant. Returns how many were kicked. */
 int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_fp);

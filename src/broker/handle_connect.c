@@ -104,6 +104,7 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
         .username_len = p->username.len,
         .password = p->has_password ? p->password.p : NULL,
         .password_len = p->password.len,
+        .chain_proven = c->chain_proven,
         .now = now,
     };
     struct auth_result who;
@@ -115,6 +116,7 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
         return refuse(c, who.connack_rc);
     }
 
+    c->chain_proven = who.chain_proven;
     struct msg *will = NULL;
     if (p->will) {
         if (!topic_name_valid((const char *)p->will_topic.p, p->will_topic.len)) return ERR_PROTO;

@@ -1,7 +1,11 @@
-/* Connection authentication (see auth.h). Certificate clients on a listener
- * with a static cafile are verified against it and named by their CN;
- * clients without a certificate are admitted only when allow_anonymous is
- * set. Each refusal has a named reason and a counter. */
+/* Connection authentication (see auth.h).
+ *
+ * A client with a certificate is judged by the tenant chain policy
+ * (policy.c). When no tenant trusts anything in its chain and the listener
+ * has a static cafile, the chain is verified against that instead and the
+ * client lives in the static topic space, named by its CN. A client without
+ * a certificate logs in as <tenantId>/<user> with a password, or is admitted
+ * to the static space when allow_anonymous is set. */
 #include "identity/auth.h"
 
 #include <stdatomic.h>
@@ -13,11 +17,13 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "identity/policy.h"
+#include "identity/trust.h"
 #include "mqtt/codec.h"
 
 enum reason {
     R_NO_CREDENTIALS,
-    R_UNTRUSTED,
+    R_BAD_PASSWORD,
     R_CHAIN_INVALID,
     R_BAD_CN,
     R_COUNT,
@@ -25,21 +31,29 @@ enum reason {
 
 static const char *const reason_text[R_COUNT] = {
     [R_NO_CREDENTIALS] = "no certificate and no credentials",
-    [R_UNTRUSTED] = "certificate not trusted",
-    [R_CHAIN_INVALID] = "certificate chain invalid",
+    [R_BAD_PASSWORD] = "bad user name or password",
+    [R_CHAIN_INVALID] = "certificate chain invalid for the listener cafile",
     [R_BAD_CN] = "bad common name",
 };
 
 struct auth {
     bool allow_anonymous;
+    int max_chain_length;
+    bool require_ca_in_chain;
+    struct trust_index *ti;
+    struct store *st;
     atomic_ulong refused[R_COUNT];
 };
 
-int auth_new(const struct config *cfg, struct auth **out)
+int auth_new(const struct config *cfg, struct trust_index *ti, struct store *st, struct auth **out)
 {
     struct auth *a = calloc(1, sizeof *a);
     if (!a) return ERR_NOMEM;
     a->allow_anonymous = cfg->allow_anonymous;
+    a->max_chain_length = (int)cfg->max_chain_length;
+    a->require_ca_in_chain = cfg->require_ca_in_chain;
+    a->ti = ti;
+    a->st = st;
     *out = a;
     return 0;
 }
@@ -49,15 +63,15 @@ void auth_free(struct auth *a)
     free(a);
 }
 
-static int refuse(struct auth *a, struct auth_result *res, enum reason r)
+static int refuse(struct auth *a, struct auth_result *res, enum reason r, uint8_t rc)
 {
     atomic_fetch_add(&a->refused[r], 1);
-    res->connack_rc = MQTT_CONNACK_NOT_AUTHORIZED;
+    res->connack_rc = rc;
     res->reason = reason_text[r];
     return 0;
 }
 
-/* The leaf's CN: non-empty, no ':' (it names the device in topics). */
+/* The leaf's CN for the static space: non-empty, no ':'. */
 static bool leaf_cn(X509 *leaf, char *out, size_t n)
 {
     X509_NAME *name = X509_get_subject_name(leaf);
@@ -92,23 +106,104 @@ static int verify_static(X509_STORE *store, X509 *leaf, STACK_OF(X509) * chain, 
     return ok == 1 ? 0 : ERR_AUTH;
 }
 
+static int static_certificate(struct auth *a, const struct auth_request *rq,
+                              struct auth_result *res)
+{
+    if (!leaf_cn(rq->leaf, res->identity, sizeof res->identity))
+        return refuse(a, res, R_BAD_CN, MQTT_CONNACK_NOT_AUTHORIZED);
+    const char *why;
+    int rc = verify_static(rq->listener_ca, rq->leaf, rq->chain, rq->now, &why);
+    if (rc == ERR_NOMEM) return rc;
+    if (rc < 0) {
+        log_warn("refused certificate cn=%s (listener cafile): %s", res->identity, why);
+        return refuse(a, res, R_CHAIN_INVALID, MQTT_CONNACK_NOT_AUTHORIZED);
+    }
+    return 0;
+}
+
+/* A tenant device: the chain policy decides; auto-registration writes. */
+static int tenant_certificate(struct auth *a, const struct auth_request *rq,
+                              struct auth_result *res, bool *no_tenant)
+{
+    struct ident_input in = {
+        .leaf = rq->leaf,
+        .chain = rq->chain,
+        .client_id = rq->client_id,
+        .client_id_len = rq->client_id_len,
+        .now = rq->now,
+        .max_chain_length = a->max_chain_length,
+        .require_ca_in_chain = a->require_ca_in_chain && !rq->chain_proven,
+    };
+    struct ident_decision d;
+    GUARD(ident_decide(a->ti, &in, &d));
+    *no_tenant = !d.accepted && !d.tenant[0] &&
+                 (d.reason == IDENT_UNTRUSTED || d.reason == IDENT_CA_NOT_IN_CHAIN);
+    if (*no_tenant && rq->listener_ca) return 0; /* the static cafile decides */
+    if (d.accepted && d.auto_register) {
+        bool created;
+        if (trust_register_device(a->ti, a->st, d.tenant, d.cn, &created) < 0) {
+            log_error("tenant %s: cannot register device %s", d.tenant, d.cn);
+            res->connack_rc = MQTT_CONNACK_UNAVAILABLE;
+            res->reason = "registration failed";
+            return 0;
+        }
+        if (created) log_info("tenant %s: device %s registered on first connect", d.tenant, d.cn);
+    }
+    ident_record(&d);
+    snprintf(res->tenant, sizeof res->tenant, "%s", d.tenant);
+    snprintf(res->identity, sizeof res->identity, "%s", d.cn);
+    snprintf(res->anchor_fp, sizeof res->anchor_fp, "%s", d.anchor_fp);
+    if (!d.accepted) {
+        res->connack_rc = MQTT_CONNACK_NOT_AUTHORIZED;
+        res->reason = ident_reason_str(d.reason);
+        return 0;
+    }
+    res->device = true;
+    res->chain_proven = a->require_ca_in_chain;
+    if (trust_serial_of(rq->leaf, res->serial, sizeof res->serial) < 0) res->serial[0] = 0;
+    return 0;
+}
+
+/* <tenantId>/<user> with a password, checked against the in-memory index. */
+static int password_login(struct auth *a, const struct auth_request *rq, struct auth_result *res)
+{
+    const char *slash = memchr(rq->username, '/', rq->username_len);
+    size_t tlen = slash ? (size_t)(slash - rq->username) : 0;
+    size_t ulen = slash ? rq->username_len - tlen - 1 : 0;
+    char tenant[STORE_TENANT_MAX], user[STORE_NAME_MAX];
+    unsigned roles;
+    if (!slash || !rq->password || tlen == 0 || tlen >= sizeof tenant || ulen == 0 ||
+        ulen >= sizeof user)
+        return refuse(a, res, R_BAD_PASSWORD, MQTT_CONNACK_BAD_CREDENTIALS);
+    memcpy(tenant, rq->username, tlen);
+    tenant[tlen] = 0;
+    memcpy(user, slash + 1, ulen);
+    user[ulen] = 0;
+    if (trust_check_password(a->ti, tenant, user, (const char *)rq->password, rq->password_len,
+                             &roles) < 0) {
+        log_warn("refused password login tenant=%s user=%s: bad user name or password", tenant,
+                 user);
+        return refuse(a, res, R_BAD_PASSWORD, MQTT_CONNACK_BAD_CREDENTIALS);
+    }
+    snprintf(res->tenant, sizeof res->tenant, "%s", tenant);
+    snprintf(res->identity, sizeof res->identity, "%s", user);
+    return 0;
+}
+
 int auth_connect(struct auth *a, const struct auth_request *rq, struct auth_result *res)
 {
     memset(res, 0, sizeof *res);
     if (rq->leaf) {
-        if (!leaf_cn(rq->leaf, res->identity, sizeof res->identity))
-            return refuse(a, res, R_BAD_CN);
-        if (!rq->listener_ca) return refuse(a, res, R_UNTRUSTED);
-        const char *why;
-        int rc = verify_static(rq->listener_ca, rq->leaf, rq->chain, rq->now, &why);
-        if (rc == ERR_NOMEM) return rc;
-        if (rc < 0) {
-            log_info("certificate of '%s' refused: %s", res->identity, why);
-            return refuse(a, res, R_CHAIN_INVALID);
-        }
-        return 0;
+        bool no_tenant = true;
+        if (a->ti) GUARD(tenant_certificate(a, rq, res, &no_tenant));
+        if (!no_tenant || res->connack_rc) return 0;
+        if (rq->listener_ca) return static_certificate(a, rq, res);
+        if (!a->ti) return refuse(a, res, R_CHAIN_INVALID, MQTT_CONNACK_NOT_AUTHORIZED);
+        return 0; /* the tenant refusal stands */
     }
-    if (!a->allow_anonymous) return refuse(a, res, R_NO_CREDENTIALS);
+    if (rq->username && a->ti && memchr(rq->username, '/', rq->username_len))
+        return password_login(a, rq, res);
+    if (!a->allow_anonymous) return refuse(a, res, R_NO_CREDENTIALS, MQTT_CONNACK_NOT_AUTHORIZED);
     const char *name = rq->username ? rq->username : rq->client_id;
     size_t len = rq->username ? rq->username_len : rq->client_id_len;
     snprintf(res->identity, sizeof res->identity, "%.*s", (int)(len < 127 ? len : 127), name);
@@ -120,5 +215,11 @@ void auth_log_counters(struct auth *a)
     for (int i = 0; i < R_COUNT; i++) {
         unsigned long n = atomic_load(&a->refused[i]);
         if (n) log_info("refused connections, %s: %lu", reason_text[i], n);
+    }
+    for (int r = 1; r < IDENT_REASON_COUNT; r++) {
+        uint64_t n = ident_counter((enum ident_reason)r);
+        if (n)
+            log_info("refused devices, %s: %llu", ident_reason_str((enum ident_reason)r),
+                     (unsigned long long)n);
     }
 }

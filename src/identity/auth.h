@@ -16,6 +16,8 @@
 
 struct config;
 struct auth;
+struct store;
+struct trust_index;
 
 struct auth_request {
     X509_STORE *listener_ca; /* the listener's static cafile, or NULL */
@@ -27,6 +29,7 @@ struct auth_request {
     size_t username_len;
     const uint8_t *password; /* NULL when absent */
     size_t password_len;
+    bool chain_proven; /* resumed TLS session whose full handshake showed the CA */
     time_t now;
 };
 
@@ -37,9 +40,13 @@ struct auth_result {
     char identity[128]; /* certificate CN or user name */
     char anchor_fp[41]; /* hex SHA-1 of the trust anchor, "" when none */
     bool device;        /* tenant certificate device: s/ topics are its own */
+    bool chain_proven;  /* the presented chain held the anchor (for resumption) */
+    char serial[48];    /* device certificate serial, normalized hex */
 };
 
-MUST_USE int auth_new(const struct config *cfg, struct auth **out);
+/* ti and st are borrowed (NULL: no tenants, static trust only). */
+MUST_USE int auth_new(const struct config *cfg, struct trust_index *ti, struct store *st,
+                      struct auth **out);
 void auth_free(struct auth *a);
 
 /* Decides one CONNECT. Always fills res; returns 0 when a decision was

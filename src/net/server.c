@@ -372,6 +372,8 @@ static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *a
         }
         if (c->cl.state == CLIENT_ACTIVE && c->deadline_ms) {
             c->deadline_ms = 0;
+            if (c->ssl && c->cl.chain_proven && !SSL_session_reused(c->ssl))
+                tls_session_mark_chain_proven(c->ssl);
             release_peer_chain(c);
         }
     }
@@ -409,6 +411,7 @@ static void conn_handshake(struct conn *c)
         c->deadline_ms = now_ms() + (uint64_t)c->w->srv->cfg->connect_timeout * 1000;
         c->cl.leaf = SSL_get0_peer_certificate(c->ssl);
         c->cl.chain = SSL_get_peer_cert_chain(c->ssl);
+        c->cl.chain_proven = tls_session_chain_proven(c->ssl);
         return;
     }
     int e = SSL_get_error(c->ssl, r);

@@ -3,6 +3,7 @@
  * the listener's mode, and session tickets for returning clients. */
 #include "net/tls.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -82,4 +83,27 @@ int tls_ca_store_new(const char *cafile, X509_STORE **out, char *err, size_t n)
     }
     *out = st;
     return 0;
+}
+
+static int proven_index = -1;
+static pthread_once_t proven_once = PTHREAD_ONCE_INIT;
+
+static void proven_init(void)
+{
+    proven_index = SSL_SESSION_get_ex_new_index(0, "certmq: chain proven", NULL, NULL, NULL);
+}
+
+void tls_session_mark_chain_proven(SSL *ssl)
+{
+    pthread_once(&proven_once, proven_init);
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    if (sess && proven_index >= 0) SSL_SESSION_set_ex_data(sess, proven_index, (void *)1);
+}
+
+bool tls_session_chain_proven(SSL *ssl)
+{
+    pthread_once(&proven_once, proven_init);
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    return SSL_session_reused(ssl) && sess && proven_index >= 0 &&
+           SSL_SESSION_get_ex_data(sess, proven_index) != NULL;
 }

@@ -4,6 +4,7 @@
 #ifndef CERTMQ_NET_TLS_H
 #define CERTMQ_NET_TLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/ssl.h>
@@ -16,5 +17,12 @@
 MUST_USE int tls_ctx_new(const struct listener_config *lc, SSL_CTX **out, char *err, size_t n);
 /* Loads a PEM bundle of trusted client CAs into a new store. */
 MUST_USE int tls_ca_store_new(const char *cafile, X509_STORE **out, char *err, size_t n);
+
+/* Remembers in the connection's TLS session that its full handshake
+ * presented a chain holding the device's trust anchor, so that a client
+ * resuming that session (which sends no chain) is judged as having shown it. */
+void tls_session_mark_chain_proven(SSL *ssl);
+/* True when ssl resumed a session marked above. */
+bool tls_session_chain_proven(SSL *ssl);
 
 #endif

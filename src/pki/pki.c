@@ -1,6 +1,6 @@
 /* `certmq pki` entry point: the command table (words, options, help with an
  * example), argument parsing into struct pki_args, and dispatch. Commands
- * live in ca.c, issue.c, store.c, crl.c, inspect.c and pop.c; exit codes
+ * live in ca.c, issue.c, store.c, crl.c, inspect.c, pop.c and verify.c; exit codes
  * are 0 ok, 1 refused or failed, 2 usage. */
 #include <getopt.h>
 #include <limits.h>
@@ -37,6 +37,12 @@ enum opt {
     O_CODE,
     O_JSON,
     O_FORCE,
+    O_TRUST,
+    O_MAX_CHAIN,
+    O_CLIENT_ID,
+    O_REQUIRE_CA,
+    O_AT,
+    O_CRL,
     O_HELP,
     O_NUM
 };
@@ -68,6 +74,12 @@ static const struct option all_opts[O_NUM] = {
     [O_CODE] = {"code", required_argument, NULL, O_CODE},
     [O_JSON] = {"json", no_argument, NULL, O_JSON},
     [O_FORCE] = {"force", no_argument, NULL, O_FORCE},
+    [O_TRUST] = {"trust", required_argument, NULL, O_TRUST},
+    [O_MAX_CHAIN] = {"max-chain-length", required_argument, NULL, O_MAX_CHAIN},
+    [O_CLIENT_ID] = {"client-id", required_argument, NULL, O_CLIENT_ID},
+    [O_REQUIRE_CA] = {"require-ca-in-chain", required_argument, NULL, O_REQUIRE_CA},
+    [O_AT] = {"at", required_argument, NULL, O_AT},
+    [O_CRL] = {"crl", required_argument, NULL, O_CRL},
     [O_HELP] = {"help", no_argument, NULL, O_HELP},
 };
 
@@ -244,6 +256,28 @@ static const struct cmd cmds[] = {
      "  --json             print the result as JSON\n"
      "example:\n"
      "  certmq pki pop-sign --key ./acme-ca/ca.key --code 7Hk2pQ...\n"},
+    {"verify", NULL, pki_cmd_verify, 1,
+     COMMON | BIT(O_TRUST) | BIT(O_MAX_CHAIN) | BIT(O_CLIENT_ID) | BIT(O_REQUIRE_CA) | BIT(O_AT) |
+         BIT(O_CRL),
+     BIT(O_TRUST), "run the broker's chain policy on a device chain",
+     "usage: certmq pki verify CHAIN.pem --trust CA.pem [options]\n"
+     "Runs the broker's own connect-time chain policy on CHAIN.pem (the device\n"
+     "certificate first, then what the device sends after it), with the --trust\n"
+     "certificates as the trusted CAs of one tenant (\"verify\", auto-registration on).\n"
+     "Prints OK with the tenant, CN, anchor fingerprint and the ClientIds the broker\n"
+     "accepts, or REFUSED with the named reason the broker would log (exit 1).\n"
+     "  --trust FILE                trusted CA certificate(s), repeatable (required)\n"
+     "  --max-chain-length N        the broker's max_chain_length: certificates counted\n"
+     "                              with device and trusted CA (default 2)\n"
+     "  --client-id ID              also check this MQTT ClientId (CN, d:CN, d:CN:tpl)\n"
+     "  --require-ca-in-chain B     true (default) or false, the broker's\n"
+     "                              require_ca_in_chain\n"
+     "  --at TIME                   check at 2030-01-31, 2030-01-31T12:00:00Z or @SECONDS\n"
+     "                              (default now)\n"
+     "  --crl FILE                  treat the serials this CRL lists as revoked\n"
+     "  --json                      print the result as JSON\n"
+     "example:\n"
+     "  certmq pki verify pump-0042.chain.pem --trust ./acme-ca/ca.pem --client-id pump-0042\n"},
 };
 
 #define NCMDS (sizeof cmds / sizeof cmds[0])
@@ -310,6 +344,34 @@ static int set_opt(struct pki_args *a, int id, const char *v)
     case O_CODE: a->code = v; break;
     case O_JSON: a->json = true; break;
     case O_FORCE: a->force = true; break;
+    case O_TRUST:
+        if (a->ntrust == PKI_MAX_CERTS) {
+            fprintf(stderr, "certmq pki: at most %d --trust options\n", PKI_MAX_CERTS);
+            return ERR_INVALID;
+        }
+        a->trust[a->ntrust++] = v;
+        break;
+    case O_MAX_CHAIN: return parse_long("max-chain-length", v, 2, 10, &a->max_chain);
+    case O_CLIENT_ID: a->client_id = v; break;
+    case O_REQUIRE_CA:
+        if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+            fprintf(stderr, "certmq pki: --require-ca-in-chain must be true or false, not \"%s\"\n",
+                    v);
+            return ERR_INVALID;
+        }
+        a->require_ca = !strcmp(v, "true");
+        break;
+    case O_AT:
+        if (pki_time_parse(v, &a->at) < 0) {
+            fprintf(stderr,
+                    "certmq pki: --at must be a UTC time such as 2030-01-31, "
+                    "2030-01-31T12:00:00Z or @1900000000, not \"%s\"\n",
+                    v);
+            return ERR_INVALID;
+        }
+        a->at_given = true;
+        break;
+    case O_CRL: a->crl = v; break;
     default: return ERR_INVALID;
     }
     return 0;
@@ -327,6 +389,7 @@ static bool opt_given(const struct pki_args *a, int id)
     case O_PREFIX: return a->prefix;
     case O_CERT: return a->ncerts > 0;
     case O_CODE: return a->code;
+    case O_TRUST: return a->ntrust > 0;
     default: return true;
     }
 }
@@ -343,6 +406,7 @@ static int parse_args(const struct cmd *c, int argc, char **argv, struct pki_arg
     memset(a, 0, sizeof *a);
     a->pathlen = -1;
     a->start = -1;
+    a->require_ca = -1;
     optind = 0; /* glibc: full re-initialisation */
     opterr = 0;
     for (;;) {
@@ -371,7 +435,9 @@ static int parse_args(const struct cmd *c, int argc, char **argv, struct pki_arg
     }
     if (a->npos < c->npos) {
         fprintf(stderr, "certmq pki: missing %s argument\n",
-                c->run == pki_cmd_inspect ? "FILE" : "DIR");
+                c->run == pki_cmd_inspect  ? "FILE"
+                : c->run == pki_cmd_verify ? "CHAIN"
+                                           : "DIR");
         return ERR_INVALID;
     }
     for (int i = 0; i < O_NUM; i++) {

@@ -32,6 +32,14 @@ struct pki_args {
     int ncerts;
     long days, pathlen, count, start;
     bool encrypt, p12, json, force;
+    /* verify */
+    const char *trust[PKI_MAX_CERTS];
+    int ntrust;
+    const char *client_id, *crl;
+    long max_chain;
+    int require_ca; /* -1 not given, 0 false, 1 true */
+    time_t at;
+    bool at_given;
 };
 
 /* --- key specs (keys.c) --- */
@@ -177,6 +185,30 @@ int pki_cmd_revoke(struct pki_args *a);
 int pki_cmd_crl(struct pki_args *a);
 int pki_cmd_inspect(struct pki_args *a);
 int pki_cmd_pop_sign(struct pki_args *a);
+int pki_cmd_verify(struct pki_args *a);
+
+/* --- verify (verify.c) --- */
+#define PKI_VERIFY_TENANT "verify"
+struct ident_decision;
+struct pki_verify_in {
+    X509 *leaf;               /* the device certificate (borrowed) */
+    STACK_OF(X509) * chain;   /* what the device sends after it, may be NULL */
+    STACK_OF(X509) * anchors; /* the trusted certificates */
+    const char *client_id;    /* NULL: the ClientId rule is skipped */
+    time_t at;                /* the time the chain is checked at */
+    int max_chain_length;     /* below 2: the broker's default */
+    bool require_ca_in_chain;
+    const char *crl_path; /* CRL file whose serials are revoked, or NULL */
+};
+/* Runs the broker's chain policy (ident_decide) with the anchors as enabled,
+ * auto-registering trusted certificates of tenant PKI_VERIFY_TENANT. When
+ * the chain is only too long, *needed_max_len is the smallest limit that
+ * admits it (negative: the smallest limit past which another reason
+ * refuses it); else 0. Returns negative only on an internal failure. */
+MUST_USE int pki_verify_chain(const struct pki_verify_in *in, struct ident_decision *out,
+                              int *needed_max_len);
+/* --at: "YYYY-MM-DD", "YYYY-MM-DDTHH:MM:SS[Z]" (UTC) or "@SECONDS". */
+MUST_USE int pki_time_parse(const char *s, time_t *out);
 
 /* Shared by commands and the bootstrap. */
 struct pki_ca_init {

@@ -1,6 +1,7 @@
 /* Unit tests of the pki module's pure helpers (subjectAltName lists, device
- * ids, serials, index.txt lines, key specs) and of the development-PKI
- * bootstrap and batch CSV, which run in a temporary directory. */
+ * ids, serials, index.txt lines, key specs, --at times), of the
+ * development-PKI bootstrap and batch CSV, and of `pki verify` (the broker's
+ * chain policy on files), which run in a temporary directory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,8 @@
 #include <openssl/x509v3.h>
 
 #include "identity/csv.h"
+#include "identity/policy.h"
+#include "identity/trust.h"
 #include "pki/pki.h"
 #include "pki/pki_internal.h"
 
@@ -299,6 +302,265 @@ static void test_batch_csv_parses_with_server_parser(void **state)
     free(base);
 }
 
+/* ---- pki verify: one PKI (root, intermediate, devices) for the group ---- */
+
+struct vfix {
+    char *base;
+    char root[256], inter[256], out[256];
+};
+
+static char *vpath(const struct vfix *f, const char *name)
+{
+    static char buf[512];
+    snprintf(buf, sizeof buf, "%s/%s", f->out, name);
+    return buf;
+}
+
+static int verify_setup(void **state)
+{
+    struct vfix *f = calloc(1, sizeof *f);
+    f->base = tmpdir_new();
+    snprintf(f->root, sizeof f->root, "%s/root", f->base);
+    snprintf(f->inter, sizeof f->inter, "%s/inter", f->base);
+    snprintf(f->out, sizeof f->out, "%s/out", f->base);
+    char *init[] = {"pki", "ca", "init", f->root, "--cn", "Verify Root", "--json", NULL};
+    char *inter[] = {"pki",   "ca",   "intermediate",        f->inter, "--parent",
+                     f->root, "--cn", "Verify Intermediate", "--json", NULL};
+    char *dev1[] = {"pki",    "issue", "device", "--ca",   f->root, "--cn",
+                    "pump-1", "--out", f->out,   "--json", NULL};
+    char *dev2[] = {"pki",    "issue", "device", "--ca",   f->inter, "--cn",
+                    "pump-2", "--out", f->out,   "--json", NULL};
+    if (run_pki(init) || run_pki(inter) || run_pki(dev1) || run_pki(dev2)) return -1;
+    *state = f;
+    return 0;
+}
+
+static int verify_teardown(void **state)
+{
+    struct vfix *f = *state;
+    rm_rf(f->base);
+    free(f->base);
+    free(f);
+    return 0;
+}
+
+/* Runs pki_verify_chain on a chain file with the certificates of trust_file
+ * as anchors. */
+static void verify_files(const char *chain_file, const char *trust_file, const char *client_id,
+                         time_t at, int max_len, bool require_ca, struct ident_decision *d,
+                         int *needed)
+{
+    STACK_OF(X509) *chain = NULL, *anchors = NULL;
+    assert_int_equal(pki_certs_load(chain_file, &chain), 0);
+    assert_int_equal(pki_certs_load(trust_file, &anchors), 0);
+    X509 *leaf = sk_X509_shift(chain);
+    struct pki_verify_in in = {
+        .leaf = leaf,
+        .chain = chain,
+        .anchors = anchors,
+        .client_id = client_id,
+        .at = at ? at : time(NULL),
+        .max_chain_length = max_len,
+        .require_ca_in_chain = require_ca,
+    };
+    int n = 0;
+    assert_int_equal(pki_verify_chain(&in, d, needed ? needed : &n), 0);
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(anchors, X509_free);
+}
+
+static void test_verify_valid_chain(void **state)
+{
+    struct vfix *f = *state;
+    struct ident_decision d;
+    char rootpem[300], fp[STORE_FP_MAX];
+    snprintf(rootpem, sizeof rootpem, "%s/ca.pem", f->root);
+    verify_files(vpath(f, "pump-1.chain.pem"), rootpem, NULL, 0, 0, true, &d, NULL);
+    assert_true(d.accepted);
+    assert_int_equal(d.reason, IDENT_OK);
+    assert_string_equal(d.tenant, PKI_VERIFY_TENANT);
+    assert_string_equal(d.cn, "pump-1");
+    assert_true(d.auto_register); /* registration is never the refusal */
+    X509 *ca = read_cert(rootpem);
+    assert_int_equal(trust_fingerprint(ca, fp), 0);
+    assert_string_equal(d.anchor_fp, fp);
+    X509_free(ca);
+    /* Another CA's certificate as the only anchor: untrusted. */
+    char interpem[300];
+    snprintf(interpem, sizeof interpem, "%s/ca.pem", f->inter);
+    verify_files(vpath(f, "pump-1.chain.pem"), interpem, NULL, 0, 0, true, &d, NULL);
+    assert_false(d.accepted);
+    assert_int_equal(d.reason, IDENT_UNTRUSTED);
+}
+
+static void test_verify_chain_without_ca(void **state)
+{
+    struct vfix *f = *state;
+    struct ident_decision d;
+    char rootpem[300];
+    snprintf(rootpem, sizeof rootpem, "%s/ca.pem", f->root);
+    verify_files(vpath(f, "pump-1.pem"), rootpem, NULL, 0, 0, true, &d, NULL);
+    assert_false(d.accepted);
+    assert_int_equal(d.reason, IDENT_CA_NOT_IN_CHAIN);
+    /* The relaxed broker setting accepts a chained-to anchor. */
+    verify_files(vpath(f, "pump-1.pem"), rootpem, NULL, 0, 0, false, &d, NULL);
+    assert_true(d.accepted);
+}
+
+static void test_verify_expired_and_not_yet_valid(void **state)
+{
+    struct vfix *f = *state;
+    struct ident_decision d;
+    char rootpem[300];
+    snprintf(rootpem, sizeof rootpem, "%s/ca.pem", f->root);
+    time_t now = time(NULL);
+    verify_files(vpath(f, "pump-1.chain.pem"), rootpem, NULL, now + 400 * 86400L, 0, true, &d,
+                 NULL);
+    assert_int_equal(d.reason, IDENT_EXPIRED);
+    verify_files(vpath(f, "pump-1.chain.pem"), rootpem, NULL, now - 2 * 86400L, 0, true, &d, NULL);
+    assert_int_equal(d.reason, IDENT_NOT_YET_VALID);
+    verify_files(vpath(f, "pump-1.chain.pem"), rootpem, NULL, now + 300 * 86400L, 0, true, &d,
+                 NULL);
+    assert_true(d.accepted);
+}
+
+static void test_verify_cn_with_colon(void **state)
+{
+    struct vfix *f = *state;
+    struct pki_pass pass = {.env = "CERTMQ_PKI_PASS", .label = f->root};
+    struct pki_ca ca = {.lock_fd = -1};
+    struct pki_keyspec ks;
+    struct pki_keygen *g = NULL;
+    EVP_PKEY *key = NULL;
+    X509 *x = NULL;
+    char *pem = NULL, path[300], chain[8192];
+    size_t len = 0;
+    assert_int_equal(pki_ca_open(f->root, true, &pass, &ca), 0);
+    assert_int_equal(pki_keyspec_parse(NULL, &ks), 0);
+    assert_int_equal(pki_keygen_new(&ks, &g), 0);
+    assert_int_equal(pki_keygen_next(g, &key), 0);
+    struct pki_cert_req rq = {.profile = PKI_PROFILE_DEVICE,
+                              .cn = "pump:7",
+                              .key = key,
+                              .days = 30,
+                              .pathlen = -1,
+                              .issuer = ca.cert,
+                              .issuer_key = ca.key};
+    assert_int_equal(pki_cert_make(&rq, &x), 0);
+    assert_int_equal(pki_cert_pem(x, &pem, &len), 0);
+    char *capem = NULL;
+    size_t calen = 0;
+    snprintf(path, sizeof path, "%s/ca.pem", f->root);
+    assert_int_equal(pki_read_file(path, &capem, &calen), 0);
+    assert_true(len + calen < sizeof chain);
+    memcpy(chain, pem, len);
+    memcpy(chain + len, capem, calen);
+    assert_int_equal(pki_write_file(vpath(f, "colon.chain.pem"), chain, len + calen, 0644, true),
+                     0);
+    struct ident_decision d;
+    verify_files(vpath(f, "colon.chain.pem"), path, NULL, 0, 0, true, &d, NULL);
+    assert_false(d.accepted);
+    assert_int_equal(d.reason, IDENT_BAD_COMMON_NAME);
+    assert_string_equal(d.cn, "pump:7");
+    free(capem);
+    free(pem);
+    X509_free(x);
+    EVP_PKEY_free(key);
+    pki_keygen_free(g);
+    pki_ca_close(&ca);
+}
+
+static void test_verify_chain_too_long_until_limit_3(void **state)
+{
+    struct vfix *f = *state;
+    struct ident_decision d;
+    char rootpem[300];
+    int needed = 0;
+    snprintf(rootpem, sizeof rootpem, "%s/ca.pem", f->root);
+    verify_files(vpath(f, "pump-2.chain.pem"), rootpem, NULL, 0, 0, true, &d, &needed);
+    assert_false(d.accepted);
+    assert_int_equal(d.reason, IDENT_CHAIN_TOO_LONG);
+    assert_int_equal(needed, 3);
+    verify_files(vpath(f, "pump-2.chain.pem"), rootpem, NULL, 0, 2, true, &d, &needed);
+    assert_int_equal(d.reason, IDENT_CHAIN_TOO_LONG);
+    verify_files(vpath(f, "pump-2.chain.pem"), rootpem, NULL, 0, 3, true, &d, &needed);
+    assert_true(d.accepted);
+    assert_int_equal(needed, 0);
+    assert_string_equal(d.cn, "pump-2");
+}
+
+static void test_verify_client_id_forms(void **state)
+{
+    struct vfix *f = *state;
+    struct ident_decision d;
+    char rootpem[300];
+    snprintf(rootpem, sizeof rootpem, "%s/ca.pem", f->root);
+    const char *good[] = {"pump-1", "d:pump-1", "d:pump-1:c8y_Template"};
+    const char *bad[] = {"pump-2", "d:pump-1x", "pump-1:x", "d:pump-1:", "", "x:pump-1"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        verify_files(vpath(f, "pump-1.chain.pem"), rootpem, good[i], 0, 0, true, &d, NULL);
+        assert_true(d.accepted);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        verify_files(vpath(f, "pump-1.chain.pem"), rootpem, bad[i], 0, 0, true, &d, NULL);
+        assert_int_equal(d.reason, IDENT_CLIENT_ID_MISMATCH);
+    }
+}
+
+/* The command's exit codes: 0 accepted, 1 refused, 2 usage. */
+static void test_verify_command_exit_codes(void **state)
+{
+    struct vfix *f = *state;
+    char rootpem[300];
+    snprintf(rootpem, sizeof rootpem, "%s/ca.pem", f->root);
+    char *chain = strdup(vpath(f, "pump-1.chain.pem"));
+    char *leaf = strdup(vpath(f, "pump-1.pem"));
+    char *okv[] = {"pki", "verify", chain, "--trust", rootpem, "--client-id", "d:pump-1", NULL};
+    char *refused[] = {"pki", "verify", leaf, "--trust", rootpem, "--json", NULL};
+    char *relaxed[] = {"pki",   "verify", leaf, "--trust", rootpem, "--require-ca-in-chain",
+                       "false", NULL};
+    char *no_trust[] = {"pki", "verify", chain, NULL};
+    char *bad_bool[] = {"pki", "verify", chain, "--trust", rootpem, "--require-ca-in-chain",
+                        "yes", NULL};
+    char *bad_len[] = {"pki", "verify", chain, "--trust", rootpem, "--max-chain-length",
+                       "11",  NULL};
+    char *missing[] = {"pki", "verify", "/nonexistent/chain.pem", "--trust", rootpem, NULL};
+    assert_int_equal(run_pki(okv), 0);
+    assert_int_equal(run_pki(refused), 1);
+    assert_int_equal(run_pki(relaxed), 0);
+    assert_int_equal(run_pki(no_trust), 2);
+    assert_int_equal(run_pki(bad_bool), 2);
+    assert_int_equal(run_pki(bad_len), 2);
+    assert_int_equal(run_pki(missing), 1);
+    free(chain);
+    free(leaf);
+}
+
+static void test_time_parse_forms(void **state)
+{
+    (void)state;
+    time_t t = 0;
+    assert_int_equal(pki_time_parse("2030-01-31", &t), 0);
+    assert_int_equal(t, 1896048000);
+    assert_int_equal(pki_time_parse("2030-01-31T12:00:01Z", &t), 0);
+    assert_int_equal(t, 1896048000 + 12 * 3600 + 1);
+    assert_int_equal(pki_time_parse("2030-01-31T12:00:01", &t), 0);
+    assert_int_equal(pki_time_parse("@1700000000", &t), 0);
+    assert_int_equal(t, 1700000000);
+    const char *bad[] = {"",
+                         "@",
+                         "@-5",
+                         "@12x",
+                         "tomorrow",
+                         "2030-13-01",
+                         "2030-01-31 junk",
+                         "2030-01-31T12:00:00+01:00",
+                         "1960-01-01"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(pki_time_parse(bad[i], &t), ERR_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +575,19 @@ int main(void)
         cmocka_unit_test(test_reason_codes),
         cmocka_unit_test(test_dev_bootstrap_creates_and_is_idempotent),
         cmocka_unit_test(test_batch_csv_parses_with_server_parser),
+        cmocka_unit_test(test_time_parse_forms),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest verify_tests[] = {
+        cmocka_unit_test(test_verify_valid_chain),
+        cmocka_unit_test(test_verify_chain_without_ca),
+        cmocka_unit_test(test_verify_expired_and_not_yet_valid),
+        cmocka_unit_test(test_verify_cn_with_colon),
+        cmocka_unit_test(test_verify_chain_too_long_until_limit_3),
+        cmocka_unit_test(test_verify_client_id_forms),
+        cmocka_unit_test(test_verify_command_exit_codes),
+    };
+    int failed = cmocka_run_group_tests_name("pki", tests, NULL, NULL);
+    failed +=
+        cmocka_run_group_tests_name("pki verify", verify_tests, verify_setup, verify_teardown);
+    return failed;
 }

@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,45 @@ def x509_text(path):
 
 def fingerprint(path):
     return run("openssl", "x509", "-in", path, "-noout", "-fingerprint", "-sha1").stdout
+
+
+def forge_device(ca_dir, cn, out, days_ago=None, eku=True):
+    """A device certificate made with python-cryptography from the CA's key,
+    for what `issue device` refuses to make (CNs with ':', expired ones).
+    Writes OUT.pem, OUT.key and OUT.chain.pem (device + CA); returns OUT.chain.pem."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_pem = (ca_dir / "ca.pem").read_bytes()
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = now - datetime.timedelta(days=days_ago + 30 if days_ago else 1)
+    end = now - datetime.timedelta(days=days_ago) if days_ago else now + datetime.timedelta(30)
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+         .issuer_name(ca.subject).public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(start).not_valid_after(end)
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+    if eku:
+        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                            critical=False)
+    cert = b.sign(ca_key, hashes.SHA256())
+    out = Path(out)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    Path(f"{out}.pem").write_bytes(pem)
+    Path(f"{out}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    os.chmod(f"{out}.key", 0o600)
+    Path(f"{out}.chain.pem").write_bytes(pem + ca_pem)
+    return Path(f"{out}.chain.pem")
 
 
 def split_pem(path):
@@ -672,6 +712,130 @@ def test_pop_sign_encrypted_key_wrong_passphrase(tmp_path):
        env={"CERTMQ_PKI_PASS": "long enough pass"})
 
 
+# --- verify --------------------------------------------------------------------
+
+def verify(*args):
+    """`pki verify ... --json`: (exit status, parsed result)."""
+    r = pki("verify", *args, "--json")
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def sha1_hex(path):
+    return fingerprint(path).split("=")[1].strip().replace(":", "").lower()
+
+
+def test_verify_valid_chain_prints_identity(tmp_path, root):
+    ok("issue", "device", "--ca", root, "--cn", "pump-0042", "--out", tmp_path)
+    r = ok("verify", tmp_path / "pump-0042.chain.pem", "--trust", root / "ca.pem")
+    lines = r.stdout.splitlines()
+    assert lines[0] == "OK"
+    assert re.search(r"tenant:\s+verify$", r.stdout, re.M)
+    assert re.search(r"common name:\s+pump-0042$", r.stdout, re.M)
+    assert f"{sha1_hex(root / 'ca.pem')} (Test Root CA)" in r.stdout
+    assert "pump-0042, d:pump-0042, d:pump-0042:<templateId>" in r.stdout
+    rc, j = verify(tmp_path / "pump-0042.chain.pem", "--trust", root / "ca.pem")
+    assert rc == 0 and j["isValid"] is True and j["reason"] == "accepted"
+    assert (j["tenantId"], j["commonName"]) == ("verify", "pump-0042")
+    assert j["fingerprint"] == sha1_hex(root / "ca.pem")
+    assert j["clientIds"][:2] == ["pump-0042", "d:pump-0042"]
+    assert j["maxChainLength"] == 2 and j["requireCaInChain"] is True
+
+
+def test_verify_chain_without_ca(tmp_path, root):
+    ok("issue", "device", "--ca", root, "--cn", "d1", "--out", tmp_path)
+    r = pki("verify", tmp_path / "d1.pem", "--trust", root / "ca.pem")
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[0] == "REFUSED: ca not in chain"
+    assert "chain.pem" in r.stdout  # the hint names the file to send
+    rc, j = verify(tmp_path / "d1.pem", "--trust", root / "ca.pem", "--require-ca-in-chain",
+                   "false")
+    assert rc == 0 and j["requireCaInChain"] is False
+
+
+def test_verify_untrusted_ca(tmp_path, root):
+    other = tmp_path / "other"
+    ok("ca", "init", other, "--cn", "Other CA")
+    ok("issue", "device", "--ca", root, "--cn", "d1", "--out", tmp_path)
+    rc, j = verify(tmp_path / "d1.chain.pem", "--trust", other / "ca.pem")
+    assert (rc, j["reason"]) == (1, "untrusted")
+    assert "tenantId" not in j
+    # several --trust files: any of them may be the anchor
+    rc, j = verify(tmp_path / "d1.chain.pem", "--trust", other / "ca.pem", "--trust",
+                   root / "ca.pem")
+    assert rc == 0 and j["fingerprint"] == sha1_hex(root / "ca.pem")
+
+
+def test_verify_expired(tmp_path, root):
+    chain = forge_device(root, "old-pump", tmp_path / "old-pump", days_ago=3)
+    rc, j = verify(chain, "--trust", root / "ca.pem")
+    assert (rc, j["reason"]) == (1, "expired")
+    # a fresh certificate is valid for its 365 days and expired after them
+    ok("issue", "device", "--ca", root, "--cn", "new-pump", "--out", tmp_path)
+    fresh = tmp_path / "new-pump.chain.pem"
+    t = time.time() + 300 * 86400
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    rc, j = verify(fresh, "--trust", root / "ca.pem", "--at", when)
+    assert rc == 0 and j["checkedAt"] == when
+    rc, j = verify(fresh, "--trust", root / "ca.pem", "--at", "@%d" % (t + 66 * 86400))
+    assert (rc, j["reason"]) == (1, "expired")
+    rc, j = verify(fresh, "--trust", root / "ca.pem", "--at", "2001-01-01")
+    assert (rc, j["reason"]) == (1, "not yet valid")
+
+
+def test_verify_cn_with_colon(tmp_path, root):
+    chain = forge_device(root, "pump:7", tmp_path / "colon")
+    r = pki("verify", chain, "--trust", root / "ca.pem")
+    assert r.returncode == 1
+    assert r.stdout.startswith("REFUSED: bad common name\n")
+    assert "pump:7" in r.stdout and "':'" in r.stdout
+
+
+def test_verify_chain_too_long_at_default_and_accepted_at_3(tmp_path, root, inter):
+    ok("issue", "device", "--ca", inter, "--cn", "deep", "--out", tmp_path)
+    chain = tmp_path / "deep.chain.pem"
+    r = pki("verify", chain, "--trust", root / "ca.pem")
+    assert r.returncode == 1 and r.stdout.startswith("REFUSED: chain too long\n")
+    assert "accepted with --max-chain-length 3" in r.stdout
+    rc, j = verify(chain, "--trust", root / "ca.pem", "--max-chain-length", "2")
+    assert (rc, j["reason"], j["acceptedWithMaxChainLength"]) == (1, "chain too long", 3)
+    rc, j = verify(chain, "--trust", root / "ca.pem", "--max-chain-length", "3")
+    assert rc == 0 and j["commonName"] == "deep" and j["maxChainLength"] == 3
+    # trusting the intermediate itself makes it a two-certificate chain
+    rc, j = verify(chain, "--trust", inter / "ca.pem")
+    assert rc == 0 and j["fingerprint"] == sha1_hex(inter / "ca.pem")
+
+
+def test_verify_client_id_mismatch(tmp_path, root):
+    ok("issue", "device", "--ca", root, "--cn", "pump-9", "--out", tmp_path)
+    chain = tmp_path / "pump-9.chain.pem"
+    for good in ("pump-9", "d:pump-9", "d:pump-9:c8y_Tpl"):
+        rc, j = verify(chain, "--trust", root / "ca.pem", "--client-id", good)
+        assert rc == 0, good
+    for bad in ("pump-8", "d:pump-90", "pump-9:x"):
+        rc, j = verify(chain, "--trust", root / "ca.pem", "--client-id", bad)
+        assert (rc, j["reason"], j["clientId"]) == (1, "client id mismatch", bad)
+
+
+def test_verify_revoked_with_crl(tmp_path, root):
+    ok("issue", "device", "--ca", root, "--cn", "gone", "--out", tmp_path)
+    ok("issue", "device", "--ca", root, "--cn", "kept", "--out", tmp_path)
+    ok("revoke", "--ca", root, "--cert", tmp_path / "gone.pem")
+    rc, j = verify(tmp_path / "gone.chain.pem", "--trust", root / "ca.pem", "--crl",
+                   root / "crl.pem")
+    assert (rc, j["reason"]) == (1, "revoked")
+    rc, _ = verify(tmp_path / "kept.chain.pem", "--trust", root / "ca.pem", "--crl",
+                   root / "crl.pem")
+    assert rc == 0
+    rc, _ = verify(tmp_path / "gone.chain.pem", "--trust", root / "ca.pem")
+    assert rc == 0  # no CRL given: revocation is not checked
+
+
+def test_verify_missing_chain_file_fails(tmp_path, root):
+    r = pki("verify", tmp_path / "nope.pem", "--trust", root / "ca.pem")
+    assert r.returncode == 1 and "nope.pem" in r.stderr
+
+
 # --- usage ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [
@@ -691,6 +855,11 @@ def test_pop_sign_encrypted_key_wrong_passphrase(tmp_path):
     ["truststore", "--cert", "x.pem"],
     ["pop-sign", "--key", "k.pem"],
     ["inspect"],
+    ["verify", "c.pem"],                          # missing --trust
+    ["verify", "--trust", "ca.pem"],              # missing CHAIN
+    ["verify", "c.pem", "--trust", "ca.pem", "--max-chain-length", "1"],
+    ["verify", "c.pem", "--trust", "ca.pem", "--require-ca-in-chain", "maybe"],
+    ["verify", "c.pem", "--trust", "ca.pem", "--at", "next week"],
 ])
 def test_usage_errors_exit_2(tmp_path, args):
     r = pki(*args, cwd=tmp_path)
@@ -701,7 +870,8 @@ def test_usage_errors_exit_2(tmp_path, args):
 
 @pytest.mark.parametrize("cmd", [["ca", "init"], ["ca", "intermediate"], ["issue", "device"],
                                  ["issue", "server"], ["issue", "batch"], ["truststore"],
-                                 ["revoke"], ["crl"], ["inspect"], ["pop-sign"]])
+                                 ["revoke"], ["crl"], ["inspect"], ["pop-sign"],
+                                 ["verify"]])
 def test_every_command_has_help_with_example(cmd):
     r = pki(*cmd, "--help")
     assert r.returncode == 0
@@ -712,7 +882,7 @@ def test_every_command_has_help_with_example(cmd):
 def test_overview_help():
     r = pki("--help")
     assert r.returncode == 0
-    for word in ("ca init", "issue batch", "truststore", "revoke", "pop-sign"):
+    for word in ("ca init", "issue batch", "truststore", "revoke", "pop-sign", "verify"):
         assert word in r.stdout
 
 

@@ -31,11 +31,13 @@ fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DFUZZ=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
 
-# Each fuzz target runs a bounded number of iterations on its seed corpus.
+# Each fuzz target runs a bounded number of iterations on its seed corpus
+# (new inputs it finds go to build-fuzz/corpus-NAME, not into the tree).
 fuzz-run: fuzz
 	@for t in build-fuzz/fuzz_*; do \
 	  n=$${t##*/fuzz_}; echo "fuzz: $$n"; \
-	  $$t -runs=$(FUZZ_RUNS) -max_len=4096 fuzz/corpus/$$n >/dev/null 2>build-fuzz/$$n.log || { tail -40 build-fuzz/$$n.log; exit 1; }; \
+	  mkdir -p build-fuzz/corpus-$$n; \
+	  $$t -runs=$(FUZZ_RUNS) -max_len=4096 build-fuzz/corpus-$$n fuzz/corpus/$$n >/dev/null 2>build-fuzz/$$n.log || { tail -40 build-fuzz/$$n.log; exit 1; }; \
 	done
 
 test: deps build build-asan

@@ -83,8 +83,9 @@ max_connections 100000
 listener $port 127.0.0.1
 certfile $pki/server-$key.pem
 keyfile $pki/server-$key.key
-cafile $pki/device-ca.pem
 client_certificates required
+listener $http_port 127.0.0.1
+protocol http
 EOF
   else
     # mosquitto 2 at its best for this load: Nagle off (it is on by default
@@ -113,22 +114,41 @@ EOF
 start_broker() {
   local broker=$1 conf
   port=$(free_port)
+  http_port=$(free_port)
   conf=$(write_config "$broker" "$2" "$port")
   if [ "$broker" = certmq ]; then
-    taskset -c $broker_cpu "$certmq" serve --config "$conf" >"$work/$broker.log" 2>&1 &
+    CERTMQ_ADMIN_PASSWORD=bench-admin-password \
+      taskset -c $broker_cpu "$certmq" serve --config "$conf" >"$work/$broker.log" 2>&1 &
   else
     taskset -c $broker_cpu "$mosquitto" -c "$conf" >"$work/$broker.log" 2>&1 &
   fi
   broker_pid=$!
   for _ in $(seq 100); do
     kill -0 "$broker_pid" 2>/dev/null || break
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then sleep 0.2; return 0; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      sleep 0.2
+      [ "$broker" = certmq ] || return 0
+      trust_device_ca && return 0
+      break
+    fi
     sleep 0.1
   done
   echo "compare.sh: $broker did not start; its log:" >&2
   tail -5 "$work/$broker.log" >&2
   stop_broker
   return 1
+}
+
+# certmq admits devices the way a tenant sets it up: the device CA uploaded
+# as a trusted certificate (auto-registration on), judged by the chain policy.
+trust_device_ca() {
+  python3 - "$pki/device-ca.pem" <<'PY' | curl -sf -o /dev/null -u management/admin:bench-admin-password \
+      -H 'Content-Type: application/json' --data-binary @- \
+      "http://127.0.0.1:$http_port/tenant/tenants/management/trusted-certificates"
+import json, sys
+print(json.dumps({"name": "bench device CA", "status": "ENABLED",
+                  "autoRegistrationEnabled": True, "certInPemFormat": open(sys.argv[1]).read()}))
+PY
 }
 
 stop_broker() {

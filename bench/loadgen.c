@@ -69,6 +69,10 @@ static int on_connack(struct lg *lg, struct lg_conn *c, const struct mqtt_packet
         struct mqtt_bytes f = {(const uint8_t *)topic, (uint16_t)n};
         uint8_t qos = (uint8_t)lg->o.qos;
         GUARD(mqtt_encode_subscribe(&c->out, 1, &f, &qos, 1));
+        /* A device announces itself on s/us before anything is delivered to
+         * it (the platform rule certmq enforces; elsewhere a plain publish). */
+        struct mqtt_publish hello = {.topic = {(const uint8_t *)"s/us", 4}};
+        GUARD(mqtt_encode_publish(&c->out, &hello));
         return LG_CONTINUE;
     }
     case ROLE_PUB:

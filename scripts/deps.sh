@@ -4,7 +4,8 @@
 set -euo pipefail
 
 build=(build-essential cmake pkg-config clang libclang-rt-14-dev
-       libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libmicrohttpd-dev)
+       libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libmicrohttpd-dev
+       libjemalloc-dev)
 run=(openssl)
 test=(libcmocka-dev python3 python3-pytest python3-paho-mqtt python3-cryptography
       python3-jwt mosquitto mosquitto-clients curl default-jdk-headless)

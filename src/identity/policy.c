@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
+#include "identity/pathcache.h"
 #include "identity/trust.h"
 
 #define MAX_PRESENTED  16
@@ -245,11 +246,13 @@ static enum ident_reason choose_anchor(const struct trust_index *ti, const struc
     return IDENT_OK;
 }
 
-/* Step 4 (and the key, signature and CRL checks on the built path):
- * OpenSSL path validation with the one anchor as the only trusted cert. */
-static enum ident_reason validate_path(const struct trust_index *ti, const struct ident_input *in,
-                                       const struct presented *p, const struct cand *ch,
-                                       int max_len, struct ident_decision *out)
+/* Step 4 with OpenSSL: path validation with the one anchor as the only
+ * trusted certificate. On success fills path[] (leaf first, anchor last)
+ * and, when key is given, remembers the validated path. */
+static enum ident_reason verify_path(const struct ident_input *in, const struct presented *p,
+                                     const struct cand *ch, int max_len,
+                                     const struct pathcache_key *key, struct ident_decision *out,
+                                     X509 **path, int *plen)
 {
     enum ident_reason r = IDENT_INVALID_CHAIN;
     STACK_OF(X509) *untrusted = sk_X509_new_null();
@@ -277,39 +280,66 @@ static enum ident_reason validate_path(const struct trust_index *ti, const struc
     }
     STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
     int len = sk_X509_num(chain);
-    if (len > max_len) {
+    if (len > max_len || len > PATHCACHE_MAX_CHAIN) {
         r = IDENT_CHAIN_TOO_LONG;
         goto out;
     }
-    bool crl =
-        trust_option_true_locked(ti, ch->a->tenant, "configuration", "crl.offline.check.enabled");
-    for (int i = 0; i < len - 1; i++) {
-        char serial[STORE_SERIAL_MAX];
-        X509 *x = sk_X509_value(chain, i);
-        if (crl && trust_serial_of(x, serial, sizeof serial) == 0 &&
-            trust_crl_revoked_locked(ti, ch->a->tenant, serial)) {
-            r = IDENT_REVOKED;
-            goto out;
-        }
-    }
+    struct pathcache_entry e = {.n = (uint8_t)(len - 1)};
+    bool cacheable = key && pathcache_window(chain, &e.not_before, &e.not_after);
     for (int i = 0; i < len; i++) {
-        X509 *x = sk_X509_value(chain, i);
-        if (!key_strong(x)) {
-            r = IDENT_WEAK_KEY;
-            goto out;
-        }
-        /* The anchor's own self-signature is not relied upon. */
-        if (i < len - 1 && !signature_strong(x)) {
-            r = IDENT_WEAK_SIGNATURE;
-            goto out;
-        }
+        path[i] = sk_X509_value(chain, i);
+        if (i == len - 1) break;
+        int pos = -1;
+        for (int k = 0; k < p->n && pos < 0; k++)
+            if (p->c[k] == path[i]) pos = k;
+        if (pos < 0) cacheable = false;
+        e.pos[i] = (uint8_t)(pos < 0 ? 0 : pos);
     }
+    *plen = len;
+    if (cacheable) pathcache_put(key, &e);
     r = IDENT_OK;
 out:
     X509_STORE_CTX_free(ctx);
     sk_X509_free(untrusted);
     sk_X509_free(trusted);
     return r;
+}
+
+/* Step 4: the validated path (from the cache when this exact chain was
+ * validated against this anchor before and is still within its validity
+ * window), then the checks that can change between connects: revocation,
+ * key strength and signature algorithms. */
+static enum ident_reason validate_path(const struct trust_index *ti, const struct ident_input *in,
+                                       const struct presented *p, const struct cand *ch,
+                                       int max_len, struct ident_decision *out)
+{
+    X509 *path[PATHCACHE_MAX_CHAIN];
+    int len = 0;
+    struct pathcache_key key;
+    struct pathcache_entry e;
+    bool keyed = pathcache_key(p->c, p->n, ch->a->fp, max_len, &key);
+    if (keyed && pathcache_get(&key, &e) && in->now >= e.not_before && in->now <= e.not_after &&
+        e.n + 1 <= max_len) {
+        for (int i = 0; i < e.n; i++) path[len++] = p->c[e.pos[i]];
+        path[len++] = ch->a->cert;
+    } else {
+        enum ident_reason r = verify_path(in, p, ch, max_len, keyed ? &key : NULL, out, path, &len);
+        if (r != IDENT_OK) return r;
+    }
+    bool crl =
+        trust_option_true_locked(ti, ch->a->tenant, "configuration", "crl.offline.check.enabled");
+    for (int i = 0; i < len - 1; i++) {
+        char serial[STORE_SERIAL_MAX];
+        if (crl && trust_serial_of(path[i], serial, sizeof serial) == 0 &&
+            trust_crl_revoked_locked(ti, ch->a->tenant, serial))
+            return IDENT_REVOKED;
+    }
+    for (int i = 0; i < len; i++) {
+        if (!key_strong(path[i])) return IDENT_WEAK_KEY;
+        /* The anchor's own self-signature is not relied upon. */
+        if (i < len - 1 && !signature_strong(path[i])) return IDENT_WEAK_SIGNATURE;
+    }
+    return IDENT_OK;
 }
 
 int ident_decide(const struct trust_index *ti, const struct ident_input *in,

@@ -1,6 +1,8 @@
 /* The option table and the mosquitto-style file parser (see config.h). */
 #include "core/config.h"
 
+#include "core/buf.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -238,31 +240,61 @@ static bool split_line(char *line, char **name, char **val)
     return true;
 }
 
-int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+/* Checks what single lines cannot: listener blocks that contradict themselves. */
+static int config_check(const struct config *cfg, const char *name, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct listener_config *l = &cfg->listeners[i];
+        if (!!l->certfile[0] != !!l->keyfile[0]) {
+            snprintf(err, errlen, "%s: listener %d needs both certfile and keyfile", name, l->port);
+            return ERR_INVALID;
+        }
+        if (!l->certfile[0] && l->client_certs == CLIENT_CERTS_REQUIRED) {
+            snprintf(err, errlen, "%s: listener %d requires client certificates but has no TLS",
+                     name, l->port);
+            return ERR_INVALID;
+        }
+    }
+    if (!valid_level(cfg->log_level)) {
+        snprintf(err, errlen, "%s: log_level must be debug, info, warn or error", name);
         return ERR_INVALID;
     }
+    return 0;
+}
+
+int config_parse(struct config *cfg, const char *text, size_t len, const char *name, char *err,
+                 size_t errlen)
+{
     char line[2048], why[512] = "";
     int rc = 0, lineno = 0;
-    while (fgets(line, sizeof line, f)) {
+    size_t pos = 0;
+    while (pos < len) {
+        size_t end = pos;
+        while (end < len && text[end] != '\n') end++;
         lineno++;
-        char *name, *val;
-        if (!split_line(line, &name, &val)) continue;
-        const struct option *o = find_option(name);
+        size_t n = end - pos;
+        pos = end + 1;
+        if (n >= sizeof line || memchr(text + pos - n - 1, 0, n)) {
+            snprintf(why, sizeof why, n >= sizeof line ? "line too long" : "NUL byte in line");
+            rc = ERR_INVALID;
+            break;
+        }
+        memcpy(line, text + pos - n - 1, n);
+        line[n] = 0;
+        char *opt, *val;
+        if (!split_line(line, &opt, &val)) continue;
+        const struct option *o = find_option(opt);
         if (!o) {
-            snprintf(why, sizeof why, "unknown option '%s'", name);
+            snprintf(why, sizeof why, "unknown option '%s'", opt);
             rc = ERR_INVALID;
         } else if (!*val) {
-            snprintf(why, sizeof why, "%s needs a value", name);
+            snprintf(why, sizeof why, "%s needs a value", opt);
             rc = ERR_INVALID;
-        } else if (!strcmp(name, "listener")) {
+        } else if (!strcmp(opt, "listener")) {
             rc = start_listener(cfg, val, why, sizeof why);
         } else if (o->per_listener) {
             if (!cfg->n_listeners) {
-                snprintf(why, sizeof why, "%s must follow a listener line", name);
+                snprintf(why, sizeof why, "%s must follow a listener line", opt);
                 rc = ERR_INVALID;
             } else {
                 rc = apply(o, &cfg->listeners[cfg->n_listeners - 1], val, why, sizeof why);
@@ -272,28 +304,36 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
         }
         if (rc < 0) break;
     }
-    fclose(f);
     if (rc < 0) {
-        snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+        snprintf(err, errlen, "%s:%d: %s", name, lineno, why);
         return rc;
     }
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        struct listener_config *l = &cfg->listeners[i];
-        if (!!l->certfile[0] != !!l->keyfile[0]) {
-            snprintf(err, errlen, "%s: listener %d needs both certfile and keyfile", path, l->port);
-            return ERR_INVALID;
-        }
-        if (!l->certfile[0] && l->client_certs == CLIENT_CERTS_REQUIRED) {
-            snprintf(err, errlen, "%s: listener %d requires client certificates but has no TLS",
-                     path, l->port);
-            return ERR_INVALID;
-        }
-    }
-    if (!valid_level(cfg->log_level)) {
-        snprintf(err, errlen, "%s: log_level must be debug, info, warn or error", path);
+    return config_check(cfg, name, err, errlen);
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return ERR_INVALID;
     }
-    return 0;
+    struct buf b;
+    buf_init(&b, 16 * 1024 * 1024);
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+    while (rc == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0) rc = buf_append(&b, chunk, n);
+    bool failed = ferror(f);
+    fclose(f);
+    if (rc < 0 || failed) {
+        snprintf(err, errlen, "%s: %s", path, rc < 0 ? "file too large" : "read error");
+        buf_free(&b);
+        return ERR_INVALID;
+    }
+    rc = config_parse(cfg, (const char *)buf_head(&b), buf_used(&b), path, err, errlen);
+    buf_free(&b);
+    return rc;
 }
 
 void config_print_help(FILE *out)

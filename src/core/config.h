@@ -55,6 +55,9 @@ void config_dev_defaults(struct config *cfg);
 /* Reads a file on top of the defaults. On error writes "FILE:LINE: why"
  * into err and returns ERR_INVALID. */
 MUST_USE int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+/* The same from text in memory (name is used in messages); pure. */
+MUST_USE int config_parse(struct config *cfg, const char *text, size_t len, const char *name,
+                          char *err, size_t errlen);
 /* Prints the option table (for --help). */
 void config_print_help(FILE *out);
 

@@ -105,11 +105,17 @@ static int tty_line(int fd, const char *prompt, char *out, size_t cap)
     bool restore = false;
     size_t n = 0;
     int rc = 0;
-    if (write(fd, prompt, strlen(prompt)) < 0) return ERR_IO;
+    /* Echo goes off before the prompt is shown, and without flushing input,
+     * so an answer typed (or sent) right after the prompt is neither echoed
+     * nor lost. */
     if (tcgetattr(fd, &old) == 0) {
         quiet = old;
         quiet.c_lflag &= ~(tcflag_t)ECHO;
-        restore = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
+        restore = tcsetattr(fd, TCSANOW, &quiet) == 0;
+    }
+    if (write(fd, prompt, strlen(prompt)) < 0) {
+        if (restore) ignore_result(tcsetattr(fd, TCSANOW, &old));
+        return ERR_IO;
     }
     for (;;) {
         char c;
@@ -118,7 +124,7 @@ static int tty_line(int fd, const char *prompt, char *out, size_t cap)
         if (n + 1 < cap) out[n++] = c;
     }
     out[n] = '\0';
-    if (restore) ignore_result(tcsetattr(fd, TCSAFLUSH, &old));
+    if (restore) ignore_result(tcsetattr(fd, TCSANOW, &old));
     if (write(fd, "\n", 1) < 0) rc = ERR_IO;
     return rc < 0 ? rc : (int)n;
 }

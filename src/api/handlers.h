@@ -1,7 +1,7 @@
 /* Private to src/api (the module's interface is api.h): the request type
- * http.c hands to the per-resource handlers (tenants.c, users.c,
- * trusted_certs.c, crl.c, verify.c, options.c, bulk.c) and the reply, auth and
- * paging helpers they share. */
+ * http.c hands to the per-resource handlers (tenants.c, users.c, pop.c,
+ * tokens.c, trusted_certs.c, crl.c, verify.c, options.c, bulk.c) and the
+ * reply, auth and paging helpers they share. */
 #ifndef CERTMQ_API_HANDLERS_H
 #define CERTMQ_API_HANDLERS_H
 
@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "api/api.h"
 #include "store/store.h"
@@ -125,5 +126,16 @@ int api_h_option_put(struct api_req *r);
 int api_h_option_delete(struct api_req *r);
 int api_h_bulk_register(struct api_req *r);
 int api_h_single_register(struct api_req *r);
+int api_h_pop_code(struct api_req *r);
+int api_h_pop_verify(struct api_req *r);
+int api_h_pop_confirm(struct api_req *r);
+int api_h_token_key(struct api_req *r);
+
+/* pop.c, pure (fuzzed): checks a proof-of-possession body
+ * {"proofOfPossessionSignedVerificationCode": "<base64>"} against code and
+ * cert's public key (SHA-256; RSA PKCS#1 v1.5 or ECDSA; the code as given or
+ * with one trailing newline). 0 when it verifies, ERR_MALFORMED when the body
+ * or its base64 is not as above, ERR_INVALID when the signature is wrong. */
+MUST_USE int api_pop_check(const char *body, size_t len, const char *code, X509 *cert);
 
 #endif

@@ -1,7 +1,7 @@
 /* Tenant options: GET/POST /tenant/options and GET/PUT/DELETE
  * /tenant/options/{category}/{key}, always for the caller's own tenant.
- * Values the broker reads are checked here (device-token lifespan at least
- * 300 s, the CRL switch true/false) and mirrored into the trust index. */
+ * Values certmq reads are checked here (token lifespan >= 300 s, PoP code
+ * lifespan, the CRL switch true/false) and mirrored into the trust index. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +39,16 @@ static int check_option(const char *cat, const char *key, const char *value, cha
         if (!*value || *end || v < MIN_TOKEN_LIFESPAN || v > 365LL * 86400) {
             snprintf(msg, cap, "device-token.lifespan.seconds must be an integer of at least %d",
                      MIN_TOKEN_LIFESPAN);
+            return ERR_INVALID;
+        }
+    }
+    if (strcmp(cat, "proof-of-possession") == 0 &&
+        strcmp(key, "verification-code.lifespan.seconds") == 0) {
+        char *end = NULL;
+        long long v = strtoll(value, &end, 10);
+        if (!*value || *end || v < 1 || v > 7LL * 86400) {
+            snprintf(msg, cap,
+                     "verification-code.lifespan.seconds must be an integer from 1 to 604800");
             return ERR_INVALID;
         }
     }

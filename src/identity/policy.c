@@ -189,9 +189,11 @@ struct presented {
 
 /* Steps 1-3: collects enabled anchors among the presented certificates (or
  * chained to the top one when relaxed) and picks one. Returns IDENT_OK and
- * *chosen, or the refusal reason. */
+ * *chosen, or the refusal reason; for IDENT_ANCHOR_DISABLED, *disabled is
+ * the first disabled anchor seen (so the refusal can name it). */
 static enum ident_reason choose_anchor(const struct trust_index *ti, const struct presented *p,
-                                       bool require_ca, struct cand *chosen)
+                                       bool require_ca, struct cand *chosen,
+                                       const struct trust_anchor **disabled)
 {
     struct cand c[MAX_CANDIDATES];
     const struct trust_anchor *found[MAX_CANDIDATES];
@@ -202,9 +204,10 @@ static enum ident_reason choose_anchor(const struct trust_index *ti, const struc
         if (trust_fingerprint(p->c[i], fp) < 0) continue;
         size_t k = trust_by_fp_locked(ti, fp, found, MAX_CANDIDATES);
         for (size_t j = 0; j < k; j++) {
-            if (!found[j]->enabled)
+            if (!found[j]->enabled) {
+                if (!saw_disabled) *disabled = found[j];
                 saw_disabled = true;
-            else if (nc < MAX_CANDIDATES)
+            } else if (nc < MAX_CANDIDATES)
                 c[nc++] = (struct cand){found[j], i};
         }
     }
@@ -216,10 +219,12 @@ static enum ident_reason choose_anchor(const struct trust_index *ti, const struc
         if (X509_check_issued(found[j]->cert, top) != X509_V_OK) continue;
         if (X509_cmp(found[j]->cert, top) == 0) continue; /* top is itself the anchor */
         if (!found[j]->enabled) {
-            if (require_ca)
+            if (require_ca) {
                 issuer_known = true;
-            else
+            } else {
+                if (!saw_disabled) *disabled = found[j];
                 saw_disabled = true;
+            }
             continue;
         }
         issuer_known = true;
@@ -363,7 +368,14 @@ int ident_decide(const struct trust_index *ti, const struct ident_input *in,
     if (cn_ok) snprintf(out->cn, sizeof out->cn, "%s", cn);
 
     trust_read_lock(ti);
-    r = choose_anchor(ti, &p, in->require_ca_in_chain, &ch);
+    const struct trust_anchor *disabled = NULL;
+    r = choose_anchor(ti, &p, in->require_ca_in_chain, &ch, &disabled);
+    if (r == IDENT_ANCHOR_DISABLED && disabled) {
+        /* Name the withdrawn anchor in the log line; callers that answer
+         * other tenants (verify-cert-chain) hide it as they hide any. */
+        snprintf(out->tenant, sizeof out->tenant, "%s", disabled->tenant);
+        snprintf(out->anchor_fp, sizeof out->anchor_fp, "%s", disabled->fp);
+    }
     if (r != IDENT_OK) goto out;
     snprintf(out->tenant, sizeof out->tenant, "%s", ch.a->tenant);
     snprintf(out->anchor_fp, sizeof out->anchor_fp, "%s", ch.a->fp);

@@ -528,16 +528,23 @@ int trust_user_put(struct trust_index *ti, const char *tenant, const char *name,
     }
     int rc = 0;
     wlock(ti);
-    free(map_del(&ti->users, key, klen));
+    void *old = map_del(&ti->users, key, klen);
+    bool replaced = old != NULL;
+    free(old);
     if (u && !map_add(&ti->users, key, klen, u)) {
         free(u);
         rc = ERR_NOMEM;
     }
     unlock(ti);
-    /* A changed password must not be served from the cache. */
-    pthread_mutex_lock(&ti->cache_mu);
-    map_clear(&ti->cache, free);
-    pthread_mutex_unlock(&ti->cache_mu);
+    /* A changed or removed password must not be served from the cache. A
+     * new user has nothing cached, and clearing for it would make every
+     * tenant admin pay the slow hash again after each tenant or user
+     * creation elsewhere. */
+    if (replaced) {
+        pthread_mutex_lock(&ti->cache_mu);
+        map_clear(&ti->cache, free);
+        pthread_mutex_unlock(&ti->cache_mu);
+    }
     return rc;
 }
 

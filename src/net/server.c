@@ -34,6 +34,10 @@
 #include "net/tls.h"
 
 #define READ_CHUNK (64 * 1024)
+/* A client that sends faster than it reads (acks pile up in its output) is
+ * not read from again until its output drains below OUT_RESUME. */
+#define OUT_PAUSE  (1024 * 1024)
+#define OUT_RESUME (64 * 1024)
 #define TICK_MS    250
 #define EV_WAKE    63 /* epoll tag of the eventfd; listener tags are their index */
 
@@ -56,6 +60,7 @@ struct conn {
     int fd;
     uint8_t state;
     bool out_armed; /* EPOLLOUT registered */
+    bool paused;    /* EPOLLIN off: output above OUT_PAUSE */
     bool dead;
     struct buf in;
     uint64_t deadline_ms; /* handshake or CONNECT deadline; 0 once connected */
@@ -171,17 +176,27 @@ static int listener_load(struct listener *l, char *err, size_t n)
 
 /* ---- connections ---- */
 
-static void conn_arm_out(struct conn *c, bool on)
+static void conn_set_events(struct conn *c, bool out, bool paused)
 {
-    if (c->out_armed == on) return;
-    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
+    if (c->out_armed == out && c->paused == paused) return;
+    struct epoll_event ev = {.events = (paused ? 0 : EPOLLIN) | (out ? EPOLLOUT : 0),
+                             .data.ptr = c};
     epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-    c->out_armed = on;
+    c->out_armed = out;
+    c->paused = paused;
 }
 
-/* Writes as much of the output buffer as the socket takes. */
-static void conn_flush(struct conn *c)
+static void conn_arm_out(struct conn *c, bool on)
 {
+    conn_set_events(c, on, c->paused);
+}
+
+/* Writes as much of the output buffer as the socket takes. Returns true
+ * when this lifted a read pause (the caller then reads again: TLS may hold
+ * records that epoll cannot see). */
+static bool conn_flush(struct conn *c)
+{
+    bool was_paused = c->paused;
     struct buf *out = &c->cl.out;
     while (buf_used(out) && !c->dead) {
         size_t len = buf_used(out);
@@ -207,7 +222,11 @@ static void conn_flush(struct conn *c)
         buf_consume(out, (size_t)n);
     }
     if (!buf_used(out)) buf_shrink(out);
-    if (!c->dead) conn_arm_out(c, buf_used(out) > 0);
+    if (c->dead) return false;
+    size_t used = buf_used(out);
+    bool paused = used > OUT_PAUSE || (c->paused && used > OUT_RESUME);
+    conn_set_events(c, used > 0, paused);
+    return was_paused && !paused;
 }
 
 static void dirty_remove(struct worker *w, struct conn *c)
@@ -460,6 +479,11 @@ static bool conn_readable(struct conn *c)
         }
         c->last_rx_ms = now_ms();
         if (conn_input(c, rbuf, (size_t)n, &abnormal) < 0) goto close;
+        if (buf_used(&c->cl.out) > OUT_PAUSE) {
+            conn_flush(c);
+            if (c->dead) goto close;
+            if (c->paused) return true; /* resumed by conn_flush from EPOLLOUT */
+        }
         if (!c->ssl && n < READ_CHUNK) break;
     }
     conn_flush(c);
@@ -483,8 +507,11 @@ static void conn_event(struct conn *c, uint32_t events)
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (!conn_readable(c)) return;
     } else if (events & EPOLLOUT) {
-        conn_flush(c);
-        if (c->dead) conn_close(c, true);
+        bool resumed = conn_flush(c);
+        if (c->dead)
+            conn_close(c, true);
+        else if (resumed)
+            conn_readable(c);
     }
 }
 
@@ -517,8 +544,11 @@ static void worker_drain_dirty(struct worker *w)
         if (broker_drain(w->srv->broker, &c->cl) == ERR_CLOSED) {
             conn_close(c, false);
         } else {
-            conn_flush(c);
-            if (c->dead) conn_close(c, true);
+            bool resumed = conn_flush(c);
+            if (c->dead)
+                conn_close(c, true);
+            else if (resumed)
+                conn_readable(c);
         }
         pthread_mutex_lock(&w->dirty_lock);
     }

@@ -147,6 +147,8 @@ static int start_apis(struct app *app)
             .certfile = l->certfile,
             .keyfile = l->keyfile,
             .max_body_bytes = (size_t)app->cfg.http_max_body,
+            .max_connections = (unsigned)app->cfg.http_max_connections,
+            .timeout_s = (unsigned)app->cfg.http_timeout,
             .max_chain_length = (int)app->cfg.max_chain_length,
             .require_ca_in_chain = app->cfg.require_ca_in_chain,
             .on_anchor_change = on_anchor_change,

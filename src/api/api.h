@@ -27,6 +27,8 @@ struct api_config {
     const char *certfile; /* both set: HTTPS; else plain HTTP */
     const char *keyfile;
     size_t max_body_bytes;    /* request body limit; 0: API_DEFAULT_MAX_BODY */
+    unsigned max_connections; /* concurrent HTTP connections; 0: 256 */
+    unsigned timeout_s;       /* idle HTTP connection timeout; 0: 30 s */
     int max_chain_length;     /* for verify-cert-chain; <2: policy default */
     bool require_ca_in_chain; /* for verify-cert-chain, as the broker */
     /* Called after a trusted certificate was disabled, enabled, changed or

@@ -567,6 +567,8 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
     struct api *a = calloc(1, sizeof *a);
     if (!a) return ERR_NOMEM;
     a->cfg = *cfg;
+    if (!a->cfg.max_connections) a->cfg.max_connections = 256;
+    if (!a->cfg.timeout_s) a->cfg.timeout_s = 30;
     a->st = st;
     a->ti = ti;
     a->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : API_DEFAULT_MAX_BODY;
@@ -606,13 +608,15 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
         a->daemon = MHD_start_daemon(
             flags, cfg->port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, &ss,
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_HTTPS_MEM_CERT,
-            a->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_END);
+            (unsigned)a->cfg.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+            (unsigned)a->cfg.max_connections, MHD_OPTION_HTTPS_MEM_CERT, a->tls_cert,
+            MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_END);
     else
         a->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_request, a,
                                      MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_COMPLETED,
-                                     on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_END);
+                                     on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
+                                     (unsigned)a->cfg.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                                     (unsigned)a->cfg.max_connections, MHD_OPTION_END);
     if (!a->daemon) {
         log_error("api: cannot listen on port %u", (unsigned)cfg->port);
         return api_free(a, ERR_IO);

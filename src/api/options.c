@@ -90,6 +90,10 @@ static int set_option(struct api_req *r, const char *cat, const char *key, json_
     }
     GUARD_GOTO(rc, store_option_set(r->api->st, r->tenant, cat, key, value), out);
     GUARD_GOTO(rc, trust_option_set(r->api->ti, r->tenant, cat, key, value), out);
+    /* Turning CRL checking on applies to devices already connected too. */
+    if (!strcmp(cat, "configuration") && !strcmp(key, "crl.offline.check.enabled") &&
+        r->api->cfg.on_crl_change)
+        r->api->cfg.on_crl_change(r->api->cfg.hook_arg, r->tenant);
     rc = api_reply_json(r, status, option_json(r, cat, key, value));
 out:
     free(value);

@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "api/handlers.h"
+#include "core/log.h"
 #include "identity/password.h"
 #include "identity/trust.h"
 
@@ -100,6 +101,12 @@ int api_h_tenant_create(struct api_req *r)
     }
     if (rc < 0) goto out;
     GUARD_GOTO(rc, trust_user_put(r->api->ti, t.id, admin.name, admin.pw_hash, admin.roles), out);
+    /* The tenant's device-token signing key is made with the tenant. */
+    char *pem = NULL;
+    if (r->api->cfg.token_public_key &&
+        r->api->cfg.token_public_key(r->api->cfg.hook_arg, t.id, &pem) < 0)
+        log_warn("tenant %s: device-token key not created yet (made on first use)", t.id);
+    free(pem);
     GUARD_GOTO(rc, store_tenant_get(r->api->st, t.id, &t), out);
     json_t *tj = tenant_json(r, &t);
     json_object_set_new(tj, "adminName", json_string(admin.name));

@@ -42,6 +42,8 @@ struct config {
     bool require_ca_in_chain;
     bool allow_anonymous;
     long http_max_body;
+    long http_max_connections;
+    long http_timeout;
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };

@@ -439,10 +439,6 @@ def test_revoked_device_in_crl_is_refused_once_tenant_crl_uploaded(broker, pkis,
     assert (r.returncode, r.stdout.splitlines()[0]) == (1, "REFUSED: revoked")
 
 
-@pytest.mark.xfail(strict=True, reason="switching crl.offline.check.enabled on does not "
-                   "disconnect devices the tenant's CRL already lists (src/api/options.c "
-                   "set_option calls no hook; on_crl_change in src/main.c runs only on a CRL "
-                   "upload)")
 def test_enabling_crl_check_disconnects_already_revoked_device(broker, pkis, tmp_path):
     ca = tmp_path / "crl-ca2"
     ok("ca", "init", ca, "--cn", "Revoking CA 2")

@@ -29,6 +29,8 @@ int devtopic_in(const struct session *s, const char *t, size_t len, bool publish
     } else if (starts(t, len, "s/")) {
         if (s->who.device)
             n = snprintf(out, cap, "$devices/%s/%.*s", s->who.identity, (int)len, t);
+        else if (strpbrk(s->client_id, "/+#"))
+            return ERR_FORBIDDEN; /* would reach other clients' private topics */
         else
             n = snprintf(out, cap, "$client/%s/%.*s", s->client_id, (int)len, t);
     } else if (starts(t, len, "devices/")) {

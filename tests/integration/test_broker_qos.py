@@ -234,3 +234,18 @@ def test_publisher_receives_own_message_when_subscribed(broker, clients):
     c.publish(topic, b"echo", 1)
     assert c.get_on(topic).payload == b"echo"
 
+
+
+def test_client_id_with_wildcards_cannot_reach_private_s_topics(broker, clients):
+    # A client's own s/ topics are private to its ClientId; one whose ClientId
+    # of "+" would otherwise match every other client's.
+    victim = clients("victim-1")
+    victim.connect(broker.ports["plain"])
+    assert victim.subscribe("s/e", qos=1) == (1,)
+    spy = clients("+")
+    spy.connect(broker.ports["plain"])
+    assert spy.subscribe("s/e", qos=1) == (0x80,)
+    victim.publish("s/uat", b"", qos=1)  # a token request from a non-device
+    assert victim.get_on("s/e").payload.startswith(b"40,")
+    with pytest.raises(AssertionError):
+        spy.get(timeout=1)

@@ -237,8 +237,8 @@ def test_publisher_receives_own_message_when_subscribed(broker, clients):
 
 
 def test_client_id_with_wildcards_cannot_reach_private_s_topics(broker, clients):
-    # A client's own s/ topics are private to its ClientId; one whose ClientId
-    # of "+" would otherwise match every other client's.
+    # A client's own s/ topics are private to its ClientId; the ClientId "+"
+    # would otherwise match every other client's.
     victim = clients("victim-1")
     victim.connect(broker.ports["plain"])
     assert victim.subscribe("s/e", qos=1) == (1,)

@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "net/tlslib.h"
 
 static void ssl_reason(char *err, size_t n, const char *what, const char *file)
 {
@@ -25,9 +28,28 @@ static int accept_any_chain(X509_STORE_CTX *ctx, void *arg)
     return 1;
 }
 
+/* The key is read in OpenSSL's default library context, which decodes every
+ * PEM key format; the lean TLS context (tlslib.h) reads only certificates. */
+MUST_USE static int use_private_key(SSL_CTX *ctx, const char *keyfile)
+{
+    BIO *in = BIO_new_file(keyfile, "r");
+    if (!in) return ERR_TLS;
+    EVP_PKEY *key =
+        PEM_read_bio_PrivateKey_ex(in, NULL, SSL_CTX_get_default_passwd_cb(ctx),
+                                   SSL_CTX_get_default_passwd_cb_userdata(ctx), NULL, NULL);
+    BIO_free(in);
+    int rc = key && SSL_CTX_use_PrivateKey(ctx, key) == 1 ? 0 : ERR_TLS;
+    EVP_PKEY_free(key);
+    return rc;
+}
+
 int tls_ctx_new(const struct listener_config *lc, SSL_CTX **out, char *err, size_t n)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    /* Client chains are parsed in the lean context, where setting up a key
+     * decoder per certificate is cheap; without it, in the default one. */
+    OSSL_LIB_CTX *libctx = NULL;
+    if (tls_lib_ctx(&libctx) < 0) libctx = NULL;
+    SSL_CTX *ctx = SSL_CTX_new_ex(libctx, NULL, TLS_server_method());
     if (!ctx) {
         snprintf(err, n, "cannot create a TLS context");
         return ERR_TLS;
@@ -40,7 +62,7 @@ int tls_ctx_new(const struct listener_config *lc, SSL_CTX **out, char *err, size
         ssl_reason(err, n, "cannot load certificate", lc->certfile);
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, lc->keyfile, SSL_FILETYPE_PEM) != 1) {
+    if (use_private_key(ctx, lc->keyfile) < 0) {
         ssl_reason(err, n, "cannot load private key", lc->keyfile);
         goto fail;
     }

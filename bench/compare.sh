@@ -179,7 +179,7 @@ kv() {
 # mark_bound BROKER "KEYS" RESULT: flags those results when the generator was
 # busy over 90% of the measured time (the broker may be faster than shown).
 mark_bound() {
-  local busy
+  local busy k
   busy=$(awk -v g="$(kv "$3" gen_cpu)" -v s="$(kv "$3" seconds)" \
          'BEGIN { print (g != "" && s > 0 && g / s > 0.9) ? 1 : 0 }')
   if [ "$busy" = 1 ]; then

@@ -39,7 +39,7 @@ enum mqtt_connack_rc {
 };
 
 #define MQTT_SUBACK_FAILURE 0x80
-#define MQTT_MAX_REMAINING 268435455u /* largest value of the 4-byte varint */
+#define MQTT_MAX_REMAINING  268435455u /* largest value of the 4-byte varint */
 
 /* Borrowed bytes (a string is valid UTF-8 without U+0000 once parsed). */
 struct mqtt_bytes {
@@ -96,8 +96,8 @@ struct mqtt_packet {
         struct mqtt_connect connect;
         struct mqtt_connack connack;
         struct mqtt_publish publish;
-        struct mqtt_list list;  /* SUBSCRIBE, UNSUBSCRIBE, SUBACK */
-        uint16_t packet_id;     /* PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK */
+        struct mqtt_list list; /* SUBSCRIBE, UNSUBSCRIBE, SUBACK */
+        uint16_t packet_id;    /* PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK */
     };
 };
 
@@ -129,15 +129,13 @@ MUST_USE int mqtt_encode_connack(struct buf *out, bool session_present, uint8_t 
 MUST_USE int mqtt_encode_publish(struct buf *out, const struct mqtt_publish *p);
 /* PUBACK, PUBREC, PUBREL (flags 0x2 added), PUBCOMP, UNSUBACK. */
 MUST_USE int mqtt_encode_ack(struct buf *out, enum mqtt_type type, uint16_t packet_id);
-MUST_USE int mqtt_encode_suback(struct buf *out, uint16_t packet_id, const uint8_t *rcs,
-                                size_t n);
+MUST_USE int mqtt_encode_suback(struct buf *out, uint16_t packet_id, const uint8_t *rcs, size_t n);
 MUST_USE int mqtt_encode_pingresp(struct buf *out);
 
 /* Client-side encoders (load generator, tests, fuzz round trips). */
 MUST_USE int mqtt_encode_connect(struct buf *out, const struct mqtt_connect *c);
 MUST_USE int mqtt_encode_subscribe(struct buf *out, uint16_t packet_id,
-                                   const struct mqtt_bytes *filters, const uint8_t *qos,
-                                   size_t n);
+                                   const struct mqtt_bytes *filters, const uint8_t *qos, size_t n);
 MUST_USE int mqtt_encode_unsubscribe(struct buf *out, uint16_t packet_id,
                                      const struct mqtt_bytes *filters, size_t n);
 MUST_USE int mqtt_encode_pingreq(struct buf *out);

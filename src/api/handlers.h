@@ -138,4 +138,9 @@ int api_h_token_key(struct api_req *r);
  * or its base64 is not as above, ERR_INVALID when the signature is wrong. */
 MUST_USE int api_pop_check(const char *body, size_t len, const char *code, X509 *cert);
 
+/* Loads the trusted certificate named by the path's {fingerprint} (segment
+ * 4) of tenant and parses it; replies 404 itself when absent. On success c
+ * (store_cert_clear) and *x (X509_free) belong to the caller. */
+MUST_USE int api_cert_load(struct api_req *r, const char *tenant, struct store_cert *c, X509 **x);
+
 #endif

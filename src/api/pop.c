@@ -2,7 +2,6 @@
  * {fingerprint}/verification-code (a fresh random code with an expiry),
  * .../pop (the code signed with the CA key, checked against the certificate)
  * and .../confirmed (the management admin's audited override). */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,39 +100,6 @@ out:
     return rc;
 }
 
-/* The {fingerprint} segment (index 4), lowercased; false unless 40 hex digits. */
-static bool path_fp(const struct api_req *r, char *fp)
-{
-    const char *seg = r->seg[4];
-    if (strlen(seg) != 40) return false;
-    for (int i = 0; i < 40; i++) {
-        if (!isxdigit((unsigned char)seg[i])) return false;
-        fp[i] = (char)tolower((unsigned char)seg[i]);
-    }
-    fp[40] = '\0';
-    return true;
-}
-
-/* Loads the path's certificate of tenant; replies 404 itself when absent.
- * On success c (store_cert_clear) and *x (X509_free) belong to the caller. */
-static int load(struct api_req *r, const char *tenant, struct store_cert *c, X509 **x)
-{
-    char fp[STORE_FP_MAX];
-    int rc = path_fp(r, fp) ? store_cert_get(r->api->st, tenant, fp, c) : ERR_NOT_FOUND;
-    if (rc == ERR_NOT_FOUND) {
-        ignore_result(api_reply_error(r, 404, "No such trusted certificate in this tenant"));
-        return rc;
-    }
-    GUARD(rc);
-    const unsigned char *p = c->der;
-    *x = d2i_X509(NULL, &p, (long)c->der_len);
-    if (!*x) {
-        store_cert_clear(c);
-        return ERR_INTERNAL;
-    }
-    return 0;
-}
-
 /* Tenant option proof-of-possession / verification-code.lifespan.seconds. */
 static long code_lifespan(struct api_req *r, const char *tenant)
 {
@@ -162,7 +128,7 @@ int api_h_pop_code(struct api_req *r)
     X509 *x = NULL;
     unsigned char raw[CODE_BYTES];
     GUARD(api_tenant_gate(r, tenant));
-    GUARD(load(r, tenant, &c, &x));
+    GUARD(api_cert_load(r, tenant, &c, &x));
     int rc = ERR_INTERNAL;
     if (RAND_priv_bytes(raw, sizeof raw) != 1) goto out;
     for (size_t i = 0; i < sizeof raw; i++) snprintf(c.pop_code + 2 * i, 3, "%02x", raw[i]);
@@ -180,7 +146,7 @@ int api_h_pop_verify(struct api_req *r)
     struct store_cert c;
     X509 *x = NULL;
     GUARD(api_tenant_gate(r, tenant));
-    GUARD(load(r, tenant, &c, &x));
+    GUARD(api_cert_load(r, tenant, &c, &x));
     int rc;
     if (!c.pop_code[0] || (int64_t)time(NULL) >= c.pop_until) {
         rc = api_reply_error(r, 422, "No usable verification code: request a new one");
@@ -218,7 +184,7 @@ int api_h_pop_confirm(struct api_req *r)
     if (!api_is_management_admin(r))
         return api_reply_error(r, 403, "Only the management tenant's admin may confirm a proof");
     GUARD(api_tenant_gate(r, tenant));
-    GUARD(load(r, tenant, &c, &x));
+    GUARD(api_cert_load(r, tenant, &c, &x));
     c.pop_valid = true;
     c.pop_code[0] = '\0';
     c.pop_until = 0;

@@ -114,9 +114,7 @@ int api_h_cert_list(struct api_req *r)
     return api_reply_json(r, 200, api_page(r, "certificates", lc.items, page, size, total));
 }
 
-/* Loads (tenant, {fingerprint}) from the store and parses it; replies 404
- * itself when absent. */
-static int load_cert(struct api_req *r, const char *tenant, struct store_cert *c, X509 **x)
+int api_cert_load(struct api_req *r, const char *tenant, struct store_cert *c, X509 **x)
 {
     char fp[STORE_FP_MAX];
     int rc = path_fp(r->seg[4], fp) ? store_cert_get(r->api->st, tenant, fp, c) : ERR_NOT_FOUND;
@@ -140,7 +138,7 @@ int api_h_cert_get(struct api_req *r)
     struct store_cert c;
     X509 *x = NULL;
     GUARD(api_tenant_gate(r, tenant));
-    GUARD(load_cert(r, tenant, &c, &x));
+    GUARD(api_cert_load(r, tenant, &c, &x));
     int rc = api_reply_json(r, 200, api_cert_json(r, &c, x));
     X509_free(x);
     store_cert_clear(&c);
@@ -156,7 +154,7 @@ int api_h_cert_update(struct api_req *r)
     GUARD(api_tenant_gate(r, tenant));
     json_t *j = api_body_json(r);
     if (!j) return 0;
-    int rc = load_cert(r, tenant, &c, &x);
+    int rc = api_cert_load(r, tenant, &c, &x);
     if (rc < 0) {
         json_decref(j);
         return rc;

@@ -443,6 +443,11 @@ class Client:
         """Connects and returns the CONNACK return code (asserts expect_rc)."""
         self.c.connect(host, port, keepalive=self.keepalive)
         self._thread = threading.Thread(target=self._run, daemon=True)
+        # paho 1.6.1 writes a queued packet from the calling thread unless it
+        # knows of a network thread; two threads writing one TLS connection at
+        # once corrupt it (SSL "bad length"). Telling paho about ours makes
+        # publish/subscribe/disconnect hand their packets to it instead.
+        self.c._thread = self._thread
         self._thread.start()
         ok = self.connected.wait(TIMEOUT) or self.disconnected.is_set()
         assert ok, "no CONNACK"

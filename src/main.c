@@ -194,6 +194,7 @@ static int app_start(struct app *app)
     struct broker_config bc = {
         .max_inflight = cfg->max_inflight,
         .max_queued = cfg->max_queued,
+        .session_expiry = cfg->session_expiry,
         .max_keepalive = cfg->max_keepalive,
         .allow_anonymous = cfg->allow_anonymous,
         .auth = app->auth,

@@ -336,11 +336,38 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
                     qitem_free(it);
             }
             s->queue = keep;
+            s->offline_since = time(NULL);
         }
     }
     c->session = NULL;
     c->state = CLIENT_GONE;
     pthread_mutex_unlock(&b->lock);
+}
+
+struct expire_ctx {
+    struct collect all;
+    time_t cutoff;
+};
+
+static void collect_expired(const char *key, void *value, void *arg)
+{
+    (void)key;
+    struct expire_ctx *e = arg;
+    struct session *s = value;
+    if (!s->client && s->offline_since && s->offline_since <= e->cutoff) e->all.v[e->all.n++] = s;
+}
+
+int broker_expire_sessions(struct broker *b, time_t now)
+{
+    if (b->cfg.session_expiry <= 0) return 0;
+    pthread_mutex_lock(&b->lock);
+    struct expire_ctx e = {{calloc(b->sessions.count + 1, sizeof(struct session *)), 0},
+                           now - b->cfg.session_expiry};
+    if (e.all.v) map_each(&b->sessions, collect_expired, &e);
+    for (size_t i = 0; i < e.all.n; i++) session_free(b, e.all.v[i]);
+    free(e.all.v);
+    pthread_mutex_unlock(&b->lock);
+    return (int)e.all.n;
 }
 
 struct kick_ctx {

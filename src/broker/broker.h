@@ -45,6 +45,7 @@ struct client {
 struct broker_config {
     long max_inflight;
     long max_queued;
+    long session_expiry; /* seconds an offline persistent session lives; 0: forever */
     long max_keepalive;
     bool allow_anonymous;
     struct auth *auth;
@@ -83,6 +84,10 @@ int broker_kick_where(struct broker *b, bool (*pred)(const struct auth_result *w
 /* Closes every client admitted through the given trust anchor (hex SHA-1)
  * of a tenant. Returns how many were kicked. */
 int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_fp);
+
+/* Frees persistent sessions offline for longer than session_expiry. Any
+ * thread; takes the broker lock. Returns how many went. */
+int broker_expire_sessions(struct broker *b, time_t now);
 
 struct broker_stats {
     uint64_t clients;

@@ -56,6 +56,7 @@ struct session {
     struct client *client; /* NULL while offline */
     bool clean;
     uint16_t next_id;
+    time_t offline_since;  /* persistent sessions without a client */
     struct qlist inflight; /* sent, awaiting PUBACK/PUBREC/PUBCOMP */
     struct qlist queue;    /* not yet sent */
     uint16_t *rx_ids;      /* incoming QoS 2 ids awaiting PUBREL */

@@ -63,6 +63,8 @@ static const struct option options[] = {
            "largest MQTT packet accepted, in bytes; larger closes the connection"),
     G_LONG("max_inflight", max_inflight, 1, 65535, 20,
            "unacknowledged QoS 1/2 messages sent to one client at a time"),
+    G_LONG("session_expiry", session_expiry, 0, 315360000, 604800,
+           "seconds an offline persistent session is kept (0: forever)"),
     G_LONG("max_queued", max_queued, 0, 10000000, 1000,
            "messages queued per session beyond max_inflight; more are dropped"),
     G_LONG("handshake_timeout", handshake_timeout, 1, 3600, 10, "seconds a TLS handshake may take"),

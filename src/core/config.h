@@ -35,6 +35,7 @@ struct config {
     long max_packet_size;
     long max_inflight;
     long max_queued;
+    long session_expiry;
     long handshake_timeout;
     long connect_timeout;
     long max_keepalive;

@@ -69,6 +69,7 @@ struct conn {
 
 struct worker {
     struct server *srv;
+    int id;
     pthread_t thread;
     int epfd;
     int evfd;
@@ -520,6 +521,11 @@ static void worker_tick(struct worker *w)
 {
     uint64_t now = now_ms();
     struct conn *next;
+    /* Worker 0 also ends expired offline sessions, once a second. */
+    if (w->id == 0 && now / 1000 != (now - TICK_MS) / 1000) {
+        int n = broker_expire_sessions(w->srv->broker, time(NULL));
+        if (n) log_info("%d offline session(s) expired", n);
+    }
     for (struct conn *c = w->conns; c; c = next) {
         next = c->next;
         if (c->deadline_ms && now > c->deadline_ms) {
@@ -686,6 +692,7 @@ int server_new(const struct config *cfg, struct broker *b, struct server **out, 
     }
     for (int i = 0; i < s->n_workers; i++) {
         s->workers[i].epfd = s->workers[i].evfd = -1;
+        s->workers[i].id = i;
         GUARD_GOTO(rc, worker_init(s, &s->workers[i], err, n), fail);
     }
     *out = s;

@@ -345,7 +345,8 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
 }
 
 struct expire_ctx {
-    struct collect all;
+    struct session **v;
+    size_t n, cap;
     time_t cutoff;
 };
 
@@ -354,20 +355,27 @@ static void collect_expired(const char *key, void *value, void *arg)
     (void)key;
     struct expire_ctx *e = arg;
     struct session *s = value;
-    if (!s->client && s->offline_since && s->offline_since <= e->cutoff) e->all.v[e->all.n++] = s;
+    if (s->client || !s->offline_since || s->offline_since > e->cutoff) return;
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 16;
+        struct session **v = realloc(e->v, cap * sizeof *v);
+        if (!v) return; /* the rest expire on a later sweep */
+        e->v = v;
+        e->cap = cap;
+    }
+    e->v[e->n++] = s;
 }
 
 int broker_expire_sessions(struct broker *b, time_t now)
 {
     if (b->cfg.session_expiry <= 0) return 0;
+    struct expire_ctx e = {NULL, 0, 0, now - b->cfg.session_expiry};
     pthread_mutex_lock(&b->lock);
-    struct expire_ctx e = {{calloc(b->sessions.count + 1, sizeof(struct session *)), 0},
-                           now - b->cfg.session_expiry};
-    if (e.all.v) map_each(&b->sessions, collect_expired, &e);
-    for (size_t i = 0; i < e.all.n; i++) session_free(b, e.all.v[i]);
-    free(e.all.v);
+    map_each(&b->sessions, collect_expired, &e);
+    for (size_t i = 0; i < e.n; i++) session_free(b, e.v[i]);
     pthread_mutex_unlock(&b->lock);
-    return (int)e.all.n;
+    free(e.v);
+    return (int)e.n;
 }
 
 struct kick_ctx {

@@ -136,6 +136,24 @@ static int issue_token(void *arg, const char *tenant, const char *cn, time_t now
     return token_service_issue(arg, tenant, cn, now, jwt);
 }
 
+static void on_retain(void *arg, const char *tenant, const char *topic, size_t tlen,
+                      const uint8_t *payload, size_t plen, uint8_t qos)
+{
+    struct app *app = arg;
+    if (store_retained_put(app->store, tenant, topic, tlen, payload, plen, qos) < 0)
+        log_error("retained message on '%.*s' could not be stored", (int)(tlen > 200 ? 200 : tlen),
+                  topic);
+}
+
+static int restore_retained(void *arg, const char *tenant, const void *topic, size_t tlen,
+                            const void *payload, size_t plen, int qos)
+{
+    struct app *app = arg;
+    if (broker_restore_retained(app->broker, tenant, topic, tlen, payload, plen, (uint8_t)qos) < 0)
+        log_warn("a stored retained message was skipped (tenant '%s')", tenant);
+    return 0;
+}
+
 static int start_apis(struct app *app)
 {
     for (size_t i = 0; i < app->cfg.n_listeners; i++) {
@@ -201,8 +219,14 @@ static int app_start(struct app *app)
         .wake = server_wake,
         .issue_token = issue_token,
         .token_arg = app->tokens,
+        .on_retain = on_retain,
+        .retain_arg = app,
     };
     GUARD(broker_new(&bc, &app->broker));
+    if (store_retained_list(app->store, restore_retained, app) < 0) {
+        log_error("cannot read the retained messages from the store");
+        return ERR_DB;
+    }
     if (server_new(cfg, app->broker, &app->srv, err, sizeof err) < 0) {
         log_error("%s", err);
         return ERR_IO;

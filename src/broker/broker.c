@@ -209,6 +209,9 @@ int broker_publish(struct broker *b, struct space *sp, struct msg *m)
     b->stats.msgs_in++;
     if (m->retain) {
         struct msg *old;
+        if (b->cfg.on_retain)
+            b->cfg.on_retain(b->cfg.retain_arg, sp->tenant, topic, m->topic_len, msg_payload(m),
+                             m->payload_len, m->qos);
         if (m->payload_len == 0) {
             old = topic_retain_set(sp->tree, topic, m->topic_len, NULL);
         } else {
@@ -236,6 +239,22 @@ void session_deliver_direct(struct broker *b, struct session *s, struct msg *m)
             s->subs[i].qos > best)
             best = s->subs[i].qos;
     if (best >= 0) session_enqueue(b, s, m, m->qos < best ? m->qos : (uint8_t)best, false);
+}
+
+int broker_restore_retained(struct broker *b, const char *tenant, const char *topic, size_t tlen,
+                            const uint8_t *payload, size_t plen, uint8_t qos)
+{
+    if (tlen == 0 || tlen > UINT16_MAX || plen == 0 || qos > 2) return ERR_INVALID;
+    int rc = ERR_NOMEM;
+    pthread_mutex_lock(&b->lock);
+    struct space *sp = space_get(b, tenant);
+    struct msg *m = sp ? msg_new((const uint8_t *)topic, tlen, payload, plen, qos, true) : NULL;
+    if (m) {
+        msg_unref(topic_retain_set(sp->tree, topic, tlen, m));
+        rc = 0;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return rc;
 }
 
 static uint16_t next_packet_id(struct session *s)

@@ -57,6 +57,12 @@ struct broker_config {
      * without the broker lock. */
     int (*issue_token)(void *arg, const char *tenant, const char *cn, time_t now, char **jwt);
     void *token_arg;
+    /* Keeps a retained message (plen 0: its removal) beyond a restart.
+     * Called with the broker lock held. NULL: retained messages live in
+     * memory only. */
+    void (*on_retain)(void *arg, const char *tenant, const char *topic, size_t tlen,
+                      const uint8_t *payload, size_t plen, uint8_t qos);
+    void *retain_arg;
 };
 
 MUST_USE int broker_new(const struct broker_config *cfg, struct broker **out);
@@ -84,6 +90,10 @@ int broker_kick_where(struct broker *b, bool (*pred)(const struct auth_result *w
 /* Closes every client admitted through the given trust anchor (hex SHA-1)
  * of a tenant. Returns how many were kicked. */
 int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_fp);
+
+/* Puts back a retained message kept by on_retain (at start, before clients). */
+MUST_USE int broker_restore_retained(struct broker *b, const char *tenant, const char *topic,
+                                     size_t tlen, const uint8_t *payload, size_t plen, uint8_t qos);
 
 /* Frees persistent sessions offline for longer than session_expiry. Any
  * thread; takes the broker lock. Returns how many went. */

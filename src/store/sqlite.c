@@ -41,6 +41,9 @@ static const char *const migrations[] = {
     /* 2: per-tenant device-token signing keys */
     "CREATE TABLE token_keys(tenant TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,"
     " priv_pem TEXT NOT NULL, pub_pem TEXT NOT NULL, created INTEGER NOT NULL);",
+    /* 3: retained messages by topic space ("" is the static space: no FK) */
+    "CREATE TABLE retained(tenant TEXT NOT NULL, topic BLOB NOT NULL, payload BLOB NOT NULL,"
+    " qos INTEGER NOT NULL, PRIMARY KEY(tenant, topic));",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -80,6 +83,9 @@ enum q {
     Q_TENANT_EXISTS,
     Q_KEY_PUT,
     Q_KEY_GET,
+    Q_RETAIN_PUT,
+    Q_RETAIN_DELETE,
+    Q_RETAIN_LIST,
     Q_COUNT
 };
 
@@ -137,6 +143,11 @@ static const char *const sql[Q_COUNT] = {
     [Q_KEY_PUT] = "INSERT OR IGNORE INTO token_keys(tenant, priv_pem, pub_pem, created)"
                   " VALUES(?,?,?,?)",
     [Q_KEY_GET] = "SELECT priv_pem, pub_pem FROM token_keys WHERE tenant = ?",
+    [Q_RETAIN_PUT] = "INSERT INTO retained(tenant, topic, payload, qos) VALUES(?,?,?,?)"
+                     " ON CONFLICT(tenant, topic) DO UPDATE SET payload = excluded.payload,"
+                     " qos = excluded.qos",
+    [Q_RETAIN_DELETE] = "DELETE FROM retained WHERE tenant = ? AND topic = ?",
+    [Q_RETAIN_LIST] = "SELECT tenant, topic, payload, qos FROM retained ORDER BY rowid",
 };
 
 struct store {
@@ -993,6 +1004,50 @@ int store_token_key_get(struct store *st, const char *tenant, char **priv_pem, c
     } else {
         rc = step == SQLITE_DONE ? ERR_NOT_FOUND : map_rc(st, step);
     }
+    sqlite3_reset(s);
+out:
+    unlock(st);
+    return rc;
+}
+
+/* ---- retained messages ---- */
+
+int store_retained_put(struct store *st, const char *tenant, const void *topic, size_t tlen,
+                       const void *payload, size_t plen, int qos)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, plen ? Q_RETAIN_PUT : Q_RETAIN_DELETE);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    sqlite3_bind_blob64(s, 2, topic, tlen, SQLITE_STATIC);
+    if (plen) {
+        sqlite3_bind_blob64(s, 3, payload, plen, SQLITE_STATIC);
+        sqlite3_bind_int(s, 4, qos);
+    }
+    rc = exec_done(st, s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_retained_list(struct store *st, store_retained_cb cb, void *arg)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_RETAIN_LIST);
+    if (!s) goto out;
+    int step = SQLITE_DONE;
+    rc = 0;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *tenant = (const char *)sqlite3_column_text(s, 0);
+        const void *topic = sqlite3_column_blob(s, 1);
+        size_t tlen = (size_t)sqlite3_column_bytes(s, 1);
+        const void *payload = sqlite3_column_blob(s, 2);
+        size_t plen = (size_t)sqlite3_column_bytes(s, 2);
+        rc = cb(arg, tenant ? tenant : "", topic, tlen, payload, plen, sqlite3_column_int(s, 3));
+    }
+    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
     sqlite3_reset(s);
 out:
     unlock(st);

@@ -161,4 +161,12 @@ MUST_USE int store_token_key_put(struct store *st, const char *tenant, const cha
 MUST_USE int store_token_key_get(struct store *st, const char *tenant, char **priv_pem,
                                  char **pub_pem);
 
+/* Retained messages, by topic space and routed topic name (bytes). put
+ * with plen 0 deletes; list calls cb for every stored message (borrowed). */
+typedef int (*store_retained_cb)(void *arg, const char *tenant, const void *topic, size_t tlen,
+                                 const void *payload, size_t plen, int qos);
+MUST_USE int store_retained_put(struct store *st, const char *tenant, const void *topic,
+                                size_t tlen, const void *payload, size_t plen, int qos);
+MUST_USE int store_retained_list(struct store *st, store_retained_cb cb, void *arg);
+
 #endif

@@ -477,6 +477,77 @@ static sqlite3_int64 lim(size_t limit)
     return limit == 0 || limit > INT64_MAX ? -1 : (sqlite3_int64)limit;
 }
 
+static void read_user(sqlite3_stmt *s, struct store_user *u);
+static void read_cert(sqlite3_stmt *s, struct store_cert *c);
+
+/* A list call's callback and its argument, for the row adapters below. */
+struct visit {
+    void (*cb)(void); /* the store_*_cb of the list call, cast back by its row adapter */
+    void *arg;
+};
+
+/* Steps s to its end, handing each row to row(s, v) until one fails;
+ * resets s. The store lock is held by the caller. */
+static int each_row(struct store *st, sqlite3_stmt *s,
+                    int (*row)(sqlite3_stmt *s, const struct visit *v), const struct visit *v)
+{
+    int rc = 0, step;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) rc = row(s, v);
+    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int tenant_row(sqlite3_stmt *s, const struct visit *v)
+{
+    struct store_tenant t;
+    read_tenant(s, &t);
+    return ((store_tenant_cb)v->cb)(v->arg, &t);
+}
+
+static int user_row(sqlite3_stmt *s, const struct visit *v)
+{
+    struct store_user u;
+    read_user(s, &u);
+    return ((store_user_cb)v->cb)(v->arg, &u);
+}
+
+static int cert_row(sqlite3_stmt *s, const struct visit *v)
+{
+    struct store_cert c;
+    read_cert(s, &c);
+    return ((store_cert_cb)v->cb)(v->arg, &c);
+}
+
+static int device_row(sqlite3_stmt *s, const struct visit *v)
+{
+    return ((store_device_cb)v->cb)(v->arg, (const char *)sqlite3_column_text(s, 0),
+                                    (const char *)sqlite3_column_text(s, 1));
+}
+
+static int option_row(sqlite3_stmt *s, const struct visit *v)
+{
+    return ((store_option_cb)v->cb)(
+        v->arg, (const char *)sqlite3_column_text(s, 0), (const char *)sqlite3_column_text(s, 1),
+        (const char *)sqlite3_column_text(s, 2), (const char *)sqlite3_column_text(s, 3));
+}
+
+static int crl_row(sqlite3_stmt *s, const struct visit *v)
+{
+    struct store_crl_entry e;
+    copy_str(e.serial, sizeof e.serial, sqlite3_column_text(s, 1));
+    e.revoked = sqlite3_column_int64(s, 2);
+    return ((store_crl_cb)v->cb)(v->arg, (const char *)sqlite3_column_text(s, 0), &e);
+}
+
+static int retained_row(sqlite3_stmt *s, const struct visit *v)
+{
+    const char *tenant = (const char *)sqlite3_column_text(s, 0);
+    return ((store_retained_cb)v->cb)(v->arg, tenant ? tenant : "", sqlite3_column_blob(s, 1),
+                                      (size_t)sqlite3_column_bytes(s, 1), sqlite3_column_blob(s, 2),
+                                      (size_t)sqlite3_column_bytes(s, 2), sqlite3_column_int(s, 3));
+}
+
 int store_tenant_list(struct store *st, size_t offset, size_t limit, store_tenant_cb cb, void *arg)
 {
     int rc = ERR_DB;
@@ -485,15 +556,7 @@ int store_tenant_list(struct store *st, size_t offset, size_t limit, store_tenan
     if (!s) goto out;
     sqlite3_bind_int64(s, 1, lim(limit));
     sqlite3_bind_int64(s, 2, (sqlite3_int64)offset);
-    int step = SQLITE_DONE;
-    rc = 0;
-    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_tenant t;
-        read_tenant(s, &t);
-        rc = cb(arg, &t);
-    }
-    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
-    sqlite3_reset(s);
+    rc = each_row(st, s, tenant_row, &(struct visit){(void (*)(void))cb, arg});
 out:
     unlock(st);
     return rc;
@@ -577,15 +640,7 @@ int store_user_list(struct store *st, const char *tenant, bool password_only, si
     sqlite3_bind_int(s, i++, password_only ? 1 : 0);
     sqlite3_bind_int64(s, i++, lim(limit));
     sqlite3_bind_int64(s, i, (sqlite3_int64)offset);
-    int step = SQLITE_DONE;
-    rc = 0;
-    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_user u;
-        read_user(s, &u);
-        rc = cb(arg, &u);
-    }
-    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
-    sqlite3_reset(s);
+    rc = each_row(st, s, user_row, &(struct visit){(void (*)(void))cb, arg});
 out:
     unlock(st);
     return rc;
@@ -719,15 +774,7 @@ int store_cert_list(struct store *st, const char *tenant, size_t offset, size_t 
     if (tenant) bind_text(s, i++, tenant);
     sqlite3_bind_int64(s, i++, lim(limit));
     sqlite3_bind_int64(s, i, (sqlite3_int64)offset);
-    int step = SQLITE_DONE;
-    rc = 0;
-    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_cert c;
-        read_cert(s, &c);
-        rc = cb(arg, &c);
-    }
-    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
-    sqlite3_reset(s);
+    rc = each_row(st, s, cert_row, &(struct visit){(void (*)(void))cb, arg});
 out:
     unlock(st);
     return rc;
@@ -823,13 +870,7 @@ int store_device_list(struct store *st, const char *tenant, store_device_cb cb, 
     sqlite3_stmt *s = stmt(st, tenant ? Q_DEVICE_LIST : Q_DEVICE_LIST_ALL);
     if (!s) goto out;
     if (tenant) bind_text(s, 1, tenant);
-    int step = SQLITE_DONE;
-    rc = 0;
-    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW)
-        rc = cb(arg, (const char *)sqlite3_column_text(s, 0),
-                (const char *)sqlite3_column_text(s, 1));
-    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
-    sqlite3_reset(s);
+    rc = each_row(st, s, device_row, &(struct visit){(void (*)(void))cb, arg});
 out:
     unlock(st);
     return rc;
@@ -905,14 +946,7 @@ int store_option_list(struct store *st, const char *tenant, store_option_cb cb, 
     sqlite3_stmt *s = stmt(st, tenant ? Q_OPTION_LIST : Q_OPTION_LIST_ALL);
     if (!s) goto out;
     if (tenant) bind_text(s, 1, tenant);
-    int step = SQLITE_DONE;
-    rc = 0;
-    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW)
-        rc = cb(arg, (const char *)sqlite3_column_text(s, 0),
-                (const char *)sqlite3_column_text(s, 1), (const char *)sqlite3_column_text(s, 2),
-                (const char *)sqlite3_column_text(s, 3));
-    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
-    sqlite3_reset(s);
+    rc = each_row(st, s, option_row, &(struct visit){(void (*)(void))cb, arg});
 out:
     unlock(st);
     return rc;
@@ -949,16 +983,7 @@ int store_crl_list(struct store *st, const char *tenant, store_crl_cb cb, void *
     sqlite3_stmt *s = stmt(st, tenant ? Q_CRL_LIST : Q_CRL_LIST_ALL);
     if (!s) goto out;
     if (tenant) bind_text(s, 1, tenant);
-    int step = SQLITE_DONE;
-    rc = 0;
-    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct store_crl_entry e;
-        copy_str(e.serial, sizeof e.serial, sqlite3_column_text(s, 1));
-        e.revoked = sqlite3_column_int64(s, 2);
-        rc = cb(arg, (const char *)sqlite3_column_text(s, 0), &e);
-    }
-    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
-    sqlite3_reset(s);
+    rc = each_row(st, s, crl_row, &(struct visit){(void (*)(void))cb, arg});
 out:
     unlock(st);
     return rc;
@@ -1037,18 +1062,7 @@ int store_retained_list(struct store *st, store_retained_cb cb, void *arg)
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_RETAIN_LIST);
     if (!s) goto out;
-    int step = SQLITE_DONE;
-    rc = 0;
-    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *tenant = (const char *)sqlite3_column_text(s, 0);
-        const void *topic = sqlite3_column_blob(s, 1);
-        size_t tlen = (size_t)sqlite3_column_bytes(s, 1);
-        const void *payload = sqlite3_column_blob(s, 2);
-        size_t plen = (size_t)sqlite3_column_bytes(s, 2);
-        rc = cb(arg, tenant ? tenant : "", topic, tlen, payload, plen, sqlite3_column_int(s, 3));
-    }
-    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
-    sqlite3_reset(s);
+    rc = each_row(st, s, retained_row, &(struct visit){(void (*)(void))cb, arg});
 out:
     unlock(st);
     return rc;

@@ -214,6 +214,23 @@ static void print_issued(const struct pki_args *a, const char *what, const char 
     printf("  sha1         %s\n", r->sha1);
 }
 
+/* --key and --p12/--p12-pass of the device commands; explains a refusal. */
+static int device_key_options(const struct pki_args *a, struct pki_keyspec *ks,
+                              const char **p12_pass)
+{
+    if (pki_keyspec_parse(a->key, ks) < 0) {
+        pki_err("unknown --key %s; use rsa:2048, rsa:3072, rsa:4096, ec:P-256 or ec:P-384", a->key);
+        return ERR_INVALID;
+    }
+    *p12_pass = a->p12 ? pki_p12_pass(a) : NULL;
+    if (a->p12 && !*p12_pass) {
+        pki_err("--p12 needs a keystore password: give --p12-pass PASS or set "
+                "CERTMQ_PKI_P12_PASS (there is no default password)");
+        return ERR_INVALID;
+    }
+    return 0;
+}
+
 int pki_cmd_issue_device(struct pki_args *a)
 {
     struct pki_ca ca = {.lock_fd = -1};
@@ -225,16 +242,8 @@ int pki_cmd_issue_device(struct pki_args *a)
         pki_err("refusing device id \"%s\": it %s", a->cn, why);
         return PKI_EXIT_FAIL;
     }
-    if (pki_keyspec_parse(a->key, &ks) < 0) {
-        pki_err("unknown --key %s; use rsa:2048, rsa:3072, rsa:4096, ec:P-256 or ec:P-384", a->key);
-        return PKI_EXIT_USAGE;
-    }
-    const char *p12_pass = a->p12 ? pki_p12_pass(a) : NULL;
-    if (a->p12 && !p12_pass) {
-        pki_err("--p12 needs a keystore password: give --p12-pass PASS or set "
-                "CERTMQ_PKI_P12_PASS (there is no default password)");
-        return PKI_EXIT_USAGE;
-    }
+    const char *p12_pass;
+    if (device_key_options(a, &ks, &p12_pass) < 0) return PKI_EXIT_USAGE;
     const char *outdir = a->out ? a->out : ".";
     GUARD_GOTO(rc, ensure_outdir(outdir), out);
     GUARD_GOTO(rc, open_signing_ca(a, &ca), out);
@@ -438,16 +447,8 @@ int pki_cmd_issue_batch(struct pki_args *a)
         pki_err("refusing --prefix \"%s\": the device ids it makes (%s) %s", a->prefix, last, why);
         return PKI_EXIT_FAIL;
     }
-    if (pki_keyspec_parse(a->key, &ks) < 0) {
-        pki_err("unknown --key %s; use rsa:2048, rsa:3072, rsa:4096, ec:P-256 or ec:P-384", a->key);
-        return PKI_EXIT_USAGE;
-    }
-    const char *p12_pass = a->p12 ? pki_p12_pass(a) : NULL;
-    if (a->p12 && !p12_pass) {
-        pki_err("--p12 needs a keystore password: give --p12-pass PASS or set "
-                "CERTMQ_PKI_P12_PASS (there is no default password)");
-        return PKI_EXIT_USAGE;
-    }
+    const char *p12_pass;
+    if (device_key_options(a, &ks, &p12_pass) < 0) return PKI_EXIT_USAGE;
     const char *outdir = a->out ? a->out : ".";
     GUARD_GOTO(rc, ensure_outdir(outdir), out);
     if (a->csv)

@@ -212,6 +212,9 @@ static int app_start(struct app *app)
     struct broker_config bc = {
         .max_inflight = cfg->max_inflight,
         .max_queued = cfg->max_queued,
+        .max_topic_levels = cfg->max_topic_levels,
+        .max_subscriptions = cfg->max_subscriptions,
+        .max_subscription_bytes = cfg->max_subscription_bytes,
         .session_expiry = cfg->session_expiry,
         .max_keepalive = cfg->max_keepalive,
         .allow_anonymous = cfg->allow_anonymous,

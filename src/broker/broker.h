@@ -45,7 +45,10 @@ struct client {
 struct broker_config {
     long max_inflight;
     long max_queued;
-    long session_expiry; /* seconds an offline persistent session lives; 0: forever */
+    long max_topic_levels;       /* deeper names are dropped, deeper filters refused */
+    long max_subscriptions;      /* per session */
+    long max_subscription_bytes; /* per session: filters and the tree nodes they make */
+    long session_expiry;         /* seconds an offline persistent session lives; 0: forever */
     long max_keepalive;
     bool allow_anonymous;
     struct auth *auth;

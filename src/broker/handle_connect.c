@@ -64,7 +64,9 @@ static struct session *attach(struct broker *b, struct client *c, const struct a
         msg_unref(s->will);
         s->will = NULL;
     }
-    if (s && clean) {
+    /* A clean session ends with its connection (MQTT-3.1.2-6), also when
+     * it was taken over: the new connection never continues it. */
+    if (s && (clean || s->clean)) {
         session_free(b, s);
         s = NULL;
     }
@@ -89,8 +91,10 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
     char client_id[65536 + 1];
     memcpy(client_id, p->client_id.p, p->client_id.len);
     client_id[p->client_id.len] = 0;
+    bool v31 = p->protocol_level == 3;
     if (p->client_id.len == 0) {
-        if (!p->clean_session) return refuse(c, MQTT_CONNACK_ID_REJECTED);
+        /* 3.1 requires a ClientId; 3.1.1 allows none for a clean session. */
+        if (!p->clean_session || v31) return refuse(c, MQTT_CONNACK_ID_REJECTED);
         assign_id(client_id, sizeof client_id);
     }
 
@@ -120,6 +124,9 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
     struct msg *will = NULL;
     if (p->will) {
         if (!topic_name_valid((const char *)p->will_topic.p, p->will_topic.len)) return ERR_PROTO;
+        if (topic_levels((const char *)p->will_topic.p, p->will_topic.len) >
+            (size_t)b->cfg.max_topic_levels)
+            return ERR_LIMIT;
         will = msg_new(p->will_topic.p, p->will_topic.len, p->will_payload.p, p->will_payload.len,
                        p->will_qos, p->will_retain);
         if (!will) return refuse(c, MQTT_CONNACK_UNAVAILABLE);
@@ -139,8 +146,9 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
     c->keepalive = p->keepalive;
     if (max_ka && (p->keepalive == 0 || p->keepalive > max_ka)) c->keepalive = (uint16_t)max_ka;
     c->state = CLIENT_ACTIVE;
-    GUARD_GOTO(rc, mqtt_encode_connack(&c->out, present, MQTT_CONNACK_ACCEPTED), out);
-    s->gated = who.device;
+    /* 3.1 has no session-present flag: its CONNACK's first byte is reserved. */
+    GUARD_GOTO(rc, mqtt_encode_connack(&c->out, present && !v31, MQTT_CONNACK_ACCEPTED), out);
+    s->gated = who.kind == AUTH_CERTIFICATE_DEVICE;
     if (present) {
         if (s->gated) {
             s->resend_pending = s->inflight.count > 0;

@@ -45,7 +45,7 @@ static void reply_own(struct broker *b, struct session *s, const char *leaf, con
 {
     char topic[512];
     size_t tlen;
-    if (devtopic_in(s, leaf, strlen(leaf), true, topic, sizeof topic, &tlen) < 0) return;
+    if (devtopic_in(s, leaf, strlen(leaf), DEVTOPIC_BROKER, topic, sizeof topic, &tlen) < 0) return;
     struct msg *m =
         msg_new((const uint8_t *)topic, tlen, (const uint8_t *)text, strlen(text), 1, false);
     if (!m) return;
@@ -58,7 +58,7 @@ static void reply_own(struct broker *b, struct session *s, const char *leaf, con
 static void token_request(struct broker *b, struct client *c)
 {
     struct session *s = c->session;
-    if (!s->who.device) {
+    if (s->who.kind != AUTH_CERTIFICATE_DEVICE) {
         reply_own(b, s, "s/e", "40,0,Tokens are issued to certificate devices only");
         return;
     }
@@ -99,9 +99,15 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish
 
     char topic[65536 + 320];
     size_t tlen;
-    int rc =
-        devtopic_in(s, (const char *)p->topic.p, p->topic.len, true, topic, sizeof topic, &tlen);
-    if (rc == ERR_FORBIDDEN) {
+    int rc = devtopic_in(s, (const char *)p->topic.p, p->topic.len, DEVTOPIC_PUBLISH, topic,
+                         sizeof topic, &tlen);
+    if (rc == 0 &&
+        topic_levels((const char *)p->topic.p, p->topic.len) > (size_t)b->cfg.max_topic_levels) {
+        /* Dropped as a refused publish is in 3.1.1: acknowledged, delivered
+         * to nobody (a deep retained topic would hold one node per level). */
+        log_debug("client %s: publish to a topic of more than %ld levels dropped", s->client_id,
+                  b->cfg.max_topic_levels);
+    } else if (rc == ERR_FORBIDDEN) {
         log_info("client %s: publish to '%.*s' refused", s->client_id, (int)p->topic.len,
                  (const char *)p->topic.p);
         reply_own(b, s, "s/e", "41,0,Topic not allowed");

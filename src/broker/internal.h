@@ -41,6 +41,7 @@ struct sub {
     char *filter;
     uint16_t len;
     uint8_t qos;
+    uint32_t cost; /* counted against max_subscription_bytes */
 };
 
 /* A tenant's topic space: its own subscriptions and retained messages. */
@@ -63,6 +64,7 @@ struct session {
     unsigned n_rx, cap_rx;
     struct sub *subs;
     unsigned n_subs, cap_subs;
+    size_t sub_bytes; /* sum of subs[].cost */
     struct msg *will;
     struct auth_result who;
     bool gated;          /* device: deliver nothing until it publishes s/uat or s/us */
@@ -104,9 +106,13 @@ MUST_USE int broker_resend_inflight(struct broker *b, struct client *c);
 void qlist_push(struct qlist *l, struct qitem *it);
 void qitem_free(struct qitem *it);
 
-/* Client topic -> routed topic (see devtopic.c). publish: a PUBLISH name
- * (else a SUBSCRIBE filter). ERR_FORBIDDEN when the client may not use it. */
-MUST_USE int devtopic_in(const struct session *s, const char *t, size_t len, bool publish,
+/* What a topic is used for: a client's SUBSCRIBE filter, a client's
+ * PUBLISH name, or a message the broker itself sends the client. */
+enum devtopic_use { DEVTOPIC_SUBSCRIBE, DEVTOPIC_PUBLISH, DEVTOPIC_BROKER };
+
+/* Client topic -> routed topic (see devtopic.c). ERR_FORBIDDEN when the
+ * client may not use it that way. */
+MUST_USE int devtopic_in(const struct session *s, const char *t, size_t len, enum devtopic_use use,
                          char *out, size_t cap, size_t *out_len);
 /* Routed topic -> the name s's client sees (a suffix of t, or t). */
 const char *devtopic_out(const struct session *s, const char *t, size_t len, size_t *out_len);

@@ -52,6 +52,18 @@ struct topic_tree {
 
 /* ---- validation and pure matching ---- */
 
+size_t topic_levels(const char *t, size_t len)
+{
+    size_t n = 1;
+    for (const char *p = t, *end = t + len; (p = memchr(p, '/', (size_t)(end - p))); p++) n++;
+    return n;
+}
+
+size_t topic_filter_cost(size_t len, size_t levels)
+{
+    return 2 * len + levels * (sizeof(struct node) + sizeof(struct sent) + 16);
+}
+
 bool topic_name_valid(const char *t, size_t len)
 {
     if (!t || len == 0 || len > TOPIC_MAX) return false;

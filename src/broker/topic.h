@@ -19,6 +19,13 @@ bool topic_filter_valid(const char *f, size_t len);
  * match a name starting with '$'. Both must be valid. */
 bool topic_matches(const char *filter, size_t flen, const char *name, size_t nlen);
 
+/* Levels in a name or filter ("a/b/c" has 3). */
+size_t topic_levels(const char *t, size_t len);
+/* Bytes a subscription to a filter of len bytes and levels levels holds
+ * (the session's copy, the tree nodes it may create), an upper estimate
+ * that limits are counted in. */
+size_t topic_filter_cost(size_t len, size_t levels);
+
 struct topic_tree;
 
 struct topic_tree *topic_tree_new(void);

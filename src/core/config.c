@@ -67,6 +67,13 @@ static const struct option options[] = {
            "seconds an offline persistent session is kept (0: forever)"),
     G_LONG("max_queued", max_queued, 0, 10000000, 1000,
            "messages queued per session beyond max_inflight; more are dropped"),
+    G_LONG("max_topic_levels", max_topic_levels, 1, 65535, 128,
+           "levels in a topic name or filter; deeper subscriptions are refused, deeper "
+           "publishes dropped"),
+    G_LONG("max_subscriptions", max_subscriptions, 1, 10000000, 1000,
+           "subscriptions one client (session) may hold; more are refused"),
+    G_LONG("max_subscription_bytes", max_subscription_bytes, 1024, 1073741824, 1048576,
+           "memory the subscriptions of one client may hold (filters and tree nodes), in bytes"),
     G_LONG("handshake_timeout", handshake_timeout, 1, 3600, 10, "seconds a TLS handshake may take"),
     G_LONG("connect_timeout", connect_timeout, 1, 3600, 10,
            "seconds between accept and the CONNECT packet"),

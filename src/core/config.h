@@ -35,6 +35,9 @@ struct config {
     long max_packet_size;
     long max_inflight;
     long max_queued;
+    long max_topic_levels;
+    long max_subscriptions;
+    long max_subscription_bytes;
     long session_expiry;
     long handshake_timeout;
     long connect_timeout;

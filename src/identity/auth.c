@@ -26,6 +26,7 @@ enum reason {
     R_BAD_PASSWORD,
     R_CHAIN_INVALID,
     R_BAD_CN,
+    R_CLIENT_ID_OWNED,
     R_COUNT,
 };
 
@@ -34,7 +35,11 @@ static const char *const reason_text[R_COUNT] = {
     [R_BAD_PASSWORD] = "bad user name or password",
     [R_CHAIN_INVALID] = "certificate chain invalid for the listener cafile",
     [R_BAD_CN] = "bad common name",
+    [R_CLIENT_ID_OWNED] = "client id belongs to a device",
 };
+
+/* Password users named device_<ID> holding ROLE_DEVICE are devices. */
+#define DEVICE_USER_PREFIX "device_"
 
 struct auth {
     bool allow_anonymous;
@@ -118,6 +123,7 @@ static int static_certificate(struct auth *a, const struct auth_request *rq,
         log_warn("refused certificate cn=%s (listener cafile): %s", res->identity, why);
         return refuse(a, res, R_CHAIN_INVALID, MQTT_CONNACK_NOT_AUTHORIZED);
     }
+    res->kind = AUTH_STATIC;
     return 0;
 }
 
@@ -158,10 +164,49 @@ static int tenant_certificate(struct auth *a, const struct auth_request *rq,
         res->reason = ident_reason_str(d.reason);
         return 0;
     }
+    res->kind = AUTH_CERTIFICATE_DEVICE;
     res->device = true;
+    res->roles = STORE_ROLE_DEVICE;
     res->chain_proven = a->require_ca_in_chain;
     if (trust_serial_of(rq->leaf, res->serial, sizeof res->serial) < 0) res->serial[0] = 0;
     return 0;
+}
+
+bool auth_may_control_devices(const struct auth_result *who)
+{
+    return who->tenant[0] && !who->device &&
+           (who->roles & (STORE_ROLE_TENANT_ADMIN | STORE_ROLE_DEVICE_CONTROL_ADMIN));
+}
+
+int auth_client_id_device(const char *id, size_t len, char *out, size_t cap)
+{
+    if (len > 2 && !memcmp(id, "d:", 2)) {
+        id += 2;
+        len -= 2;
+        const char *colon = memchr(id, ':', len);
+        if (colon) len = (size_t)(colon - id);
+    } else if (memchr(id, ':', len)) {
+        return ERR_NOT_FOUND; /* a device ID has no ':' */
+    }
+    ENSURE(len > 0 && len < cap && !memchr(id, 0, len), ERR_NOT_FOUND);
+    memcpy(out, id, len);
+    out[len] = 0;
+    return 0;
+}
+
+/* A registered device's ClientIds belong to it: another identity of the
+ * tenant using one would take over the device's session and its queued
+ * commands. */
+static int claim_client_id(struct auth *a, const struct auth_request *rq, struct auth_result *res)
+{
+    char id[IDENT_CN_MAX + 1];
+    if (auth_client_id_device(rq->client_id, rq->client_id_len, id, sizeof id) < 0) return 0;
+    if (res->device && !strcmp(id, res->identity)) return 0;
+    if (!trust_device_registered(a->ti, res->tenant, id)) return 0;
+    log_warn("refused client tenant=%s user=%s: client id '%s' belongs to device %s", res->tenant,
+             res->identity, rq->client_id, id);
+    res->device = false;
+    return refuse(a, res, R_CLIENT_ID_OWNED, MQTT_CONNACK_NOT_AUTHORIZED);
 }
 
 /* <tenantId>/<user> with a password, checked against the in-memory index. */
@@ -185,9 +230,14 @@ static int password_login(struct auth *a, const struct auth_request *rq, struct 
                  user);
         return refuse(a, res, R_BAD_PASSWORD, MQTT_CONNACK_BAD_CREDENTIALS);
     }
+    res->kind = AUTH_PASSWORD;
+    res->roles = roles;
     snprintf(res->tenant, sizeof res->tenant, "%s", tenant);
-    snprintf(res->identity, sizeof res->identity, "%s", user);
-    return 0;
+    const size_t plen = strlen(DEVICE_USER_PREFIX);
+    res->device =
+        (roles & STORE_ROLE_DEVICE) && !strncmp(user, DEVICE_USER_PREFIX, plen) && user[plen] != 0;
+    snprintf(res->identity, sizeof res->identity, "%s", res->device ? user + plen : user);
+    return claim_client_id(a, rq, res);
 }
 
 int auth_connect(struct auth *a, const struct auth_request *rq, struct auth_result *res)
@@ -204,6 +254,7 @@ int auth_connect(struct auth *a, const struct auth_request *rq, struct auth_resu
     if (rq->username && a->ti && memchr(rq->username, '/', rq->username_len))
         return password_login(a, rq, res);
     if (!a->allow_anonymous) return refuse(a, res, R_NO_CREDENTIALS, MQTT_CONNACK_NOT_AUTHORIZED);
+    res->kind = AUTH_ANONYMOUS;
     const char *name = rq->username ? rq->username : rq->client_id;
     size_t len = rq->username ? rq->username_len : rq->client_id_len;
     snprintf(res->identity, sizeof res->identity, "%.*s", (int)(len < 127 ? len : 127), name);

@@ -33,13 +33,24 @@ struct auth_request {
     time_t now;
 };
 
+/* How a client proved who it is. */
+enum auth_kind {
+    AUTH_CERTIFICATE_DEVICE, /* a tenant's certificate device */
+    AUTH_PASSWORD,           /* <tenantId>/<user> and a password */
+    AUTH_STATIC,             /* a listener cafile's client, named by its CN */
+    AUTH_ANONYMOUS,
+};
+
 struct auth_result {
     uint8_t connack_rc; /* 0 accepted, else an MQTT 3.1.1 CONNACK code */
+    uint8_t kind;       /* enum auth_kind */
     const char *reason; /* named reason for a refusal (static text) */
     char tenant[64];    /* topic space; "" is the static/anonymous space */
     char identity[128]; /* certificate CN or user name */
     char anchor_fp[41]; /* hex SHA-1 of the trust anchor, "" when none */
-    bool device;        /* tenant certificate device: s/ topics are its own */
+    bool device;        /* a tenant's device (certificate, or a password user holding
+                           ROLE_DEVICE): its s/ topics are its own, identity is its ID */
+    unsigned roles;     /* password users: STORE_ROLE_* bits; devices: ROLE_DEVICE */
     bool chain_proven;  /* the presented chain held the anchor (for resumption) */
     char serial[48];    /* device certificate serial, normalized hex */
 };
@@ -53,6 +64,14 @@ void auth_free(struct auth *a);
  * made (accepted or refused: see res->connack_rc), negative on an internal
  * failure (the broker answers CONNACK 3, server unavailable). */
 MUST_USE int auth_connect(struct auth *a, const struct auth_request *rq, struct auth_result *res);
+
+/* May this client read and command other devices' topics (devices/X/s/...)?
+ * Only a tenant's users holding a device-control role. */
+bool auth_may_control_devices(const struct auth_result *who);
+
+/* The device ID a ClientId names when it has a device's form (<ID>, d:<ID>
+ * or d:<ID>:<template>): 0 and the ID in out, ERR_NOT_FOUND otherwise. */
+MUST_USE int auth_client_id_device(const char *client_id, size_t len, char *out, size_t cap);
 
 /* Counters of refusals by reason, for the log and stats. */
 void auth_log_counters(struct auth *a);

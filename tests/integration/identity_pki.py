@@ -363,9 +363,11 @@ class IdentityServer(ApiServer):
         assert r.status == 200, r
         return r
 
-    def user(self, tenant, auth, name, password):
-        r = self.call("POST", f"/user/{tenant}/users", auth,
-                      {"userName": name, "password": password})
+    def user(self, tenant, auth, name, password, roles=()):
+        body = {"userName": name, "password": password}
+        if roles:
+            body["roles"] = list(roles)
+        r = self.call("POST", f"/user/{tenant}/users", auth, body)
         assert r.status == 201, r
         return (f"{tenant}/{name}", password)
 

@@ -20,9 +20,10 @@ def tenants(server, pki):
     b = server.tenant("isob")
     server.trust("isoa", a, pki.ca_a.pem)
     server.trust("isob", b, pki.ca_b.pem)
-    # The same user name in both tenants, different passwords.
-    ua = server.user("isoa", a, "app", "app-secret-A")
-    ub = server.user("isob", b, "app", "app-secret-B")
+    # The same user name in both tenants, different passwords; both may
+    # read their tenant's device topics.
+    ua = server.user("isoa", a, "app", "app-secret-A", roles=["ROLE_DEVICE_CONTROL_ADMIN"])
+    ub = server.user("isob", b, "app", "app-secret-B", roles=["ROLE_DEVICE_CONTROL_ADMIN"])
     return {"a": a, "b": b, "ua": ua, "ub": ub}
 
 

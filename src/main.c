@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "identity/auth.h"
+#include "identity/pwcheck.h"
 #include "identity/trust.h"
 #include "net/server.h"
 #include "pki/pki.h"
@@ -74,6 +75,7 @@ struct app {
     struct config cfg;
     struct store *store;
     struct trust_index *trust;
+    struct pwcheck *pwcheck;
     struct token_service *tokens;
     struct auth *auth;
     struct broker *broker;
@@ -208,7 +210,14 @@ static int app_start(struct app *app)
         return ERR_DB;
     }
     GUARD(token_service_new(app->store, app->trust, &app->tokens));
-    GUARD(auth_new(cfg, app->trust, app->store, &app->auth));
+    struct pwcheck_config pc = {
+        .threads = (int)cfg->auth_threads,
+        .queue_max = (int)cfg->auth_queue,
+        .max_failures = (int)cfg->auth_max_failures,
+        .window_s = (int)cfg->auth_failure_window,
+    };
+    GUARD(pwcheck_new(app->trust, &pc, &app->pwcheck));
+    GUARD(auth_new(cfg, app->trust, app->store, app->pwcheck, &app->auth));
     struct broker_config bc = {
         .max_inflight = cfg->max_inflight,
         .max_queued = cfg->max_queued,
@@ -234,6 +243,7 @@ static int app_start(struct app *app)
         log_error("%s", err);
         return ERR_IO;
     }
+    server_set_pwcheck(app->srv, app->pwcheck);
     if (server_start(app->srv) < 0) {
         log_error("cannot start worker threads");
         return ERR_INTERNAL;
@@ -250,6 +260,7 @@ static void app_stop(struct app *app)
     if (app->auth) auth_log_counters(app->auth);
     broker_free(app->broker);
     auth_free(app->auth);
+    pwcheck_free(app->pwcheck);
     token_service_free(app->tokens);
     trust_free(app->trust);
     store_close(app->store);

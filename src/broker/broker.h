@@ -39,7 +39,10 @@ struct client {
     bool dirty;              /* under the owner's lock: on its drain list */
     bool chain_proven;       /* in: a resumed TLS session already proved the anchor was in
                                 the chain; out: this CONNECT's chain did */
-    char peer[56];           /* address for log lines */
+    char peer[56];           /* "address:port" for log lines */
+    int pw_verdict;          /* a password check made before CONNECT reached the broker
+                                (auth_request.pw_verdict); 0: none */
+    unsigned pw_roles;
 };
 
 struct broker_config {

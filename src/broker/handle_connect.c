@@ -15,6 +15,14 @@ static int refuse(struct client *c, uint8_t rc)
     return ERR_NOT_AUTHORIZED;
 }
 
+/* The peer's address without its port: what failure limits count by. */
+static void client_source(const struct client *c, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", c->peer);
+    char *colon = strrchr(out, ':');
+    if (colon) *colon = 0;
+}
+
 /* Makes a ClientId for a zero-length one (clean sessions only). */
 static void assign_id(char *id, size_t n)
 {
@@ -98,6 +106,8 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
         assign_id(client_id, sizeof client_id);
     }
 
+    char source[sizeof c->peer];
+    client_source(c, source, sizeof source);
     struct auth_request rq = {
         .listener_ca = c->listener_ca,
         .leaf = c->leaf,
@@ -109,6 +119,9 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
         .password = p->has_password ? p->password.p : NULL,
         .password_len = p->password.len,
         .chain_proven = c->chain_proven,
+        .source = source,
+        .pw_verdict = c->pw_verdict,
+        .pw_roles = c->pw_roles,
         .now = now,
     };
     struct auth_result who;

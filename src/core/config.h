@@ -45,6 +45,10 @@ struct config {
     long max_chain_length;
     bool require_ca_in_chain;
     bool allow_anonymous;
+    long auth_threads;
+    long auth_queue;
+    long auth_max_failures;
+    long auth_failure_window;
     long http_max_body;
     long http_max_connections;
     long http_timeout;

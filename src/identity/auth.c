@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "identity/policy.h"
+#include "identity/pwcheck.h"
 #include "identity/trust.h"
 #include "mqtt/codec.h"
 
@@ -27,6 +28,8 @@ enum reason {
     R_CHAIN_INVALID,
     R_BAD_CN,
     R_CLIENT_ID_OWNED,
+    R_TOO_MANY_FAILURES,
+    R_CHECK_UNAVAILABLE,
     R_COUNT,
 };
 
@@ -36,6 +39,8 @@ static const char *const reason_text[R_COUNT] = {
     [R_CHAIN_INVALID] = "certificate chain invalid for the listener cafile",
     [R_BAD_CN] = "bad common name",
     [R_CLIENT_ID_OWNED] = "client id belongs to a device",
+    [R_TOO_MANY_FAILURES] = "too many failed password attempts",
+    [R_CHECK_UNAVAILABLE] = "password check unavailable",
 };
 
 /* Password users named device_<ID> holding ROLE_DEVICE are devices. */
@@ -47,10 +52,12 @@ struct auth {
     bool require_ca_in_chain;
     struct trust_index *ti;
     struct store *st;
+    struct pwcheck *pw;
     atomic_ulong refused[R_COUNT];
 };
 
-int auth_new(const struct config *cfg, struct trust_index *ti, struct store *st, struct auth **out)
+int auth_new(const struct config *cfg, struct trust_index *ti, struct store *st, struct pwcheck *pw,
+             struct auth **out)
 {
     struct auth *a = calloc(1, sizeof *a);
     if (!a) return ERR_NOMEM;
@@ -59,6 +66,7 @@ int auth_new(const struct config *cfg, struct trust_index *ti, struct store *st,
     a->require_ca_in_chain = cfg->require_ca_in_chain;
     a->ti = ti;
     a->st = st;
+    a->pw = pw;
     *out = a;
     return 0;
 }
@@ -209,26 +217,59 @@ static int claim_client_id(struct auth *a, const struct auth_request *rq, struct
     return refuse(a, res, R_CLIENT_ID_OWNED, MQTT_CONNACK_NOT_AUTHORIZED);
 }
 
-/* <tenantId>/<user> with a password, checked against the in-memory index. */
-static int password_login(struct auth *a, const struct auth_request *rq, struct auth_result *res)
+int auth_split_username(const char *name, size_t len, char *tenant, size_t tcap, char *user,
+                        size_t ucap)
 {
-    const char *slash = memchr(rq->username, '/', rq->username_len);
-    size_t tlen = slash ? (size_t)(slash - rq->username) : 0;
-    size_t ulen = slash ? rq->username_len - tlen - 1 : 0;
-    char tenant[STORE_TENANT_MAX], user[STORE_NAME_MAX];
-    unsigned roles;
-    if (!slash || !rq->password || tlen == 0 || tlen >= sizeof tenant || ulen == 0 ||
-        ulen >= sizeof user)
-        return refuse(a, res, R_BAD_PASSWORD, MQTT_CONNACK_BAD_CREDENTIALS);
-    memcpy(tenant, rq->username, tlen);
+    const char *slash = memchr(name, '/', len);
+    ENSURE(slash, ERR_INVALID);
+    size_t tlen = (size_t)(slash - name), ulen = len - tlen - 1;
+    ENSURE(tlen > 0 && tlen < tcap && ulen > 0 && ulen < ucap, ERR_INVALID);
+    memcpy(tenant, name, tlen);
     tenant[tlen] = 0;
     memcpy(user, slash + 1, ulen);
     user[ulen] = 0;
-    if (trust_check_password(a->ti, tenant, user, (const char *)rq->password, rq->password_len,
-                             &roles) < 0) {
+    return 0;
+}
+
+/* The password check's verdict: made earlier off the network thread
+ * (rq->pw_verdict), else here. */
+static int password_verdict(struct auth *a, const struct auth_request *rq, const char *tenant,
+                            const char *user, unsigned *roles)
+{
+    if (rq->pw_verdict) {
+        *roles = rq->pw_roles;
+        return rq->pw_verdict > 0 ? 0 : rq->pw_verdict;
+    }
+    const char *pw = (const char *)rq->password;
+    if (a->pw)
+        return pwcheck_verify(a->pw, rq->source ? rq->source : "", rq->username, rq->username_len,
+                              pw, rq->password_len, roles);
+    return trust_check_password(a->ti, tenant, user, pw, rq->password_len, roles);
+}
+
+/* <tenantId>/<user> with a password, checked against the in-memory index. */
+static int password_login(struct auth *a, const struct auth_request *rq, struct auth_result *res)
+{
+    char tenant[STORE_TENANT_MAX], user[STORE_NAME_MAX];
+    unsigned roles = 0;
+    if (!rq->password || auth_split_username(rq->username, rq->username_len, tenant, sizeof tenant,
+                                             user, sizeof user) < 0)
+        return refuse(a, res, R_BAD_PASSWORD, MQTT_CONNACK_BAD_CREDENTIALS);
+    int rc = password_verdict(a, rq, tenant, user, &roles);
+    if (rc == ERR_LIMIT) {
+        log_warn("refused password login tenant=%s user=%s source=%s: too many failed attempts",
+                 tenant, user, rq->source ? rq->source : "-");
+        return refuse(a, res, R_TOO_MANY_FAILURES, MQTT_CONNACK_NOT_AUTHORIZED);
+    }
+    if (rc == ERR_BAD_CREDENTIALS) {
         log_warn("refused password login tenant=%s user=%s: bad user name or password", tenant,
                  user);
         return refuse(a, res, R_BAD_PASSWORD, MQTT_CONNACK_BAD_CREDENTIALS);
+    }
+    if (rc < 0) {
+        log_warn("refused password login tenant=%s user=%s: password check unavailable", tenant,
+                 user);
+        return refuse(a, res, R_CHECK_UNAVAILABLE, MQTT_CONNACK_UNAVAILABLE);
     }
     res->kind = AUTH_PASSWORD;
     res->roles = roles;

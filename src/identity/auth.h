@@ -16,6 +16,7 @@
 
 struct config;
 struct auth;
+struct pwcheck;
 struct store;
 struct trust_index;
 
@@ -29,7 +30,11 @@ struct auth_request {
     size_t username_len;
     const uint8_t *password; /* NULL when absent */
     size_t password_len;
-    bool chain_proven; /* resumed TLS session whose full handshake showed the CA */
+    bool chain_proven;  /* resumed TLS session whose full handshake showed the CA */
+    const char *source; /* peer address without port, for failure limits; may be NULL */
+    int pw_verdict;     /* 0: not checked yet; 1: password verified (pw_roles);
+                           negative: the check's error (pwcheck_verify's codes) */
+    unsigned pw_roles;
     time_t now;
 };
 
@@ -55,15 +60,21 @@ struct auth_result {
     char serial[48];    /* device certificate serial, normalized hex */
 };
 
-/* ti and st are borrowed (NULL: no tenants, static trust only). */
+/* ti, st and pw are borrowed (ti NULL: no tenants, static trust only; pw
+ * NULL: passwords are checked on the calling thread without limits). */
 MUST_USE int auth_new(const struct config *cfg, struct trust_index *ti, struct store *st,
-                      struct auth **out);
+                      struct pwcheck *pw, struct auth **out);
 void auth_free(struct auth *a);
 
 /* Decides one CONNECT. Always fills res; returns 0 when a decision was
  * made (accepted or refused: see res->connack_rc), negative on an internal
  * failure (the broker answers CONNACK 3, server unavailable). */
 MUST_USE int auth_connect(struct auth *a, const struct auth_request *rq, struct auth_result *res);
+
+/* Splits a password login's user name "<tenantId>/<user>". 0, or
+ * ERR_INVALID when it has no '/', an empty part or a part too long. */
+MUST_USE int auth_split_username(const char *name, size_t len, char *tenant, size_t tcap,
+                                 char *user, size_t ucap);
 
 /* May this client read and command other devices' topics (devices/X/s/...)?
  * Only a tenant's users holding a device-control role. */

@@ -565,36 +565,63 @@ static int cache_key(const struct trust_index *ti, const char *tenant, const cha
     return rc;
 }
 
+/* A hash of a random password at the real cost: an unknown user is checked
+ * against it so that a miss takes as long as a wrong password (no user or
+ * tenant enumeration by timing). */
+static char dummy_hash[PASSWORD_HASH_MAX];
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+
+static void dummy_hash_make(void)
+{
+    char pw[33];
+    if (password_random(pw, sizeof pw) < 0 ||
+        password_hash(pw, strlen(pw), 0, dummy_hash, sizeof dummy_hash) < 0)
+        dummy_hash[0] = 0; /* password_verify then fails fast; logged below */
+    OPENSSL_cleanse(pw, sizeof pw);
+}
+
+bool trust_password_cached(struct trust_index *ti, const char *tenant, const char *name,
+                           const char *pw, size_t pw_len, unsigned *roles)
+{
+    unsigned char ck[32];
+    if (cache_key(ti, tenant, name, pw, pw_len, ck) < 0) return false;
+    bool hit = false;
+    pthread_mutex_lock(&ti->cache_mu);
+    struct node *cn = map_get(&ti->cache, ck, sizeof ck);
+    if (cn && ((struct cache_entry *)cn->val)->expires > time(NULL)) {
+        *roles = ((struct cache_entry *)cn->val)->roles;
+        hit = true;
+    }
+    pthread_mutex_unlock(&ti->cache_mu);
+    return hit;
+}
+
 int trust_check_password(struct trust_index *ti, const char *tenant, const char *name,
                          const char *pw, size_t pw_len, unsigned *roles)
 {
     char key[KEY_MAX];
     unsigned char ck[32];
     struct user_entry u;
-    time_t now = time(NULL);
+    if (trust_password_cached(ti, tenant, name, pw, pw_len, roles)) return 0;
     size_t klen = mkkey(key, tenant, name, NULL);
-    ENSURE(klen, ERR_BAD_CREDENTIALS);
     GUARD(cache_key(ti, tenant, name, pw, pw_len, ck));
 
-    pthread_mutex_lock(&ti->cache_mu);
-    struct node *cn = map_get(&ti->cache, ck, sizeof ck);
-    if (cn && ((struct cache_entry *)cn->val)->expires > now) {
-        *roles = ((struct cache_entry *)cn->val)->roles;
-        pthread_mutex_unlock(&ti->cache_mu);
-        return 0;
-    }
-    pthread_mutex_unlock(&ti->cache_mu);
-
     trust_read_lock(ti);
-    struct node *n = map_get(&ti->users, key, klen);
+    struct node *n = klen ? map_get(&ti->users, key, klen) : NULL;
     if (n) u = *(struct user_entry *)n->val;
     trust_read_unlock(ti);
-    if (!n || !password_verify(u.pw_hash, pw, pw_len)) return ERR_BAD_CREDENTIALS;
+    if (!n) {
+        pthread_once(&dummy_once, dummy_hash_make);
+        if (!dummy_hash[0]) log_error("password check: no dummy hash, timing may show misses");
+        password_verify(dummy_hash, pw, pw_len); /* the same work as a wrong password */
+        return ERR_BAD_CREDENTIALS;
+    }
+    if (!password_verify(u.pw_hash, pw, pw_len)) return ERR_BAD_CREDENTIALS;
     *roles = u.roles;
 
     struct cache_entry *e = malloc(sizeof *e);
     if (!e) return 0; /* verified; caching is only an optimisation */
-    e->expires = now + CACHE_TTL_S;
+    e->expires = time(NULL) + CACHE_TTL_S;
     e->roles = u.roles;
     pthread_mutex_lock(&ti->cache_mu);
     if (ti->cache.n >= CACHE_MAX_ITEMS) map_clear(&ti->cache, free);

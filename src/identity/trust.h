@@ -61,10 +61,14 @@ MUST_USE int trust_user_put(struct trust_index *ti, const char *tenant, const ch
                             const char *pw_hash, unsigned roles);
 /* Checks <tenant>/<name> + password without touching the store; a verified
  * password is cached for a minute under a salted SHA-256 of the triple, so
- * repeated requests skip PBKDF2. 0 and *roles on success, else
- * ERR_BAD_CREDENTIALS. */
+ * repeated requests skip PBKDF2. An unknown user costs a PBKDF2 too. 0 and
+ * *roles on success, else ERR_BAD_CREDENTIALS. Slow: see pwcheck.h. */
 MUST_USE int trust_check_password(struct trust_index *ti, const char *tenant, const char *name,
                                   const char *pw, size_t pw_len, unsigned *roles);
+/* The fast half of trust_check_password: true (and *roles) when this exact
+ * triple was verified within the cache's lifetime. Never runs PBKDF2. */
+bool trust_password_cached(struct trust_index *ti, const char *tenant, const char *name,
+                           const char *pw, size_t pw_len, unsigned *roles);
 
 /* Tenant options the hot path needs; value NULL deletes. */
 MUST_USE int trust_option_set(struct trust_index *ti, const char *tenant, const char *category,

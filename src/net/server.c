@@ -31,6 +31,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "mqtt/codec.h"
+#include "identity/pwcheck.h"
 #include "net/tls.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -61,7 +62,9 @@ struct conn {
     uint8_t state;
     bool out_armed; /* EPOLLOUT registered */
     bool paused;    /* EPOLLIN off: output above OUT_PAUSE */
+    bool in_off;    /* EPOLLIN is off (paused, or waiting for a password check) */
     bool dead;
+    struct pwcheck_job *auth_job; /* the CONNECT's password check, running */
     struct buf in;
     uint64_t deadline_ms; /* handshake or CONNECT deadline; 0 once connected */
     uint64_t last_rx_ms;
@@ -90,6 +93,7 @@ struct server {
     int n_workers;
     atomic_long n_conns;
     atomic_bool stop;
+    struct pwcheck *pw; /* NULL: passwords are checked on the worker */
 };
 
 static _Thread_local struct worker *current_worker;
@@ -179,12 +183,14 @@ static int listener_load(struct listener *l, char *err, size_t n)
 
 static void conn_set_events(struct conn *c, bool out, bool paused)
 {
-    if (c->out_armed == out && c->paused == paused) return;
-    struct epoll_event ev = {.events = (paused ? 0 : EPOLLIN) | (out ? EPOLLOUT : 0),
+    bool in_off = paused || c->auth_job;
+    c->paused = paused;
+    if (c->out_armed == out && c->in_off == in_off) return;
+    struct epoll_event ev = {.events = (in_off ? 0 : EPOLLIN) | (out ? EPOLLOUT : 0),
                              .data.ptr = c};
     epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
     c->out_armed = out;
-    c->paused = paused;
+    c->in_off = in_off;
 }
 
 static void conn_arm_out(struct conn *c, bool on)
@@ -249,6 +255,8 @@ static void conn_close(struct conn *c, bool abnormal)
     struct worker *w = c->w;
     if (!c->dead) conn_flush(c); /* a refusing CONNACK, for one */
     broker_close(w->srv->broker, &c->cl, abnormal);
+    /* Before dirty_remove: after the cancel no check can wake c again. */
+    if (c->auth_job) pwcheck_cancel(w->srv->pw, c->auth_job);
     dirty_remove(w, c);
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->ssl) {
@@ -358,13 +366,80 @@ static void release_peer_chain(struct conn *c)
     c->cl.chain = NULL;
 }
 
+/* ---- password checks off the worker ---- */
+
+static void auth_done(void *arg)
+{
+    server_wake(arg);
+}
+
+/* A CONNECT that logs in with a password is answered from the cache or the
+ * failure limits at once; otherwise its check goes to the pool and the
+ * connection stops reading until it is done (conn_auth_resume). Returns
+ * true when the CONNECT must wait. */
+static bool conn_auth_defer(struct conn *c, const struct mqtt_connect *p)
+{
+    struct pwcheck *pw = c->w->srv->pw;
+    char source[sizeof c->cl.peer];
+    const char *login = (const char *)p->username.p;
+    if (!pw || c->cl.leaf || c->cl.pw_verdict || !p->has_username || !p->has_password ||
+        !memchr(login, '/', p->username.len))
+        return false;
+    snprintf(source, sizeof source, "%s", c->cl.peer);
+    char *colon = strrchr(source, ':');
+    if (colon) *colon = 0;
+    const char *pwd = (const char *)p->password.p;
+    int q =
+        pwcheck_quick(pw, source, login, p->username.len, pwd, p->password.len, &c->cl.pw_roles);
+    if (q != 0) {
+        c->cl.pw_verdict = q == 1 ? 1 : q;
+        return false;
+    }
+    q = pwcheck_submit(pw, source, login, p->username.len, pwd, p->password.len, auth_done, &c->cl,
+                       &c->auth_job);
+    if (q < 0) {
+        c->cl.pw_verdict = ERR_QUEUE_FULL; /* CONNACK 3: server unavailable */
+        return false;
+    }
+    conn_set_events(c, c->out_armed, c->paused); /* stop reading */
+    return true;
+}
+
+static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *abnormal);
+static bool conn_readable(struct conn *c);
+
+/* The password check is done: its verdict goes with the CONNECT, which is
+ * still first in c->in, and reading goes on. */
+static void conn_auth_resume(struct conn *c)
+{
+    struct pwcheck *pw = c->w->srv->pw;
+    if (!pwcheck_ready(pw, c->auth_job)) return;
+    int rc = pwcheck_finish(pw, c->auth_job, &c->cl.pw_roles);
+    c->auth_job = NULL;
+    c->cl.pw_verdict = rc == 0 ? 1 : rc;
+    bool abnormal = true;
+    long used = conn_frames(c, buf_head(&c->in), buf_used(&c->in), &abnormal);
+    if (used < 0) {
+        conn_close(c, abnormal);
+        return;
+    }
+    buf_consume(&c->in, (size_t)used);
+    buf_shrink(&c->in);
+    conn_flush(c);
+    if (c->dead)
+        conn_close(c, true);
+    else
+        conn_readable(c); /* TLS may hold records that epoll cannot see */
+}
+
 /* Hands every whole frame in data to the broker; returns bytes used, or a
- * negative code when the connection must close. */
+ * negative code when the connection must close. Stops before a CONNECT
+ * whose password check has to wait. */
 static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *abnormal)
 {
     struct server *s = c->w->srv;
     size_t used = 0;
-    while (used < len) {
+    while (used < len && !c->auth_job) {
         size_t flen;
         int rc = mqtt_frame(data + used, len - used, (size_t)s->cfg->max_packet_size, &flen);
         if (rc == 0) break;
@@ -383,6 +458,8 @@ static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *a
             log_info("%s: malformed packet, closing", c->cl.peer);
             return rc;
         }
+        if (p.type == MQTT_CONNECT && c->cl.state == CLIENT_NEW && conn_auth_defer(c, &p.connect))
+            break;
         used += flen;
         rc = broker_handle(s->broker, &c->cl, &p, time(NULL));
         if (rc < 0) {
@@ -480,6 +557,7 @@ static bool conn_readable(struct conn *c)
         }
         c->last_rx_ms = now_ms();
         if (conn_input(c, rbuf, (size_t)n, &abnormal) < 0) goto close;
+        if (c->auth_job) return true; /* resumed by conn_auth_resume */
         if (buf_used(&c->cl.out) > OUT_PAUSE) {
             conn_flush(c);
             if (c->dead) goto close;
@@ -547,7 +625,9 @@ static void worker_drain_dirty(struct worker *w)
         struct conn *c = w->dirty[--w->n_dirty];
         c->cl.dirty = false;
         pthread_mutex_unlock(&w->dirty_lock);
-        if (broker_drain(w->srv->broker, &c->cl) == ERR_CLOSED) {
+        if (c->auth_job) {
+            conn_auth_resume(c);
+        } else if (broker_drain(w->srv->broker, &c->cl) == ERR_CLOSED) {
             conn_close(c, false);
         } else {
             bool resumed = conn_flush(c);
@@ -700,6 +780,11 @@ int server_new(const struct config *cfg, struct broker *b, struct server **out, 
 fail:
     server_free(s);
     return rc;
+}
+
+void server_set_pwcheck(struct server *s, struct pwcheck *pw)
+{
+    s->pw = pw;
 }
 
 int server_start(struct server *s)

@@ -13,11 +13,15 @@
 struct broker;
 struct client;
 struct server;
+struct pwcheck;
 
 /* Binds every MQTT listener and loads its TLS context. On failure writes
  * a readable reason into err. */
 MUST_USE int server_new(const struct config *cfg, struct broker *b, struct server **out, char *err,
                         size_t n);
+/* Password logins are checked on pw's pool, not on the workers (call
+ * before server_start; pw must outlive the server). */
+void server_set_pwcheck(struct server *s, struct pwcheck *pw);
 /* Starts the worker threads. */
 MUST_USE int server_start(struct server *s);
 /* Reloads certificates, keys and CA files of every TLS listener; new

@@ -281,10 +281,12 @@ CONNACK_OK = b"\x20\x02\x00\x00"
 class RawClient:
     """A byte-level MQTT client over TCP or TLS, for exact wire checks."""
 
-    def __init__(self, port, tls=None, timeout=TIMEOUT):
-        """tls: None, or dict(cafile=..., certfile=..., keyfile=...)."""
+    def __init__(self, port, tls=None, timeout=TIMEOUT, source=None):
+        """tls: None, or dict(cafile=..., certfile=..., keyfile=...); source: a
+        loopback address to connect from (e.g. 127.0.0.2)."""
         self.timeout = timeout
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
             ctx = tls_context(**tls)

@@ -64,6 +64,26 @@ int buf_put_u16(struct buf *b, uint16_t v)
     return buf_append(b, x, 2);
 }
 
+int buf_put_u32(struct buf *b, uint32_t v)
+{
+    uint8_t p[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    return buf_append(b, p, sizeof p);
+}
+
+int buf_put_varint(struct buf *b, uint32_t v)
+{
+    ENSURE(v < (1u << 28), ERR_TOO_LARGE);
+    uint8_t p[4];
+    size_t n = 0;
+    do {
+        p[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) p[n] |= 0x80;
+        n++;
+    } while (v);
+    return buf_append(b, p, n);
+}
+
 void buf_consume(struct buf *b, size_t n)
 {
     if (n > b->len - b->off) n = b->len - b->off;
@@ -89,6 +109,30 @@ int rd_u16(struct rd *r, uint16_t *v)
     *v = (uint16_t)(r->p[r->pos] << 8 | r->p[r->pos + 1]);
     r->pos += 2;
     return 0;
+}
+
+int rd_u32(struct rd *r, uint32_t *v)
+{
+    ENSURE(rd_left(r) >= 4, ERR_MALFORMED);
+    const uint8_t *p = r->p + r->pos;
+    *v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    r->pos += 4;
+    return 0;
+}
+
+int rd_varint(struct rd *r, uint32_t *v)
+{
+    uint32_t x = 0;
+    for (int i = 0; i < 4; i++) {
+        uint8_t b;
+        GUARD(rd_u8(r, &b));
+        x |= (uint32_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return ERR_MALFORMED;
 }
 
 int rd_bytes(struct rd *r, size_t n, const uint8_t **p)

@@ -27,6 +27,9 @@ MUST_USE int buf_reserve(struct buf *b, size_t n);
 MUST_USE int buf_append(struct buf *b, const void *p, size_t n);
 MUST_USE int buf_put_u8(struct buf *b, uint8_t v);
 MUST_USE int buf_put_u16(struct buf *b, uint16_t v); /* big endian */
+MUST_USE int buf_put_u32(struct buf *b, uint32_t v); /* big endian */
+/* MQTT's variable byte integer (1-4 bytes; v < 268435456). */
+MUST_USE int buf_put_varint(struct buf *b, uint32_t v);
 /* Unread bytes. */
 static inline size_t buf_used(const struct buf *b)
 {
@@ -58,6 +61,10 @@ static inline size_t rd_left(const struct rd *r)
 }
 MUST_USE int rd_u8(struct rd *r, uint8_t *v);
 MUST_USE int rd_u16(struct rd *r, uint16_t *v);
+MUST_USE int rd_u32(struct rd *r, uint32_t *v);
+/* MQTT's variable byte integer: ERR_MALFORMED when truncated or longer
+ * than four bytes. */
+MUST_USE int rd_varint(struct rd *r, uint32_t *v);
 /* Points *p at the next n bytes (no copy). */
 MUST_USE int rd_bytes(struct rd *r, size_t n, const uint8_t **p);
 /* A 16-bit length-prefixed field (MQTT string or binary data). */

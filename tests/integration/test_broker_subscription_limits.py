@@ -73,6 +73,11 @@ def rss_kib(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
+def sanitized(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
 def test_deep_subscribe_flood_does_not_grow_the_broker(broker):
     """The probe's attack: many SUBSCRIBEs of deep 6.5 MB filters."""
     c = client(broker)
@@ -81,6 +86,9 @@ def test_deep_subscribe_flood_does_not_grow_the_broker(broker):
     for pid in range(1, 11):  # ten 6.4 MB SUBSCRIBEs of 100 filters
         assert suback(c, pid, [deep + f"/{i}" for i in range(100)]) == [0x80] * 100
     after = rss_kib(broker.proc.pid)
-    assert after - before < 32 * 1024, (before, after)
+    # Unbounded, these filters make 32 million tree nodes (gigabytes). ASan
+    # keeps freed packet buffers in its quarantine (up to 256 MiB).
+    bound = 400 * 1024 if sanitized(broker.proc.pid) else 32 * 1024
+    assert after - before < bound, (before, after)
     assert os.path.exists(f"/proc/{broker.proc.pid}")
     c.send(DISCONNECT)

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "api/api.h"
+#include "broker/acl.h"
 #include "broker/broker.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -50,8 +51,12 @@ static void serve_usage(FILE *out)
     config_print_help(out);
 }
 
-/* Waits for signals: SIGHUP reloads TLS material, SIGINT/SIGTERM return. */
-static void run_until_stopped(struct server *srv, const sigset_t *set)
+struct app;
+static void acl_reload(struct app *app);
+
+/* Waits for signals: SIGHUP reloads TLS material and authorization rules,
+ * SIGINT/SIGTERM return. */
+static void run_until_stopped(struct app *app, struct server *srv, const sigset_t *set)
 {
     for (;;) {
         int sig;
@@ -62,6 +67,7 @@ static void run_until_stopped(struct server *srv, const sigset_t *set)
                 log_error("reload failed, keeping the old certificates: %s", err);
             else
                 log_info("certificates and keys reloaded");
+            acl_reload(app);
             continue;
         }
         log_info("signal %d: stopping", sig);
@@ -82,6 +88,10 @@ struct app {
     struct server *srv;
     struct api *apis[CONFIG_MAX_LISTENERS];
     size_t n_apis;
+    /* Authorization rules of the static space (acl_file), swapped on SIGHUP. */
+    pthread_rwlock_t acl_lock;
+    struct acl_rules static_acl;
+    bool has_static_acl;
 };
 
 /* ---- hooks from the REST API into the broker and the token service ---- */
@@ -154,6 +164,50 @@ static int restore_retained(void *arg, const char *tenant, const void *topic, si
     if (broker_restore_retained(app->broker, tenant, topic, tlen, payload, plen, (uint8_t)qos) < 0)
         log_warn("a stored retained message was skipped (tenant '%s')", tenant);
     return 0;
+}
+
+/* ---- topic authorization ---- */
+
+static int acl_compile_hook(void *arg, const struct auth_result *who, const char *client_id,
+                            struct acl_matcher **out)
+{
+    struct app *app = arg;
+    *out = NULL;
+    if (who->tenant[0]) return 0; /* tenant spaces have no rules yet */
+    struct acl_client c = {who->has_user_name ? who->identity : NULL, client_id, ""};
+    pthread_rwlock_rdlock(&app->acl_lock);
+    int rc = app->has_static_acl ? acl_compile(&app->static_acl, &c, out) : 0;
+    pthread_rwlock_unlock(&app->acl_lock);
+    return rc;
+}
+
+/* Reads acl_file (or, without one, an empty rule set when acl_default is
+ * deny). Nothing changes when the file is bad. */
+static int acl_load(struct app *app, char *err, size_t errlen)
+{
+    const struct config *cfg = &app->cfg;
+    bool default_allow = cfg->acl_default == ACL_DEFAULT_ALLOW;
+    struct acl_rules r = {.default_allow = default_allow};
+    if (cfg->acl_file[0]) GUARD(acl_file_load(cfg->acl_file, default_allow, &r, err, errlen));
+    pthread_rwlock_wrlock(&app->acl_lock);
+    acl_rules_free(&app->static_acl);
+    app->static_acl = r;
+    app->has_static_acl = cfg->acl_file[0] || !default_allow;
+    pthread_rwlock_unlock(&app->acl_lock);
+    return 0;
+}
+
+static void acl_reload(struct app *app)
+{
+    char err[600];
+    if (!app->cfg.acl_file[0]) return;
+    if (acl_load(app, err, sizeof err) < 0) {
+        log_error("acl_file reload failed, keeping the old rules: %s", err);
+        return;
+    }
+    int n = broker_acl_refresh(app->broker, "");
+    log_info("acl_file %s reloaded (%zu rules); %d subscription(s) no longer allowed were dropped",
+             app->cfg.acl_file, app->static_acl.n, n);
 }
 
 static int start_apis(struct app *app)
@@ -233,6 +287,8 @@ static int app_start(struct app *app)
         .token_arg = app->tokens,
         .on_retain = on_retain,
         .retain_arg = app,
+        .acl_compile = app->has_static_acl ? acl_compile_hook : NULL,
+        .acl_arg = app,
     };
     GUARD(broker_new(&bc, &app->broker));
     if (store_retained_list(app->store, restore_retained, app) < 0) {
@@ -262,6 +318,7 @@ static void app_stop(struct app *app)
     auth_free(app->auth);
     pwcheck_free(app->pwcheck);
     token_service_free(app->tokens);
+    acl_rules_free(&app->static_acl);
     trust_free(app->trust);
     store_close(app->store);
 }
@@ -294,6 +351,11 @@ static int cmd_serve(int argc, char **argv)
         config_dev_defaults(&app.cfg);
     }
     log_set_level((enum log_level)log_level_parse(app.cfg.log_level));
+    pthread_rwlock_init(&app.acl_lock, NULL);
+    if (acl_load(&app, err, sizeof err) < 0) {
+        fprintf(stderr, "certmq: acl_file %s\n", err);
+        return 2;
+    }
     if (mkdir(app.cfg.data_dir, 0700) < 0 && errno != EEXIST) {
         log_error("cannot create data_dir %s: %s", app.cfg.data_dir, strerror(errno));
         return 1;
@@ -315,7 +377,7 @@ static int cmd_serve(int argc, char **argv)
     if (app_start(&app) == 0) {
         log_info("certmq %s started with %d worker threads", CERTMQ_VERSION,
                  server_worker_count(&app.cfg));
-        run_until_stopped(app.srv, &set);
+        run_until_stopped(&app, app.srv, &set);
         rc = 0;
     }
     app_stop(&app);

@@ -154,6 +154,7 @@ void session_free(struct broker *b, struct session *s)
     qlist_clear(&s->queue);
     free(s->rx_ids);
     msg_unref(s->will);
+    acl_matcher_free(s->acl);
     if (map_get(&b->sessions, s->key, strlen(s->key)) == s)
         map_del(&b->sessions, s->key, strlen(s->key));
     free(s->key);
@@ -226,9 +227,18 @@ int broker_publish(struct broker *b, struct space *sp, struct msg *m)
     for (size_t i = 0; i < b->n_hits; i++) {
         struct session *s = b->hits[i];
         uint8_t qos = m->qos < s->match_qos ? m->qos : s->match_qos;
+        if (s->acl_recheck && !session_may_read(s, m)) continue;
         session_enqueue(b, s, m, qos, false);
     }
     return 0;
+}
+
+bool session_may_read(const struct session *s, const struct msg *m)
+{
+    if (!s->acl) return true;
+    size_t len;
+    const char *name = devtopic_out(s, m->data, m->topic_len, &len);
+    return acl_may(s->acl, ACL_READ, name, len);
 }
 
 void session_deliver_direct(struct broker *b, struct session *s, struct msg *m)
@@ -238,7 +248,8 @@ void session_deliver_direct(struct broker *b, struct session *s, struct msg *m)
         if (topic_matches(s->subs[i].filter, s->subs[i].len, m->data, m->topic_len) &&
             s->subs[i].qos > best)
             best = s->subs[i].qos;
-    if (best >= 0) session_enqueue(b, s, m, m->qos < best ? m->qos : (uint8_t)best, false);
+    if (best >= 0 && session_may_read(s, m))
+        session_enqueue(b, s, m, m->qos < best ? m->qos : (uint8_t)best, false);
 }
 
 int broker_restore_retained(struct broker *b, const char *tenant, const char *topic, size_t tlen,
@@ -395,6 +406,72 @@ int broker_expire_sessions(struct broker *b, time_t now)
     pthread_mutex_unlock(&b->lock);
     free(e.v);
     return (int)e.n;
+}
+
+/* ---- authorization changes ---- */
+
+struct refresh_ctx {
+    struct broker *b;
+    const char *tenant;
+    int dropped;
+};
+
+int session_set_acl(struct broker *b, struct session *s, struct acl_matcher *m)
+{
+    int dropped = 0;
+    acl_matcher_free(s->acl);
+    s->acl = m;
+    s->acl_recheck = false;
+    for (unsigned i = 0; i < s->n_subs;) {
+        struct sub *sub = &s->subs[i];
+        size_t len;
+        const char *f = devtopic_out(s, sub->filter, sub->len, &len);
+        enum acl_verdict v = acl_may_subscribe(m, f, len);
+        if (v != ACL_DENIED) {
+            s->acl_recheck = s->acl_recheck || v == ACL_PER_TOPIC;
+            i++;
+            continue;
+        }
+        log_info("client %s: subscription to '%.*s' dropped: no longer allowed", s->client_id,
+                 (int)len, f);
+        topic_unsubscribe(s->space->tree, sub->filter, sub->len, s);
+        s->sub_bytes -= sub->cost;
+        free(sub->filter);
+        *sub = s->subs[--s->n_subs];
+        dropped++;
+    }
+    (void)b;
+    return dropped;
+}
+
+/* Recompiles one session's matcher and drops what it no longer allows. */
+static void refresh_session(struct refresh_ctx *r, struct session *s)
+{
+    struct acl_matcher *m = NULL;
+    if (r->b->cfg.acl_compile(r->b->cfg.acl_arg, &s->who, s->client_id, &m) < 0) {
+        log_error("client %s: authorization rules could not be compiled; it keeps the old ones",
+                  s->client_id);
+        return;
+    }
+    r->dropped += session_set_acl(r->b, s, m);
+}
+
+static void refresh_cb(const char *key, void *value, void *arg)
+{
+    (void)key;
+    struct refresh_ctx *r = arg;
+    struct session *s = value;
+    if (!strcmp(s->space->tenant, r->tenant)) refresh_session(r, s);
+}
+
+int broker_acl_refresh(struct broker *b, const char *tenant)
+{
+    struct refresh_ctx r = {b, tenant, 0};
+    if (!b->cfg.acl_compile) return 0;
+    pthread_mutex_lock(&b->lock);
+    map_each(&b->sessions, refresh_cb, &r);
+    pthread_mutex_unlock(&b->lock);
+    return r.dropped;
 }
 
 struct kick_ctx {

@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "mqtt/codec.h"
 
+struct acl_matcher;
 struct auth;
 struct auth_result;
 struct broker;
@@ -69,6 +70,12 @@ struct broker_config {
     void (*on_retain)(void *arg, const char *tenant, const char *topic, size_t tlen,
                       const uint8_t *payload, size_t plen, uint8_t qos);
     void *retain_arg;
+    /* Compiles the topic authorization rules that apply to a client into
+     * *out (NULL: everything allowed). Called at CONNECT without the broker
+     * lock, and by broker_acl_refresh with it. NULL: no authorization. */
+    int (*acl_compile)(void *arg, const struct auth_result *who, const char *client_id,
+                       struct acl_matcher **out);
+    void *acl_arg;
 };
 
 MUST_USE int broker_new(const struct broker_config *cfg, struct broker **out);
@@ -96,6 +103,11 @@ int broker_kick_where(struct broker *b, bool (*pred)(const struct auth_result *w
 /* Closes every client admitted through the given trust anchor (hex SHA-1)
  * of a tenant. Returns how many were kicked. */
 int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_fp);
+
+/* The rules changed: recompiles the matchers of the connected and offline
+ * sessions of a tenant ("" is the static space) and drops subscriptions
+ * they no longer allow. Returns how many subscriptions were dropped. */
+int broker_acl_refresh(struct broker *b, const char *tenant);
 
 /* Puts back a retained message kept by on_retain (at start, before clients). */
 MUST_USE int broker_restore_retained(struct broker *b, const char *tenant, const char *topic,

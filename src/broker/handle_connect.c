@@ -145,15 +145,29 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
         if (!will) return refuse(c, MQTT_CONNACK_UNAVAILABLE);
     }
 
+    struct acl_matcher *acl = NULL;
+    if (b->cfg.acl_compile && b->cfg.acl_compile(b->cfg.acl_arg, &who, client_id, &acl) < 0) {
+        msg_unref(will);
+        return refuse(c, MQTT_CONNACK_UNAVAILABLE);
+    }
+    if (will && !acl_may(acl, ACL_WRITE, (const char *)p->will_topic.p, p->will_topic.len)) {
+        log_info("connect refused: peer=%s client=%s: will topic not allowed", c->peer, client_id);
+        msg_unref(will);
+        acl_matcher_free(acl);
+        return refuse(c, MQTT_CONNACK_NOT_AUTHORIZED);
+    }
+
     int rc = 0;
     bool present;
     pthread_mutex_lock(&b->lock);
     struct session *s = attach(b, c, &who, client_id, p->clean_session, &present);
     if (!s) {
         msg_unref(will);
+        acl_matcher_free(acl);
         rc = refuse(c, MQTT_CONNACK_UNAVAILABLE);
         goto out;
     }
+    session_set_acl(b, s, acl);
     s->will = will;
     long max_ka = b->cfg.max_keepalive;
     c->keepalive = p->keepalive;

@@ -101,8 +101,12 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish
     size_t tlen;
     int rc = devtopic_in(s, (const char *)p->topic.p, p->topic.len, DEVTOPIC_PUBLISH, topic,
                          sizeof topic, &tlen);
-    if (rc == 0 &&
-        topic_levels((const char *)p->topic.p, p->topic.len) > (size_t)b->cfg.max_topic_levels) {
+    if (rc == 0 && !acl_may(s->acl, ACL_WRITE, (const char *)p->topic.p, p->topic.len)) {
+        /* 3.1.1 has no negative PUBACK: acknowledged, delivered to nobody. */
+        log_debug("client %s: publish to '%.*s' denied by authorization rules", s->client_id,
+                  (int)p->topic.len, (const char *)p->topic.p);
+    } else if (rc == 0 && topic_levels((const char *)p->topic.p, p->topic.len) >
+                              (size_t)b->cfg.max_topic_levels) {
         /* Dropped as a refused publish is in 3.1.1: acknowledged, delivered
          * to nobody (a deep retained topic would hold one node per level). */
         log_debug("client %s: publish to a topic of more than %ld levels dropped", s->client_id,

@@ -59,6 +59,7 @@ static void send_retained(void *value, void *arg)
 {
     struct retained_ctx *r = arg;
     struct msg *m = value;
+    if (!session_may_read(r->s, m)) return;
     session_enqueue(r->b, r->s, m, m->qos < r->qos ? m->qos : r->qos, true);
 }
 
@@ -73,6 +74,13 @@ static uint8_t subscribe_one(struct broker *b, struct session *s, struct mqtt_by
             0 ||
         flen > UINT16_MAX)
         return MQTT_SUBACK_FAILURE;
+    enum acl_verdict v = acl_may_subscribe(s->acl, (const char *)f.p, f.len);
+    if (v == ACL_DENIED) {
+        log_debug("client %s: subscription to '%.*s' denied by authorization rules", s->client_id,
+                  (int)f.len, (const char *)f.p);
+        return MQTT_SUBACK_FAILURE;
+    }
+    if (v == ACL_PER_TOPIC) s->acl_recheck = true;
     struct sub *old = session_find_sub(s, filter, (uint16_t)flen);
     size_t cost = topic_filter_cost(flen, topic_levels(filter, flen));
     if (!old && !session_sub_fits(b, s, cost)) {

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 
+#include "broker/acl.h"
 #include "broker/broker.h"
 #include "broker/topic.h"
 #include "core/map.h"
@@ -67,9 +68,11 @@ struct session {
     size_t sub_bytes; /* sum of subs[].cost */
     struct msg *will;
     struct auth_result who;
-    bool gated;          /* device: deliver nothing until it publishes s/uat or s/us */
-    bool resend_pending; /* in-flight messages wait for the gate to open */
-    uint64_t match_gen;  /* routing: last publish that matched this session */
+    struct acl_matcher *acl; /* topic authorization; NULL: all allowed */
+    bool acl_recheck;        /* a subscription is allowed for some of its topics only */
+    bool gated;              /* device: deliver nothing until it publishes s/uat or s/us */
+    bool resend_pending;     /* in-flight messages wait for the gate to open */
+    uint64_t match_gen;      /* routing: last publish that matched this session */
     uint8_t match_qos;
 };
 
@@ -116,6 +119,12 @@ MUST_USE int devtopic_in(const struct session *s, const char *t, size_t len, enu
                          char *out, size_t cap, size_t *out_len);
 /* Routed topic -> the name s's client sees (a suffix of t, or t). */
 const char *devtopic_out(const struct session *s, const char *t, size_t len, size_t *out_len);
+/* Gives s a new matcher (taking it; NULL: all allowed), drops the
+ * subscriptions it denies and notes whether deliveries need checks.
+ * Returns how many subscriptions were dropped. */
+int session_set_acl(struct broker *b, struct session *s, struct acl_matcher *m);
+/* May s's client receive m (its authorization rules, on the name it sees)? */
+bool session_may_read(const struct session *s, const struct msg *m);
 /* Queues m for s alone if one of its filters matches m's topic. */
 void session_deliver_direct(struct broker *b, struct session *s, struct msg *m);
 

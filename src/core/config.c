@@ -25,6 +25,7 @@ struct option {
 static const char *const cert_choices[] = {"off", "optional", "required", NULL};
 static const char *const proto_choices[] = {"mqtt", "http", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const acl_choices[] = {"allow", "deny", NULL};
 
 #define G_LONG(n, f, lo, hi, d, h)                                                                 \
     {                                                                                              \
@@ -38,6 +39,10 @@ static const char *const level_choices[] = {"debug", "info", "warn", "error", NU
     {                                                                                              \
         n, OPT_STR, false, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0, 0,   \
             d, NULL, h                                                                             \
+    }
+#define G_ENUM(n, f, ch, d, h)                                                                     \
+    {                                                                                              \
+        n, OPT_ENUM, false, offsetof(struct config, f), 0, 0, 0, d, NULL, ch, h                    \
     }
 #define L_STR(n, f, h)                                                                             \
     {                                                                                              \
@@ -86,6 +91,11 @@ static const struct option options[] = {
            "the trusted CA must be inside the chain the device presents"),
     G_BOOL("allow_anonymous", allow_anonymous, 0,
            "accept clients that present neither a certificate nor credentials"),
+    G_STR("acl_file", acl_file, "",
+          "topic authorization rules for statically trusted and anonymous clients (mosquitto's "
+          "acl_file format); reloaded on SIGHUP"),
+    G_ENUM("acl_default", acl_default, acl_choices, ACL_DEFAULT_ALLOW,
+           "allow or deny what no authorization rule matches"),
     G_LONG("auth_threads", auth_threads, 1, 64, 2,
            "threads that check passwords (PBKDF2), off the network threads"),
     G_LONG("auth_queue", auth_queue, 1, 1000000, 256,

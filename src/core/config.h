@@ -13,6 +13,7 @@
 
 enum client_certs { CLIENT_CERTS_OFF, CLIENT_CERTS_OPTIONAL, CLIENT_CERTS_REQUIRED };
 enum listener_protocol { PROTO_MQTT, PROTO_HTTP };
+enum acl_default { ACL_DEFAULT_ALLOW, ACL_DEFAULT_DENY };
 
 struct listener_config {
     int port;
@@ -45,6 +46,8 @@ struct config {
     long max_chain_length;
     bool require_ca_in_chain;
     bool allow_anonymous;
+    char acl_file[512];
+    int acl_default; /* enum acl_default */
     long auth_threads;
     long auth_queue;
     long auth_max_failures;

@@ -132,6 +132,7 @@ static int static_certificate(struct auth *a, const struct auth_request *rq,
         return refuse(a, res, R_CHAIN_INVALID, MQTT_CONNACK_NOT_AUTHORIZED);
     }
     res->kind = AUTH_STATIC;
+    res->has_user_name = true;
     return 0;
 }
 
@@ -173,6 +174,7 @@ static int tenant_certificate(struct auth *a, const struct auth_request *rq,
         return 0;
     }
     res->kind = AUTH_CERTIFICATE_DEVICE;
+    res->has_user_name = true;
     res->device = true;
     res->roles = STORE_ROLE_DEVICE;
     res->chain_proven = a->require_ca_in_chain;
@@ -272,6 +274,7 @@ static int password_login(struct auth *a, const struct auth_request *rq, struct 
         return refuse(a, res, R_CHECK_UNAVAILABLE, MQTT_CONNACK_UNAVAILABLE);
     }
     res->kind = AUTH_PASSWORD;
+    res->has_user_name = true;
     res->roles = roles;
     snprintf(res->tenant, sizeof res->tenant, "%s", tenant);
     const size_t plen = strlen(DEVICE_USER_PREFIX);
@@ -296,6 +299,7 @@ int auth_connect(struct auth *a, const struct auth_request *rq, struct auth_resu
         return password_login(a, rq, res);
     if (!a->allow_anonymous) return refuse(a, res, R_NO_CREDENTIALS, MQTT_CONNACK_NOT_AUTHORIZED);
     res->kind = AUTH_ANONYMOUS;
+    res->has_user_name = rq->username != NULL;
     const char *name = rq->username ? rq->username : rq->client_id;
     size_t len = rq->username ? rq->username_len : rq->client_id_len;
     snprintf(res->identity, sizeof res->identity, "%.*s", (int)(len < 127 ? len : 127), name);

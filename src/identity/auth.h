@@ -56,6 +56,7 @@ struct auth_result {
     bool device;        /* a tenant's device (certificate, or a password user holding
                            ROLE_DEVICE): its s/ topics are its own, identity is its ID */
     unsigned roles;     /* password users: STORE_ROLE_* bits; devices: ROLE_DEVICE */
+    bool has_user_name; /* identity is a user name or CN (not an anonymous ClientId) */
     bool chain_proven;  /* the presented chain held the anchor (for resumption) */
     char serial[48];    /* device certificate serial, normalized hex */
 };

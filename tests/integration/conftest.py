@@ -173,6 +173,14 @@ class Broker:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def wait_log(self, text, seen=0):
+        """Waits until stderr holds text more than `seen` times."""
+        deadline = time.monotonic() + TIMEOUT
+        while self.stderr().count(text) <= seen:
+            if time.monotonic() > deadline:
+                pytest.fail(f"no log line with {text!r}\nstderr:\n{self.stderr()[-5000:]}")
+            time.sleep(0.05)
+
     def signal(self, sig):
         self.proc.send_signal(sig)
 

@@ -272,7 +272,8 @@ static int cmd_serve(int argc, char **argv)
     char err[1024];
     if (config_path) {
         config_defaults(&app.cfg);
-        if (config_load(&app.cfg, config_path, err, sizeof err) < 0) {
+        if (config_load(&app.cfg, config_path, err, sizeof err) < 0 ||
+            config_check_serve(&app.cfg, config_path, err, sizeof err) < 0) {
             fprintf(stderr, "certmq: %s\n", err);
             return 2;
         }

@@ -77,7 +77,8 @@ struct api_cert_upload {
 };
 
 /* Parses and checks one upload object {status, name, autoRegistrationEnabled,
- * certInPemFormat}: PEM, X.509 v3, CA:true, not expired at now, RSA >= 2048
+ * certInPemFormat}: exactly one PEM certificate (several: ERR_INVALID, the
+ * bulk route takes several), X.509 v3, CA:true, not expired at now, RSA >= 2048
  * or EC >= 256 bits. On ERR_INVALID, msg says which rule failed. */
 MUST_USE int api_parse_cert_upload(const char *json, size_t len, time_t now,
                                    struct api_cert_upload *out, char *msg, size_t msg_cap);

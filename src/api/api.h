@@ -39,8 +39,7 @@ struct api_config {
     /* Called after a user was deleted; device_cn is the CN of the device a
      * device user stood for (its registration is gone too), else NULL. The
      * broker closes what that user or device has connected. May be NULL. */
-    void (*on_user_delete)(void *arg, const char *tenant, const char *user,
-                           const char *device_cn);
+    void (*on_user_delete)(void *arg, const char *tenant, const char *user, const char *device_cn);
     /* Called after revoked serials were added to a tenant's CRL. May be NULL. */
     void (*on_crl_change)(void *arg, const char *tenant);
     /* Checks a Bearer token; 0 and tenant/user filled when valid. May be NULL

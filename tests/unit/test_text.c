@@ -22,11 +22,11 @@ static void test_text_utf8_accepts_well_formed(void **state)
     (void)state;
     assert_true(valid(""));
     assert_true(valid("plain ascii"));
-    assert_true(valid("caf\xc3\xa9"));         /* U+00E9 */
-    assert_true(valid("\xe2\x82\xac"));        /* U+20AC */
-    assert_true(valid("\xf0\x9f\x98\x80"));    /* U+1F600 */
-    assert_true(valid("\xf4\x8f\xbf\xbf"));    /* U+10FFFF */
-    assert_true(text_utf8_valid("a\0b", 3));   /* length is explicit */
+    assert_true(valid("caf\xc3\xa9"));       /* U+00E9 */
+    assert_true(valid("\xe2\x82\xac"));      /* U+20AC */
+    assert_true(valid("\xf0\x9f\x98\x80"));  /* U+1F600 */
+    assert_true(valid("\xf4\x8f\xbf\xbf"));  /* U+10FFFF */
+    assert_true(text_utf8_valid("a\0b", 3)); /* length is explicit */
 }
 
 static void test_text_utf8_refuses_malformed(void **state)
@@ -35,13 +35,13 @@ static void test_text_utf8_refuses_malformed(void **state)
     assert_false(valid("\xff"));
     assert_false(valid("\x80"));             /* lone continuation */
     assert_false(valid("\xc3"));             /* truncated */
-    assert_false(valid("\xc3(")); /* bad continuation */
+    assert_false(valid("\xc3("));            /* bad continuation */
     assert_false(valid("\xc0\xaf"));         /* overlong '/' */
     assert_false(valid("\xe0\x80\xaf"));     /* overlong '/' */
     assert_false(valid("\xed\xa0\x80"));     /* surrogate U+D800 */
     assert_false(valid("\xf4\x90\x80\x80")); /* above U+10FFFF */
     assert_false(valid("\xf8\x88\x80\x80\x80"));
-    assert_false(valid("ok\xe2\x82"));       /* truncated at the end */
+    assert_false(valid("ok\xe2\x82")); /* truncated at the end */
 }
 
 static void test_text_printable(void **state)
@@ -52,8 +52,8 @@ static void test_text_printable(void **state)
     assert_false(text_printable("a\tb"));
     assert_false(text_printable("esc\x1b[2J"));
     assert_false(text_printable("del\x7f"));
-    assert_false(text_printable("nel\xc2\x85"));  /* C1 control U+0085 */
-    assert_true(text_printable("nbsp\xc2\xa0"));  /* U+00A0 is not a control */
+    assert_false(text_printable("nel\xc2\x85")); /* C1 control U+0085 */
+    assert_true(text_printable("nbsp\xc2\xa0")); /* U+00A0 is not a control */
     assert_false(text_printable("bad\xff"));
 }
 

@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "api/handlers.h"
+#include "core/text.h"
 #include "identity/trust.h"
 
 #define PEM_BEGIN "-----BEGIN CERTIFICATE-----"
@@ -185,8 +186,10 @@ static int read_fields(json_t *j, struct api_cert_upload *u, char *msg, size_t c
         }
     }
     if (name && !json_is_null(name)) {
-        if (!json_is_string(name) || strlen(json_string_value(name)) >= sizeof u->name) {
-            snprintf(msg, cap, "name must be a string of at most %zu characters",
+        if (!json_is_string(name) || strlen(json_string_value(name)) >= sizeof u->name ||
+            !text_printable(json_string_value(name))) {
+            snprintf(msg, cap,
+                     "name must be a string of at most %zu bytes without control characters",
                      sizeof u->name - 1);
             return ERR_INVALID;
         }

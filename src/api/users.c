@@ -135,8 +135,9 @@ int api_h_user_create(struct api_req *r)
         rc = api_reply_error(r, 422, "password is required and must have at least 8 characters");
         goto out;
     }
-    if (email && !(json_is_string(email) && json_string_length(email) < sizeof u.email)) {
-        rc = api_reply_error(r, 422, "email must be a string");
+    if (email && !(json_is_string(email) && json_string_length(email) < sizeof u.email &&
+                   text_printable(json_string_value(email)))) {
+        rc = api_reply_error(r, 422, "email must be a string without control characters");
         goto out;
     }
     rc = parse_roles(r, json_object_get(j, "roles"), tenant, &u.roles);

@@ -141,6 +141,16 @@ def test_upload_of_two_certificates_is_refused_and_stores_nothing(api, tmp_path)
     assert upload_ca(api, "certs-two", auth, b).status == 201
 
 
+def test_certificate_name_with_control_characters_is_refused(api, t1, tmp_path):
+    p = tmp_path / "named.pem"
+    make_cert(p, cn="named")
+    r = upload_ca(api, "certs1", t1, p, name="evil\x1b[2Jname")
+    assert_json_error(r, 422)
+    assert "control characters" in r.json["message"], r
+    assert_json_error(api.call("GET", f"/tenant/tenants/certs1/trusted-certificates/"
+                                      f"{fingerprint(p)}", t1), 404)
+
+
 def test_list_paging_get_update_delete(api, tmp_path):
     auth = make_tenant(api, "certs2")
     fps = []

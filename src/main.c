@@ -130,6 +130,28 @@ static void on_crl_change(void *arg, const char *tenant)
     if (n) log_info("tenant %s: %d revoked device(s) disconnected", tenant, n);
 }
 
+struct gone_user {
+    const char *tenant, *user, *device_cn;
+};
+
+/* The deleted user's password logins, and its device's certificate logins. */
+static bool is_gone_user(const struct auth_result *who, void *arg)
+{
+    const struct gone_user *g = arg;
+    if (strcmp(who->tenant, g->tenant) != 0) return false;
+    if (who->device) return g->device_cn && strcmp(who->identity, g->device_cn) == 0;
+    return strcmp(who->identity, g->user) == 0;
+}
+
+static void on_user_delete(void *arg, const char *tenant, const char *user, const char *device_cn)
+{
+    struct app *app = arg;
+    struct gone_user g = {tenant, user, device_cn};
+    int n = broker_kick_where(app->broker, is_gone_user, &g);
+    log_info("tenant %s: user %s deleted%s, %d connection(s) closed", tenant, user,
+             device_cn ? " with its device registration" : "", n);
+}
+
 static int bearer_check(void *arg, const char *token, char *tenant, size_t tenant_cap, char *user,
                         size_t user_cap)
 {
@@ -227,6 +249,7 @@ static int start_apis(struct app *app)
             .require_ca_in_chain = app->cfg.require_ca_in_chain,
             .on_anchor_change = on_anchor_change,
             .on_crl_change = on_crl_change,
+            .on_user_delete = on_user_delete,
             .bearer_check = bearer_check,
             .token_public_key = token_public_key,
             .hook_arg = app,
@@ -343,7 +366,8 @@ static int cmd_serve(int argc, char **argv)
     char err[1024];
     if (config_path) {
         config_defaults(&app.cfg);
-        if (config_load(&app.cfg, config_path, err, sizeof err) < 0) {
+        if (config_load(&app.cfg, config_path, err, sizeof err) < 0 ||
+            config_check_serve(&app.cfg, config_path, err, sizeof err) < 0) {
             fprintf(stderr, "certmq: %s\n", err);
             return 2;
         }

@@ -36,6 +36,10 @@ struct api_config {
      * connections that anchor admitted when !still_enabled. May be NULL. */
     void (*on_anchor_change)(void *arg, const char *tenant, const char *fingerprint,
                              bool still_enabled);
+    /* Called after a user was deleted; device_cn is the CN of the device a
+     * device user stood for (its registration is gone too), else NULL. The
+     * broker closes what that user or device has connected. May be NULL. */
+    void (*on_user_delete)(void *arg, const char *tenant, const char *user, const char *device_cn);
     /* Called after revoked serials were added to a tenant's CRL. May be NULL. */
     void (*on_crl_change)(void *arg, const char *tenant);
     /* Checks a Bearer token; 0 and tenant/user filled when valid. May be NULL
@@ -77,7 +81,8 @@ struct api_cert_upload {
 };
 
 /* Parses and checks one upload object {status, name, autoRegistrationEnabled,
- * certInPemFormat}: PEM, X.509 v3, CA:true, not expired at now, RSA >= 2048
+ * certInPemFormat}: exactly one PEM certificate (several: ERR_INVALID, the
+ * bulk route takes several), X.509 v3, CA:true, not expired at now, RSA >= 2048
  * or EC >= 256 bits. On ERR_INVALID, msg says which rule failed. */
 MUST_USE int api_parse_cert_upload(const char *json, size_t len, time_t now,
                                    struct api_cert_upload *out, char *msg, size_t msg_cap);

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "api/handlers.h"
+#include "core/text.h"
 #include "identity/csv.h"
 #include "identity/password.h"
 #include "identity/policy.h"
@@ -50,10 +51,23 @@ struct cols {
     int id, auth, cred, type, name;
 };
 
+/* Every text field of the row must be text an operator can read back:
+ * valid UTF-8 without control characters (nothing else is stored). */
+static const char *row_text_failure(const struct csv *c, const struct cols *k, size_t idx)
+{
+    if (!text_printable(csv_cell(c, idx, k->id)))
+        return "ID is not valid UTF-8 text or holds a control character";
+    for (size_t col = 0; col < c->ncols; col++)
+        if (!text_printable(csv_cell(c, idx, (int)col)))
+            return "A field is not valid UTF-8 text or holds a control character";
+    return NULL;
+}
+
 /* Validates one row and prepares its store record. */
 static int check_row(const struct csv *c, const struct cols *k, struct row *rw, size_t *pw_rows)
 {
     const char *auth = csv_cell(c, rw->idx, k->auth), *cred = csv_cell(c, rw->idx, k->cred);
+    if (!rw->fail) rw->fail = row_text_failure(c, k, rw->idx);
     if (rw->fail) return 0;
     if (!*rw->id) {
         rw->fail = "Missing ID";
@@ -145,10 +159,10 @@ static json_t *result_json(const struct csv *c, const struct row *rows, size_t n
     json_t *failed = json_array();
     for (size_t i = 0; i < n; i++) {
         if (!rows[i].fail) continue;
-        json_array_append_new(failed,
-                              json_pack("{s:s, s:s, s:s, s:I}", "bulkNewDeviceStatus", "FAILED",
-                                        "deviceId", rows[i].id, "failureReason", rows[i].fail,
-                                        "line", (json_int_t)c->line[rows[i].idx + 1]));
+        json_array_append_new(failed, json_pack("{s:s, s:o, s:s, s:I}", "bulkNewDeviceStatus",
+                                                "FAILED", "deviceId", api_json_text(rows[i].id),
+                                                "failureReason", rows[i].fail, "line",
+                                                (json_int_t)c->line[rows[i].idx + 1]));
     }
     size_t nfailed = json_array_size(failed);
     return json_pack("{s:I, s:I, s:I, s:I, s:[], s:o}", "numberOfAll", (json_int_t)n,
@@ -176,6 +190,13 @@ int api_h_bulk_register(struct api_req *r)
                                "tab, balanced quotes, no row longer than the header)");
     struct cols k = {csv_col(&c, "ID"), csv_col(&c, "AUTH_TYPE"), csv_col(&c, "CREDENTIALS"),
                      csv_col(&c, "TYPE"), csv_col(&c, "NAME")};
+    for (size_t col = 0; col < c.ncols; col++) {
+        if (text_printable(c.cells[col])) continue;
+        rc = api_reply_error(r, 422,
+                             "The CSV header holds a column name that is not valid UTF-8 text "
+                             "or holds a control character");
+        goto out;
+    }
     if (k.id < 0 || k.auth < 0) {
         rc = api_reply_error(r, 422, "The CSV header must have the columns ID and AUTH_TYPE");
         goto out;

@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "api/handlers.h"
+#include "core/text.h"
 #include "identity/trust.h"
 
 #define PEM_BEGIN "-----BEGIN CERTIFICATE-----"
@@ -185,8 +186,10 @@ static int read_fields(json_t *j, struct api_cert_upload *u, char *msg, size_t c
         }
     }
     if (name && !json_is_null(name)) {
-        if (!json_is_string(name) || strlen(json_string_value(name)) >= sizeof u->name) {
-            snprintf(msg, cap, "name must be a string of at most %zu characters",
+        if (!json_is_string(name) || strlen(json_string_value(name)) >= sizeof u->name ||
+            !text_printable(json_string_value(name))) {
+            snprintf(msg, cap,
+                     "name must be a string of at most %zu bytes without control characters",
                      sizeof u->name - 1);
             return ERR_INVALID;
         }
@@ -197,6 +200,29 @@ static int read_fields(json_t *j, struct api_cert_upload *u, char *msg, size_t c
         return ERR_INVALID;
     }
     return 0;
+}
+
+/* The single certificate of certInPemFormat. Several are refused rather
+ * than the first kept: the rest would be dropped without a word. */
+static int one_certificate(const char *text, size_t len, X509 **out, char *msg, size_t cap)
+{
+    STACK_OF(X509) *sk = NULL;
+    if (api_pem_chain(text, len, &sk) < 0) {
+        snprintf(msg, cap, "certInPemFormat is not a PEM encoded X.509 certificate");
+        return ERR_INVALID;
+    }
+    int n = sk_X509_num(sk), rc = ERR_INVALID;
+    if (n == 1) {
+        *out = sk_X509_shift(sk);
+        rc = 0;
+    } else {
+        snprintf(msg, cap,
+                 "certInPemFormat holds %d certificates; upload one per request, or several "
+                 "with POST .../trusted-certificates/bulk",
+                 n);
+    }
+    sk_X509_pop_free(sk, X509_free);
+    return rc;
 }
 
 static int parse_upload_object(json_t *j, time_t now, struct api_cert_upload *out, char *msg,
@@ -214,10 +240,7 @@ static int parse_upload_object(json_t *j, time_t now, struct api_cert_upload *ou
         snprintf(msg, cap, "certInPemFormat is required");
         return ERR_INVALID;
     }
-    if (api_pem_to_x509(json_string_value(pem), json_string_length(pem), &out->cert) < 0) {
-        snprintf(msg, cap, "certInPemFormat is not a PEM encoded X.509 certificate");
-        return ERR_INVALID;
-    }
+    GUARD(one_certificate(json_string_value(pem), json_string_length(pem), &out->cert, msg, cap));
     int rc = check_ca(out->cert, now, msg, cap);
     if (rc < 0) api_cert_upload_free(out);
     return rc;

@@ -92,7 +92,12 @@ json_t *api_page(const struct api_req *r, const char *key, json_t *items, size_t
 void api_iso_time(int64_t t, char *out, size_t cap);
 /* Valid tenant ids, user names, option categories and keys. */
 bool api_valid_id(const char *s, size_t max);
+/* users.c: the user object of the platform's API. */
 json_t *api_user_json(const struct api_req *r, const struct store_user *u);
+/* A JSON string for text that came from a client or an older database: as
+ * is when valid UTF-8, else escaped (core/text.h), so no stored byte can
+ * make a reply fail. Never NULL unless out of memory. */
+json_t *api_json_text(const char *s);
 /* certjson.c: one upload object already parsed (bulk upload), and the
  * status/name/autoRegistrationEnabled fields alone (update); msg says why
  * on ERR_INVALID. */
@@ -109,6 +114,7 @@ int api_h_tenant_get(struct api_req *r);
 int api_h_user_list(struct api_req *r);
 int api_h_user_create(struct api_req *r);
 int api_h_user_get(struct api_req *r);
+int api_h_user_delete(struct api_req *r);
 int api_h_current_user(struct api_req *r);
 int api_h_cert_create(struct api_req *r);
 int api_h_cert_list(struct api_req *r);

@@ -57,6 +57,7 @@ static const struct route routes[] = {
     {"GET", "/user/{tenantId}/users", api_h_user_list},
     {"POST", "/user/{tenantId}/users", api_h_user_create},
     {"GET", "/user/{tenantId}/users/{userName}", api_h_user_get},
+    {"DELETE", "/user/{tenantId}/users/{userName}", api_h_user_delete},
     {"POST", "/devicecontrol/bulkNewDeviceRequests", api_h_bulk_register},
     {"POST", "/devicecontrol/newDeviceRequests", api_h_single_register},
 };
@@ -308,21 +309,6 @@ int api_tenant_gate(struct api_req *r, const char *tenant)
         return rc;
     }
     return rc;
-}
-
-json_t *api_user_json(const struct api_req *r, const struct store_user *u)
-{
-    char *self = api_url(r, "/user/%s/users/%s", u->tenant, u->name);
-    json_t *roles = json_array();
-    for (unsigned i = 0; i < STORE_ROLE_COUNT; i++)
-        if (u->roles & (1u << i))
-            json_array_append_new(roles, json_pack("{s:s, s:s}", "id", store_role_name(i), "name",
-                                                   store_role_name(i)));
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:o}", "id", u->name, "userName", u->name,
-                          "self", self ? self : "", "email", u->email, "enabled", 1, "deviceUser",
-                          u->device, "effectiveRoles", roles);
-    free(self);
-    return j;
 }
 
 /* ---- authentication ---- */

@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "api/handlers.h"
+#include "core/text.h"
 #include "core/log.h"
 #include "identity/password.h"
 #include "identity/trust.h"
@@ -82,6 +83,11 @@ int api_h_tenant_create(struct api_req *r)
     if (strlen(domain) >= sizeof t.domain || strlen(company) >= sizeof t.company ||
         strlen(email) >= sizeof admin.email) {
         rc = api_reply_error(r, 422, "domain, company or adminEmail is too long");
+        goto out;
+    }
+    if (!text_printable(domain) || !text_printable(company) || !text_printable(email)) {
+        rc = api_reply_error(r, 422,
+                             "domain, company and adminEmail must not hold control characters");
         goto out;
     }
     if (*id)

@@ -1,15 +1,67 @@
-/* Users: GET/POST /user/{tenantId}/users, GET /user/{tenantId}/users/{name}
- * and GET /user/currentUser. Device users (device_<CN>, created by
- * registration) are listed with the others; they have no password. */
+/* Users: GET/POST /user/{tenantId}/users, GET/DELETE
+ * /user/{tenantId}/users/{name} and GET /user/currentUser. Device users
+ * (device_<CN>, created by registration) are listed with the others; they
+ * have no password, and deleting one deletes its device registration. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/handlers.h"
+#include "core/text.h"
 #include "identity/password.h"
 #include "identity/trust.h"
 
 #define MIN_PASSWORD 8
+
+json_t *api_json_text(const char *s)
+{
+    if (text_utf8_valid(s, strlen(s))) return json_string(s);
+    char *e = text_escape_dup(s);
+    json_t *j = e ? json_string(e) : NULL;
+    free(e);
+    return j;
+}
+
+/* s percent-encoded for a URL path segment (malloc'ed, NULL when out of
+ * memory): a name from an older database may hold any byte. */
+static char *path_segment(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out = malloc(n * 3 + 1), *w = out;
+    if (!out) return NULL;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~@", c)) {
+            *w++ = (char)c;
+        } else {
+            *w++ = '%';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+json_t *api_user_json(const struct api_req *r, const struct store_user *u)
+{
+    char *seg = path_segment(u->name);
+    char *self = seg ? api_url(r, "/user/%s/users/%s", u->tenant, seg) : NULL;
+    json_t *roles = json_array();
+    for (unsigned i = 0; i < STORE_ROLE_COUNT; i++)
+        if (u->roles & (1u << i))
+            json_array_append_new(roles, json_pack("{s:s, s:s}", "id", store_role_name(i), "name",
+                                                   store_role_name(i)));
+    json_t *j = json_pack("{s:o, s:o, s:s, s:o, s:b, s:b, s:o}", "id", api_json_text(u->name),
+                          "userName", api_json_text(u->name), "self", self ? self : "", "email",
+                          api_json_text(u->email), "enabled", 1, "deviceUser", u->device,
+                          "effectiveRoles", roles);
+    free(self);
+    free(seg);
+    return j;
+}
 
 struct list_ctx {
     const struct api_req *r;
@@ -83,8 +135,9 @@ int api_h_user_create(struct api_req *r)
         rc = api_reply_error(r, 422, "password is required and must have at least 8 characters");
         goto out;
     }
-    if (email && !(json_is_string(email) && json_string_length(email) < sizeof u.email)) {
-        rc = api_reply_error(r, 422, "email must be a string");
+    if (email && !(json_is_string(email) && json_string_length(email) < sizeof u.email &&
+                   text_printable(json_string_value(email)))) {
+        rc = api_reply_error(r, 422, "email must be a string without control characters");
         goto out;
     }
     rc = parse_roles(r, json_object_get(j, "roles"), tenant, &u.roles);
@@ -136,4 +189,25 @@ int api_h_current_user(struct api_req *r)
     if (rc == ERR_NOT_FOUND) return api_reply_error(r, 404, "No such user");
     GUARD(rc);
     return api_reply_json(r, 200, api_user_json(r, &u));
+}
+
+/* Deletes a user; a device user takes its device registration with it,
+ * from the store and the trust index, and the on_user_delete hook closes
+ * what it has connected. The caller cannot delete itself (it would lock
+ * itself out mid-session). */
+int api_h_user_delete(struct api_req *r)
+{
+    const char *tenant = r->seg[1], *name = r->seg[3];
+    char cn[STORE_NAME_MAX];
+    GUARD(api_tenant_gate(r, tenant));
+    if (strcmp(tenant, r->tenant) == 0 && strcmp(name, r->user) == 0)
+        return api_reply_error(r, 409, "A user cannot delete itself");
+    int rc = store_user_delete(r->api->st, tenant, name, cn, sizeof cn);
+    if (rc == ERR_NOT_FOUND) return api_reply_error(r, 404, "No such user");
+    GUARD(rc);
+    ignore_result(trust_user_put(r->api->ti, tenant, name, "", 0));
+    if (cn[0]) ignore_result(trust_device_remove(r->api->ti, tenant, cn));
+    if (r->api->cfg.on_user_delete)
+        r->api->cfg.on_user_delete(r->api->cfg.hook_arg, tenant, name, cn[0] ? cn : NULL);
+    return api_reply_empty(r, 204);
 }

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum opt_type { OPT_LONG, OPT_BOOL, OPT_STR, OPT_ENUM };
 
@@ -365,6 +366,39 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     rc = config_parse(cfg, (const char *)buf_head(&b), buf_used(&b), path, err, errlen);
     buf_free(&b);
     return rc;
+}
+
+/* ERR_INVALID with the system's reason when path cannot be opened for reading. */
+static int check_readable(const char *name, const struct listener_config *l, const char *what,
+                          const char *path, char *err, size_t errlen)
+{
+    if (!path[0]) return 0;
+    struct stat sb;
+    FILE *f = fopen(path, "r");
+    int e = !f ? errno : fstat(fileno(f), &sb) < 0 ? errno : S_ISDIR(sb.st_mode) ? EISDIR : 0;
+    if (f) fclose(f);
+    if (!e) return 0;
+    snprintf(err, errlen, "%s: listener %d: %s %s: %s", name, l->port, what, path, strerror(e));
+    return ERR_INVALID;
+}
+
+int config_check_serve(const struct config *cfg, const char *name, char *err, size_t errlen)
+{
+    if (cfg->n_listeners == 0) {
+        snprintf(err, errlen,
+                 "%s: no listener configured (add e.g. 'listener 8883' with certfile and "
+                 "keyfile)",
+                 name);
+        return ERR_INVALID;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct listener_config *l = &cfg->listeners[i];
+        GUARD(check_readable(name, l, "certfile", l->certfile, err, errlen));
+        GUARD(check_readable(name, l, "keyfile", l->keyfile, err, errlen));
+        if (l->protocol != PROTO_HTTP)
+            GUARD(check_readable(name, l, "cafile", l->cafile, err, errlen));
+    }
+    return 0;
 }
 
 void config_print_help(FILE *out)

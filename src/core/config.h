@@ -71,6 +71,13 @@ MUST_USE int config_load(struct config *cfg, const char *path, char *err, size_t
 /* The same from text in memory (name is used in messages); pure. */
 MUST_USE int config_parse(struct config *cfg, const char *text, size_t len, const char *name,
                           char *err, size_t errlen);
+/* What a configuration must have to serve, beyond parsing (not checked by
+ * config_parse, which judges text alone): at least one listener, and every
+ * certfile, keyfile and cafile it names readable. On error writes e.g.
+ * "FILE: listener 8883: certfile /x.pem: No such file or directory" into
+ * err and returns ERR_INVALID. */
+MUST_USE int config_check_serve(const struct config *cfg, const char *name, char *err,
+                                size_t errlen);
 /* Prints the option table (for --help). */
 void config_print_help(FILE *out);
 

@@ -1,5 +1,7 @@
 /* Logging (see log.h): formats into a stack buffer and writes it at once, so
- * lines from different worker threads never interleave. */
+ * lines from different worker threads never interleave. The formatted text
+ * is escaped (core/text.h) so that a ClientId or user name holding a newline
+ * or terminal escape cannot forge or hide a line. */
 #include "core/log.h"
 
 #include <stdarg.h>
@@ -7,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "core/text.h"
 
 #include <openssl/err.h>
 
@@ -29,20 +33,20 @@ int log_level_parse(const char *s)
 void log_msg(enum log_level lv, const char *fmt, ...)
 {
     if (lv < min_level) return;
-    char line[1024];
+    char msg[1024], line[4096];
     struct timespec ts;
     struct tm tm;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t mlen = m < 0 ? 0 : (size_t)m >= sizeof msg ? sizeof msg - 1 : (size_t)m;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      ts.tv_nsec / 1000000, names[lv]);
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2) len = sizeof line - 2;
+    size_t len = (size_t)n + text_escape(msg, mlen, line + n, sizeof line - (size_t)n - 1);
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;

@@ -480,6 +480,17 @@ int trust_device_add(struct trust_index *ti, const char *tenant, const char *cn)
     return rc;
 }
 
+int trust_device_remove(struct trust_index *ti, const char *tenant, const char *cn)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, cn, NULL);
+    ENSURE(klen, ERR_INVALID);
+    wlock(ti);
+    bool had = map_del(&ti->devices, key, klen) != NULL;
+    unlock(ti);
+    return had ? 0 : ERR_NOT_FOUND;
+}
+
 bool trust_device_registered_locked(const struct trust_index *ti, const char *tenant,
                                     const char *cn)
 {

@@ -49,6 +49,8 @@ MUST_USE int trust_anchor_get(struct trust_index *ti, const char *tenant, const 
                               struct trust_anchor *out);
 
 MUST_USE int trust_device_add(struct trust_index *ti, const char *tenant, const char *cn);
+/* ERR_NOT_FOUND when the device was not registered. */
+MUST_USE int trust_device_remove(struct trust_index *ti, const char *tenant, const char *cn);
 bool trust_device_registered(struct trust_index *ti, const char *tenant, const char *cn);
 size_t trust_device_count(struct trust_index *ti);
 /* The registration write of a connect (auto-registration): store first,

@@ -12,12 +12,19 @@
 
 #include "net/tlslib.h"
 
+/* "what file: reason" from the OpenSSL error queue (then cleared). A failed
+ * open is reported by the system's reason ("No such file or directory"),
+ * not by OpenSSL's wrapper for it ("system lib"). */
 static void ssl_reason(char *err, size_t n, const char *what, const char *file)
 {
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    unsigned long e, last = 0;
+    int sys = 0;
+    while ((e = ERR_get_error()) != 0) {
+        if (!sys && ERR_SYSTEM_ERROR(e)) sys = ERR_GET_REASON(e);
+        last = e;
+    }
+    const char *r = sys ? strerror(sys) : last ? ERR_reason_error_string(last) : NULL;
     snprintf(err, n, "%s %s: %s", what, file, r ? r : "failed");
-    ERR_clear_error();
 }
 
 /* The handshake admits any presented chain; it is verified at CONNECT. */

@@ -61,6 +61,8 @@ enum q {
     Q_USER_LIST,
     Q_USER_LIST_ALL_PW,
     Q_USER_COUNT,
+    Q_USER_DELETE,
+    Q_DEVICE_DELETE,
     Q_CERT_INSERT,
     Q_CERT_GET,
     Q_CERT_UPDATE,
@@ -112,6 +114,8 @@ static const char *const sql[Q_COUNT] = {
     [Q_USER_LIST_ALL_PW] = "SELECT " USER_COLS " FROM users WHERE (? = 0 OR pw_hash <> '')"
                            " ORDER BY rowid LIMIT ? OFFSET ?",
     [Q_USER_COUNT] = "SELECT count(*) FROM users WHERE tenant = ?",
+    [Q_USER_DELETE] = "DELETE FROM users WHERE tenant = ? AND name = ?",
+    [Q_DEVICE_DELETE] = "DELETE FROM devices WHERE tenant = ? AND cn = ?",
     [Q_CERT_INSERT] = "INSERT INTO trusted_certs(" CERT_COLS ") VALUES(?,?,?,?,?,?,?,?,?,?)",
     [Q_CERT_GET] = "SELECT " CERT_COLS " FROM trusted_certs WHERE tenant = ? AND fingerprint = ?",
     [Q_CERT_UPDATE] = "UPDATE trusted_certs SET name = ?, enabled = ?, auto_registration = ?,"
@@ -649,6 +653,53 @@ out:
 int store_user_count(struct store *st, const char *tenant, size_t *n)
 {
     return count_query(st, Q_USER_COUNT, tenant, n);
+}
+
+/* Deletes one row of (tenant, key) with query id; ERR_NOT_FOUND when none. */
+static int delete_locked(struct store *st, enum q id, const char *tenant, const char *key)
+{
+    sqlite3_stmt *s = stmt(st, id);
+    if (!s) return ERR_DB;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, key);
+    GUARD(exec_done(st, s));
+    return sqlite3_changes(st->db) > 0 ? 0 : ERR_NOT_FOUND;
+}
+
+/* Reads the device flag of (tenant, name); ERR_NOT_FOUND when absent. */
+static int user_is_device_locked(struct store *st, const char *tenant, const char *name,
+                                 bool *device)
+{
+    sqlite3_stmt *s = stmt(st, Q_USER_GET);
+    if (!s) return ERR_DB;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, name);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) *device = sqlite3_column_int(s, 5) != 0;
+    sqlite3_reset(s);
+    if (step == SQLITE_ROW) return 0;
+    return step == SQLITE_DONE ? ERR_NOT_FOUND : map_rc(st, step);
+}
+
+int store_user_delete(struct store *st, const char *tenant, const char *name, char *device_cn,
+                      size_t cap)
+{
+    bool device = false;
+    if (cap) device_cn[0] = '\0';
+    lock(st);
+    int rc = tx_begin(st);
+    if (rc == 0) {
+        rc = user_is_device_locked(st, tenant, name, &device);
+        if (rc == 0) rc = delete_locked(st, Q_USER_DELETE, tenant, name);
+        if (rc == 0 && device && strncmp(name, "device_", 7) == 0) {
+            rc = delete_locked(st, Q_DEVICE_DELETE, tenant, name + 7);
+            if (rc == ERR_NOT_FOUND) rc = 0; /* a device user whose row went before */
+            if (rc == 0 && cap) snprintf(device_cn, cap, "%s", name + 7);
+        }
+        rc = tx_end(st, rc);
+    }
+    unlock(st);
+    return rc;
 }
 
 /* ---- trusted certificates ---- */

@@ -114,6 +114,11 @@ MUST_USE int store_user_get(struct store *st, const char *tenant, const char *na
 MUST_USE int store_user_list(struct store *st, const char *tenant, bool password_only,
                              size_t offset, size_t limit, store_user_cb cb, void *arg);
 MUST_USE int store_user_count(struct store *st, const char *tenant, size_t *n);
+/* Deletes a user in one transaction; a device user ("device_<cn>", made by
+ * registration) takes its device row with it, and device_cn (cap bytes)
+ * receives the CN ("" for other users). ERR_NOT_FOUND when no such user. */
+MUST_USE int store_user_delete(struct store *st, const char *tenant, const char *name,
+                               char *device_cn, size_t cap);
 
 /* c->der is borrowed. ERR_EXISTS when the tenant already trusts it. */
 MUST_USE int store_cert_insert(struct store *st, const struct store_cert *c);

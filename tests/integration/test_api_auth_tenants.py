@@ -93,6 +93,20 @@ def test_generated_tenant_id_and_validation(api):
     assert_json_error(api.call("POST", "/tenant/tenants", ADMIN, data=b"{not json"), 400)
 
 
+def test_text_fields_with_control_characters_are_refused(api):
+    r = api.call("POST", "/tenant/tenants", ADMIN,
+                 {"id": "ctl1", "company": "ACME\nINFO forged", "adminName": "a",
+                  "adminPass": "password-1"})
+    assert_json_error(r, 422)
+    assert "control characters" in r.json["message"], r
+    assert_json_error(api.call("GET", "/tenant/tenants/ctl1", ADMIN), 404)  # nothing stored
+    auth = make_tenant(api, "ctl2")
+    r = api.call("POST", "/user/ctl2/users", auth,
+                 {"userName": "eve", "password": "password-1", "email": "e@x\u0085"})
+    assert_json_error(r, 422)
+    assert_json_error(api.call("GET", "/user/ctl2/users/eve", auth), 404)
+
+
 def test_users_of_a_tenant_and_roles(api):
     auth = make_tenant(api, "roles1")
     other = make_tenant(api, "roles2")

@@ -79,6 +79,38 @@ def test_bulk_rows_fail_with_reasons_and_valid_rows_register(api, tmp_path):
     assert any("already registered" in x["failureReason"] for x in again["failedCreationList"])
 
 
+def test_bulk_rows_with_invalid_text_fail_and_store_nothing(api, tmp_path):
+    auth = make_tenant(api, "badtext")
+    f = tmp_path / "badtext.csv"
+    f.write_bytes(b"ID;AUTH_TYPE;NAME;com_note\n"
+                  b"bad\xff;CERTIFICATES;;\n"                # invalid UTF-8 in the ID
+                  b"\xc0\xafetc;CERTIFICATES;;\n"            # overlong '/'
+                  b"\"nl\nid\";CERTIFICATES;;\n"             # newline in a quoted ID
+                  b"esc1;CERTIFICATES;\x1b[2J;\n"            # escape in NAME
+                  b"c1ctl;CERTIFICATES;;x\xc2\x85y\n"         # C1 control in a property
+                  b"badprop;CERTIFICATES;;\xfe\n"             # invalid UTF-8 in a property
+                  b"caf\xc3\xa9;CERTIFICATES;Caf\xc3\xa9 1;hall\n")  # valid UTF-8: fine
+    r = api.call("POST", BULK, auth, files={"file": f})
+    assert r.status == 201, r
+    b = r.json
+    assert (b["numberOfAll"], b["numberOfCreated"], b["numberOfFailed"]) == (7, 1, 6), b
+    reasons = {x["line"]: (x["deviceId"], x["failureReason"]) for x in b["failedCreationList"]}
+    assert reasons[2] == ("bad\\xff", "ID is not valid UTF-8 text or holds a control character")
+    assert reasons[3][0] == "\\xc0\\xafetc" and reasons[3][1].startswith("ID ")
+    assert reasons[4] == ("nl\nid", "ID is not valid UTF-8 text or holds a control character")
+    for line in (6, 7, 8):
+        assert "A field is not valid UTF-8" in reasons[line][1], reasons
+    # Nothing of the bad rows was stored; the page of users answers 200.
+    users = user_names(api, "badtext", auth)
+    assert set(users) == {"admin", "device_caf\u00e9"}, users
+    # A header with a bad column name refuses the whole file.
+    f.write_bytes(b"ID;AUTH_TYPE;com_\xff\nh1;CERTIFICATES;x\n")
+    r = api.call("POST", BULK, auth, files={"file": f})
+    assert_json_error(r, 422)
+    assert "header" in r.json["message"], r
+    assert "device_h1" not in user_names(api, "badtext", auth)
+
+
 def test_bulk_needs_id_and_auth_type_columns_and_valid_csv(api, tmp_path):
     auth = make_tenant(api, "badcsv")
     f = tmp_path / "noauth.csv"

@@ -119,6 +119,38 @@ def test_upload_refusals_name_the_rule(api, t1, tmp_path, kind, message):
     assert message in r.json["message"], r
 
 
+def test_upload_of_two_certificates_is_refused_and_stores_nothing(api, tmp_path):
+    auth = make_tenant(api, "certs-two")
+    a, b = tmp_path / "a.pem", tmp_path / "b.pem"
+    make_cert(a, cn="first of two")
+    make_cert(b, cn="second of two")
+    both = tmp_path / "both.pem"
+    both.write_text(a.read_text() + b.read_text())
+    r = upload_ca(api, "certs-two", auth, both)
+    assert_json_error(r, 422)
+    assert "2 certificates" in r.json["message"] and "bulk" in r.json["message"], r
+    listed = api.call("GET", "/tenant/tenants/certs-two/trusted-certificates", auth)
+    assert listed.status == 200 and listed.json["certificates"] == [], listed
+    # The same two as one object of a bulk upload: refused there too, nothing stored.
+    r = api.call("POST", "/tenant/tenants/certs-two/trusted-certificates/bulk", auth,
+                 {"certificates": [{"name": "both", "certInPemFormat": both.read_text()}]})
+    assert_json_error(r, 422)
+    assert "certificates[0]" in r.json["message"], r
+    # Each on its own is fine.
+    assert upload_ca(api, "certs-two", auth, a).status == 201
+    assert upload_ca(api, "certs-two", auth, b).status == 201
+
+
+def test_certificate_name_with_control_characters_is_refused(api, t1, tmp_path):
+    p = tmp_path / "named.pem"
+    make_cert(p, cn="named")
+    r = upload_ca(api, "certs1", t1, p, name="evil\x1b[2Jname")
+    assert_json_error(r, 422)
+    assert "control characters" in r.json["message"], r
+    assert_json_error(api.call("GET", f"/tenant/tenants/certs1/trusted-certificates/"
+                                      f"{fingerprint(p)}", t1), 404)
+
+
 def test_list_paging_get_update_delete(api, tmp_path):
     auth = make_tenant(api, "certs2")
     fps = []

@@ -112,10 +112,34 @@ static void test_config_missing_file(void **state)
     assert_non_null(strstr(err, "No such file"));
 }
 
+static void test_config_check_serve(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[512];
+    config_defaults(&c);
+    assert_int_equal(config_check_serve(&c, "x.conf", err, sizeof err), ERR_INVALID);
+    assert_non_null(strstr(err, "no listener configured"));
+    assert_int_equal(load(&c, "listener 1883\n", err, sizeof err), 0);
+    assert_int_equal(config_check_serve(&c, "x.conf", err, sizeof err), 0);
+    const char *text = "listener 8883\n"
+                       "certfile /dev/null\n"
+                       "keyfile /nonexistent/k.pem\n";
+    assert_int_equal(load(&c, text, err, sizeof err), 0);
+    assert_int_equal(config_check_serve(&c, "x.conf", err, sizeof err), ERR_INVALID);
+    assert_string_equal(
+        err, "x.conf: listener 8883: keyfile /nonexistent/k.pem: No such file or directory");
+    assert_int_equal(load(&c, "listener 8883\ncertfile /tmp\nkeyfile /dev/null\n", err, sizeof err),
+                     0);
+    assert_int_equal(config_check_serve(&c, "x.conf", err, sizeof err), ERR_INVALID);
+    assert_non_null(strstr(err, "certfile /tmp: Is a directory"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_defaults),
+        cmocka_unit_test(test_config_check_serve),
         cmocka_unit_test(test_config_listener_blocks),
         cmocka_unit_test(test_config_bad_lines),
         cmocka_unit_test(test_config_listener_consistency),

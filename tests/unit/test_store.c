@@ -207,6 +207,52 @@ static void test_store_devices_bulk_and_single(void **state)
     assert_int_equal(store_device_bulk(st, "ghost", rows, 3, rc), ERR_NOT_FOUND);
 }
 
+static void test_store_user_delete_takes_the_device_with_it(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    make_tenant(st, "t2", "admin", "h");
+    bool created = false;
+    assert_int_equal(store_device_register(st, "t1", "dev0", "CERTIFICATES", &created), 0);
+    assert_int_equal(store_device_register(st, "t2", "dev0", "CERTIFICATES", &created), 0);
+    struct store_user bob = {.tenant = "t1", .name = "bob", .pw_hash = "h"};
+    assert_int_equal(store_user_create(st, &bob), 0);
+    char cn[STORE_NAME_MAX] = "junk";
+    /* A password user: no device. */
+    assert_int_equal(store_user_delete(st, "t1", "bob", cn, sizeof cn), 0);
+    assert_string_equal(cn, "");
+    struct store_user u;
+    assert_int_equal(store_user_get(st, "t1", "bob", &u), ERR_NOT_FOUND);
+    assert_int_equal(store_user_delete(st, "t1", "bob", cn, sizeof cn), ERR_NOT_FOUND);
+    /* A device user: its device row goes too, in its own tenant only. */
+    assert_int_equal(store_user_delete(st, "t1", "device_dev0", cn, sizeof cn), 0);
+    assert_string_equal(cn, "dev0");
+    size_t n = 99;
+    assert_int_equal(store_device_count(st, "t1", &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_device_count(st, "t2", &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_user_get(st, "t2", "device_dev0", &u), 0);
+    assert_int_equal(store_user_delete(st, "t3", "device_dev0", cn, sizeof cn), ERR_NOT_FOUND);
+    /* Registering it again works. */
+    assert_int_equal(store_device_register(st, "t1", "dev0", "CERTIFICATES", &created), 0);
+    assert_true(created);
+}
+
+static void test_trust_device_remove(void **state)
+{
+    (void)state;
+    struct trust_index *ti = NULL;
+    assert_int_equal(trust_new(&ti), 0);
+    assert_int_equal(trust_device_add(ti, "t1", "dev0"), 0);
+    assert_int_equal(trust_device_add(ti, "t2", "dev0"), 0);
+    assert_int_equal(trust_device_remove(ti, "t1", "dev0"), 0);
+    assert_false(trust_device_registered(ti, "t1", "dev0"));
+    assert_true(trust_device_registered(ti, "t2", "dev0"));
+    assert_int_equal(trust_device_remove(ti, "t1", "dev0"), ERR_NOT_FOUND);
+    trust_free(ti);
+}
+
 static void test_store_bulk_is_all_or_nothing(void **state)
 {
     struct store *st = *state;
@@ -382,6 +428,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_certs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_devices_bulk_and_single, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_bulk_is_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_user_delete_takes_the_device_with_it, setup,
+                                        teardown),
+        cmocka_unit_test(test_trust_device_remove),
         cmocka_unit_test_setup_teardown(test_store_options_and_crl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_index_loads_from_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_register_device_writes_store_and_index, setup,

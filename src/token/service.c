@@ -202,6 +202,10 @@ int token_service_check(struct token_service *ts, const char *jwt, time_t now, c
     rc = token_verify(pub, jwt, ten, now, &c);
     free(pub);
     if (rc < 0) return ERR_AUTH;
+    /* The tenant key signs device tokens only: a token naming a password
+     * user (the tenant admin, say) is refused however well it is signed. */
+    struct store_user u;
+    if (store_user_get(ts->st, c.ten, c.sub, &u) < 0 || !u.device) return ERR_AUTH;
     snprintf(tenant, tenant_cap, "%s", c.ten);
     snprintf(user, user_cap, "%s", c.sub);
     return 0;

@@ -23,8 +23,9 @@ void token_service_free(struct token_service *ts);
  * less than half its lifetime has passed, else a new one. *jwt: free(). */
 MUST_USE int token_service_issue(struct token_service *ts, const char *tenant, const char *cn,
                                  time_t now, char **jwt);
-/* Verifies a Bearer token (ES256 with its tenant's key, expiry). Fills
- * tenant and user (the device user name) on success; else ERR_AUTH. */
+/* Verifies a Bearer token (ES256 with its tenant's key, expiry) and that
+ * its subject is a device user of that tenant. Fills tenant and user (the
+ * device user name) on success; else ERR_AUTH. */
 MUST_USE int token_service_check(struct token_service *ts, const char *jwt, time_t now,
                                  char *tenant, size_t tenant_cap, char *user, size_t user_cap);
 /* The tenant's public key as PEM (created if the tenant has none yet);

@@ -295,6 +295,21 @@ def test_token_made_by_another_jwt_library_with_the_tenant_key_is_accepted(srv, 
     assert r.json["userName"] == "device_device1"
 
 
+def test_token_signed_with_the_tenant_key_for_a_password_user_is_refused(srv, admin, certs,
+                                                                         clients):
+    # Correctly signed with the tenant's real key, but for the tenant admin
+    # (a password user): tokens are for device users only.
+    request_token(connected_device(clients, srv, certs))
+    now = int(time.time())
+    key = private_key(srv)
+    for sub in ("admin", "nosuch-user"):
+        forged = jwt.encode(claims(now, sub=sub), key, algorithm="ES256")
+        assert_json_error(bearer(srv, forged), 401)
+        assert_json_error(bearer(srv, forged, f"/user/{TENANT}/users"), 401)
+    # the same key and claims for the device user are fine
+    assert bearer(srv, jwt.encode(claims(now), key, algorithm="ES256")).status == 200
+
+
 def test_expired_token_is_refused(srv, admin, certs, clients):
     request_token(connected_device(clients, srv, certs))
     now = int(time.time())

@@ -3,6 +3,7 @@
  * follows the tenant option; Bearer checks honour expiry and never create a
  * key for a tenant a token names. Time is a parameter, so no test waits. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -135,6 +136,8 @@ static void test_token_service_check(void **state)
     struct fx *f = *state;
     struct token_claims c;
     char ten[STORE_TENANT_MAX], user[STORE_NAME_MAX];
+    bool created;
+    assert_int_equal(store_device_register(f->st, "t1", "d1", "CERTIFICATES", &created), 0);
     char *a = issue(f, "t1", "d1", T0, &c);
     assert_int_equal(token_service_check(f->ts, a, T0 + 10, ten, sizeof ten, user, sizeof user), 0);
     assert_string_equal(ten, "t1");

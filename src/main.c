@@ -13,6 +13,7 @@
 #include "broker/broker.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/seal.h"
 #include "identity/auth.h"
 #include "identity/trust.h"
 #include "net/server.h"
@@ -74,6 +75,7 @@ struct app {
     struct config cfg;
     struct store *store;
     struct trust_index *trust;
+    struct seal *seal;
     struct token_service *tokens;
     struct auth *auth;
     struct broker *broker;
@@ -207,7 +209,14 @@ static int app_start(struct app *app)
         log_error("cannot open the store in %s", cfg->data_dir);
         return ERR_DB;
     }
-    GUARD(token_service_new(app->store, app->trust, &app->tokens));
+    if (seal_open(cfg->ca_key_file, cfg->data_dir, &app->seal, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return ERR_INVALID;
+    }
+    if (token_service_new(app->store, app->trust, app->seal, &app->tokens) < 0) {
+        log_error("cannot open the device-token signing keys in the store");
+        return ERR_DB;
+    }
     GUARD(auth_new(cfg, app->trust, app->store, &app->auth));
     struct broker_config bc = {
         .max_inflight = cfg->max_inflight,
@@ -248,6 +257,7 @@ static void app_stop(struct app *app)
     broker_free(app->broker);
     auth_free(app->auth);
     token_service_free(app->tokens);
+    seal_free(app->seal);
     trust_free(app->trust);
     store_close(app->store);
 }

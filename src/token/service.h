@@ -1,5 +1,5 @@
 /* The device-token service: per-tenant signing keys (created on first use,
- * kept in the store, public keys cached in memory), lifetimes from the
+ * kept sealed in the store, pairs cached in memory), lifetimes from the
  * tenant option oauth.internal / device-token.lifespan.seconds, reuse of a
  * device's current token until half its life has passed, and Bearer checks
  * for the REST API. Thread-safe. */
@@ -11,11 +11,15 @@
 
 #include "core/err.h"
 
+struct seal;
 struct store;
 struct trust_index;
 struct token_service;
 
-MUST_USE int token_service_new(struct store *st, struct trust_index *ti,
+/* Private keys are stored sealed under seal (borrowed, outlives the
+ * service). Seals any key an older version left in plaintext first, and
+ * refuses (ERR_CONFLICT) when a stored key was sealed under another KEK. */
+MUST_USE int token_service_new(struct store *st, struct trust_index *ti, const struct seal *seal,
                                struct token_service **out);
 void token_service_free(struct token_service *ts);
 

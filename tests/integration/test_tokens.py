@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import stat
 import subprocess
 import time
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from apiserver import ADMIN, ApiServer, assert_json_error, make_tenant, upload_ca
 from conftest import QUIET, TIMEOUT, free_port
+from sealed import token_private_key
 
 TENANT = "tok1"
 OTHER = "tok2"
@@ -107,14 +107,9 @@ def public_key(srv, auth, tenant=TENANT):
 
 
 def private_key(srv, tenant=TENANT):
-    """The tenant's signing key as the store keeps it (read-only access)."""
-    db = sqlite3.connect(f"file:{srv.data / 'certmq.db'}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT priv_pem FROM token_keys WHERE tenant = ?", (tenant,)).fetchone()
-    finally:
-        db.close()
-    assert row, "no token key stored for the tenant"
-    return row[0]
+    """The tenant's signing key as the store keeps it, opened with the KEK
+    in the data dir (which the test owns)."""
+    return token_private_key(srv.data, tenant)
 
 
 def bearer(srv, token, path="/user/currentUser", method="GET", body=None):

@@ -203,15 +203,16 @@ static int app_start(struct app *app)
 {
     struct config *cfg = &app->cfg;
     char err[1024];
+    /* The key-encryption key first: a bad one changes nothing on disk. */
+    if (seal_open(cfg->ca_key_file, cfg->data_dir, &app->seal, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return ERR_INVALID;
+    }
     if (store_open(cfg->data_dir, &app->store) < 0 ||
         api_bootstrap_admin(app->store, cfg->data_dir) < 0 || trust_new(&app->trust) < 0 ||
         trust_load(app->trust, app->store) < 0) {
         log_error("cannot open the store in %s", cfg->data_dir);
         return ERR_DB;
-    }
-    if (seal_open(cfg->ca_key_file, cfg->data_dir, &app->seal, err, sizeof err) < 0) {
-        log_error("%s", err);
-        return ERR_INVALID;
     }
     if (token_service_new(app->store, app->trust, app->seal, &app->tokens) < 0) {
         log_error("cannot open the device-token signing keys in the store");

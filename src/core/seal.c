@@ -210,8 +210,8 @@ int seal_check(const struct seal *s, const void *blob, size_t n)
     return 0;
 }
 
-int seal_unwrap(const struct seal *s, const char *context, const void *blob, size_t n,
-                char **plain, size_t *plain_len)
+int seal_unwrap(const struct seal *s, const char *context, const void *blob, size_t n, char **plain,
+                size_t *plain_len)
 {
     GUARD(seal_check(s, blob, n));
     const uint8_t *b = blob, *nonce = b + SEAL_HEADER_LEN, *ct = nonce + SEAL_NONCE_LEN;

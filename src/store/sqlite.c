@@ -1002,8 +1002,8 @@ out:
 
 /* ---- device-token keys ---- */
 
-int store_token_key_put(struct store *st, const char *tenant, const void *sealed,
-                        size_t sealed_len, const char *pub_pem)
+int store_token_key_put(struct store *st, const char *tenant, const void *sealed, size_t sealed_len,
+                        const char *pub_pem)
 {
     int rc = ERR_DB;
     lock(st);

@@ -38,8 +38,8 @@ struct token_service {
     struct store *st;
     struct trust_index *ti;
     const struct seal *seal; /* the KEK: private keys are stored sealed */
-    struct map keys;    /* tenant -> struct tkeys */
-    struct map current; /* tenant \x01 cn -> struct current */
+    struct map keys;         /* tenant -> struct tkeys */
+    struct map current;      /* tenant \x01 cn -> struct current */
 };
 
 /* What a tenant's sealed signing key is: a blob moved to another tenant's
@@ -52,14 +52,13 @@ static int key_context(const char *tenant, char *buf, size_t cap)
 
 /* store_token_key_rewrap callback: seals a plaintext key left by an older
  * schema; a sealed one must open with this KEK, or the start is refused. */
-static int seal_stored_key(void *arg, const char *tenant, const char *priv_pem,
-                           const void *sealed, size_t sealed_len, void **out, size_t *out_len)
+static int seal_stored_key(void *arg, const char *tenant, const char *priv_pem, const void *sealed,
+                           size_t sealed_len, void **out, size_t *out_len)
 {
     const struct seal *seal = arg;
     char ctx[STORE_TENANT_MAX + 32];
     GUARD(key_context(tenant, ctx, sizeof ctx));
-    if (priv_pem)
-        return seal_wrap(seal, ctx, priv_pem, strlen(priv_pem), (uint8_t **)out, out_len);
+    if (priv_pem) return seal_wrap(seal, ctx, priv_pem, strlen(priv_pem), (uint8_t **)out, out_len);
     int rc = seal_check(seal, sealed, sealed_len);
     if (rc == ERR_CONFLICT) {
         char kid[2 * SEAL_KID_LEN + 1];

@@ -14,6 +14,7 @@
 #include "broker/broker.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/seal.h"
 #include "identity/auth.h"
 #include "identity/pwcheck.h"
 #include "identity/trust.h"
@@ -82,6 +83,7 @@ struct app {
     struct store *store;
     struct trust_index *trust;
     struct pwcheck *pwcheck;
+    struct seal *seal;
     struct token_service *tokens;
     struct auth *auth;
     struct broker *broker;
@@ -280,13 +282,21 @@ static int app_start(struct app *app)
 {
     struct config *cfg = &app->cfg;
     char err[1024];
+    /* The key-encryption key first: a bad one changes nothing on disk. */
+    if (seal_open(cfg->ca_key_file, cfg->data_dir, &app->seal, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return ERR_INVALID;
+    }
     if (store_open(cfg->data_dir, &app->store) < 0 ||
         api_bootstrap_admin(app->store, cfg->data_dir) < 0 || trust_new(&app->trust) < 0 ||
         trust_load(app->trust, app->store) < 0) {
         log_error("cannot open the store in %s", cfg->data_dir);
         return ERR_DB;
     }
-    GUARD(token_service_new(app->store, app->trust, &app->tokens));
+    if (token_service_new(app->store, app->trust, app->seal, &app->tokens) < 0) {
+        log_error("cannot open the device-token signing keys in the store");
+        return ERR_DB;
+    }
     struct pwcheck_config pc = {
         .threads = (int)cfg->auth_threads,
         .queue_max = (int)cfg->auth_queue,
@@ -342,6 +352,7 @@ static void app_stop(struct app *app)
     pwcheck_free(app->pwcheck);
     token_service_free(app->tokens);
     acl_rules_free(&app->static_acl);
+    seal_free(app->seal);
     trust_free(app->trust);
     store_close(app->store);
 }

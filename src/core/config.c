@@ -61,6 +61,9 @@ static const char *const acl_choices[] = {"allow", "deny", NULL};
 
 static const struct option options[] = {
     G_STR("data_dir", data_dir, "./var", "directory for the database, keys and dev certificates"),
+    G_STR("ca_key_file", ca_key_file, "",
+          "the key-encryption key for tenant CA keys and device-token signing keys: 32 random "
+          "bytes, mode 0600 (empty: data_dir/kek, made on first start)"),
     G_STR("log_level", log_level, "info", "debug, info, warn or error"),
     G_LONG("workers", workers, 0, 256, 0, "worker threads; 0 = one per CPU the process may use"),
     G_LONG("max_connections", max_connections, 1, 10000000, 100000,

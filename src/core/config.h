@@ -30,6 +30,7 @@ struct listener_config {
 
 struct config {
     char data_dir[512];
+    char ca_key_file[512]; /* empty: data_dir/kek */
     char log_level[16];
     long workers;
     long max_connections;

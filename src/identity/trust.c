@@ -1,7 +1,7 @@
-/* The trust index (see trust.h): a few seeded hash maps under one rwlock,
- * plus a mutex-guarded cache of verified passwords. Keys are byte strings
- * joining their parts with NUL (tenant ids and names never contain NUL), so
- * one map type serves every table. */
+/* The trust index (see trust.h): a few hash maps (core/map.h, seeded per
+ * process) under one rwlock, plus a mutex-guarded cache of verified
+ * passwords. Keys are byte strings joining their parts with NUL (tenant ids
+ * and names never contain NUL), so one map type serves every table. */
 #include "identity/trust.h"
 
 #include <ctype.h>
@@ -17,132 +17,12 @@
 #include <openssl/rand.h>
 
 #include "core/log.h"
+#include "core/map.h"
 #include "identity/password.h"
 
 #define KEY_MAX         1024
 #define CACHE_TTL_S     60
 #define CACHE_MAX_ITEMS 4096
-
-/* ---- a small chained hash map with byte keys ---- */
-
-struct node {
-    struct node *next;
-    uint64_t h;
-    size_t klen;
-    void *val;
-    unsigned char key[];
-};
-
-struct map {
-    struct node **b;
-    size_t nb; /* power of two */
-    size_t n;
-    uint64_t seed;
-};
-
-static uint64_t map_hash(const struct map *m, const void *key, size_t len)
-{
-    const unsigned char *p = key;
-    uint64_t h = 0xcbf29ce484222325ull ^ m->seed;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 31;
-    h *= 0x9e3779b97f4a7c15ull;
-    return h ^ (h >> 29);
-}
-
-static int map_init(struct map *m)
-{
-    memset(m, 0, sizeof *m);
-    m->nb = 64;
-    m->b = calloc(m->nb, sizeof *m->b);
-    if (!m->b) return ERR_NOMEM;
-    if (RAND_bytes((unsigned char *)&m->seed, sizeof m->seed) != 1) m->seed = (uint64_t)time(NULL);
-    return 0;
-}
-
-static struct node *map_get(const struct map *m, const void *key, size_t len)
-{
-    uint64_t h = map_hash(m, key, len);
-    for (struct node *n = m->b[h & (m->nb - 1)]; n; n = n->next)
-        if (n->h == h && n->klen == len && memcmp(n->key, key, len) == 0) return n;
-    return NULL;
-}
-
-static void map_grow(struct map *m)
-{
-    size_t nb = m->nb * 2;
-    struct node **b = calloc(nb, sizeof *b);
-    if (!b) return; /* keep working with longer chains */
-    for (size_t i = 0; i < m->nb; i++) {
-        struct node *n = m->b[i];
-        while (n) {
-            struct node *next = n->next;
-            n->next = b[n->h & (nb - 1)];
-            b[n->h & (nb - 1)] = n;
-            n = next;
-        }
-    }
-    free(m->b);
-    m->b = b;
-    m->nb = nb;
-}
-
-/* Inserts a new key (the caller checked it is absent). */
-static struct node *map_add(struct map *m, const void *key, size_t len, void *val)
-{
-    struct node *n = malloc(sizeof *n + len);
-    if (!n) return NULL;
-    n->h = map_hash(m, key, len);
-    n->klen = len;
-    n->val = val;
-    memcpy(n->key, key, len);
-    n->next = m->b[n->h & (m->nb - 1)];
-    m->b[n->h & (m->nb - 1)] = n;
-    if (++m->n > m->nb) map_grow(m);
-    return n;
-}
-
-/* Removes key; returns its value (NULL when absent). */
-static void *map_del(struct map *m, const void *key, size_t len)
-{
-    uint64_t h = map_hash(m, key, len);
-    for (struct node **pp = &m->b[h & (m->nb - 1)]; *pp; pp = &(*pp)->next) {
-        struct node *n = *pp;
-        if (n->h == h && n->klen == len && memcmp(n->key, key, len) == 0) {
-            void *v = n->val;
-            *pp = n->next;
-            free(n);
-            m->n--;
-            return v;
-        }
-    }
-    return NULL;
-}
-
-static void map_clear(struct map *m, void (*free_val)(void *))
-{
-    for (size_t i = 0; m->b && i < m->nb; i++) {
-        struct node *n = m->b[i];
-        while (n) {
-            struct node *next = n->next;
-            if (free_val) free_val(n->val);
-            free(n);
-            n = next;
-        }
-        m->b[i] = NULL;
-    }
-    m->n = 0;
-}
-
-static void map_free(struct map *m, void (*free_val)(void *))
-{
-    map_clear(m, free_val);
-    free(m->b);
-    m->b = NULL;
-}
 
 /* Joins up to three parts with NUL into buf; returns the length, 0 if too long. */
 static size_t mkkey(char *buf, const char *a, const char *b, const char *c)
@@ -215,38 +95,31 @@ int trust_new(struct trust_index **out)
 {
     struct trust_index *ti = calloc(1, sizeof *ti);
     if (!ti) return ERR_NOMEM;
-    int rc = 0;
     struct map *maps[] = {&ti->anchors, &ti->by_fp,   &ti->by_subject, &ti->devices,
                           &ti->users,   &ti->options, &ti->crl,        &ti->cache};
-    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) {
-        rc = map_init(maps[i]);
-        if (rc < 0) goto out;
-    }
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) map_init(maps[i]);
     if (RAND_bytes(ti->pepper, sizeof ti->pepper) != 1) {
-        rc = ERR_INTERNAL;
-        goto out;
+        free(ti);
+        return ERR_INTERNAL;
     }
     pthread_rwlock_init(&ti->lock, NULL);
     pthread_mutex_init(&ti->cache_mu, NULL);
     *out = ti;
     return 0;
-out:
-    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) free(maps[i]->b);
-    free(ti);
-    return rc;
 }
 
 void trust_free(struct trust_index *ti)
 {
     if (!ti) return;
-    map_free(&ti->by_fp, free_list);
-    map_free(&ti->by_subject, free_list);
-    map_free(&ti->anchors, free_anchor);
-    map_free(&ti->devices, NULL);
-    map_free(&ti->users, free);
-    map_free(&ti->options, free);
-    map_free(&ti->crl, NULL);
-    map_free(&ti->cache, free);
+    map_clear(&ti->by_fp, free_list);
+    map_clear(&ti->by_subject, free_list);
+    map_clear(&ti->anchors, free_anchor);
+    map_clear(&ti->users, free);
+    map_clear(&ti->options, free);
+    map_clear(&ti->cache, free);
+    struct map *maps[] = {&ti->anchors, &ti->by_fp,   &ti->by_subject, &ti->devices,
+                          &ti->users,   &ti->options, &ti->crl,        &ti->cache};
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) map_free(maps[i]);
     pthread_rwlock_destroy(&ti->lock);
     pthread_mutex_destroy(&ti->cache_mu);
     free(ti);
@@ -328,12 +201,11 @@ out:
 
 static int list_add(struct map *m, const void *key, size_t len, struct trust_anchor *a)
 {
-    struct node *n = map_get(m, key, len);
-    struct anchor_list *l = n ? n->val : NULL;
+    struct anchor_list *l = map_get(m, key, len);
     if (!l) {
         l = calloc(1, sizeof *l);
         if (!l) return ERR_NOMEM;
-        if (!map_add(m, key, len, l)) {
+        if (map_put(m, key, len, l, NULL) < 0) {
             free(l);
             return ERR_NOMEM;
         }
@@ -351,8 +223,7 @@ static int list_add(struct map *m, const void *key, size_t len, struct trust_anc
 
 static void list_remove(struct map *m, const void *key, size_t len, struct trust_anchor *a)
 {
-    struct node *n = map_get(m, key, len);
-    struct anchor_list *l = n ? n->val : NULL;
+    struct anchor_list *l = map_get(m, key, len);
     if (!l) return;
     for (size_t i = 0; i < l->n; i++) {
         if (l->a[i] != a) continue;
@@ -404,7 +275,7 @@ int trust_anchor_put(struct trust_index *ti, const char *tenant, X509 *cert, boo
 
     wlock(ti);
     anchor_drop(ti, key, klen);
-    rc = map_add(&ti->anchors, key, klen, a) ? 0 : ERR_NOMEM;
+    rc = map_put(&ti->anchors, key, klen, a, NULL);
     if (rc == 0) rc = list_add(&ti->by_fp, a->fp, strlen(a->fp), a);
     if (rc == 0) rc = list_add(&ti->by_subject, der, dlen, a);
     if (rc < 0) anchor_drop(ti, key, klen);
@@ -432,9 +303,9 @@ int trust_anchor_get(struct trust_index *ti, const char *tenant, const char *fp,
     int rc = ERR_NOT_FOUND;
     ENSURE(klen, ERR_NOT_FOUND);
     trust_read_lock(ti);
-    struct node *n = map_get(&ti->anchors, key, klen);
-    if (n) {
-        *out = *(struct trust_anchor *)n->val;
+    const struct trust_anchor *a = map_get(&ti->anchors, key, klen);
+    if (a) {
+        *out = *a;
         out->cert = NULL;
         rc = 0;
     }
@@ -445,8 +316,7 @@ int trust_anchor_get(struct trust_index *ti, const char *tenant, const char *fp,
 size_t trust_by_fp_locked(const struct trust_index *ti, const char *fp,
                           const struct trust_anchor **out, size_t max)
 {
-    struct node *n = map_get(&ti->by_fp, fp, strlen(fp));
-    const struct anchor_list *l = n ? n->val : NULL;
+    const struct anchor_list *l = map_get(&ti->by_fp, fp, strlen(fp));
     size_t k = 0;
     for (size_t i = 0; l && i < l->n && k < max; i++) out[k++] = l->a[i];
     return k;
@@ -458,8 +328,7 @@ size_t trust_by_subject_locked(const struct trust_index *ti, const X509_NAME *na
     const unsigned char *der = NULL;
     size_t len = 0;
     if (X509_NAME_get0_der((X509_NAME *)name, &der, &len) != 1) return 0;
-    struct node *n = map_get(&ti->by_subject, der, len);
-    const struct anchor_list *l = n ? n->val : NULL;
+    const struct anchor_list *l = map_get(&ti->by_subject, der, len);
     size_t k = 0;
     for (size_t i = 0; l && i < l->n && k < max; i++) out[k++] = l->a[i];
     return k;
@@ -474,8 +343,7 @@ int trust_device_add(struct trust_index *ti, const char *tenant, const char *cn)
     ENSURE(klen, ERR_INVALID);
     int rc = 0;
     wlock(ti);
-    if (!map_get(&ti->devices, key, klen) && !map_add(&ti->devices, key, klen, (void *)1))
-        rc = ERR_NOMEM;
+    if (!map_get(&ti->devices, key, klen)) rc = map_put(&ti->devices, key, klen, (void *)1, NULL);
     unlock(ti);
     return rc;
 }
@@ -510,7 +378,7 @@ bool trust_device_registered(struct trust_index *ti, const char *tenant, const c
 size_t trust_device_count(struct trust_index *ti)
 {
     trust_read_lock(ti);
-    size_t n = ti->devices.n;
+    size_t n = ti->devices.count;
     trust_read_unlock(ti);
     return n;
 }
@@ -542,7 +410,7 @@ int trust_user_put(struct trust_index *ti, const char *tenant, const char *name,
     void *old = map_del(&ti->users, key, klen);
     bool replaced = old != NULL;
     free(old);
-    if (u && !map_add(&ti->users, key, klen, u)) {
+    if (u && map_put(&ti->users, key, klen, u, NULL) < 0) {
         free(u);
         rc = ERR_NOMEM;
     }
@@ -598,9 +466,9 @@ bool trust_password_cached(struct trust_index *ti, const char *tenant, const cha
     if (cache_key(ti, tenant, name, pw, pw_len, ck) < 0) return false;
     bool hit = false;
     pthread_mutex_lock(&ti->cache_mu);
-    struct node *cn = map_get(&ti->cache, ck, sizeof ck);
-    if (cn && ((struct cache_entry *)cn->val)->expires > time(NULL)) {
-        *roles = ((struct cache_entry *)cn->val)->roles;
+    const struct cache_entry *ce = map_get(&ti->cache, ck, sizeof ck);
+    if (ce && ce->expires > time(NULL)) {
+        *roles = ce->roles;
         hit = true;
     }
     pthread_mutex_unlock(&ti->cache_mu);
@@ -618,10 +486,10 @@ int trust_check_password(struct trust_index *ti, const char *tenant, const char 
     GUARD(cache_key(ti, tenant, name, pw, pw_len, ck));
 
     trust_read_lock(ti);
-    struct node *n = klen ? map_get(&ti->users, key, klen) : NULL;
-    if (n) u = *(struct user_entry *)n->val;
+    const struct user_entry *found = klen ? map_get(&ti->users, key, klen) : NULL;
+    if (found) u = *found;
     trust_read_unlock(ti);
-    if (!n) {
+    if (!found) {
         pthread_once(&dummy_once, dummy_hash_make);
         if (!dummy_hash[0]) log_error("password check: no dummy hash, timing may show misses");
         password_verify(dummy_hash, pw, pw_len); /* the same work as a wrong password */
@@ -635,9 +503,9 @@ int trust_check_password(struct trust_index *ti, const char *tenant, const char 
     e->expires = time(NULL) + CACHE_TTL_S;
     e->roles = u.roles;
     pthread_mutex_lock(&ti->cache_mu);
-    if (ti->cache.n >= CACHE_MAX_ITEMS) map_clear(&ti->cache, free);
+    if (ti->cache.count >= CACHE_MAX_ITEMS) map_clear(&ti->cache, free);
     free(map_del(&ti->cache, ck, sizeof ck));
-    if (!map_add(&ti->cache, ck, sizeof ck, e)) free(e);
+    if (map_put(&ti->cache, ck, sizeof ck, e, NULL) < 0) free(e);
     pthread_mutex_unlock(&ti->cache_mu);
     return 0;
 }
@@ -658,7 +526,7 @@ int trust_option_set(struct trust_index *ti, const char *tenant, const char *cat
     int rc = 0;
     wlock(ti);
     free(map_del(&ti->options, k, klen));
-    if (v && !map_add(&ti->options, k, klen, v)) {
+    if (v && map_put(&ti->options, k, klen, v, NULL) < 0) {
         free(v);
         rc = ERR_NOMEM;
     }
@@ -674,9 +542,9 @@ int trust_option_get(struct trust_index *ti, const char *tenant, const char *cat
     int rc = ERR_NOT_FOUND;
     ENSURE(klen, ERR_NOT_FOUND);
     trust_read_lock(ti);
-    struct node *n = map_get(&ti->options, k, klen);
-    if (n) {
-        snprintf(out, cap, "%s", (const char *)n->val);
+    const char *v = map_get(&ti->options, k, klen);
+    if (v) {
+        snprintf(out, cap, "%s", v);
         rc = 0;
     }
     trust_read_unlock(ti);
@@ -688,8 +556,8 @@ bool trust_option_true_locked(const struct trust_index *ti, const char *tenant,
 {
     char k[KEY_MAX];
     size_t klen = mkkey(k, tenant, category, key);
-    struct node *n = klen ? map_get(&ti->options, k, klen) : NULL;
-    return n && strcasecmp((const char *)n->val, "true") == 0;
+    const char *v = klen ? map_get(&ti->options, k, klen) : NULL;
+    return v && strcasecmp(v, "true") == 0;
 }
 
 /* ---- revoked serials ---- */
@@ -701,7 +569,7 @@ int trust_crl_add(struct trust_index *ti, const char *tenant, const char *serial
     ENSURE(klen, ERR_INVALID);
     int rc = 0;
     wlock(ti);
-    if (!map_get(&ti->crl, key, klen) && !map_add(&ti->crl, key, klen, (void *)1)) rc = ERR_NOMEM;
+    if (!map_get(&ti->crl, key, klen)) rc = map_put(&ti->crl, key, klen, (void *)1, NULL);
     unlock(ti);
     return rc;
 }

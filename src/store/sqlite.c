@@ -44,6 +44,10 @@ static const char *const migrations[] = {
     /* 3: retained messages by topic space ("" is the static space: no FK) */
     "CREATE TABLE retained(tenant TEXT NOT NULL, topic BLOB NOT NULL, payload BLOB NOT NULL,"
     " qos INTEGER NOT NULL, PRIMARY KEY(tenant, topic));",
+    /* 4: token keys sealed (core/seal.h): priv_sealed holds the private key,
+     * priv_pem is ''. Rows of versions 2-3 still hold a plaintext priv_pem
+     * until the token service seals them on start (store_token_key_rewrap). */
+    "ALTER TABLE token_keys ADD COLUMN priv_sealed BLOB;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -85,6 +89,8 @@ enum q {
     Q_TENANT_EXISTS,
     Q_KEY_PUT,
     Q_KEY_GET,
+    Q_KEY_ALL,
+    Q_KEY_REWRAP,
     Q_RETAIN_PUT,
     Q_RETAIN_DELETE,
     Q_RETAIN_LIST,
@@ -144,9 +150,11 @@ static const char *const sql[Q_COUNT] = {
     [Q_CRL_LIST] = "SELECT tenant, serial, revoked FROM crl_entries WHERE tenant = ?"
                    " ORDER BY rowid",
     [Q_CRL_LIST_ALL] = "SELECT tenant, serial, revoked FROM crl_entries ORDER BY rowid",
-    [Q_KEY_PUT] = "INSERT OR IGNORE INTO token_keys(tenant, priv_pem, pub_pem, created)"
-                  " VALUES(?,?,?,?)",
-    [Q_KEY_GET] = "SELECT priv_pem, pub_pem FROM token_keys WHERE tenant = ?",
+    [Q_KEY_PUT] = "INSERT OR IGNORE INTO token_keys(tenant, priv_pem, priv_sealed, pub_pem,"
+                  " created) VALUES(?,'',?,?,?)",
+    [Q_KEY_GET] = "SELECT priv_sealed, pub_pem FROM token_keys WHERE tenant = ?",
+    [Q_KEY_ALL] = "SELECT tenant, priv_pem, priv_sealed FROM token_keys ORDER BY tenant",
+    [Q_KEY_REWRAP] = "UPDATE token_keys SET priv_sealed = ?, priv_pem = '' WHERE tenant = ?",
     [Q_RETAIN_PUT] = "INSERT INTO retained(tenant, topic, payload, qos) VALUES(?,?,?,?)"
                      " ON CONFLICT(tenant, topic) DO UPDATE SET payload = excluded.payload,"
                      " qos = excluded.qos",
@@ -318,6 +326,9 @@ int store_open_path(const char *path, struct store **out)
     GUARD_GOTO(rc, pragma_int(st->db, "PRAGMA journal_mode = WAL", NULL), out);
     GUARD_GOTO(rc, pragma_int(st->db, "PRAGMA foreign_keys = ON", NULL), out);
     GUARD_GOTO(rc, pragma_int(st->db, "PRAGMA synchronous = NORMAL", NULL), out);
+    /* Deleted and replaced content (a key sealed in place) is zeroed, not
+     * left in free space of the file. */
+    GUARD_GOTO(rc, pragma_int(st->db, "PRAGMA secure_delete = ON", NULL), out);
     int fk = 0;
     GUARD_GOTO(rc, pragma_int(st->db, "PRAGMA foreign_keys", &fk), out);
     if (!fk) {
@@ -1042,7 +1053,7 @@ out:
 
 /* ---- device-token keys ---- */
 
-int store_token_key_put(struct store *st, const char *tenant, const char *priv_pem,
+int store_token_key_put(struct store *st, const char *tenant, const void *sealed, size_t sealed_len,
                         const char *pub_pem)
 {
     int rc = ERR_DB;
@@ -1050,7 +1061,7 @@ int store_token_key_put(struct store *st, const char *tenant, const char *priv_p
     sqlite3_stmt *s = stmt(st, Q_KEY_PUT);
     if (!s) goto out;
     bind_text(s, 1, tenant);
-    bind_text(s, 2, priv_pem);
+    sqlite3_bind_blob64(s, 2, sealed, sealed_len, SQLITE_STATIC);
     bind_text(s, 3, pub_pem);
     sqlite3_bind_int64(s, 4, now_s());
     rc = exec_done(st, s);
@@ -1059,29 +1070,149 @@ out:
     return rc;
 }
 
-int store_token_key_get(struct store *st, const char *tenant, char **priv_pem, char **pub_pem)
+/* A malloc'd copy of a blob column (NULL with *n 0 when the column is NULL). */
+static int blob_copy(sqlite3_stmt *s, int col, void **out, size_t *n)
+{
+    const void *b = sqlite3_column_blob(s, col);
+    *n = (size_t)sqlite3_column_bytes(s, col);
+    *out = NULL;
+    if (sqlite3_column_type(s, col) == SQLITE_NULL) return 0;
+    *out = malloc(*n ? *n : 1);
+    if (!*out) return ERR_NOMEM;
+    if (*n) memcpy(*out, b, *n);
+    return 0;
+}
+
+int store_token_key_get(struct store *st, const char *tenant, void **sealed, size_t *sealed_len,
+                        char **pub_pem)
 {
     int rc = ERR_DB;
-    *priv_pem = *pub_pem = NULL;
+    *sealed = NULL;
+    *pub_pem = NULL;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_KEY_GET);
     if (!s) goto out;
     bind_text(s, 1, tenant);
     int step = sqlite3_step(s);
     if (step == SQLITE_ROW) {
-        *priv_pem = strdup((const char *)sqlite3_column_text(s, 0));
+        rc = blob_copy(s, 0, sealed, sealed_len);
         *pub_pem = strdup((const char *)sqlite3_column_text(s, 1));
-        rc = *priv_pem && *pub_pem ? 0 : ERR_NOMEM;
+        if (rc == 0 && !*pub_pem) rc = ERR_NOMEM;
+        if (rc == 0 && !*sealed) rc = ERR_DB; /* not sealed yet: rewrap runs first */
         if (rc < 0) {
-            free(*priv_pem);
+            free(*sealed);
             free(*pub_pem);
-            *priv_pem = *pub_pem = NULL;
+            *sealed = NULL;
+            *pub_pem = NULL;
         }
     } else {
         rc = step == SQLITE_DONE ? ERR_NOT_FOUND : map_rc(st, step);
     }
     sqlite3_reset(s);
 out:
+    unlock(st);
+    return rc;
+}
+
+struct key_row {
+    char tenant[STORE_TENANT_MAX];
+    char *priv; /* plaintext PEM of an unsealed row, else NULL */
+    void *sealed;
+    size_t sealed_len;
+};
+
+static void key_rows_free(struct key_row *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].priv) explicit_bzero(r[i].priv, strlen(r[i].priv));
+        free(r[i].priv);
+        free(r[i].sealed);
+    }
+    free(r);
+}
+
+/* Reads every token key row (lock held). */
+static int key_rows(struct store *st, struct key_row **out, size_t *n)
+{
+    sqlite3_stmt *s = stmt(st, Q_KEY_ALL);
+    if (!s) return ERR_DB;
+    struct key_row *r = NULL;
+    size_t cap = 0;
+    int rc = 0, step;
+    *n = 0;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct key_row *g = realloc(r, cap * sizeof *r);
+            if (!g) {
+                rc = ERR_NOMEM;
+                break;
+            }
+            r = g;
+        }
+        struct key_row *k = &r[(*n)++];
+        memset(k, 0, sizeof *k);
+        copy_str(k->tenant, sizeof k->tenant, sqlite3_column_text(s, 0));
+        const unsigned char *pem = sqlite3_column_text(s, 1);
+        if (pem && *pem && !(k->priv = strdup((const char *)pem))) rc = ERR_NOMEM;
+        if (rc == 0) rc = blob_copy(s, 2, &k->sealed, &k->sealed_len);
+    }
+    if (rc == 0 && step != SQLITE_DONE) rc = map_rc(st, step);
+    sqlite3_reset(s);
+    if (rc < 0) {
+        key_rows_free(r, *n);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+/* Calls fn for each row and writes what it returns (lock held, in a transaction). */
+static int key_rows_rewrap(struct store *st, struct key_row *r, size_t n, store_token_key_fn fn,
+                           void *arg, size_t *changed)
+{
+    for (size_t i = 0; i < n; i++) {
+        void *blob = NULL;
+        size_t len = 0;
+        GUARD(fn(arg, r[i].tenant, r[i].priv, r[i].sealed, r[i].sealed_len, &blob, &len));
+        if (!blob) continue;
+        sqlite3_stmt *s = stmt(st, Q_KEY_REWRAP);
+        int rc = s ? 0 : ERR_DB;
+        if (s) {
+            sqlite3_bind_blob64(s, 1, blob, len, SQLITE_STATIC);
+            bind_text(s, 2, r[i].tenant);
+            rc = exec_done(st, s);
+        }
+        free(blob);
+        GUARD(rc);
+        (*changed)++;
+    }
+    return 0;
+}
+
+int store_token_key_rewrap(struct store *st, store_token_key_fn fn, void *arg, size_t *changed)
+{
+    struct key_row *r = NULL;
+    size_t n = 0;
+    *changed = 0;
+    lock(st);
+    int rc = run_simple(st, Q_BEGIN);
+    if (rc == 0) rc = key_rows(st, &r, &n);
+    if (rc == 0) rc = key_rows_rewrap(st, r, n, fn, arg, changed);
+    if (rc == 0) rc = run_simple(st, Q_COMMIT);
+    if (rc < 0) {
+        ignore_result(run_simple(st, Q_ROLLBACK));
+        *changed = 0;
+    }
+    /* The replaced rows' pages go to the WAL and then over the old ones in
+     * the database: checkpoint and truncate so no old copy stays on disk. */
+    if (rc == 0 && *changed &&
+        sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) !=
+            SQLITE_OK) {
+        log_error("store: checkpoint: %s", sqlite3_errmsg(st->db));
+        rc = ERR_DB;
+    }
+    key_rows_free(r, n);
     unlock(st);
     return rc;
 }

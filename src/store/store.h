@@ -158,13 +158,29 @@ MUST_USE int store_crl_add(struct store *st, const char *tenant, const struct st
                            size_t n);
 MUST_USE int store_crl_list(struct store *st, const char *tenant, store_crl_cb cb, void *arg);
 
-/* The tenant's device-token signing key pair (PEM). put keeps an existing
- * pair (first writer wins, so concurrent creators agree: put, then get);
- * get allocates both strings (free()), ERR_NOT_FOUND when none. */
-MUST_USE int store_token_key_put(struct store *st, const char *tenant, const char *priv_pem,
-                                 const char *pub_pem);
-MUST_USE int store_token_key_get(struct store *st, const char *tenant, char **priv_pem,
-                                 char **pub_pem);
+/* The tenant's device-token signing key pair: the private key only as a
+ * sealed blob (core/seal.h; the store never holds it in the clear), the
+ * public key as PEM. put keeps an existing pair (first writer wins, so
+ * concurrent creators agree: put, then get); get allocates both (free()),
+ * ERR_NOT_FOUND when none. */
+MUST_USE int store_token_key_put(struct store *st, const char *tenant, const void *sealed,
+                                 size_t sealed_len, const char *pub_pem);
+MUST_USE int store_token_key_get(struct store *st, const char *tenant, void **sealed,
+                                 size_t *sealed_len, char **pub_pem);
+/* Called by store_token_key_rewrap for each tenant's key: priv_pem is the
+ * plaintext key of a row written before schema 4 (else NULL), sealed the
+ * current blob (NULL before schema 4; both borrowed). Setting *out (malloc'd,
+ * taken) replaces the sealed key and clears the plaintext; leaving it NULL
+ * keeps the row; a negative return rolls everything back. */
+typedef int (*store_token_key_fn)(void *arg, const char *tenant, const char *priv_pem,
+                                  const void *sealed, size_t sealed_len, void **out,
+                                  size_t *out_len);
+/* Runs fn over every token key in one transaction (sealing old plaintext
+ * rows, checking or rotating the key-encryption key); when rows changed,
+ * truncates the WAL so no replaced plaintext stays on disk. *changed: rows
+ * rewritten. */
+MUST_USE int store_token_key_rewrap(struct store *st, store_token_key_fn fn, void *arg,
+                                    size_t *changed);
 
 /* Retained messages, by topic space and routed topic name (bytes). put
  * with plen 0 deletes; list calls cb for every stored message (borrowed). */

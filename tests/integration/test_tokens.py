@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import stat
 import subprocess
 import time
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from apiserver import ADMIN, ApiServer, assert_json_error, make_tenant, upload_ca
 from conftest import QUIET, TIMEOUT, free_port
+from sealed import token_private_key
 
 TENANT = "tok1"
 OTHER = "tok2"
@@ -107,14 +107,9 @@ def public_key(srv, auth, tenant=TENANT):
 
 
 def private_key(srv, tenant=TENANT):
-    """The tenant's signing key as the store keeps it (read-only access)."""
-    db = sqlite3.connect(f"file:{srv.data / 'certmq.db'}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT priv_pem FROM token_keys WHERE tenant = ?", (tenant,)).fetchone()
-    finally:
-        db.close()
-    assert row, "no token key stored for the tenant"
-    return row[0]
+    """The tenant's signing key as the store keeps it, opened with the KEK
+    in the data dir (which the test owns)."""
+    return token_private_key(srv.data, tenant)
 
 
 def bearer(srv, token, path="/user/currentUser", method="GET", body=None):
@@ -293,6 +288,21 @@ def test_token_made_by_another_jwt_library_with_the_tenant_key_is_accepted(srv, 
     r = bearer(srv, token)
     assert r.status == 200, r
     assert r.json["userName"] == "device_device1"
+
+
+def test_token_signed_with_the_tenant_key_for_a_password_user_is_refused(srv, admin, certs,
+                                                                         clients):
+    # Correctly signed with the tenant's real key, but for the tenant admin
+    # (a password user): tokens are for device users only.
+    request_token(connected_device(clients, srv, certs))
+    now = int(time.time())
+    key = private_key(srv)
+    for sub in ("admin", "nosuch-user"):
+        forged = jwt.encode(claims(now, sub=sub), key, algorithm="ES256")
+        assert_json_error(bearer(srv, forged), 401)
+        assert_json_error(bearer(srv, forged, f"/user/{TENANT}/users"), 401)
+    # the same key and claims for the device user are fine
+    assert bearer(srv, jwt.encode(claims(now), key, algorithm="ES256")).status == 200
 
 
 def test_expired_token_is_refused(srv, admin, certs, clients):

@@ -3,6 +3,7 @@
  * and revoked serials; then the trust index loaded from that store, and
  * password hashing with the index's credential check. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <sqlite3.h>
 #include <openssl/x509v3.h>
 
 #include "identity/password.h"
@@ -376,17 +378,97 @@ static void test_store_token_keys_first_writer_wins(void **state)
 {
     struct store *st = *state;
     make_tenant(st, "t1", "admin", "h");
-    char *priv = NULL, *pub = NULL;
-    assert_true(store_schema_version(st) >= 2);
-    assert_int_equal(store_token_key_get(st, "t1", &priv, &pub), ERR_NOT_FOUND);
-    assert_int_equal(store_token_key_put(st, "t1", "PRIV1", "PUB1"), 0);
-    assert_int_equal(store_token_key_put(st, "t1", "PRIV2", "PUB2"), 0);
-    assert_int_equal(store_token_key_get(st, "t1", &priv, &pub), 0);
-    assert_string_equal(priv, "PRIV1");
+    void *priv = NULL;
+    size_t len = 0;
+    char *pub = NULL;
+    assert_true(store_schema_version(st) >= 4);
+    assert_int_equal(store_token_key_get(st, "t1", &priv, &len, &pub), ERR_NOT_FOUND);
+    assert_int_equal(store_token_key_put(st, "t1", "SEALED1", 7, "PUB1"), 0);
+    assert_int_equal(store_token_key_put(st, "t1", "SEALED2", 7, "PUB2"), 0);
+    assert_int_equal(store_token_key_get(st, "t1", &priv, &len, &pub), 0);
+    assert_int_equal(len, 7);
+    assert_memory_equal(priv, "SEALED1", 7);
     assert_string_equal(pub, "PUB1");
     free(priv);
     free(pub);
-    assert_int_equal(store_token_key_put(st, "ghost", "P", "Q"), ERR_NOT_FOUND);
+    assert_int_equal(store_token_key_put(st, "ghost", "P", 1, "Q"), ERR_NOT_FOUND);
+}
+
+/* A stand-in for sealing: the plaintext reversed, then 41 bytes (a real
+ * seal's overhead, so the row grows); counts sealed rows. */
+static int wrap_plain(void *arg, const char *tenant, const char *priv_pem, const void *sealed,
+                      size_t sealed_len, void **out, size_t *out_len)
+{
+    (void)tenant;
+    (void)sealed;
+    (void)sealed_len;
+    if (!priv_pem) return 0;
+    (*(int *)arg)++;
+    size_t n = strlen(priv_pem);
+    char *b = malloc(n + 41);
+    for (size_t i = 0; i < n; i++) b[i] = priv_pem[n - 1 - i];
+    memset(b + n, '#', 41);
+    *out = b;
+    *out_len = n + 41;
+    return 0;
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return memmem(buf, n, needle, strlen(needle)) != NULL;
+}
+
+/* A database of schema 3 holds a plaintext key: after the migration to 4
+ * and a rewrap, the key is only in its wrapped form and the plaintext is
+ * nowhere in the database file or its WAL. */
+static void test_store_token_keys_plaintext_rewrapped_and_gone(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    store_close(st);
+    char path[300], wal[310];
+    snprintf(path, sizeof path, "%s/certmq.db", dir);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    /* a PEM-sized secret (a P-256 PKCS#8 PEM is ~240 bytes) */
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE token_keys DROP COLUMN priv_sealed;"
+                                  "INSERT INTO token_keys VALUES('t1', 'PLAIN-SECRET-KEY' ||"
+                                  " printf('%.224c', 'k'), 'PUB', 1);"
+                                  "PRAGMA user_version = 3;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    assert_true(file_contains(path, "PLAIN-SECRET-KEY") || file_contains(wal, "PLAIN-SECRET-KEY"));
+    assert_int_equal(store_open(dir, &st), 0);
+    *state = st;
+    assert_int_equal(store_schema_version(st), 4);
+    int calls = 0;
+    size_t changed = 0;
+    assert_int_equal(store_token_key_rewrap(st, wrap_plain, &calls, &changed), 0);
+    assert_int_equal(calls, 1);
+    assert_int_equal(changed, 1);
+    void *blob = NULL;
+    size_t len = 0;
+    char *pub = NULL;
+    assert_int_equal(store_token_key_get(st, "t1", &blob, &len, &pub), 0);
+    assert_int_equal(len, 240 + 41);
+    assert_memory_equal((char *)blob + 224, "YEK-TERCES-NIALP", 16);
+    free(blob);
+    free(pub);
+    assert_false(file_contains(path, "PLAIN-SECRET-KEY"));
+    assert_false(file_contains(wal, "PLAIN-SECRET-KEY"));
+    /* a second start finds nothing left to seal */
+    calls = 0;
+    assert_int_equal(store_token_key_rewrap(st, wrap_plain, &calls, &changed), 0);
+    assert_int_equal(calls, 0);
+    assert_int_equal(changed, 0);
 }
 
 static void test_password_hash_and_verify(void **state)
@@ -436,6 +518,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trust_register_device_writes_store_and_index, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_store_token_keys_first_writer_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_token_keys_plaintext_rewrapped_and_gone, setup,
+                                        teardown),
         cmocka_unit_test(test_password_hash_and_verify),
         cmocka_unit_test(test_serial_normalize),
     };

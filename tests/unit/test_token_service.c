@@ -3,6 +3,7 @@
  * follows the tenant option; Bearer checks honour expiry and never create a
  * key for a tenant a token names. Time is a parameter, so no test waits. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "core/seal.h"
 #include "identity/trust.h"
 #include "store/store.h"
 #include "token/service.h"
@@ -20,6 +22,7 @@
 #define T0 1700000000
 
 struct fx {
+    struct seal *seal;
     struct store *st;
     struct trust_index *ti;
     struct token_service *ts;
@@ -36,8 +39,9 @@ static void add_tenant(struct store *st, const char *id)
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    if (!f || store_open_path(":memory:", &f->st) < 0 || trust_new(&f->ti) < 0 ||
-        token_service_new(f->st, f->ti, &f->ts) < 0)
+    uint8_t kek[SEAL_KEY_LEN] = {1, 2, 3};
+    if (!f || seal_new(kek, &f->seal) < 0 || store_open_path(":memory:", &f->st) < 0 ||
+        trust_new(&f->ti) < 0 || token_service_new(f->st, f->ti, f->seal, &f->ts) < 0)
         return -1;
     add_tenant(f->st, "t1");
     add_tenant(f->st, "t2");
@@ -51,6 +55,7 @@ static int teardown(void **state)
     token_service_free(f->ts);
     trust_free(f->ti);
     store_close(f->st);
+    seal_free(f->seal);
     free(f);
     return 0;
 }
@@ -135,6 +140,8 @@ static void test_token_service_check(void **state)
     struct fx *f = *state;
     struct token_claims c;
     char ten[STORE_TENANT_MAX], user[STORE_NAME_MAX];
+    bool created;
+    assert_int_equal(store_device_register(f->st, "t1", "d1", "CERTIFICATES", &created), 0);
     char *a = issue(f, "t1", "d1", T0, &c);
     assert_int_equal(token_service_check(f->ts, a, T0 + 10, ten, sizeof ten, user, sizeof user), 0);
     assert_string_equal(ten, "t1");
@@ -150,12 +157,79 @@ static void test_token_service_check(void **state)
     assert_int_equal(token_mint(priv, "device_d1", "t2", T0, 3600, &c, &forged), 0);
     assert_int_equal(token_service_check(f->ts, forged, T0 + 1, ten, sizeof ten, user, sizeof user),
                      ERR_AUTH);
-    char *kp = NULL, *kq = NULL;
-    assert_int_equal(store_token_key_get(f->st, "t2", &kp, &kq), ERR_NOT_FOUND);
+    void *kp = NULL;
+    size_t klen = 0;
+    char *kq = NULL;
+    assert_int_equal(store_token_key_get(f->st, "t2", &kp, &klen, &kq), ERR_NOT_FOUND);
     free(forged);
     free(priv);
     free(pub);
     free(a);
+}
+
+/* The tenant's private key as the store keeps it, opened with the KEK. */
+static char *stored_private_key(struct fx *f, const char *tenant)
+{
+    void *blob = NULL;
+    size_t n = 0, plen = 0;
+    char *pub = NULL, *priv = NULL, ctx[128];
+    assert_int_equal(store_token_key_get(f->st, tenant, &blob, &n, &pub), 0);
+    assert_null(memmem(blob, n, "PRIVATE KEY", 11));
+    snprintf(ctx, sizeof ctx, "device-token-key:%s", tenant);
+    assert_int_equal(seal_unwrap(f->seal, ctx, blob, n, &priv, &plen), 0);
+    assert_non_null(strstr(priv, "-----BEGIN PRIVATE KEY-----"));
+    /* bound to its tenant: the blob does not open as another tenant's */
+    char *x = NULL;
+    assert_int_equal(seal_unwrap(f->seal, "device-token-key:t2", blob, n, &x, &plen), ERR_AUTH);
+    free(blob);
+    free(pub);
+    return priv;
+}
+
+static void test_token_service_only_device_users(void **state)
+{
+    struct fx *f = *state;
+    struct token_claims c;
+    char ten[STORE_TENANT_MAX], user[STORE_NAME_MAX];
+    struct store_user admin;
+    memset(&admin, 0, sizeof admin);
+    snprintf(admin.tenant, sizeof admin.tenant, "t1");
+    snprintf(admin.name, sizeof admin.name, "admin");
+    snprintf(admin.pw_hash, sizeof admin.pw_hash, "x");
+    admin.roles = STORE_ROLE_TENANT_ADMIN;
+    assert_int_equal(store_user_create(f->st, &admin), 0);
+    bool created;
+    assert_int_equal(store_device_register(f->st, "t1", "d1", "CERTIFICATES", &created), 0);
+    free(issue(f, "t1", "d1", T0, &c)); /* makes the tenant key */
+    char *priv = stored_private_key(f, "t1");
+    const char *subs[] = {"admin", "nobody", "device_d1"};
+    for (size_t i = 0; i < 3; i++) {
+        char *jwt = NULL;
+        assert_int_equal(token_mint(priv, subs[i], "t1", T0, 3600, &c, &jwt), 0);
+        assert_int_equal(
+            token_service_check(f->ts, jwt, T0 + 1, ten, sizeof ten, user, sizeof user),
+            i == 2 ? 0 : ERR_AUTH);
+        free(jwt);
+    }
+    free(priv);
+}
+
+/* Keys sealed under one KEK: a service started with another refuses to
+ * start rather than fail every token later. */
+static void test_token_service_refuses_another_kek(void **state)
+{
+    struct fx *f = *state;
+    struct token_claims c;
+    free(issue(f, "t1", "d1", T0, &c));
+    uint8_t other_key[SEAL_KEY_LEN] = {9};
+    struct seal *other = NULL;
+    struct token_service *ts = NULL;
+    assert_int_equal(seal_new(other_key, &other), 0);
+    assert_int_equal(token_service_new(f->st, f->ti, other, &ts), ERR_CONFLICT);
+    assert_null(ts);
+    assert_int_equal(token_service_new(f->st, f->ti, f->seal, &ts), 0);
+    token_service_free(ts);
+    seal_free(other);
 }
 
 int main(void)
@@ -166,6 +240,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_token_service_lifespan_option, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_service_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_service_only_device_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_service_refuses_another_kek, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

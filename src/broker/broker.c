@@ -450,12 +450,23 @@ void broker_stats(struct broker *b, struct broker_stats *st)
     pthread_mutex_unlock(&b->lock);
 }
 
+/* The first packet: a CONNECT, whose protocol-specific ClientId rule is
+ * checked before handle_connect's own. MQTT 3.1 requires 1-23 characters
+ * (3.1.1 added the zero-length ClientId): an empty one earns CONNACK 2. */
+static int dispatch_first(struct broker *b, struct client *c, const struct mqtt_packet *p,
+                          time_t now)
+{
+    ENSURE(p->type == MQTT_CONNECT, ERR_PROTO);
+    if (p->connect.protocol_level == 3 && p->connect.client_id.len == 0) {
+        GUARD(mqtt_encode_connack(&c->out, false, MQTT_CONNACK_ID_REJECTED));
+        return ERR_NOT_AUTHORIZED; /* a refused CONNECT: closed without a will */
+    }
+    return handle_connect(b, c, &p->connect, now);
+}
+
 int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *p, time_t now)
 {
-    if (c->state == CLIENT_NEW) {
-        if (p->type != MQTT_CONNECT) return ERR_PROTO; /* first packet must be CONNECT */
-        return handle_connect(b, c, &p->connect, now);
-    }
+    if (c->state == CLIENT_NEW) return dispatch_first(b, c, p, now);
     int rc = 0;
     pthread_mutex_lock(&b->lock);
     if (!c->session || c->kicked) {

@@ -139,7 +139,9 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
     c->keepalive = p->keepalive;
     if (max_ka && (p->keepalive == 0 || p->keepalive > max_ka)) c->keepalive = (uint16_t)max_ka;
     c->state = CLIENT_ACTIVE;
-    GUARD_GOTO(rc, mqtt_encode_connack(&c->out, present, MQTT_CONNACK_ACCEPTED), out);
+    /* 3.1 has no session-present flag: that CONNACK byte is reserved there. */
+    bool flag = present && p->protocol_level >= 4;
+    GUARD_GOTO(rc, mqtt_encode_connack(&c->out, flag, MQTT_CONNACK_ACCEPTED), out);
     s->gated = who.device;
     if (present) {
         if (s->gated) {

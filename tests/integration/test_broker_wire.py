@@ -7,9 +7,8 @@
 # unsolicited PUBREC is answered with PUBREL; 3.1 (MQIsdp) keeps its rules.
 import pytest
 
-from conftest import (CONNACK_OK, PINGREQ, QUIET, connect_packet, mqtt_str, packet,
-                      publish_packet, raw_connected, subscribe_packet, unique_topic,
-                      unsubscribe_packet)
+from conftest import (CONNACK_OK, PINGREQ, QUIET, connect_packet, publish_packet, raw_connected,
+                      subscribe_packet, unique_topic, unsubscribe_packet)
 
 BROKER_LISTENERS = ("plain",)
 

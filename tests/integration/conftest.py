@@ -588,6 +588,7 @@ def assert_mosquitto_refused(r, rc=5):
     assert re.search(r"Connection Refused: " + MOSQUITTO_REFUSALS[rc], out, re.I), \
         f"no CONNACK {rc} refusal in mosquitto client output: {out!r}"
 
+
 def mosquitto_tls_args(tls):
     if tls is None:
         return []

@@ -5,6 +5,7 @@
 # ClientId, user name, will topic, topic names and filters close the
 # connection; an acknowledgement from the wrong QoS flow closes it; an
 # unsolicited PUBREC is answered with PUBREL; 3.1 (MQIsdp) keeps its rules.
+# The module passes against mosquitto 2.0.11 as well.
 import pytest
 
 from conftest import (CONNACK_OK, PINGREQ, QUIET, connect_packet, publish_packet, raw_connected,

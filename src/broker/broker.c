@@ -527,12 +527,18 @@ void broker_stats(struct broker *b, struct broker_stats *st)
     pthread_mutex_unlock(&b->lock);
 }
 
+/* The first packet must be a CONNECT (its ClientId rules, 3.1's included,
+ * are handle_connect's). */
+static int dispatch_first(struct broker *b, struct client *c, const struct mqtt_packet *p,
+                          time_t now)
+{
+    ENSURE(p->type == MQTT_CONNECT, ERR_PROTO);
+    return handle_connect(b, c, &p->connect, now);
+}
+
 int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *p, time_t now)
 {
-    if (c->state == CLIENT_NEW) {
-        if (p->type != MQTT_CONNECT) return ERR_PROTO; /* first packet must be CONNECT */
-        return handle_connect(b, c, &p->connect, now);
-    }
+    if (c->state == CLIENT_NEW) return dispatch_first(b, c, p, now);
     int rc = 0;
     pthread_mutex_lock(&b->lock);
     if (!c->session || c->kicked) {

@@ -164,6 +164,12 @@ static void inflight_remove(struct broker *b, struct client *c, struct qitem **p
     if (s->queue.count) b->cfg.wake(c); /* room for more */
 }
 
+/* The acknowledgements of messages we sent, checked against the flow each
+ * message is in: an ack from the other QoS flow (PUBREC or PUBCOMP for QoS 1,
+ * PUBACK for QoS 2) is a protocol error that closes the connection, as
+ * mosquitto does. PUBACK or PUBCOMP for an unknown id is a late duplicate and
+ * ignored; PUBREC for an unknown or already released id is answered with
+ * PUBREL (4.3.3), so a client that lost our PUBREL can finish. */
 int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id)
 {
     struct session *s = c->session;
@@ -173,18 +179,21 @@ int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t
     }
     struct qitem *prev;
     struct qitem **pp = find_inflight(s, id, &prev);
-    if (!pp) return 0; /* unknown or duplicate acknowledgement: ignore */
-    struct qitem *it = *pp;
+    struct qitem *it = pp ? *pp : NULL;
     switch (type) {
     case MQTT_PUBACK:
-        if (it->state == Q_WAIT_PUBACK) inflight_remove(b, c, pp, prev);
+        if (!it) return 0;
+        ENSURE(it->state == Q_WAIT_PUBACK, ERR_PROTO);
+        inflight_remove(b, c, pp, prev);
         return 0;
     case MQTT_PUBREC:
-        if (it->state == Q_WAIT_PUBREC) it->state = Q_WAIT_PUBCOMP;
-        if (it->state == Q_WAIT_PUBCOMP) return mqtt_encode_ack(&c->out, MQTT_PUBREL, id);
-        return 0;
+        ENSURE(!it || it->state != Q_WAIT_PUBACK, ERR_PROTO);
+        if (it) it->state = Q_WAIT_PUBCOMP;
+        return mqtt_encode_ack(&c->out, MQTT_PUBREL, id);
     case MQTT_PUBCOMP:
-        if (it->state == Q_WAIT_PUBCOMP) inflight_remove(b, c, pp, prev);
+        if (!it) return 0;
+        ENSURE(it->state == Q_WAIT_PUBCOMP, ERR_PROTO);
+        inflight_remove(b, c, pp, prev);
         return 0;
     default: return ERR_PROTO;
     }

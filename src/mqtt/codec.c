@@ -103,17 +103,36 @@ bool mqtt_utf8_valid(const uint8_t *p, size_t len)
     return true;
 }
 
+/* Given valid UTF-8: true when it holds no control character U+0001-U+001F
+ * or U+007F-U+009F (3.1.1 1.5.3.1 lets a server close on them). U+0080-U+009F
+ * are the two-byte sequences C2 80 .. C2 9F. */
+static bool no_controls(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < 0x20 || p[i] == 0x7f) return false;
+        if (p[i] == 0xc2 && i + 1 < len && p[i + 1] <= 0x9f) return false;
+    }
+    return true;
+}
+
+bool mqtt_text_valid(const uint8_t *p, size_t len)
+{
+    return mqtt_utf8_valid(p, len) && no_controls(p, len);
+}
+
 /* Reads a length-prefixed field that is binary data (no UTF-8 rule). */
 static int rd_binary(struct rd *r, struct mqtt_bytes *b)
 {
     return rd_lp16(r, &b->p, &b->len);
 }
 
-/* Reads a UTF-8 encoded string (1.5.3). */
+/* Reads a UTF-8 encoded string (1.5.3). Every string of a 3.1.1 packet is a
+ * name the broker keeps, routes or logs (ClientId, user name, topic names
+ * and filters), so control characters are refused as well. */
 static int rd_string(struct rd *r, struct mqtt_bytes *b)
 {
     GUARD(rd_lp16(r, &b->p, &b->len));
-    ENSURE(mqtt_utf8_valid(b->p, b->len), ERR_MALFORMED);
+    ENSURE(mqtt_text_valid(b->p, b->len), ERR_MALFORMED);
     return 0;
 }
 
@@ -124,8 +143,9 @@ static bool topic_name_ok(const struct mqtt_bytes *t)
     return t->len && !memchr(t->p, '+', t->len) && !memchr(t->p, '#', t->len);
 }
 
-/* The rest of a CONNECT after the protocol name and level. */
-static int parse_connect_body(struct rd *r, struct mqtt_connect *c)
+/* The rest of a CONNECT after the protocol name and level. 3.1 (MQIsdp)
+ * leaves the reserved flag bit unused rather than zero: it is ignored there. */
+static int parse_connect_body(struct rd *r, bool v31, struct mqtt_connect *c)
 {
     uint8_t flags;
     GUARD(rd_u8(r, &flags));
@@ -136,7 +156,7 @@ static int parse_connect_body(struct rd *r, struct mqtt_connect *c)
     c->will_retain = flags & CF_RETAIN;
     c->has_username = flags & CF_USERNAME;
     c->has_password = flags & CF_PASSWORD;
-    ENSURE(!(flags & CF_RESERVED), ERR_MALFORMED);
+    ENSURE(v31 || !(flags & CF_RESERVED), ERR_MALFORMED);
     ENSURE(c->will || (!c->will_qos && !c->will_retain), ERR_MALFORMED);
     ENSURE(c->will_qos <= 2, ERR_MALFORMED);
     ENSURE(c->has_username || !c->has_password, ERR_MALFORMED);
@@ -154,10 +174,11 @@ static int parse_connect_body(struct rd *r, struct mqtt_connect *c)
 }
 
 /* A known protocol name with another level is answered with CONNACK 1 at
- * once: its body may follow another layout (5.0 adds properties). An unknown
- * name earns CONNACK 1 only if the packet is otherwise a sound 3.1.1 CONNECT;
- * garbage is malformed. */
-static int parse_connect(struct rd *r, struct mqtt_connect *c)
+ * once: its body may follow another layout (5.0 adds properties). Any other
+ * name is not MQTT: the connection is closed without a CONNACK (3.1.2.1
+ * allows both; mosquitto closes). The fixed-header flags must be zero, except
+ * in 3.1, whose CONNECT carried the DUP/QoS/RETAIN bits unused. */
+static int parse_connect(struct rd *r, uint8_t header_flags, struct mqtt_connect *c)
 {
     const uint8_t *name;
     uint16_t name_len;
@@ -165,9 +186,10 @@ static int parse_connect(struct rd *r, struct mqtt_connect *c)
     GUARD(rd_u8(r, &c->protocol_level));
     bool mqtt = name_len == 4 && !memcmp(name, "MQTT", 4);
     bool mqisdp = name_len == 6 && !memcmp(name, "MQIsdp", 6);
-    if (mqtt || mqisdp) ENSURE(c->protocol_level == (mqtt ? 4 : 3), ERR_PROTO_VERSION);
-    GUARD(parse_connect_body(r, c));
-    return mqtt || mqisdp ? 0 : ERR_PROTO_VERSION;
+    ENSURE(mqtt || mqisdp, ERR_MALFORMED);
+    ENSURE(mqisdp || !header_flags, ERR_MALFORMED);
+    ENSURE(c->protocol_level == (mqtt ? 4 : 3), ERR_PROTO_VERSION);
+    return parse_connect_body(r, mqisdp, c);
 }
 
 static int parse_connack(struct rd *r, struct mqtt_connack *a)
@@ -268,10 +290,12 @@ int mqtt_parse(const uint8_t *frame, size_t len, struct mqtt_packet *out)
     unsigned type = frame[0] >> 4, flags = frame[0] & 0x0f;
     *out = (struct mqtt_packet){.type = (enum mqtt_type)type, .flags = (uint8_t)flags};
     ENSURE(type >= MQTT_CONNECT && type <= MQTT_DISCONNECT, ERR_MALFORMED);
-    ENSURE(type == MQTT_PUBLISH || (int)flags == required_flags(type), ERR_MALFORMED);
+    /* PUBLISH carries its own flags; CONNECT's depend on the protocol. */
+    ENSURE(type == MQTT_PUBLISH || type == MQTT_CONNECT || (int)flags == required_flags(type),
+           ERR_MALFORMED);
 
     switch ((enum mqtt_type)type) {
-    case MQTT_CONNECT: return parse_connect(&r, &out->connect);
+    case MQTT_CONNECT: return parse_connect(&r, (uint8_t)flags, &out->connect);
     case MQTT_CONNACK: return parse_connack(&r, &out->connack);
     case MQTT_PUBLISH: return parse_publish(&r, (uint8_t)flags, &out->publish);
     case MQTT_PUBACK:

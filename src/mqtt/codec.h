@@ -41,7 +41,7 @@ enum mqtt_connack_rc {
 #define MQTT_SUBACK_FAILURE 0x80
 #define MQTT_MAX_REMAINING  268435455u /* largest value of the 4-byte varint */
 
-/* Borrowed bytes (a string is valid UTF-8 without U+0000 once parsed). */
+/* Borrowed bytes (a parsed string passes mqtt_text_valid). */
 struct mqtt_bytes {
     const uint8_t *p;
     uint16_t len;
@@ -110,10 +110,12 @@ MUST_USE int mqtt_frame(const uint8_t *buf, size_t len, size_t max_packet, size_
 
 /* Parses one whole frame (as found by mqtt_frame). Checks every rule of the
  * 3.1.1 spec that can be checked on one packet alone: reserved flag bits,
- * QoS 3, DUP on QoS 0, zero packet ids, UTF-8 well-formedness, wildcards in
- * PUBLISH topics, empty SUBSCRIBE lists, CONNECT flag combinations.
- * Returns 0, ERR_MALFORMED, or ERR_PROTO_VERSION for a CONNECT whose protocol
- * name/level is not 3.1 or 3.1.1 (the caller answers CONNACK 1 then). */
+ * QoS 3, DUP on QoS 0, zero packet ids, UTF-8 well-formedness and control
+ * characters (mqtt_text_valid), wildcards in PUBLISH topics, empty SUBSCRIBE
+ * lists, CONNECT flag combinations. A CONNECT whose protocol name is neither
+ * "MQTT" nor "MQIsdp" is malformed. Returns 0, ERR_MALFORMED, or
+ * ERR_PROTO_VERSION for a CONNECT with a known name but a level other than
+ * 4 (MQTT) or 3 (MQIsdp): the caller answers CONNACK 1 then closes. */
 MUST_USE int mqtt_parse(const uint8_t *frame, size_t len, struct mqtt_packet *out);
 
 /* Iterates a parsed SUBSCRIBE (qos set) or UNSUBSCRIBE (qos may be NULL)
@@ -123,6 +125,10 @@ int mqtt_topic_next(const struct mqtt_list *l, size_t *pos, struct mqtt_bytes *f
 
 /* Valid UTF-8 per MQTT 3.1.1 1.5.3: no U+0000, no surrogates, no overlongs. */
 bool mqtt_utf8_valid(const uint8_t *p, size_t len);
+/* mqtt_utf8_valid and no control character U+0001-U+001F or U+007F-U+009F:
+ * what every string field of a packet must be (the spec lets a server close
+ * the connection on them, and these strings end up in topics and logs). */
+bool mqtt_text_valid(const uint8_t *p, size_t len);
 
 /* Encoders append one packet to out. Return 0, ERR_TOO_LARGE or ERR_NOMEM. */
 MUST_USE int mqtt_encode_connack(struct buf *out, bool session_present, uint8_t rc);

@@ -83,6 +83,11 @@ class ApiServer:
         except (AttributeError, FileNotFoundError):
             return ""
 
+    def assert_alive(self):
+        """The process still runs (after a refusal: it refused, not crashed)."""
+        assert self.proc is not None and self.proc.poll() is None, \
+            f"certmq died (exit {self.proc.returncode if self.proc else None})\n{self.stderr()}"
+
     def kill(self):
         """SIGKILL: a crash, as far as the data dir can tell."""
         self.proc.kill()

@@ -7,6 +7,7 @@
 # directives) and BROKER_LISTENERS (names of listener kinds, see LISTENER_KINDS).
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -450,7 +451,10 @@ class Client:
                 return
 
     def connect(self, port, host="127.0.0.1", expect_rc=0):
-        """Connects and returns the CONNACK return code (asserts expect_rc)."""
+        """Connects and returns the CONNACK return code. A CONNACK must arrive:
+        a connection closed without one (a crash, a dropped connection) fails
+        the test at once, whatever expect_rc; with expect_rc (None: any code)
+        its return code must be that."""
         self.c.connect(host, port, keepalive=self.keepalive)
         self._thread = threading.Thread(target=self._run, daemon=True)
         # paho 1.6.1 writes a queued packet from the calling thread unless it
@@ -459,10 +463,14 @@ class Client:
         # publish/subscribe/disconnect hand their packets to it instead.
         self.c._thread = self._thread
         self._thread.start()
-        ok = self.connected.wait(TIMEOUT) or self.disconnected.is_set()
-        assert ok, "no CONNACK"
+        deadline = time.monotonic() + TIMEOUT
+        while not self.connected.wait(0.05):
+            # A close may be seen just before the CONNACK read with it.
+            if self.disconnected.is_set() and not self.connected.wait(0.2):
+                raise AssertionError("connection closed without a CONNACK")
+            assert time.monotonic() < deadline, "no CONNACK"
         if expect_rc is not None:
-            assert self.connack_rc == expect_rc, f"CONNACK rc {self.connack_rc}"
+            assert self.connack_rc == expect_rc, f"CONNACK rc {self.connack_rc}, want {expect_rc}"
         return self.connack_rc
 
     def subscribe(self, topic, qos=0):
@@ -570,6 +578,26 @@ def tls_device(certs, name="device1", chain=False):
 
 
 # ---------------------------------------------------------------- mosquitto clients
+
+# What mosquitto_pub/sub print for each CONNACK refusal code (3.1.1 table 3.1).
+MOSQUITTO_REFUSALS = {
+    1: r"unacceptable protocol version",
+    2: r"identifier rejected",
+    3: r"broker unavailable",
+    4: r"bad user name or password",
+    5: r"not authori[sz]ed",
+}
+
+
+def assert_mosquitto_refused(r, rc=5):
+    """mosquitto_pub/sub (a CompletedProcess) got a CONNACK refusing with rc:
+    it prints the refusal and exits non-zero. A connection closed without a
+    CONNACK prints something else and fails."""
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    assert re.search(r"Connection Refused: " + MOSQUITTO_REFUSALS[rc], out, re.I), \
+        f"no CONNACK {rc} refusal in mosquitto client output: {out!r}"
+
 
 def mosquitto_tls_args(tls):
     if tls is None:

@@ -134,6 +134,10 @@ def test_connection_over_max_connections_is_refused(broker):
             closed = True
         assert outcome != CONNACK_OK, "6th connection accepted with max_connections 5"
         assert closed, f"6th connection left open (outcome {outcome!r})"
+        # Refused at accept, before any MQTT: no CONNACK, but a log line says
+        # why (a close for another reason, or a crash, would not write it).
+        assert outcome in ("refused", "closed"), f"6th connection got {outcome!r}"
+        assert "max_connections (5) reached: connection refused" in broker.stderr()
         for c in held:
             c.send(PINGREQ)
             assert c.recv_packet() == b"\xd0\x00"

@@ -19,7 +19,8 @@ def test_refusal_lines_and_per_reason_counters_at_shutdown(tmp_path, pki, client
             assert s.connack(clients, pki.a1, cid) == 5          # client id mismatch
         assert s.connack(clients, pki.a1) == 0                   # accepted: not counted
         bad = s.password_client(clients, ("logt/admin", "wrong-password"), "pw")
-        assert bad.connect(s.mqtt_port, host="localhost", expect_rc=None) == 4
+        bad.connect(s.mqtt_port, host="localhost", expect_rc=4)
+        s.assert_alive()
         lines = s.refusal_lines("c1")
         assert len(lines) == 1, lines
         assert re.search(r" WARN refused device tenant=logt cn=c1 anchor=%s "

@@ -268,7 +268,9 @@ def test_only_the_management_admin_confirms_and_it_is_logged(srv, tmp_path):
 def device_rc(srv, certs):
     c = Client("device1", tls=device(certs))
     try:
-        return c.connect(srv.mqtt_port, expect_rc=None)
+        rc = c.connect(srv.mqtt_port, expect_rc=None)  # a CONNACK must arrive
+        srv.assert_alive()
+        return rc
     finally:
         c.close()
 

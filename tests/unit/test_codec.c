@@ -618,10 +618,27 @@ static const struct bad_case bad_cases[] = {
          "a",
          ERR_MALFORMED),
     CASE("connect unknown name and short body", "\x10\x08\x00\x04MQTX\x04\x02", ERR_MALFORMED),
-    /* CONNECT: protocol name and level */
+    /* CONNECT: protocol name and level. An unknown name is not MQTT at all:
+     * closed without a CONNACK, as mosquitto does. */
     CASE("connect unknown name well formed",
          "\x10\x0d\x00\x04MQTX\x04\x02\x00\x3c\x00\x01"
          "a",
+         ERR_MALFORMED),
+    CASE("connect name MQTU", "\x10\x0d\x00\x04MQTU\x04\x02\x00\x0a\x00\x01p", ERR_MALFORMED),
+    CASE("connect short name", "\x10\x0c\x00\x03MQT\x04\x02\x00\x0a\x00\x01p", ERR_MALFORMED),
+    CASE("connect empty name", "\x10\x09\x00\x00\x04\x02\x00\x0a\x00\x01p", ERR_MALFORMED),
+    CASE("connect long name", "\x10\x0e\x00\x05MQTTT\x04\x02\x00\x0a\x00\x01p", ERR_MALFORMED),
+    CASE("connect unknown name level 5", "\x10\x0d\x00\x04MQTX\x05\x02\x00\x0a\x00\x01p",
+         ERR_MALFORMED),
+    CASE("connect mqtt level 2",
+         "\x10\x0d\x00\x04MQTT\x02\x00\x00\x0a\x00\x01"
+         "p",
+         ERR_PROTO_VERSION),
+    CASE("connect mqtt level 6",
+         "\x10\x0d\x00\x04MQTT\x06\x00\x00\x0a\x00\x01"
+         "p",
+         ERR_PROTO_VERSION),
+    CASE("connect mqisdp level 2", "\x10\x0f\x00\x06MQIsdp\x02\x00\x00\x0a\x00\x01p",
          ERR_PROTO_VERSION),
     CASE("connect mqtt level 5 with properties",
          "\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01"
@@ -817,6 +834,122 @@ static void test_utf8_valid_rejects(void **state)
         assert_false(mqtt_utf8_valid((const uint8_t *)bad[i].s, bad[i].len));
 }
 
+/* Control characters: "t" + one of them + "p", for each string field. */
+static const char *const controls[] = {"t\x01p", "t\x1fp", "t\x7fp", "t\xc2\x80p", "t\xc2\x9fp"};
+#define N_CONTROLS (sizeof controls / sizeof controls[0])
+
+static struct mqtt_bytes text(const char *s)
+{
+    return (struct mqtt_bytes){(const uint8_t *)s, (uint16_t)strlen(s)};
+}
+
+/* Encodes one packet with field (0 client id, 1 will topic, 2 user name,
+ * 3 PUBLISH topic, 4 SUBSCRIBE filter, 5 UNSUBSCRIBE filter) set to s and
+ * returns what mqtt_parse makes of it. */
+static int parse_with_field(int field, const char *s)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    struct mqtt_connect c = {.protocol_level = 4, .clean_session = true, .client_id = BYTES("id")};
+    struct mqtt_bytes t = text(s);
+    uint8_t qos = 1;
+    int rc;
+    if (field <= 2) {
+        if (field == 0) c.client_id = t;
+        c.will = field == 1;
+        c.will_topic = t;
+        c.has_username = field == 2;
+        c.username = t;
+        rc = mqtt_encode_connect(&b, &c);
+    } else if (field == 3) {
+        struct mqtt_publish p = {.topic = t, .payload = (const uint8_t *)"x", .payload_len = 1};
+        rc = mqtt_encode_publish(&b, &p);
+    } else if (field == 4) {
+        rc = mqtt_encode_subscribe(&b, 7, &t, &qos, 1);
+    } else {
+        rc = mqtt_encode_unsubscribe(&b, 7, &t, 1);
+    }
+    assert_int_equal(rc, 0);
+    struct mqtt_packet pkt;
+    rc = mqtt_parse(buf_head(&b), buf_used(&b), &pkt);
+    buf_free(&b);
+    return rc;
+}
+
+static void test_parse_refuses_control_characters(void **state)
+{
+    (void)state;
+    for (int field = 0; field <= 5; field++) {
+        assert_int_equal(parse_with_field(field, "tp"), 0);
+        for (size_t i = 0; i < N_CONTROLS; i++) {
+            int rc = parse_with_field(field, controls[i]);
+            if (rc != ERR_MALFORMED) print_error("field %d, control %zu: got %d\n", field, i, rc);
+            assert_int_equal(rc, ERR_MALFORMED);
+        }
+        /* The neighbours of the two ranges are ordinary characters. */
+        assert_int_equal(parse_with_field(field, "t p~"), 0);
+        assert_int_equal(parse_with_field(field, "t\xc2\xa0p\xc3\x80"), 0); /* U+00A0, U+00C0 */
+    }
+}
+
+/* Binary fields (password, will message, PUBLISH payload) may hold anything. */
+static void test_parse_binary_fields_take_control_characters(void **state)
+{
+    (void)state;
+    struct mqtt_connect c = {
+        .protocol_level = 4,
+        .client_id = BYTES("id"),
+        .will = true,
+        .will_topic = BYTES("w"),
+        .will_payload = BYTES("\x01\x7f\xc2\x9f"),
+        .has_username = true,
+        .username = BYTES("u"),
+        .has_password = true,
+        .password = BYTES("\x01\x1f\x7f"),
+    };
+    connect_round_trip(&c);
+    struct mqtt_publish p = {
+        .topic = BYTES("t"), .payload = (const uint8_t *)"\x01\x1f", .payload_len = 2};
+    struct buf b;
+    buf_init(&b, 0);
+    assert_int_equal(mqtt_encode_publish(&b, &p), 0);
+    struct mqtt_packet pkt;
+    assert_int_equal(mqtt_parse(buf_head(&b), buf_used(&b), &pkt), 0);
+    assert_int_equal(pkt.publish.payload_len, 2);
+    buf_free(&b);
+}
+
+static void test_text_valid(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_CONTROLS; i++) {
+        const uint8_t *p = (const uint8_t *)controls[i];
+        assert_true(mqtt_utf8_valid(p, strlen(controls[i])));
+        assert_false(mqtt_text_valid(p, strlen(controls[i])));
+    }
+    assert_true(mqtt_text_valid((const uint8_t *)"", 0));
+    assert_true(mqtt_text_valid((const uint8_t *)"a/b c~\xc2\xa0\xef\xbf\xbf", 11));
+    assert_false(mqtt_text_valid((const uint8_t *)"\xed\xa0\x80", 3)); /* still UTF-8 rules */
+    assert_false(mqtt_text_valid((const uint8_t *)"long enough to be fast\x1f", 23));
+}
+
+/* MQTT 3.1 (MQIsdp) did not require the reserved CONNECT flag or the fixed
+ * header's low bits to be zero: mosquitto accepts both there, so do we.
+ * 3.1.1 requires them zero (table cases above). */
+static void test_parse_v31_connect_ignores_unused_bits(void **state)
+{
+    (void)state;
+    struct mqtt_packet pkt;
+    const char reserved[] = "\x10\x0f\x00\x06MQIsdp\x03\x01\x00\x0a\x00\x01p";
+    assert_int_equal(mqtt_parse((const uint8_t *)reserved, sizeof reserved - 1, &pkt), 0);
+    assert_int_equal(pkt.connect.protocol_level, 3);
+    assert_false(pkt.connect.clean_session);
+    const char qos1[] = "\x14\x0f\x00\x06MQIsdp\x03\x01\x00\x0a\x00\x01p";
+    assert_int_equal(mqtt_parse((const uint8_t *)qos1, sizeof qos1 - 1, &pkt), 0);
+    const char v311[] = "\x14\x0d\x00\x04MQTT\x04\x02\x00\x0a\x00\x01p";
+    assert_int_equal(mqtt_parse((const uint8_t *)v311, sizeof v311 - 1, &pkt), ERR_MALFORMED);
+}
+
 static void test_topic_next_stops_at_bounds(void **state)
 {
     (void)state;
@@ -860,6 +993,10 @@ int main(void)
         cmocka_unit_test(test_parse_connect_accepts_controls),
         cmocka_unit_test(test_utf8_valid_accepts),
         cmocka_unit_test(test_utf8_valid_rejects),
+        cmocka_unit_test(test_parse_refuses_control_characters),
+        cmocka_unit_test(test_parse_binary_fields_take_control_characters),
+        cmocka_unit_test(test_text_valid),
+        cmocka_unit_test(test_parse_v31_connect_ignores_unused_bits),
         cmocka_unit_test(test_topic_next_stops_at_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

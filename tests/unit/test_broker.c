@@ -38,9 +38,14 @@ static int setup(void **state)
     config_defaults(&cfg);
     cfg.allow_anonymous = true;
     log_set_level(LOG_ERROR);
-    assert_int_equal(auth_new(&cfg, NULL, NULL, &f->auth), 0);
-    struct broker_config bc = {
-        .max_inflight = 20, .max_queued = 100, .auth = f->auth, .wake = wake};
+    assert_int_equal(auth_new(&cfg, NULL, NULL, NULL, &f->auth), 0);
+    struct broker_config bc = {.max_inflight = 20,
+                               .max_queued = 100,
+                               .max_topic_levels = cfg.max_topic_levels,
+                               .max_subscriptions = cfg.max_subscriptions,
+                               .max_subscription_bytes = cfg.max_subscription_bytes,
+                               .auth = f->auth,
+                               .wake = wake};
     assert_int_equal(broker_new(&bc, &f->b), 0);
     buf_init(&f->sub.out, 0);
     buf_init(&f->pub.out, 0);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/acl.h"
+#include "identity/acl.h"
 #include "broker/topic.h"
 
 static void check(const struct acl_rules *r, const struct acl_client *c, const char *topic,
@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct acl_rules r;
     char err[128];
     if (acl_file_parse((const char *)data, flen, data[0] & 1, &r, err, sizeof err) < 0) return 0;
-    struct acl_client named = {"dev-1", "d:dev-1", "t1"}, anon = {NULL, "c/x", ""};
+    struct acl_client named = {.user = "dev-1", .client_id = "d:dev-1", .tenant = "t1"};
+    struct acl_client anon = {.user = NULL, .client_id = "c/x", .tenant = ""};
     check(&r, &named, topic, tlen);
     check(&r, &anon, topic, tlen);
     acl_rules_free(&r);

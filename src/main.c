@@ -10,12 +10,13 @@
 #include <sys/stat.h>
 
 #include "api/api.h"
-#include "broker/acl.h"
+#include "identity/acl.h"
 #include "broker/broker.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/seal.h"
 #include "identity/auth.h"
+#include "identity/authz.h"
 #include "identity/pwcheck.h"
 #include "identity/trust.h"
 #include "net/server.h"
@@ -84,6 +85,7 @@ struct app {
     struct trust_index *trust;
     struct pwcheck *pwcheck;
     struct seal *seal;
+    struct authz *authz;
     struct token_service *tokens;
     struct auth *auth;
     struct broker *broker;
@@ -192,13 +194,33 @@ static int restore_retained(void *arg, const char *tenant, const void *topic, si
 
 /* ---- topic authorization ---- */
 
+/* A tenant client's matcher: the tenant's REST rules, its named roles
+ * (looked up under its user name: device_<ID> for devices) and the
+ * tenant option authorization / acl_default. */
+static int tenant_acl(struct app *app, const struct auth_result *who, const char *client_id,
+                      struct acl_matcher **out)
+{
+    char login[STORE_NAME_MAX + 8], dflt[16];
+    snprintf(login, sizeof login, "%s%s", who->device ? "device_" : "", who->identity);
+    bool allow = trust_option_get(app->trust, who->tenant, "authorization", "acl_default", dflt,
+                                  sizeof dflt) < 0 ||
+                 strcmp(dflt, "deny") != 0;
+    struct acl_client c = {.user = who->identity,
+                           .client_id = client_id,
+                           .tenant = who->tenant,
+                           .device = who->device,
+                           .roles = who->roles};
+    return authz_compile(app->authz, who->tenant, login, &c, allow, out);
+}
+
 static int acl_compile_hook(void *arg, const struct auth_result *who, const char *client_id,
                             struct acl_matcher **out)
 {
     struct app *app = arg;
     *out = NULL;
-    if (who->tenant[0]) return 0; /* tenant spaces have no rules yet */
-    struct acl_client c = {who->has_user_name ? who->identity : NULL, client_id, ""};
+    if (who->tenant[0]) return tenant_acl(app, who, client_id, out);
+    struct acl_client c = {
+        .user = who->has_user_name ? who->identity : NULL, .client_id = client_id, .tenant = ""};
     pthread_rwlock_rdlock(&app->acl_lock);
     int rc = app->has_static_acl ? acl_compile(&app->static_acl, &c, out) : 0;
     pthread_rwlock_unlock(&app->acl_lock);
@@ -234,6 +256,15 @@ static void acl_reload(struct app *app)
              app->cfg.acl_file, app->static_acl.n, n);
 }
 
+static void on_authz_change(void *arg, const char *tenant)
+{
+    struct app *app = arg;
+    int n = broker_acl_refresh(app->broker, tenant);
+    log_info("tenant %s: authorization rules changed; %d subscription(s) no longer allowed were "
+             "dropped",
+             tenant, n);
+}
+
 static int start_apis(struct app *app)
 {
     for (size_t i = 0; i < app->cfg.n_listeners; i++) {
@@ -254,6 +285,8 @@ static int start_apis(struct app *app)
             .on_user_delete = on_user_delete,
             .bearer_check = bearer_check,
             .token_public_key = token_public_key,
+            .authz = app->authz,
+            .on_authz_change = on_authz_change,
             .hook_arg = app,
         };
         GUARD(api_start(&ac, app->store, app->trust, &app->apis[app->n_apis]));
@@ -293,6 +326,10 @@ static int app_start(struct app *app)
         log_error("cannot open the store in %s", cfg->data_dir);
         return ERR_DB;
     }
+    if (authz_new(app->store, &app->authz) < 0) {
+        log_error("cannot read the authorization rules from the store");
+        return ERR_DB;
+    }
     if (token_service_new(app->store, app->trust, app->seal, &app->tokens) < 0) {
         log_error("cannot open the device-token signing keys in the store");
         return ERR_DB;
@@ -320,7 +357,7 @@ static int app_start(struct app *app)
         .token_arg = app->tokens,
         .on_retain = on_retain,
         .retain_arg = app,
-        .acl_compile = app->has_static_acl ? acl_compile_hook : NULL,
+        .acl_compile = acl_compile_hook,
         .acl_arg = app,
     };
     GUARD(broker_new(&bc, &app->broker));
@@ -353,6 +390,7 @@ static void app_stop(struct app *app)
     token_service_free(app->tokens);
     acl_rules_free(&app->static_acl);
     seal_free(app->seal);
+    authz_free(app->authz);
     trust_free(app->trust);
     store_close(app->store);
 }

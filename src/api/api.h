@@ -17,6 +17,7 @@
 struct store;
 struct trust_index;
 struct api;
+struct authz;
 
 #define API_DEFAULT_MAX_BODY  (32u * 1024u * 1024u) /* bulk CSV uploads are large */
 #define API_MANAGEMENT_TENANT "management"
@@ -49,6 +50,10 @@ struct api_config {
     /* The tenant's device-token public key as PEM (*pem: free()). May be
      * NULL (the key endpoint then answers 404). */
     int (*token_public_key)(void *arg, const char *tenant, char **pem);
+    /* Topic authorization rules and roles (borrowed; NULL: the routes
+     * answer 404), and the hook told after they changed for a tenant. */
+    struct authz *authz;
+    void (*on_authz_change)(void *arg, const char *tenant);
     void *hook_arg;
 };
 

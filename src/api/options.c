@@ -52,6 +52,11 @@ static int check_option(const char *cat, const char *key, const char *value, cha
             return ERR_INVALID;
         }
     }
+    if (strcmp(cat, "authorization") == 0 && strcmp(key, "acl_default") == 0 &&
+        strcmp(value, "allow") != 0 && strcmp(value, "deny") != 0) {
+        snprintf(msg, cap, "authorization acl_default must be allow or deny");
+        return ERR_INVALID;
+    }
     if (strcmp(cat, "configuration") == 0 && strcmp(key, "crl.offline.check.enabled") == 0 &&
         strcasecmp(value, "true") != 0 && strcasecmp(value, "false") != 0) {
         snprintf(msg, cap, "crl.offline.check.enabled must be true or false");
@@ -68,6 +73,13 @@ static char *value_text(json_t *v)
     if (json_is_integer(v) || json_is_real(v) || json_is_boolean(v))
         return json_dumps(v, JSON_ENCODE_ANY);
     return NULL;
+}
+
+/* The authorization default applies to connected clients at once. */
+static void authz_changed(struct api_req *r, const char *cat)
+{
+    if (!strcmp(cat, "authorization") && r->api->cfg.on_authz_change)
+        r->api->cfg.on_authz_change(r->api->cfg.hook_arg, r->tenant);
 }
 
 static int gate(struct api_req *r)
@@ -94,6 +106,7 @@ static int set_option(struct api_req *r, const char *cat, const char *key, json_
     if (!strcmp(cat, "configuration") && !strcmp(key, "crl.offline.check.enabled") &&
         r->api->cfg.on_crl_change)
         r->api->cfg.on_crl_change(r->api->cfg.hook_arg, r->tenant);
+    authz_changed(r, cat);
     rc = api_reply_json(r, status, option_json(r, cat, key, value));
 out:
     free(value);
@@ -175,5 +188,6 @@ int api_h_option_delete(struct api_req *r)
     if (rc == ERR_NOT_FOUND) return api_reply_error(r, 404, "No such tenant option");
     GUARD(rc);
     GUARD(trust_option_set(r->api->ti, r->tenant, r->seg[2], r->seg[3], NULL));
+    authz_changed(r, r->seg[2]);
     return api_reply_empty(r, 204);
 }

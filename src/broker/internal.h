@@ -6,7 +6,7 @@
 
 #include <pthread.h>
 
-#include "broker/acl.h"
+#include "identity/acl.h"
 #include "broker/broker.h"
 #include "broker/topic.h"
 #include "core/map.h"

@@ -48,6 +48,12 @@ static const char *const migrations[] = {
      * priv_pem is ''. Rows of versions 2-3 still hold a plaintext priv_pem
      * until the token service seals them on start (store_token_key_rewrap). */
     "ALTER TABLE token_keys ADD COLUMN priv_sealed BLOB;",
+    /* 5: topic authorization: each tenant's ordered rules as one JSON
+     * document, and the named roles assigned to users and devices */
+    "CREATE TABLE authz_rules(tenant TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,"
+    " rules TEXT NOT NULL);"
+    "CREATE TABLE authz_roles(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
+    " user TEXT NOT NULL, roles TEXT NOT NULL, PRIMARY KEY(tenant, user));",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -94,6 +100,11 @@ enum q {
     Q_RETAIN_PUT,
     Q_RETAIN_DELETE,
     Q_RETAIN_LIST,
+    Q_AUTHZ_RULES_PUT,
+    Q_AUTHZ_RULES_LIST,
+    Q_AUTHZ_ROLES_PUT,
+    Q_AUTHZ_ROLES_DELETE,
+    Q_AUTHZ_ROLES_LIST,
     Q_COUNT
 };
 
@@ -103,6 +114,13 @@ enum q {
     " pop_until, created"
 
 static const char *const sql[Q_COUNT] = {
+    [Q_AUTHZ_RULES_PUT] = "INSERT INTO authz_rules(tenant, rules) VALUES(?,?)"
+                          " ON CONFLICT(tenant) DO UPDATE SET rules = excluded.rules",
+    [Q_AUTHZ_RULES_LIST] = "SELECT tenant, '', rules FROM authz_rules",
+    [Q_AUTHZ_ROLES_PUT] = "INSERT INTO authz_roles(tenant, user, roles) VALUES(?,?,?)"
+                          " ON CONFLICT(tenant, user) DO UPDATE SET roles = excluded.roles",
+    [Q_AUTHZ_ROLES_DELETE] = "DELETE FROM authz_roles WHERE tenant = ? AND user = ?",
+    [Q_AUTHZ_ROLES_LIST] = "SELECT tenant, user, roles FROM authz_roles",
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
@@ -1248,4 +1266,62 @@ int store_retained_list(struct store *st, store_retained_cb cb, void *arg)
 out:
     unlock(st);
     return rc;
+}
+
+/* ---- topic authorization ---- */
+
+int store_authz_rules_put(struct store *st, const char *tenant, const char *rules_json)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_AUTHZ_RULES_PUT);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, rules_json);
+    rc = exec_done(st, s);
+out:
+    unlock(st);
+    return rc;
+}
+
+int store_authz_roles_put(struct store *st, const char *tenant, const char *user, const char *roles)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, roles && *roles ? Q_AUTHZ_ROLES_PUT : Q_AUTHZ_ROLES_DELETE);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    bind_text(s, 2, user);
+    if (roles && *roles) bind_text(s, 3, roles);
+    rc = exec_done(st, s);
+out:
+    unlock(st);
+    return rc;
+}
+
+static int authz_row(sqlite3_stmt *s, const struct visit *v)
+{
+    return ((store_authz_cb)v->cb)(v->arg, (const char *)sqlite3_column_text(s, 0),
+                                   (const char *)sqlite3_column_text(s, 1),
+                                   (const char *)sqlite3_column_text(s, 2));
+}
+
+static int authz_list(struct store *st, enum q q, store_authz_cb cb, void *arg)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, q);
+    if (s) rc = each_row(st, s, authz_row, &(struct visit){(void (*)(void))cb, arg});
+    unlock(st);
+    return rc;
+}
+
+int store_authz_rules_list(struct store *st, store_authz_cb cb, void *arg)
+{
+    return authz_list(st, Q_AUTHZ_RULES_LIST, cb, arg);
+}
+
+int store_authz_roles_list(struct store *st, store_authz_cb cb, void *arg)
+{
+    return authz_list(st, Q_AUTHZ_ROLES_LIST, cb, arg);
 }

@@ -190,4 +190,16 @@ MUST_USE int store_retained_put(struct store *st, const char *tenant, const void
                                 size_t tlen, const void *payload, size_t plen, int qos);
 MUST_USE int store_retained_list(struct store *st, store_retained_cb cb, void *arg);
 
+/* ---- topic authorization (identity/authz.h keeps them in memory) ---- */
+
+/* (tenant, key, value): for rules key is "" and value the tenant's rule
+ * list as JSON; for roles key is a user name and value its roles. */
+typedef int (*store_authz_cb)(void *arg, const char *tenant, const char *key, const char *value);
+MUST_USE int store_authz_rules_put(struct store *st, const char *tenant, const char *rules_json);
+MUST_USE int store_authz_rules_list(struct store *st, store_authz_cb cb, void *arg);
+/* roles: comma-separated named roles; "" or NULL removes the user's. */
+MUST_USE int store_authz_roles_put(struct store *st, const char *tenant, const char *user,
+                                   const char *roles);
+MUST_USE int store_authz_roles_list(struct store *st, store_authz_cb cb, void *arg);
+
 #endif

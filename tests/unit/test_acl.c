@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "broker/acl.h"
+#include "identity/acl.h"
 
 static struct acl_matcher *compile(const char *text, bool default_allow, const char *user,
                                    const char *client_id)
@@ -18,7 +18,7 @@ static struct acl_matcher *compile(const char *text, bool default_allow, const c
     struct acl_rules r;
     char err[128];
     assert_int_equal(acl_file_parse(text, strlen(text), default_allow, &r, err, sizeof err), 0);
-    struct acl_client c = {user, client_id, "t1"};
+    struct acl_client c = {.user = user, .client_id = client_id, .tenant = "t1"};
     struct acl_matcher *m;
     assert_int_equal(acl_compile(&r, &c, &m), 0);
     acl_rules_free(&r);

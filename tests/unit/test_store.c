@@ -423,8 +423,8 @@ static bool file_contains(const char *path, const char *needle)
     return memmem(buf, n, needle, strlen(needle)) != NULL;
 }
 
-/* A database of schema 3 holds a plaintext key: after the migration to 4
- * and a rewrap, the key is only in its wrapped form and the plaintext is
+/* A database of schema 3 holds a plaintext key: after the migrations (4
+ * seals token keys) and a rewrap, the key is only in its wrapped form and the plaintext is
  * nowhere in the database file or its WAL. */
 static void test_store_token_keys_plaintext_rewrapped_and_gone(void **state)
 {
@@ -438,6 +438,7 @@ static void test_store_token_keys_plaintext_rewrapped_and_gone(void **state)
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     /* a PEM-sized secret (a P-256 PKCS#8 PEM is ~240 bytes) */
     assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE authz_rules; DROP TABLE authz_roles;"
                                   "ALTER TABLE token_keys DROP COLUMN priv_sealed;"
                                   "INSERT INTO token_keys VALUES('t1', 'PLAIN-SECRET-KEY' ||"
                                   " printf('%.224c', 'k'), 'PUB', 1);"
@@ -448,7 +449,7 @@ static void test_store_token_keys_plaintext_rewrapped_and_gone(void **state)
     assert_true(file_contains(path, "PLAIN-SECRET-KEY") || file_contains(wal, "PLAIN-SECRET-KEY"));
     assert_int_equal(store_open(dir, &st), 0);
     *state = st;
-    assert_int_equal(store_schema_version(st), 4);
+    assert_int_equal(store_schema_version(st), 5);
     int calls = 0;
     size_t changed = 0;
     assert_int_equal(store_token_key_rewrap(st, wrap_plain, &calls, &changed), 0);

@@ -3,7 +3,7 @@
  * the first rule whose filter overlaps the subscribed one: when that rule
  * covers the whole filter, its answer holds for every topic the filter can
  * match; otherwise each delivered message is checked. */
-#include "broker/acl.h"
+#include "identity/acl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "broker/topic.h"
+#include "store/store.h"
 
 #define ACL_FILE_MAX (16u * 1024u * 1024u)
 
@@ -39,6 +40,27 @@ void acl_rules_free(struct acl_rules *r)
     free(r->v);
     r->v = NULL;
     r->n = 0;
+}
+
+int acl_rules_add(struct acl_rules *r, const struct acl_rule *rule)
+{
+    struct acl_rule copy = *rule;
+    copy.filter = strdup(rule->filter);
+    copy.who = rule->who ? strdup(rule->who) : NULL;
+    if (!copy.filter || (rule->who && !copy.who)) {
+        free(copy.filter);
+        free(copy.who);
+        return ERR_NOMEM;
+    }
+    struct acl_rule *v = realloc(r->v, (r->n + 1) * sizeof *v);
+    if (!v) {
+        free(copy.filter);
+        free(copy.who);
+        return ERR_NOMEM;
+    }
+    r->v = v;
+    r->v[r->n++] = copy;
+    return 0;
 }
 
 static int push_rule(struct acl_rules *r, const struct acl_rule *rule)
@@ -211,12 +233,30 @@ int acl_file_load(const char *path, bool default_allow, struct acl_rules *out, c
 
 /* ---- compiling ---- */
 
+/* Is name one of the comma-separated names in list? */
+static bool listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !memcmp(p, name, n)) return true;
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
 static bool applies(const struct acl_rule *r, const struct acl_client *c)
 {
     switch ((enum acl_subject)r->subject) {
     case ACL_ANYONE: return true;
     case ACL_ANONYMOUS: return !c->user;
-    case ACL_USER: return c->user && !strcmp(c->user, r->who);
+    case ACL_USER: return c->user && !c->device && !strcmp(c->user, r->who);
+    case ACL_DEVICE: return c->user && c->device && !strcmp(c->user, r->who);
+    case ACL_ROLE: {
+        unsigned bit = store_role_parse(r->who);
+        return bit ? (c->roles & bit) != 0 : listed(c->named_roles, r->who);
+    }
     }
     return false;
 }
@@ -382,16 +422,28 @@ static bool covers(const char *r, size_t rlen, const char *f, size_t flen)
     }
 }
 
+/* The rules that overlap the filter decide the topics it can match, up to
+ * the first that covers it all; the default decides the rest. Allowed only
+ * when nothing there denies, denied when nothing allows, else per topic. */
 enum acl_verdict acl_may_subscribe(const struct acl_matcher *m, const char *filter, size_t len)
 {
     if (!m) return ACL_ALLOWED;
-    for (size_t i = 0; i < m->n; i++) {
+    bool any_allow = false, any_deny = false, covered = false;
+    for (size_t i = 0; i < m->n && !covered; i++) {
         const struct crule *r = &m->r[i];
         if (!(r->actions & ACL_READ)) continue;
         if (!r->all && !overlaps(r->filter, r->len, filter, len)) continue;
-        if (r->all || covers(r->filter, r->len, filter, len))
-            return r->allow ? ACL_ALLOWED : ACL_DENIED;
-        return ACL_PER_TOPIC;
+        if (r->allow)
+            any_allow = true;
+        else
+            any_deny = true;
+        covered = r->all || covers(r->filter, r->len, filter, len);
     }
-    return m->default_allow ? ACL_ALLOWED : ACL_DENIED;
+    if (!covered) {
+        if (m->default_allow)
+            any_allow = true;
+        else
+            any_deny = true;
+    }
+    return !any_allow ? ACL_DENIED : !any_deny ? ACL_ALLOWED : ACL_PER_TOPIC;
 }

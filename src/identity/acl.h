@@ -3,8 +3,8 @@
  * client at CONNECT into a matcher with its placeholders (%c ClientId, %u user
  * name or device CN, %t tenant) filled in. Pure: no I/O but the file read,
  * no locks, no globals; the broker owns the matchers of its sessions. */
-#ifndef CERTMQ_BROKER_ACL_H
-#define CERTMQ_BROKER_ACL_H
+#ifndef CERTMQ_IDENTITY_ACL_H
+#define CERTMQ_IDENTITY_ACL_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,7 +17,9 @@ enum acl_action { ACL_READ = 1, ACL_WRITE = 2 }; /* subscribe and receive; publi
 enum acl_subject {
     ACL_ANYONE,    /* every client (mosquitto's `pattern` lines) */
     ACL_ANONYMOUS, /* clients without a user name (lines before any `user`) */
-    ACL_USER,      /* one user name or certificate CN */
+    ACL_USER,      /* one user name (acl_file: or a statically trusted client's CN) */
+    ACL_DEVICE,    /* one device, by its ID (certificate CN) */
+    ACL_ROLE,      /* holders of a role: ROLE_* or a named role */
 };
 
 struct acl_rule {
@@ -52,7 +54,13 @@ struct acl_client {
     const char *user; /* user name or device CN; NULL: none */
     const char *client_id;
     const char *tenant;
+    bool device;             /* user is a device's ID */
+    unsigned roles;          /* STORE_ROLE_* bits */
+    const char *named_roles; /* roles an admin assigned, comma-separated; NULL: none */
 };
+
+/* Appends a copy of rule to r (the strings are copied). */
+MUST_USE int acl_rules_add(struct acl_rules *r, const struct acl_rule *rule);
 
 struct acl_matcher;
 

@@ -4,6 +4,8 @@
 # on a fresh broker process, certmq first then mosquitto. Prints a markdown
 # table (certmq/mosquitto ratios); --record appends it to bench/RESULTS.md.
 # Usage: bench/compare.sh [--record] [--seconds S] [--repeat N] [--idle-conns K]
+#                         [--acl-rules N]  (the QoS 0 run again with N tenant
+#                         authorization rules per client; 0: skip; default 100)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +17,8 @@ secs=4        # measured seconds per throughput run (after 1 s of warm-up)
 repeat=2      # runs per broker and throughput metric; the best one counts
 idle_conns=5000
 devices=64
+acl_rules=100  # rules for the authorization row (the matching one last)
+acl_now=0      # set while that row runs: start_broker installs the rules
 broker_cpu=0
 gen_cpu=1
 
@@ -24,7 +28,8 @@ while [ $# -gt 0 ]; do
     --seconds) secs=$2; shift ;;
     --repeat) repeat=$2; shift ;;
     --idle-conns) idle_conns=$2; shift ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    --acl-rules) acl_rules=$2; shift ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -128,8 +133,9 @@ start_broker() {
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       sleep 0.2
       [ "$broker" = certmq ] || return 0
-      trust_device_ca && return 0
-      break
+      trust_device_ca || break
+      [ "$acl_now" = 1 ] && { install_acl_rules || break; }
+      return 0
     fi
     sleep 0.1
   done
@@ -149,6 +155,23 @@ import json, sys
 print(json.dumps({"name": "bench device CA", "status": "ENABLED",
                   "autoRegistrationEnabled": True, "certInPemFormat": open(sys.argv[1]).read()}))
 PY
+}
+
+# post_rule TOPIC: one tenant authorization rule allowing TOPIC to everyone.
+post_rule() {
+  curl -sf -o /dev/null -u management/admin:bench-admin-password -H 'Content-Type: application/json' \
+    --data-binary "{\"effect\":\"ALLOW\",\"action\":\"ALL\",\"topic\":\"$1\",\"subject\":{\"type\":\"EVERYONE\"}}" \
+    "http://127.0.0.1:$http_port/tenant/tenants/management/authorization-rules"
+}
+
+# install_acl_rules: acl_rules tenant rules, each client's topic matched only
+# by the last (the worst case: every publish walks all of them).
+install_acl_rules() {
+  local i
+  for i in $(seq $((acl_rules - 2))); do post_rule "other/$i/#" || return 1; done
+  post_rule "s/#" && post_rule "bench/#" && return 0
+  echo "compare.sh: could not add the authorization rules" >&2
+  return 1
 }
 
 stop_broker() {
@@ -282,6 +305,14 @@ measure_handshake rsa
 measure_handshake ec
 measure_pubsub 0
 measure_pubsub 1
+if [ "$acl_rules" -gt 0 ]; then
+  # certmq alone, with the rules: the row compares it with certmq without.
+  saved=("${brokers[@]}"); brokers=(certmq); acl_now=1
+  run_metric "pubsub/qos0/acl$acl_rules" rsa pubsub --qos 0 -c 10 --window 100 --payload 64 \
+    -d "$secs" --warmup 1
+  [ -n "${BEST[certmq]:-}" ] && R[certmq.msg0_acl]=$(kv "${BEST[certmq]}" rate)
+  brokers=("${saved[@]}"); acl_now=0
+fi
 for b in "${brokers[@]}"; do measure_idle "$b"; done
 
 # row LABEL KEY TARGET [SCALE]: certmq, mosquitto and their ratio; a value
@@ -310,6 +341,11 @@ table() {
   row "QoS 1 latency p50, ms" p50_1 "-" 0.001
   row "QoS 1 latency p99, ms" p99_1 "-" 0.001
   row "RSS per idle mutual-TLS connection, KiB ($idle_conns conns)" mem "<= 1.0"
+  if [ -n "${R[certmq.msg0_acl]:-}" ]; then
+    awk -v a="${R[certmq.msg0_acl]}" -v c="${R[certmq.msg0]:-}" -v n="$acl_rules" 'BEGIN {
+      r = (c == "" || c + 0 == 0) ? "n/a" : sprintf("%.2f", a / c)
+      printf "| QoS 0 messages/s with %d authorization rules per client (ratio: vs certmq without) | %.1f | | %s | >= 0.9 |\n", n, a, r }'
+  fi
   if [ -n "$(for k in "${!R[@]}"; do [[ $k == *.bound ]] && echo x; done)" ]; then
     echo
     echo "(g): the load generator used over 90% of its CPU during that run, so the"

@@ -160,7 +160,7 @@ static int tenant_certificate(struct auth *a, const struct auth_request *rq,
     }
     res->device = true;
     res->chain_proven = a->require_ca_in_chain;
-    if (trust_serial_of(rq->leaf, res->serial, sizeof res->serial) < 0) res->serial[0] = 0;
+    res->path = d.path;
     return 0;
 }
 

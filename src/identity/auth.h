@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "core/err.h"
+#include "identity/revocation.h"
 
 struct config;
 struct auth;
@@ -41,7 +42,8 @@ struct auth_result {
     char anchor_fp[41]; /* hex SHA-1 of the trust anchor, "" when none */
     bool device;        /* tenant certificate device: s/ topics are its own */
     bool chain_proven;  /* the presented chain held the anchor (for resumption) */
-    char serial[48];    /* device certificate serial, normalized hex */
+    /* serials of the validated path (leaf first, no anchor), for revocation */
+    struct revoc_path path;
 };
 
 /* ti and st are borrowed (NULL: no tenants, static trust only). */

@@ -117,7 +117,9 @@ out:
  * with a long-form length (text never has a byte >= 0x80 there). */
 static bool is_x509_crl(const char *ct, const char *data, size_t len)
 {
-    if (ct && strncasecmp(ct, "application/pkix-crl", 20) == 0) return true;
+    if (ct && (strncasecmp(ct, "application/pkix-crl", 20) == 0 ||
+               strncasecmp(ct, "application/x-pem-file", 22) == 0))
+        return true;
     if (memmem(data, len, "-----BEGIN X509 CRL-----", 24)) return true;
     return len > 2 && (unsigned char)data[0] == 0x30 && (unsigned char)data[1] >= 0x80;
 }

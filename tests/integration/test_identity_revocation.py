@@ -129,6 +129,8 @@ def test_forged_and_foreign_crls_are_refused_and_change_nothing(server, rev, cli
     r = server.call("PUT", CRL, auth, data=b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
                     headers={"Content-Type": "application/x-pem-file"})
     assert r.status == 422, r
+    r = crl_put(server, auth, rev.d4.pem)  # a certificate, not a CRL
+    assert r.status == 422 and "not one X.509 CRL" in r.json["message"], r
     assert not dev.is_closed(timeout=0.5)
     listed = server.call("GET", CRL, auth)
     assert int(serial_of(rev.d4.pem), 16) not in {e.serial_number for e in

@@ -130,7 +130,8 @@ def test_start_refuses_a_forged_crlfile(pki, spki, tmp_path):
     forged = tmp_path / "forged.pem"
     gencrl(spki.forger, forged)
     conf = tmp_path / "c.conf"
-    conf.write_text(f"data_dir {tmp_path / 'var'}\n\nlistener {free_port()} 127.0.0.1\nprotocol mqtt\n"
+    conf.write_text(f"data_dir {tmp_path / 'var'}\n\n"
+                    f"listener {free_port()} 127.0.0.1\nprotocol mqtt\n"
                     f"certfile {pki.server_pem}\nkeyfile {pki.server_key}\n"
                     f"cafile {spki.root.pem}\ncrlfile {forged}\n")
     r = subprocess.run([CERTMQ_BIN, "serve", "--config", str(conf)], capture_output=True,

@@ -5,6 +5,7 @@
 # and `certmq pki revoke` write it) only when it verifies against one of the
 # tenant's trusted certificates, and refuses a forged one with 422.
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -126,7 +127,8 @@ def test_forged_and_foreign_crls_are_refused_and_change_nothing(server, rev, cli
     # A CRL of a CA the tenant does not trust.
     r = crl_put(server, auth, gencrl(server.pki.ca_b))
     assert r.status == 422 and "not a trusted certificate" in r.json["message"], r
-    r = server.call("PUT", CRL, auth, data=b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    broken = b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"
+    r = server.call("PUT", CRL, auth, data=broken,
                     headers={"Content-Type": "application/x-pem-file"})
     assert r.status == 422, r
     r = crl_put(server, auth, rev.d4.pem)  # a certificate, not a CRL
@@ -197,3 +199,56 @@ def test_revocation_is_two_commands_with_certmq_pki(server, clients, tmp_path):
                         "--key", str(out / "pdev1.key")], capture_output=True, text=True,
                        timeout=30)
     assert_mosquitto_refused(r)
+
+
+def readme_block(title):
+    """The command lines of the first sh block of a README section."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme_revoking_a_device(tmp_path):
+    """The README's "Revoking a device" lines, verbatim, after the walkthrough's."""
+    from test_pki_broker import ZERO_TO_DEVICE, _start_like_make_run
+    lines = readme_block("Revoking a device")
+    assert len(lines) == 3 and "pki revoke" in lines[1]
+    proc, mqtt, http = _start_like_make_run(tmp_path)
+
+    def sh(line):
+        line = line.replace("./build/certmq", CERTMQ_BIN)
+        return line.replace("-p 8883", f"-p {mqtt}").replace("localhost:8080",
+                                                             f"localhost:{http}")
+
+    def run(line):
+        r = subprocess.run(["bash", "-c", sh(line)], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, f"{line}\n{r.stdout}{r.stderr}"
+        return r.stdout
+
+    try:
+        for line in ZERO_TO_DEVICE[1:4]:
+            run(line)
+        dev = RawClient(mqtt, tls={"cafile": str(tmp_path / "var/dev-ca/ca.pem"),
+                                   "certfile": str(tmp_path / "devices/sensor-1.chain.pem"),
+                                   "keyfile": str(tmp_path / "devices/sensor-1.key")})
+        try:
+            assert dev.connect("sensor-1") == b"\x20\x02\x00\x00"
+            assert '"value"' in run(lines[0])
+            run(lines[1])
+            serial = serial_of(tmp_path / "devices/sensor-1.pem").upper().lstrip("0")
+            assert serial in run(lines[2])
+            assert dev.is_closed(timeout=3), "revoked sensor-1 still connected"
+        finally:
+            dev.close()
+        assert_mosquitto_refused(subprocess.run(["bash", "-c", sh(ZERO_TO_DEVICE[5])],
+                                                cwd=tmp_path, capture_output=True, text=True,
+                                                timeout=30))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

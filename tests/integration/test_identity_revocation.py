@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from conftest import CERTMQ_BIN, RawClient
+from conftest import CERTMQ_BIN, SANITIZER_MARKERS, RawClient
 from identity_pki import CA_PASS, CaDir, assert_mosquitto_refused, openssl, pki  # noqa: F401
 from identity_pki import server_fixture
 
@@ -252,3 +252,6 @@ def test_readme_revoking_a_device(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    err = (tmp_path / "broker.err").read_text(errors="replace")
+    for marker in SANITIZER_MARKERS:
+        assert marker not in err, err[-5000:]

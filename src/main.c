@@ -18,6 +18,7 @@
 #include "identity/auth.h"
 #include "identity/authz.h"
 #include "identity/pwcheck.h"
+#include "identity/revocation.h"
 #include "identity/trust.h"
 #include "net/server.h"
 #include "pki/pki.h"
@@ -118,8 +119,8 @@ struct revoked_ctx {
 static bool is_revoked(const struct auth_result *who, void *arg)
 {
     struct revoked_ctx *r = arg;
-    if (!who->device || strcmp(who->tenant, r->tenant) || !who->serial[0]) return false;
-    return trust_crl_revoked_locked(r->app->trust, who->tenant, who->serial);
+    if (!who->device || strcmp(who->tenant, r->tenant)) return false;
+    return revoc_path_revoked_tenant_locked(r->app->trust, who->tenant, &who->path);
 }
 
 static void on_crl_change(void *arg, const char *tenant)

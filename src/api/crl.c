@@ -1,7 +1,8 @@
 /* The tenant CRL: PUT /tenant/trusted-certificates/settings/crl adds revoked
- * serials (JSON or a CSV file), GET serves them as a DER CRL signed by the
- * API's own key (certmq never holds tenant CA keys). Enforced by the policy
- * when option configuration / crl.offline.check.enabled is true. */
+ * serials (JSON, a CSV file, or an X.509 CRL in PEM or DER that verifies
+ * against one of the tenant's trusted certificates), GET serves them as a DER
+ * CRL signed by the API's own key (certmq never holds tenant CA keys).
+ * Enforced by the policy when option configuration / crl.offline.check.enabled is true. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "api/handlers.h"
 #include "identity/csv.h"
+#include "identity/revocation.h"
 #include "identity/trust.h"
 
 #define MAX_CRL_ENTRIES 100000
@@ -111,6 +113,80 @@ out:
     return rc;
 }
 
+/* A PEM or DER X.509 CRL: by content type, PEM marker, or a DER SEQUENCE
+ * with a long-form length (text never has a byte >= 0x80 there). */
+static bool is_x509_crl(const char *ct, const char *data, size_t len)
+{
+    if (ct && (strncasecmp(ct, "application/pkix-crl", 20) == 0 ||
+               strncasecmp(ct, "application/x-pem-file", 22) == 0))
+        return true;
+    if (memmem(data, len, "-----BEGIN X509 CRL-----", 24)) return true;
+    return len > 2 && (unsigned char)data[0] == 0x30 && (unsigned char)data[1] >= 0x80;
+}
+
+/* Verifies the CRL against the caller's tenant's trusted certificates (under
+ * the trust read lock, so the anchors stay alive). */
+static int verify_tenant_crl(struct api_req *r, X509_CRL *crl, const char **why)
+{
+    const struct trust_anchor *found[64];
+    STACK_OF(X509) *cas = sk_X509_new_null();
+    X509 *issuer;
+    int rc = ERR_NOMEM;
+    if (!cas) return rc;
+    trust_read_lock(r->api->ti);
+    size_t k = trust_by_subject_locked(r->api->ti, X509_CRL_get_issuer(crl), found, 64);
+    for (size_t i = 0; i < k; i++)
+        if (!strcmp(found[i]->tenant, r->tenant) && !sk_X509_push(cas, found[i]->cert)) goto out;
+    rc = revoc_crl_verify(crl, cas, &issuer, why);
+out:
+    trust_read_unlock(r->api->ti);
+    sk_X509_free(cas);
+    return rc;
+}
+
+static int entries_from_crl(struct api_req *r, const char *data, size_t len,
+                            struct store_crl_entry **out, size_t *n, char *msg, size_t cap)
+{
+    X509_CRL *crl = NULL;
+    const char *why = NULL;
+    int rc = revoc_crl_parse((const uint8_t *)data, len, &crl);
+    if (rc < 0) {
+        snprintf(msg, cap, "The body is not one X.509 CRL (PEM or DER)");
+        return ERR_INVALID;
+    }
+    rc = verify_tenant_crl(r, crl, &why);
+    if (rc == ERR_INVALID) snprintf(msg, cap, "The CRL was not applied: %s", why);
+    if (rc == 0) rc = revoc_crl_entries(crl, out, n);
+    if (rc == ERR_TOO_LARGE) {
+        snprintf(msg, cap, "The CRL lists more than %d certificates", REVOC_MAX_ENTRIES);
+        rc = ERR_INVALID;
+    }
+    X509_CRL_free(crl);
+    return rc;
+}
+
+/* The revoked entries of the body, in whichever of the accepted forms. */
+static int entries_from_body(struct api_req *r, struct store_crl_entry **e, size_t *n, char *msg,
+                             size_t cap)
+{
+    const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    bool multipart = ct && strncasecmp(ct, "multipart/", 10) == 0;
+    const char *data = r->body;
+    size_t len = r->body_len;
+    if (multipart && api_body_file(r, &data, &len) < 0) {
+        snprintf(msg, cap, "No file part");
+        return ERR_MALFORMED;
+    }
+    if (data && is_x509_crl(multipart ? NULL : ct, data, len))
+        return entries_from_crl(r, data, len, e, n, msg, cap);
+    if (multipart) return entries_from_csv(data, len, e, n, msg, cap);
+    json_t *j = api_body_json(r);
+    if (!j) return ERR_CLOSED; /* answered */
+    int rc = entries_from_json(j, e, n, msg, cap);
+    json_decref(j);
+    return rc;
+}
+
 int api_h_crl_put(struct api_req *r)
 {
     char msg[200];
@@ -118,18 +194,9 @@ int api_h_crl_put(struct api_req *r)
     size_t n = 0;
     int rc;
     GUARD(gate(r));
-    const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (ct && strncasecmp(ct, "multipart/", 10) == 0) {
-        const char *data = NULL;
-        size_t len = 0;
-        if (api_body_file(r, &data, &len) < 0) return api_reply_error(r, 400, "No file part");
-        rc = entries_from_csv(data, len, &e, &n, msg, sizeof msg);
-    } else {
-        json_t *j = api_body_json(r);
-        if (!j) return 0;
-        rc = entries_from_json(j, &e, &n, msg, sizeof msg);
-        json_decref(j);
-    }
+    rc = entries_from_body(r, &e, &n, msg, sizeof msg);
+    if (rc == ERR_CLOSED) return 0;
+    if (rc == ERR_MALFORMED) return api_reply_error(r, 400, msg);
     if (rc == ERR_INVALID) {
         rc = api_reply_error(r, 422, msg);
         goto out;

@@ -120,6 +120,9 @@ static const struct option options[] = {
     L_STR("certfile", certfile, "server certificate chain (PEM); absent = plain TCP"),
     L_STR("keyfile", keyfile, "server private key (PEM)"),
     L_STR("cafile", cafile, "static trusted client CAs (PEM); clients are identified by CN"),
+    L_STR("crlfile", crlfile,
+          "CRLs (PEM, or one DER) signed by the cafile CAs; revoked clients are refused "
+          "and, on SIGHUP reload, dropped"),
     L_ENUM("client_certificates", client_certs, cert_choices, CLIENT_CERTS_OPTIONAL,
            "required, optional or off"),
     L_LONG("tls_session_cache", tls_session_cache, 0, 10000000, 20480,

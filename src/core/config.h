@@ -21,7 +21,8 @@ struct listener_config {
     enum listener_protocol protocol;
     char certfile[512]; /* empty: plain TCP */
     char keyfile[512];
-    char cafile[512]; /* static trusted client CAs */
+    char cafile[512];  /* static trusted client CAs */
+    char crlfile[512]; /* CRLs of the cafile CAs (verified by them) */
     enum client_certs client_certs;
     long tls_session_cache; /* sessions kept for resumption; 0: none */
 };

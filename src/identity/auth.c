@@ -30,6 +30,7 @@ enum reason {
     R_CLIENT_ID_OWNED,
     R_TOO_MANY_FAILURES,
     R_CHECK_UNAVAILABLE,
+    R_REVOKED,
     R_COUNT,
 };
 
@@ -41,6 +42,7 @@ static const char *const reason_text[R_COUNT] = {
     [R_CLIENT_ID_OWNED] = "client id belongs to a device",
     [R_TOO_MANY_FAILURES] = "too many failed password attempts",
     [R_CHECK_UNAVAILABLE] = "password check unavailable",
+    [R_REVOKED] = "certificate revoked by the listener crlfile",
 };
 
 /* Password users named device_<ID> holding ROLE_DEVICE are devices. */
@@ -103,8 +105,11 @@ static bool leaf_cn(X509 *leaf, char *out, size_t n)
     return ok;
 }
 
+/* Verifies against the listener's cafile; on success keeps the validated
+ * path in *path and checks it against the listener's crlfile (ERR_AUTH
+ * with *why NULL when a certificate of it is revoked). */
 static int verify_static(X509_STORE *store, X509 *leaf, STACK_OF(X509) * chain, time_t now,
-                         const char **why)
+                         const char **why, struct revoc_path *path)
 {
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     if (!ctx || !X509_STORE_CTX_init(ctx, store, leaf, chain)) {
@@ -115,6 +120,10 @@ static int verify_static(X509_STORE *store, X509 *leaf, STACK_OF(X509) * chain, 
     X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), now);
     int ok = X509_verify_cert(ctx);
     *why = ok == 1 ? NULL : X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
+    if (ok == 1) {
+        revoc_path_from_chain(path, X509_STORE_CTX_get0_chain(ctx));
+        if (revoc_path_revoked_store(store, path)) ok = 0;
+    }
     X509_STORE_CTX_free(ctx);
     return ok == 1 ? 0 : ERR_AUTH;
 }
@@ -125,8 +134,12 @@ static int static_certificate(struct auth *a, const struct auth_request *rq,
     if (!leaf_cn(rq->leaf, res->identity, sizeof res->identity))
         return refuse(a, res, R_BAD_CN, MQTT_CONNACK_NOT_AUTHORIZED);
     const char *why;
-    int rc = verify_static(rq->listener_ca, rq->leaf, rq->chain, rq->now, &why);
+    int rc = verify_static(rq->listener_ca, rq->leaf, rq->chain, rq->now, &why, &res->path);
     if (rc == ERR_NOMEM) return rc;
+    if (rc < 0 && !why) {
+        log_warn("refused certificate cn=%s (listener cafile): certificate revoked", res->identity);
+        return refuse(a, res, R_REVOKED, MQTT_CONNACK_NOT_AUTHORIZED);
+    }
     if (rc < 0) {
         log_warn("refused certificate cn=%s (listener cafile): %s", res->identity, why);
         return refuse(a, res, R_CHAIN_INVALID, MQTT_CONNACK_NOT_AUTHORIZED);
@@ -178,7 +191,7 @@ static int tenant_certificate(struct auth *a, const struct auth_request *rq,
     res->device = true;
     res->roles = STORE_ROLE_DEVICE;
     res->chain_proven = a->require_ca_in_chain;
-    if (trust_serial_of(rq->leaf, res->serial, sizeof res->serial) < 0) res->serial[0] = 0;
+    res->path = d.path;
     return 0;
 }
 

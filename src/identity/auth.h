@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "core/err.h"
+#include "identity/revocation.h"
 
 struct config;
 struct auth;
@@ -58,7 +59,8 @@ struct auth_result {
     unsigned roles;     /* password users: STORE_ROLE_* bits; devices: ROLE_DEVICE */
     bool has_user_name; /* identity is a user name or CN (not an anonymous ClientId) */
     bool chain_proven;  /* the presented chain held the anchor (for resumption) */
-    char serial[48];    /* device certificate serial, normalized hex */
+    /* serials of the validated path (leaf first, no anchor), for revocation */
+    struct revoc_path path;
 };
 
 /* ti, st and pw are borrowed (ti NULL: no tenants, static trust only; pw

@@ -331,6 +331,7 @@ static enum ident_reason validate_path(const struct trust_index *ti, const struc
         enum ident_reason r = verify_path(in, p, ch, max_len, keyed ? &key : NULL, out, path, &len);
         if (r != IDENT_OK) return r;
     }
+    revoc_path_set(&out->path, path, len - 1);
     bool crl =
         trust_option_true_locked(ti, ch->a->tenant, "configuration", "crl.offline.check.enabled");
     for (int i = 0; i < len - 1; i++) {

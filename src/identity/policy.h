@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "core/err.h"
+#include "identity/revocation.h"
 #include "store/store.h"
 
 struct trust_index;
@@ -62,6 +63,8 @@ struct ident_decision {
     char cn[IDENT_CN_MAX + 8];
     char anchor_fp[STORE_FP_MAX];
     char detail[128]; /* OpenSSL's text for IDENT_INVALID_CHAIN, else "" */
+    /* serials of the validated path below the anchor (once it validated) */
+    struct revoc_path path;
 };
 
 /* Runs steps 1-7. Returns 0 when a decision was made (see out->accepted),

@@ -30,6 +30,8 @@
 #include "broker/broker.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "identity/auth.h"
+#include "identity/revocation.h"
 #include "mqtt/codec.h"
 #include "identity/pwcheck.h"
 #include "net/tls.h"
@@ -160,10 +162,17 @@ static int listener_load(struct listener *l, char *err, size_t n)
     if (!l->cfg.certfile[0]) return 0;
     SSL_CTX *ctx = NULL;
     X509_STORE *ca = NULL;
+    if (l->cfg.crlfile[0] && !l->cfg.cafile[0]) {
+        snprintf(err, n, "crlfile %s: the listener has no cafile whose CRLs it could hold",
+                 l->cfg.crlfile);
+        return ERR_INVALID;
+    }
     GUARD(tls_ctx_new(&l->cfg, &ctx, err, n));
     if (l->cfg.cafile[0] && l->cfg.client_certs != CLIENT_CERTS_OFF) {
         int rc = tls_ca_store_new(l->cfg.cafile, &ca, err, n);
+        if (rc == 0 && l->cfg.crlfile[0]) rc = revoc_crlfile_load(ca, l->cfg.crlfile, err, n);
         if (rc < 0) {
+            X509_STORE_free(ca);
             SSL_CTX_free(ctx);
             return rc;
         }
@@ -795,9 +804,32 @@ int server_start(struct server *s)
     return 0;
 }
 
+/* A client of the static space whose validated path a CRL of store lists. */
+static bool static_revoked(const struct auth_result *who, void *store)
+{
+    return !who->device && !who->tenant[0] && revoc_path_revoked_store(store, &who->path);
+}
+
+/* Drops the connected clients that the listener's (new) crlfile revokes. */
+static void listener_kick_revoked(struct server *s, struct listener *l)
+{
+    X509_STORE *ca = NULL;
+    if (!l->cfg.crlfile[0]) return;
+    pthread_mutex_lock(&l->lock);
+    if (l->ca && X509_STORE_up_ref(l->ca)) ca = l->ca;
+    pthread_mutex_unlock(&l->lock);
+    if (!ca) return;
+    int k = broker_kick_where(s->broker, static_revoked, ca);
+    if (k) log_info("crlfile %s: %d revoked client(s) disconnected", l->cfg.crlfile, k);
+    X509_STORE_free(ca);
+}
+
 int server_reload_tls(struct server *s, char *err, size_t n)
 {
-    for (size_t i = 0; i < s->n_lis; i++) GUARD(listener_load(&s->lis[i], err, n));
+    for (size_t i = 0; i < s->n_lis; i++) {
+        GUARD(listener_load(&s->lis[i], err, n));
+        listener_kick_revoked(s, &s->lis[i]);
+    }
     return 0;
 }
 

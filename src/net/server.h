@@ -24,8 +24,9 @@ MUST_USE int server_new(const struct config *cfg, struct broker *b, struct serve
 void server_set_pwcheck(struct server *s, struct pwcheck *pw);
 /* Starts the worker threads. */
 MUST_USE int server_start(struct server *s);
-/* Reloads certificates, keys and CA files of every TLS listener; new
- * connections use them, existing ones are untouched. */
+/* Reloads certificates, keys, CA and CRL files of every TLS listener; new
+ * connections use them. Existing ones are untouched, except static-space
+ * clients whose certificate a reloaded crlfile now revokes: they are dropped. */
 MUST_USE int server_reload_tls(struct server *s, char *err, size_t n);
 /* Stops the workers, closes every connection and frees the server. */
 void server_stop(struct server *s);

@@ -8,17 +8,16 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "identity/policy.h"
+#include "identity/revocation.h"
 #include "identity/trust.h"
 #include "pki/pki_internal.h"
 
 #define MAX_CHAIN_LIMIT 10 /* the broker's max_chain_length bound */
-#define MAX_CRL_ENTRIES 1000000
 
 int pki_time_parse(const char *s, time_t *out)
 {
@@ -45,41 +44,35 @@ int pki_time_parse(const char *s, time_t *out)
 
 /* Adds every serial of a CRL file (PEM or DER) to the tenant's revoked
  * serials and switches the tenant's CRL check on, as the broker does after
- * PUT .../settings/crl and the crl.offline.check.enabled option. */
-static int load_crl(struct trust_index *ti, const char *path)
+ * PUT .../settings/crl and the crl.offline.check.enabled option. The CRL
+ * must verify against one of the --trust certificates, as an upload must. */
+static int load_crl(struct trust_index *ti, const char *path, STACK_OF(X509) * anchors)
 {
-    char *data = NULL, hex[96], norm[STORE_SERIAL_MAX];
-    size_t len = 0;
+    char *data = NULL;
+    size_t len = 0, n = 0;
     X509_CRL *crl = NULL;
+    X509 *issuer;
+    const char *why;
+    struct store_crl_entry *e = NULL;
     int rc;
     GUARD(pki_read_file(path, &data, &len));
-    BIO *bio = BIO_new_mem_buf(data, (int)len);
-    rc = ERR_NOMEM;
-    if (!bio) goto out;
-    if (strstr(data, "-----BEGIN"))
-        crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
-    else
-        crl = d2i_X509_CRL_bio(bio, NULL);
-    BIO_free(bio);
-    rc = ERR_INVALID;
-    if (!crl) {
+    rc = revoc_crl_parse((const uint8_t *)data, len, &crl);
+    if (rc < 0) {
         pki_err("%s holds no CRL (PEM or DER expected)", path);
         goto out;
     }
-    STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
-    if (sk_X509_REVOKED_num(rev) > MAX_CRL_ENTRIES) goto out;
-    for (int i = 0; i < sk_X509_REVOKED_num(rev); i++) {
-        const ASN1_INTEGER *sn = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rev, i));
-        BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
-        rc = bn ? pki_serial_hex(bn, hex, sizeof hex) : ERR_NOMEM;
-        BN_free(bn);
-        if (rc < 0) goto out;
-        GUARD_GOTO(rc, trust_serial_normalize(hex, norm, sizeof norm), out);
-        GUARD_GOTO(rc, trust_crl_add(ti, PKI_VERIFY_TENANT, norm), out);
+    rc = revoc_crl_verify(crl, anchors, &issuer, &why);
+    if (rc < 0) {
+        pki_err("%s: %s", path, why);
+        goto out;
     }
+    GUARD_GOTO(rc, revoc_crl_entries(crl, &e, &n), out);
+    for (size_t i = 0; i < n; i++)
+        GUARD_GOTO(rc, trust_crl_add(ti, PKI_VERIFY_TENANT, e[i].serial), out);
     rc = trust_option_set(ti, PKI_VERIFY_TENANT, "configuration", "crl.offline.check.enabled",
                           "true");
 out:
+    free(e);
     X509_CRL_free(crl);
     free(data);
     return rc;
@@ -95,7 +88,7 @@ static int index_new(const struct pki_verify_in *in, struct trust_index **out)
                    trust_anchor_put(ti, PKI_VERIFY_TENANT, sk_X509_value(in->anchors, i), true,
                                     true, false),
                    out);
-    rc = in->crl_path ? load_crl(ti, in->crl_path) : 0;
+    rc = in->crl_path ? load_crl(ti, in->crl_path, in->anchors) : 0;
 out:
     if (rc < 0)
         trust_free(ti);

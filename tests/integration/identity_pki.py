@@ -312,7 +312,7 @@ class IdentityServer(ApiServer):
     """`certmq serve` with an MQTT TLS listener (client certificates optional,
     no cafile unless given) and a plain HTTP API listener."""
 
-    def __init__(self, workdir, pki, options=None, cafile=None):
+    def __init__(self, workdir, pki, options=None, cafile=None, crlfile=None):
         super().__init__(workdir)
         self.pki = pki
         self.mqtt_port = free_port()
@@ -324,6 +324,8 @@ class IdentityServer(ApiServer):
                   "client_certificates optional"]
         if cafile:
             lines.append(f"cafile {cafile}")
+        if crlfile:
+            lines.append(f"crlfile {crlfile}")
         lines += ["", f"listener {self.port} 127.0.0.1", "protocol http"]
         self.conf.write_text("\n".join(lines) + "\n")
 

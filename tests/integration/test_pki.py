@@ -831,6 +831,20 @@ def test_verify_revoked_with_crl(tmp_path, root):
     assert rc == 0  # no CRL given: revocation is not checked
 
 
+def test_verify_refuses_a_crl_its_trust_did_not_sign(tmp_path, root, inter):
+    """A CRL under the root's name signed by another key, or by a CA that is
+    not a --trust certificate, is refused before any serial is used."""
+    ok("issue", "device", "--ca", root, "--cn", "dev", "--out", tmp_path)
+    forger = tmp_path / "forger"
+    ok("ca", "init", forger, "--cn", "Test Root CA")
+    r = pki("verify", tmp_path / "dev.chain.pem", "--trust", root / "ca.pem", "--crl",
+            forger / "crl.pem")
+    assert r.returncode == 1 and "signature does not verify" in r.stderr, r.stderr
+    r = pki("verify", tmp_path / "dev.chain.pem", "--trust", root / "ca.pem", "--crl",
+            inter / "crl.pem")
+    assert r.returncode == 1 and "not a trusted certificate" in r.stderr, r.stderr
+
+
 def test_verify_missing_chain_file_fails(tmp_path, root):
     r = pki("verify", tmp_path / "nope.pem", "--trust", root / "ca.pem")
     assert r.returncode == 1 and "nope.pem" in r.stderr

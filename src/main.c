@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "api/api.h"
@@ -52,30 +53,6 @@ static void serve_usage(FILE *out)
             "  certmq serve --config /etc/certmq/certmq.conf\n"
             "\n");
     config_print_help(out);
-}
-
-struct app;
-static void acl_reload(struct app *app);
-
-/* Waits for signals: SIGHUP reloads TLS material and authorization rules,
- * SIGINT/SIGTERM return. */
-static void run_until_stopped(struct app *app, struct server *srv, const sigset_t *set)
-{
-    for (;;) {
-        int sig;
-        if (sigwait(set, &sig) != 0) continue;
-        if (sig == SIGHUP) {
-            char err[512];
-            if (server_reload_tls(srv, err, sizeof err) < 0)
-                log_error("reload failed, keeping the old certificates: %s", err);
-            else
-                log_info("certificates and keys reloaded");
-            acl_reload(app);
-            continue;
-        }
-        log_info("signal %d: stopping", sig);
-        return;
-    }
 }
 
 /* Everything serve runs, built in dependency order and torn down in
@@ -279,6 +256,10 @@ static int start_apis(struct app *app)
             .max_body_bytes = (size_t)app->cfg.http_max_body,
             .max_connections = (unsigned)app->cfg.http_max_connections,
             .timeout_s = (unsigned)app->cfg.http_timeout,
+            .threads = (unsigned)app->cfg.http_threads,
+            .max_body_total = (size_t)app->cfg.http_max_body_total,
+            .header_timeout_s = (unsigned)app->cfg.http_header_timeout,
+            .max_per_ip = (unsigned)app->cfg.http_max_connections_per_ip,
             .max_chain_length = (int)app->cfg.max_chain_length,
             .require_ca_in_chain = app->cfg.require_ca_in_chain,
             .on_anchor_change = on_anchor_change,
@@ -396,6 +377,55 @@ static void app_stop(struct app *app)
     store_close(app->store);
 }
 
+/* SIGHUP: the MQTT listeners' and the HTTPS APIs' certificates and keys.
+ * Each listener keeps its old material when its new files are bad. */
+static void reload_tls(struct app *app)
+{
+    char err[1024];
+    bool ok = true;
+    if (server_reload_tls(app->srv, err, sizeof err) < 0) {
+        log_error("reload failed, keeping the old certificates: %s", err);
+        ok = false;
+    }
+    for (size_t i = 0; i < app->n_apis; i++) {
+        if (api_reload_tls(app->apis[i], err, sizeof err) < 0) {
+            log_error("http api reload failed, keeping the old certificate: %s", err);
+            ok = false;
+        }
+    }
+    if (ok) log_info("certificates and keys reloaded");
+}
+
+/* Waits for signals: SIGHUP reloads TLS material and the acl_file,
+ * SIGINT/SIGTERM return. */
+static void run_until_stopped(struct app *app, const sigset_t *set)
+{
+    for (;;) {
+        int sig;
+        if (sigwait(set, &sig) != 0) continue;
+        if (sig == SIGHUP) {
+            reload_tls(app);
+            acl_reload(app);
+            continue;
+        }
+        log_info("signal %d: stopping", sig);
+        return;
+    }
+}
+
+/* Thousands of device connections need thousands of descriptors: the soft
+ * limit goes up to the hard one (a service manager sets the hard one). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    rlim_t want = rl.rlim_max;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        log_warn("cannot raise the open-file limit to %llu: %s", (unsigned long long)want,
+                 strerror(errno));
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *config_path = NULL;
@@ -447,11 +477,12 @@ static int cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    raise_fd_limit();
     int rc = 1;
     if (app_start(&app) == 0) {
         log_info("certmq %s started with %d worker threads", CERTMQ_VERSION,
                  server_worker_count(&app.cfg));
-        run_until_stopped(&app, app.srv, &set);
+        run_until_stopped(&app, &set);
         rc = 0;
     }
     app_stop(&app);

@@ -27,11 +27,15 @@ struct api_config {
     uint16_t port;
     const char *certfile; /* both set: HTTPS; else plain HTTP */
     const char *keyfile;
-    size_t max_body_bytes;    /* request body limit; 0: API_DEFAULT_MAX_BODY */
-    unsigned max_connections; /* concurrent HTTP connections; 0: 256 */
-    unsigned timeout_s;       /* idle HTTP connection timeout; 0: 30 s */
-    int max_chain_length;     /* for verify-cert-chain; <2: policy default */
-    bool require_ca_in_chain; /* for verify-cert-chain, as the broker */
+    size_t max_body_bytes;     /* request body limit; 0: API_DEFAULT_MAX_BODY */
+    unsigned max_connections;  /* concurrent HTTP connections; 0: 256 */
+    unsigned timeout_s;        /* idle HTTP connection timeout; 0: 30 s */
+    unsigned threads;          /* request threads (epoll each); 0: 4 */
+    size_t max_body_total;     /* bodies of all connections together; 0: 256 MiB */
+    unsigned header_timeout_s; /* time to send a request's headers; 0: 10 s */
+    unsigned max_per_ip;       /* connections from one address; 0: 32 */
+    int max_chain_length;      /* for verify-cert-chain; <2: policy default */
+    bool require_ca_in_chain;  /* for verify-cert-chain, as the broker */
     /* Called after a trusted certificate was disabled, enabled, changed or
      * deleted (still_enabled false for delete): the broker closes the
      * connections that anchor admitted when !still_enabled. May be NULL. */
@@ -60,6 +64,10 @@ struct api_config {
 /* Starts the listener. st and ti are borrowed and must outlive the api. */
 MUST_USE int api_start(const struct api_config *cfg, struct store *st, struct trust_index *ti,
                        struct api **out);
+/* Reloads an HTTPS listener's certificate and key from their files: a new
+ * daemon takes over the same socket, the old one finishes. On failure the
+ * old certificate stays in use and err says why. Plain HTTP: nothing. */
+MUST_USE int api_reload_tls(struct api *a, char *err, size_t n);
 /* Stops the listener and waits for its threads. NULL is fine. */
 void api_stop(struct api *a);
 

@@ -5,6 +5,8 @@
 #ifndef CERTMQ_API_HANDLERS_H
 #define CERTMQ_API_HANDLERS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -21,16 +23,28 @@
 #define API_PAGE_MAX      2000
 #define API_MAX_CERT_BULK 100
 
+struct api_conn;
+
 struct api {
     struct MHD_Daemon *daemon;
+    int listen_fd;
     struct api_config cfg;
     struct store *st;
     struct trust_index *ti;
     size_t max_body;
-    bool tls;
-    char *tls_cert; /* PEM text for libmicrohttpd */
-    char *tls_key;
+    bool tls;          /* HTTPS: certificate and key read from cfg's files */
     EVP_PKEY *crl_key; /* signs the CRLs served by GET .../settings/crl */
+    /* Bytes of request bodies held or promised, all connections together
+     * (atomic; api_budget_take/give). */
+    _Atomic size_t body_total;
+    /* Connections still sending a request head (listener.c): conns_lock
+     * guards the list; the reaper thread shuts down the slow ones. */
+    pthread_mutex_t conns_lock;
+    pthread_cond_t reaper_cv;
+    struct api_conn *conns;
+    pthread_t reaper;
+    bool reaper_running;
+    bool stopping;
 };
 
 struct api_req {
@@ -154,5 +168,21 @@ MUST_USE int api_pop_check(const char *body, size_t len, const char *code, X509 
  * 4) of tenant and parses it; replies 404 itself when absent. On success c
  * (store_cert_clear) and *x (X509_free) belong to the caller. */
 MUST_USE int api_cert_load(struct api_req *r, const char *tenant, struct store_cert *c, X509 **x);
+
+/* ---- between http.c (requests) and listener.c (daemon, limits) ---- */
+
+/* libmicrohttpd callbacks of http.c, registered by listener.c. */
+enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls);
+void api_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe);
+void *api_on_uri(void *cls, const char *uri, struct MHD_Connection *conn);
+/* The connection's request head is complete (done) or a new one starts:
+ * only connections waiting for a head are held to header_timeout_s. */
+void api_conn_head_done(struct api *a, struct MHD_Connection *conn, bool done);
+/* Takes n bytes from the shared body budget; ERR_LIMIT when it is spent. */
+MUST_USE int api_budget_take(struct api *a, size_t n);
+void api_budget_give(struct api *a, size_t n);
 
 #endif

@@ -1,6 +1,7 @@
-/* libmicrohttpd glue for the REST API: route table, body collection under a
- * size limit, Basic/Bearer authentication against the trust index, dispatch
- * and the reply helpers. A thread per connection; handlers touch only the
+/* libmicrohttpd glue for the REST API: route table, the decisions made on a
+ * request's head (target, framing, route, credentials, role, length) before
+ * its body is read, body collection under the limits, dispatch and the reply
+ * helpers. Handlers run on the daemon's pool threads and touch only the
  * store and the trust index, both thread-safe. */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -18,54 +19,75 @@
 #include <openssl/evp.h>
 
 #include "api/handlers.h"
+#include "api/httpcheck.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "identity/trust.h"
+
+/* What a route's caller must be, checked on the headers before the body
+ * is read (EARLY_NONE: only the handler decides). */
+enum route_early {
+    EARLY_NONE,
+    EARLY_TENANT_ADMIN, /* administers the {tenantId} of the path */
+    EARLY_MANAGEMENT,   /* the management tenant's admin */
+    EARLY_REGISTRAR,    /* ROLE_TENANT_ADMIN or ROLE_DEVICE_CONTROL_ADMIN */
+};
 
 struct route {
     const char *method;
     const char *path;
     api_handler fn;
+    enum route_early early;
 };
 
 static const struct route routes[] = {
-    {"POST", "/tenant/tenants", api_h_tenant_create},
-    {"GET", "/tenant/tenants", api_h_tenant_list},
-    {"GET", "/tenant/tenants/{tenantId}", api_h_tenant_get},
-    {"POST", "/tenant/tenants/{tenantId}/trusted-certificates", api_h_cert_create},
-    {"GET", "/tenant/tenants/{tenantId}/trusted-certificates", api_h_cert_list},
-    {"POST", "/tenant/tenants/{tenantId}/trusted-certificates/bulk", api_h_cert_bulk},
-    {"GET", "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}", api_h_cert_get},
-    {"PUT", "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}", api_h_cert_update},
-    {"DELETE", "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}", api_h_cert_delete},
+    {"POST", "/tenant/tenants", api_h_tenant_create, EARLY_MANAGEMENT},
+    {"GET", "/tenant/tenants", api_h_tenant_list, EARLY_MANAGEMENT},
+    {"GET", "/tenant/tenants/{tenantId}", api_h_tenant_get, EARLY_TENANT_ADMIN},
+    {"POST", "/tenant/tenants/{tenantId}/trusted-certificates", api_h_cert_create,
+     EARLY_TENANT_ADMIN},
+    {"GET", "/tenant/tenants/{tenantId}/trusted-certificates", api_h_cert_list, EARLY_TENANT_ADMIN},
+    {"POST", "/tenant/tenants/{tenantId}/trusted-certificates/bulk", api_h_cert_bulk,
+     EARLY_TENANT_ADMIN},
+    {"GET", "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}", api_h_cert_get,
+     EARLY_TENANT_ADMIN},
+    {"PUT", "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}", api_h_cert_update,
+     EARLY_TENANT_ADMIN},
+    {"DELETE", "/tenant/tenants/{tenantId}/trusted-certificates/{fingerprint}", api_h_cert_delete,
+     EARLY_TENANT_ADMIN},
     {"POST", "/tenant/tenants/{tenantId}/trusted-certificates-pop/{fingerprint}/verification-code",
-     api_h_pop_code},
+     api_h_pop_code, EARLY_TENANT_ADMIN},
     {"POST", "/tenant/tenants/{tenantId}/trusted-certificates-pop/{fingerprint}/pop",
-     api_h_pop_verify},
+     api_h_pop_verify, EARLY_TENANT_ADMIN},
     {"POST", "/tenant/tenants/{tenantId}/trusted-certificates-pop/{fingerprint}/confirmed",
-     api_h_pop_confirm},
-    {"GET", "/tenant/tenants/{tenantId}/device-token-key", api_h_token_key},
-    {"GET", "/tenant/tenants/{tenantId}/authorization-rules", api_h_authz_list},
-    {"POST", "/tenant/tenants/{tenantId}/authorization-rules", api_h_authz_create},
-    {"PUT", "/tenant/tenants/{tenantId}/authorization-rules/{id}", api_h_authz_update},
-    {"DELETE", "/tenant/tenants/{tenantId}/authorization-rules/{id}", api_h_authz_delete},
-    {"PUT", "/tenant/trusted-certificates/settings/crl", api_h_crl_put},
-    {"GET", "/tenant/trusted-certificates/settings/crl", api_h_crl_get},
-    {"POST", "/tenant/trusted-certificates/verify-cert-chain", api_h_verify_chain},
-    {"GET", "/tenant/options", api_h_option_list},
-    {"POST", "/tenant/options", api_h_option_create},
-    {"GET", "/tenant/options/{category}/{key}", api_h_option_get},
-    {"PUT", "/tenant/options/{category}/{key}", api_h_option_put},
-    {"DELETE", "/tenant/options/{category}/{key}", api_h_option_delete},
-    {"GET", "/user/currentUser", api_h_current_user},
-    {"GET", "/user/{tenantId}/users", api_h_user_list},
-    {"POST", "/user/{tenantId}/users", api_h_user_create},
-    {"GET", "/user/{tenantId}/users/{userName}", api_h_user_get},
-    {"DELETE", "/user/{tenantId}/users/{userName}", api_h_user_delete},
-    {"GET", "/user/{tenantId}/users/{userName}/authorization-roles", api_h_authz_roles_get},
-    {"PUT", "/user/{tenantId}/users/{userName}/authorization-roles", api_h_authz_roles_put},
-    {"POST", "/devicecontrol/bulkNewDeviceRequests", api_h_bulk_register},
-    {"POST", "/devicecontrol/newDeviceRequests", api_h_single_register},
+     api_h_pop_confirm, EARLY_MANAGEMENT},
+    {"GET", "/tenant/tenants/{tenantId}/device-token-key", api_h_token_key, EARLY_TENANT_ADMIN},
+    {"GET", "/tenant/tenants/{tenantId}/authorization-rules", api_h_authz_list, EARLY_TENANT_ADMIN},
+    {"POST", "/tenant/tenants/{tenantId}/authorization-rules", api_h_authz_create,
+     EARLY_TENANT_ADMIN},
+    {"PUT", "/tenant/tenants/{tenantId}/authorization-rules/{id}", api_h_authz_update,
+     EARLY_TENANT_ADMIN},
+    {"DELETE", "/tenant/tenants/{tenantId}/authorization-rules/{id}", api_h_authz_delete,
+     EARLY_TENANT_ADMIN},
+    {"PUT", "/tenant/trusted-certificates/settings/crl", api_h_crl_put, EARLY_NONE},
+    {"GET", "/tenant/trusted-certificates/settings/crl", api_h_crl_get, EARLY_NONE},
+    {"POST", "/tenant/trusted-certificates/verify-cert-chain", api_h_verify_chain, EARLY_NONE},
+    {"GET", "/tenant/options", api_h_option_list, EARLY_NONE},
+    {"POST", "/tenant/options", api_h_option_create, EARLY_NONE},
+    {"GET", "/tenant/options/{category}/{key}", api_h_option_get, EARLY_NONE},
+    {"PUT", "/tenant/options/{category}/{key}", api_h_option_put, EARLY_NONE},
+    {"DELETE", "/tenant/options/{category}/{key}", api_h_option_delete, EARLY_NONE},
+    {"GET", "/user/currentUser", api_h_current_user, EARLY_NONE},
+    {"GET", "/user/{tenantId}/users", api_h_user_list, EARLY_TENANT_ADMIN},
+    {"POST", "/user/{tenantId}/users", api_h_user_create, EARLY_TENANT_ADMIN},
+    {"GET", "/user/{tenantId}/users/{userName}", api_h_user_get, EARLY_NONE},
+    {"DELETE", "/user/{tenantId}/users/{userName}", api_h_user_delete, EARLY_TENANT_ADMIN},
+    {"GET", "/user/{tenantId}/users/{userName}/authorization-roles", api_h_authz_roles_get,
+     EARLY_TENANT_ADMIN},
+    {"PUT", "/user/{tenantId}/users/{userName}/authorization-roles", api_h_authz_roles_put,
+     EARLY_TENANT_ADMIN},
+    {"POST", "/devicecontrol/bulkNewDeviceRequests", api_h_bulk_register, EARLY_REGISTRAR},
+    {"POST", "/devicecontrol/newDeviceRequests", api_h_single_register, EARLY_NONE},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -109,6 +131,7 @@ static const char *error_code(int status)
     case 405: return "general/methodNotAllowed";
     case 409: return "general/conflict";
     case 413: return "general/requestTooLarge";
+    case 503: return "general/serviceUnavailable";
     case 422: return "general/unprocessableEntity";
     default: return "general/internalError";
     }
@@ -319,19 +342,9 @@ int api_tenant_gate(struct api_req *r, const char *tenant)
 
 /* ---- authentication ---- */
 
-/* Decodes standard base64 (with padding) into out; returns the length or -1. */
-static int b64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
-{
-    if (len == 0 || len % 4 != 0 || len / 4 * 3 > cap || len > INT32_MAX) return -1;
-    int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-    if (n < 0) return -1;
-    if (in[len - 1] == '=') n--;
-    if (in[len - 2] == '=') n--;
-    return n;
-}
-
-/* Fills r->tenant/user/roles from the Authorization header. Returns 0, or
- * ERR_AUTH when credentials are absent or wrong. */
+/* Fills r->tenant/user/roles from the Authorization header. Returns 0,
+ * ERR_MALFORMED for a NUL byte in Basic credentials, or ERR_AUTH when
+ * credentials are absent or wrong. */
 static int authenticate(struct api_req *r)
 {
     const char *h = api_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -346,34 +359,24 @@ static int authenticate(struct api_req *r)
         r->roles = u.roles;
         return 0;
     }
-    if (strncasecmp(h, "Basic ", 6) != 0) return ERR_AUTH;
-    const char *b = h + 6;
-    while (*b == ' ') b++;
-    unsigned char dec[768];
-    int n = b64_decode(b, strlen(b), dec, sizeof dec - 1);
-    if (n <= 0) return ERR_AUTH;
-    dec[n] = '\0';
-    char *colon = memchr(dec, ':', (size_t)n);
-    if (!colon) return ERR_AUTH;
-    *colon = '\0';
-    char *slash = strchr((char *)dec, '/');
-    if (!slash) return ERR_AUTH;
-    *slash = '\0';
-    const char *tenant = (const char *)dec, *user = slash + 1, *pw = colon + 1;
-    size_t pw_len = (size_t)n - (size_t)(pw - (const char *)dec);
-    int rc = ERR_AUTH;
-    size_t tl = strlen(tenant), ul = strlen(user);
-    if (tl < sizeof r->tenant && ul < sizeof r->user &&
-        trust_check_password(r->api->ti, tenant, user, pw, pw_len, &r->roles) == 0) {
-        memcpy(r->tenant, tenant, tl + 1);
-        memcpy(r->user, user, ul + 1);
-        rc = 0;
+    struct httpcheck_basic b;
+    int rc = httpcheck_basic(h, strlen(h), &b);
+    if (rc == 0) {
+        size_t tl = strlen(b.tenant), ul = strlen(b.user);
+        rc = ERR_AUTH;
+        if (tl < sizeof r->tenant && ul < sizeof r->user &&
+            trust_check_password(r->api->ti, b.tenant, b.user, b.password, b.password_len,
+                                 &r->roles) == 0) {
+            memcpy(r->tenant, b.tenant, tl + 1);
+            memcpy(r->user, b.user, ul + 1);
+            rc = 0;
+        }
     }
-    OPENSSL_cleanse(dec, sizeof dec);
+    OPENSSL_cleanse(&b, sizeof b);
     return rc;
 }
 
-/* ---- dispatch ---- */
+/* ---- routing ---- */
 
 static int split_path(struct api_req *r, char *copy)
 {
@@ -386,50 +389,68 @@ static int split_path(struct api_req *r, char *copy)
     return 0;
 }
 
-/* Does the route's template match the request's segments? */
-static bool route_matches(const struct route *rt, const struct api_req *r)
+/* Does the route's template match the request's segments? *tenant_seg is
+ * the index of its {tenantId} segment (-1: none). */
+static bool route_matches(const struct route *rt, const struct api_req *r, int *tenant_seg)
 {
     char tmpl[256];
     char *save = NULL;
     int i = 0;
+    *tenant_seg = -1;
     snprintf(tmpl, sizeof tmpl, "%s", rt->path);
     for (char *s = strtok_r(tmpl, "/", &save); s; s = strtok_r(NULL, "/", &save), i++) {
         if (i >= r->nseg) return false;
+        if (!strcmp(s, "{tenantId}")) *tenant_seg = i;
         if (s[0] == '{') continue;
         if (strcmp(s, r->seg[i]) != 0) return false;
     }
     return i == r->nseg;
 }
 
-static void dispatch(struct api_req *r)
+/* The route for the request, or a 404/405 reply. */
+static const struct route *find_route(struct api_req *r, char *copy, size_t cap, int *tenant_seg)
 {
-    char copy[2048];
-    const struct route *found = NULL;
     bool path_known = false;
-    if (strlen(r->path) >= sizeof copy) {
+    if (strlen(r->path) >= cap || (snprintf(copy, cap, "%s", r->path), split_path(r, copy) < 0)) {
         ignore_result(api_reply_error(r, 404, "No such resource"));
-        return;
+        return NULL;
     }
-    snprintf(copy, sizeof copy, "%s", r->path);
-    if (split_path(r, copy) < 0) {
-        ignore_result(api_reply_error(r, 404, "No such resource"));
-        return;
-    }
-    for (size_t i = 0; i < NROUTES && !found; i++) {
-        if (!route_matches(&routes[i], r)) continue;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!route_matches(&routes[i], r, tenant_seg)) continue;
         path_known = true;
-        if (strcmp(routes[i].method, r->method) == 0) found = &routes[i];
+        if (strcmp(routes[i].method, r->method) == 0) return &routes[i];
     }
-    if (!found) {
-        ignore_result(api_reply_error(r, path_known ? 405 : 404,
-                                      path_known ? "Method not allowed" : "No such resource"));
+    ignore_result(api_reply_error(r, path_known ? 405 : 404,
+                                  path_known ? "Method not allowed" : "No such resource"));
+    return NULL;
+}
+
+/* The role check a route allows on the headers (the handler checks again). */
+static void early_gate(struct api_req *r, const struct route *rt, int tenant_seg)
+{
+    switch (rt->early) {
+    case EARLY_NONE: return;
+    case EARLY_MANAGEMENT:
+        if (!api_is_management_admin(r))
+            ignore_result(
+                api_reply_error(r, 403, "Only the management tenant's admin may do this"));
+        return;
+    case EARLY_TENANT_ADMIN:
+        if (tenant_seg >= 0 && !api_may_admin(r, r->seg[tenant_seg]))
+            ignore_result(api_reply_error(r, 403, "Not allowed for this tenant"));
+        return;
+    case EARLY_REGISTRAR:
+        if (!(r->roles & (STORE_ROLE_TENANT_ADMIN | STORE_ROLE_DEVICE_CONTROL_ADMIN)))
+            ignore_result(api_reply_error(r, 403,
+                                          "Bulk registration needs ROLE_TENANT_ADMIN or "
+                                          "ROLE_DEVICE_CONTROL_ADMIN"));
         return;
     }
-    if (authenticate(r) < 0) {
-        ignore_result(api_reply_error(r, 401, "Invalid or missing credentials"));
-        return;
-    }
-    int rc = found->fn(r);
+}
+
+static void run_handler(struct api_req *r, const struct route *rt)
+{
+    int rc = rt->fn(r);
     if (rc < 0 && !r->status) {
         int status = err_http_status(rc);
         ignore_result(api_reply_error(r, status, status >= 500 ? "Internal error" : err_str(rc)));
@@ -440,18 +461,95 @@ static void dispatch(struct api_req *r)
 
 /* ---- libmicrohttpd callbacks ---- */
 
+/* One request: its parsed head, the caller and its body so far. Owned by
+ * libmicrohttpd's con_cls from the head to api_on_completed. */
 struct conn_state {
+    struct api_req r;
+    const struct route *route;
+    char path[2048]; /* r.seg point into it */
+    bool bad_target; /* NUL in the raw request target */
+    bool head_seen;
+    bool close;       /* reply with Connection: close */
+    bool too_large;   /* body over http_max_body */
+    bool over_budget; /* body over http_max_body_total */
+    size_t reserved;  /* bytes taken from the shared body budget */
     struct buf body;
-    bool too_large;
 };
 
-static enum MHD_Result send_reply(struct MHD_Connection *conn, struct api_req *r)
+/* Marks a request whose raw target failed httpcheck_target (a sentinel,
+ * never freed: api_on_request replaces it). */
+static char bad_target_mark;
+
+/* Called with the raw request target, before percent-decoding and the
+ * query split. libmicrohttpd has cut the request line in place, writing a
+ * NUL over the space before the version: when the NUL found first is not
+ * that one (the version does not follow it), the target held a raw NUL. */
+void *api_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    if (!uri) return &bad_target_mark;
+    size_t n = strlen(uri);
+    if (httpcheck_target(uri, n) < 0 || strncmp(uri + n + 1, "HTTP/", 5) != 0)
+        return &bad_target_mark;
+    return NULL;
+}
+
+static enum MHD_Result add_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    httpcheck_framing_add(cls, key, key_size, value, value_size);
+    return MHD_YES;
+}
+
+/* Refusals on the request line and headers: the reply is set in cs->r
+ * when the request is refused. Its body is then never read. */
+static void check_head(struct api *a, struct MHD_Connection *conn, struct conn_state *cs)
+{
+    struct api_req *r = &cs->r;
+    struct httpcheck_framing f = {0};
+    int tenant_seg = -1;
+    MHD_get_connection_values_n(conn, MHD_HEADER_KIND, add_framing, &f);
+    cs->close = f.n_length ? f.length > 0 : f.n_encoding > 0;
+    if (cs->bad_target) {
+        ignore_result(api_reply_error(r, 400, "The request target holds a NUL byte"));
+        return;
+    }
+    if (httpcheck_framing_result(&f) < 0) {
+        cs->close = true;
+        ignore_result(api_reply_error(r, 400,
+                                      "Ambiguous message length (Content-Length and "
+                                      "Transfer-Encoding)"));
+        return;
+    }
+    if (!(cs->route = find_route(r, cs->path, sizeof cs->path, &tenant_seg))) return;
+    int rc = authenticate(r);
+    if (rc == ERR_MALFORMED) {
+        ignore_result(api_reply_error(r, 400, "The credentials hold a NUL byte"));
+        return;
+    }
+    if (rc < 0) {
+        ignore_result(api_reply_error(r, 401, "Invalid or missing credentials"));
+        return;
+    }
+    early_gate(r, cs->route, tenant_seg);
+    if (r->status) return;
+    if (f.n_length && f.length > a->max_body) {
+        ignore_result(api_reply_error(r, 413, "The request body is too large"));
+    } else if (f.n_length && api_budget_take(a, (size_t)f.length + 1) < 0) {
+        ignore_result(api_reply_error(r, 503, "Too many request bodies in transit; retry later"));
+    } else if (f.n_length) {
+        cs->reserved = (size_t)f.length + 1;
+        if (buf_reserve(&cs->body, cs->reserved) < 0) cs->too_large = true;
+    }
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, struct api_req *r, bool close)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (void *)"",
                                         r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         free(r->resp);
+        r->resp = NULL;
         return MHD_NO;
     }
     r->resp = NULL;
@@ -459,165 +557,84 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct api_req *r
     if (r->status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"certmq\"");
     if (r->location) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (close) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **con_cls)
+/* Keeps a body chunk within http_max_body and, for bodies of no declared
+ * length, within the shared budget; past either the bytes are dropped. */
+static void take_body(struct api *a, struct conn_state *cs, const char *data, size_t n)
+{
+    if (cs->too_large || cs->over_budget) return;
+    size_t after = buf_used(&cs->body) + n + 1;
+    if (after > cs->reserved && api_budget_take(a, after - cs->reserved) < 0) {
+        cs->over_budget = true;
+    } else {
+        if (after > cs->reserved) cs->reserved = after;
+        if (buf_used(&cs->body) + n > a->max_body || buf_append(&cs->body, data, n) < 0)
+            cs->too_large = true;
+    }
+    if (cs->too_large || cs->over_budget) buf_free(&cs->body);
+}
+
+static struct conn_state *conn_state_new(struct api *a, struct MHD_Connection *conn,
+                                         const char *url, const char *method, bool bad_target)
+{
+    struct conn_state *cs = calloc(1, sizeof *cs);
+    if (!cs) return NULL;
+    buf_init(&cs->body, a->max_body + 1);
+    cs->bad_target = bad_target;
+    cs->r.api = a;
+    cs->r.conn = conn;
+    cs->r.method = method;
+    cs->r.path = url;
+    return cs;
+}
+
+enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls)
 {
     struct api *a = cls;
-    struct conn_state *cs = *con_cls;
+    struct conn_state *cs = *con_cls == &bad_target_mark ? NULL : *con_cls;
     if (!cs) {
-        cs = calloc(1, sizeof *cs);
-        if (!cs) return MHD_NO;
-        buf_init(&cs->body, a->max_body + 1);
+        cs = conn_state_new(a, conn, url, method, *con_cls == &bad_target_mark);
         *con_cls = cs;
-        return MHD_YES;
+        if (!cs) return MHD_NO;
+        api_conn_head_done(a, conn, true);
+        check_head(a, conn, cs);
+        return cs->r.status ? send_reply(conn, &cs->r, cs->close) : MHD_YES;
     }
     if (*upload_size) {
-        if (!cs->too_large && buf_append(&cs->body, upload, *upload_size) < 0) {
-            cs->too_large = true;
-            buf_free(&cs->body);
-        }
+        take_body(a, cs, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
-    struct api_req r;
-    memset(&r, 0, sizeof r);
-    r.api = a;
-    r.conn = conn;
-    r.method = method;
-    r.path = url;
-    if (cs->too_large || buf_used(&cs->body) > a->max_body) {
-        ignore_result(api_reply_error(&r, 413, "The request body is too large"));
-    } else if (buf_append(&cs->body, "", 1) < 0) {
-        ignore_result(api_reply_error(&r, 413, "The request body is too large"));
+    struct api_req *r = &cs->r;
+    if (cs->over_budget) {
+        ignore_result(api_reply_error(r, 503, "Too many request bodies in transit; retry later"));
+    } else if (cs->too_large || buf_append(&cs->body, "", 1) < 0) {
+        ignore_result(api_reply_error(r, 413, "The request body is too large"));
     } else {
-        r.body = (const char *)buf_head(&cs->body);
-        r.body_len = buf_used(&cs->body) - 1;
-        dispatch(&r);
+        r->body = (const char *)buf_head(&cs->body);
+        r->body_len = buf_used(&cs->body) - 1;
+        run_handler(r, cs->route);
     }
-    enum MHD_Result ret = send_reply(conn, &r);
-    free(r.location);
-    return ret;
+    return send_reply(conn, r, false);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+void api_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
 {
     struct conn_state *cs = *con_cls;
-    if (!cs) return;
-    buf_free(&cs->body);
-    free(cs);
     *con_cls = NULL;
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *data = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (cap - len < 4097) {
-            if (cap > (1u << 20)) break; /* a key or certificate file is small */
-            cap = cap ? cap * 2 : 8192;
-            char *p = realloc(data, cap);
-            if (!p) break;
-            data = p;
-        }
-        size_t n = fread(data + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0) {
-            data[len] = '\0';
-            fclose(f);
-            return data;
-        }
-    }
-    fclose(f);
-    free(data);
-    return NULL;
-}
-
-static int api_free(struct api *a, int rc)
-{
-    if (a->daemon) MHD_stop_daemon(a->daemon);
-    if (a->tls_key) OPENSSL_cleanse(a->tls_key, strlen(a->tls_key));
-    free(a->tls_key);
-    free(a->tls_cert);
-    EVP_PKEY_free(a->crl_key);
-    free(a);
-    return rc;
-}
-
-int api_start(const struct api_config *cfg, struct store *st, struct trust_index *ti,
-              struct api **out)
-{
-    struct api *a = calloc(1, sizeof *a);
-    if (!a) return ERR_NOMEM;
-    a->cfg = *cfg;
-    if (!a->cfg.max_connections) a->cfg.max_connections = 256;
-    if (!a->cfg.timeout_s) a->cfg.timeout_s = 30;
-    a->st = st;
-    a->ti = ti;
-    a->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : API_DEFAULT_MAX_BODY;
-    a->crl_key = EVP_EC_gen("P-256");
-    if (!a->crl_key) return api_free(a, ERR_INTERNAL);
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
-    if (cfg->certfile && *cfg->certfile && cfg->keyfile && *cfg->keyfile) {
-        a->tls_cert = read_file(cfg->certfile);
-        a->tls_key = read_file(cfg->keyfile);
-        if (!a->tls_cert || !a->tls_key) {
-            log_error("api: cannot read %s or %s", cfg->certfile, cfg->keyfile);
-            return api_free(a, ERR_IO);
-        }
-        a->tls = true;
-        flags |= MHD_USE_TLS;
-    }
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-    const char *addr = cfg->bind_addr && *cfg->bind_addr ? cfg->bind_addr : NULL;
-    if (addr && inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(cfg->port);
-        flags |= MHD_USE_IPv6;
-    } else {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(cfg->port);
-        v4->sin_addr.s_addr = htonl(INADDR_ANY);
-        if (addr && inet_pton(AF_INET, addr, &v4->sin_addr) != 1) {
-            log_error("api: bad listen address %s", addr);
-            return api_free(a, ERR_INVALID);
-        }
-    }
-    if (a->tls)
-        a->daemon = MHD_start_daemon(
-            flags, cfg->port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, &ss,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)a->cfg.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)a->cfg.max_connections, MHD_OPTION_HTTPS_MEM_CERT, a->tls_cert,
-            MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_END);
-    else
-        a->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_request, a,
-                                     MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_COMPLETED,
-                                     on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
-                                     (unsigned)a->cfg.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-                                     (unsigned)a->cfg.max_connections, MHD_OPTION_END);
-    if (!a->daemon) {
-        log_error("api: cannot listen on port %u", (unsigned)cfg->port);
-        return api_free(a, ERR_IO);
-    }
-    *out = a;
-    return 0;
-}
-
-void api_stop(struct api *a)
-{
-    if (a) ignore_result(api_free(a, 0));
+    if (!cs || cs == (void *)&bad_target_mark) return;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) api_conn_head_done(cls, conn, false);
+    api_budget_give(cls, cs->reserved);
+    buf_free(&cs->body);
+    free(cs->r.resp);
+    free(cs->r.location);
+    free(cs);
 }

@@ -57,6 +57,10 @@ struct config {
     long http_max_body;
     long http_max_connections;
     long http_timeout;
+    long http_threads;
+    long http_max_body_total;
+    long http_header_timeout;
+    long http_max_connections_per_ip;
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };

@@ -34,6 +34,7 @@
 #include "identity/revocation.h"
 #include "mqtt/codec.h"
 #include "identity/pwcheck.h"
+#include "net/addr.h"
 #include "net/tls.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -120,40 +121,17 @@ int server_worker_count(const struct config *cfg)
 
 static int bind_socket(const struct listener_config *lc, int *out, char *err, size_t n)
 {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len;
-    int family;
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-    if (!lc->addr[0] || inet_pton(AF_INET6, lc->addr, &in6->sin6_addr) == 1) {
-        family = AF_INET6;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)lc->port);
-        if (!lc->addr[0]) in6->sin6_addr = in6addr_any;
-        len = sizeof *in6;
-    } else if (inet_pton(AF_INET, lc->addr, &in4->sin_addr) == 1) {
-        family = AF_INET;
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)lc->port);
-        len = sizeof *in4;
-    } else {
+    struct addr a;
+    char why[256];
+    if (addr_parse(lc->addr, (uint16_t)lc->port, &a) < 0) {
         snprintf(err, n, "listener %d: '%s' is not an IP address", lc->port, lc->addr);
         return ERR_INVALID;
     }
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) goto fail;
-    int one = 1, zero = 0;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) goto fail;
-    *out = fd;
+    if (addr_listen(&a, true, out, why, sizeof why) < 0) {
+        snprintf(err, n, "listener %d %s: %s", lc->port, lc->addr, why);
+        return ERR_IO;
+    }
     return 0;
-fail:
-    snprintf(err, n, "listener %d %s: %s", lc->port, lc->addr, strerror(errno));
-    if (fd >= 0) close(fd);
-    return ERR_IO;
 }
 
 /* Loads (or reloads) a listener's TLS context and CA store. */

@@ -268,6 +268,7 @@ static int start_apis(struct app *app)
             .bearer_check = bearer_check,
             .token_public_key = token_public_key,
             .authz = app->authz,
+            .pwcheck = app->pwcheck,
             .on_authz_change = on_authz_change,
             .hook_arg = app,
         };

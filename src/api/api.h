@@ -18,6 +18,7 @@ struct store;
 struct trust_index;
 struct api;
 struct authz;
+struct pwcheck;
 
 #define API_DEFAULT_MAX_BODY  (32u * 1024u * 1024u) /* bulk CSV uploads are large */
 #define API_MANAGEMENT_TENANT "management"
@@ -57,6 +58,9 @@ struct api_config {
     /* Topic authorization rules and roles (borrowed; NULL: the routes
      * answer 404), and the hook told after they changed for a tenant. */
     struct authz *authz;
+    /* Password checks off the HTTP threads, with failure limits (borrowed;
+     * NULL: checked on the HTTP thread). */
+    struct pwcheck *pwcheck;
     void (*on_authz_change)(void *arg, const char *tenant);
     void *hook_arg;
 };

@@ -25,6 +25,8 @@
 
 struct api_conn;
 
+struct api_login;
+
 struct api {
     struct MHD_Daemon *daemon;
     int listen_fd;
@@ -45,6 +47,9 @@ struct api {
     pthread_t reaper;
     bool reaper_running;
     bool stopping;
+    /* Requests whose password check is running (login.c). */
+    pthread_mutex_t parked_lock;
+    struct api_login *parked;
 };
 
 struct api_req {

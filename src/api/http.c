@@ -20,6 +20,7 @@
 
 #include "api/handlers.h"
 #include "api/httpcheck.h"
+#include "api/login.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "identity/trust.h"
@@ -345,7 +346,16 @@ int api_tenant_gate(struct api_req *r, const char *tenant)
 /* Fills r->tenant/user/roles from the Authorization header. Returns 0,
  * ERR_MALFORMED for a NUL byte in Basic credentials, or ERR_AUTH when
  * credentials are absent or wrong. */
-static int authenticate(struct api_req *r)
+/* The verified login becomes the request's caller. */
+static void login_take(struct api_req *r, const struct api_login *l)
+{
+    snprintf(r->tenant, sizeof r->tenant, "%s", l->tenant);
+    snprintf(r->user, sizeof r->user, "%s", l->user);
+}
+
+/* Identifies the caller from the headers: 0, 1 when a password check was
+ * parked (api_login.h), or the refusal's code. */
+static int authenticate(struct api_req *r, struct api_login *login)
 {
     const char *h = api_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h) return ERR_AUTH;
@@ -361,17 +371,8 @@ static int authenticate(struct api_req *r)
     }
     struct httpcheck_basic b;
     int rc = httpcheck_basic(h, strlen(h), &b);
-    if (rc == 0) {
-        size_t tl = strlen(b.tenant), ul = strlen(b.user);
-        rc = ERR_AUTH;
-        if (tl < sizeof r->tenant && ul < sizeof r->user &&
-            trust_check_password(r->api->ti, b.tenant, b.user, b.password, b.password_len,
-                                 &r->roles) == 0) {
-            memcpy(r->tenant, b.tenant, tl + 1);
-            memcpy(r->user, b.user, ul + 1);
-            rc = 0;
-        }
-    }
+    if (rc == 0) rc = api_login_start(r->api, login, r->conn, &b, &r->roles);
+    if (rc == 0) login_take(r, login);
     OPENSSL_cleanse(&b, sizeof b);
     return rc;
 }
@@ -474,6 +475,10 @@ struct conn_state {
     bool over_budget; /* body over http_max_body_total */
     size_t reserved;  /* bytes taken from the shared body budget */
     struct buf body;
+    struct api_login login;
+    bool auth_parked; /* the password check is running: check_head goes on after it */
+    int tenant_seg;
+    struct httpcheck_framing f;
 };
 
 /* Marks a request whose raw target failed httpcheck_target (a sentinel,
@@ -500,6 +505,8 @@ static enum MHD_Result add_framing(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+static void check_head_after_auth(struct api *a, struct conn_state *cs, int rc);
+
 /* Refusals on the request line and headers: the reply is set in cs->r
  * when the request is refused. Its body is then never read. */
 static void check_head(struct api *a, struct MHD_Connection *conn, struct conn_state *cs)
@@ -521,16 +528,38 @@ static void check_head(struct api *a, struct MHD_Connection *conn, struct conn_s
         return;
     }
     if (!(cs->route = find_route(r, cs->path, sizeof cs->path, &tenant_seg))) return;
-    int rc = authenticate(r);
+    cs->tenant_seg = tenant_seg;
+    cs->f = f;
+    int rc = authenticate(r, &cs->login);
+    if (rc == 1) {
+        cs->auth_parked = true;
+        return;
+    }
+    check_head_after_auth(a, cs, rc);
+}
+
+/* The rest of check_head, once the caller is known (rc: authenticate's). */
+static void check_head_after_auth(struct api *a, struct conn_state *cs, int rc)
+{
+    struct api_req *r = &cs->r;
+    const struct httpcheck_framing f = cs->f;
     if (rc == ERR_MALFORMED) {
         ignore_result(api_reply_error(r, 400, "The credentials hold a NUL byte"));
+        return;
+    }
+    if (rc == ERR_LIMIT) {
+        ignore_result(api_reply_error(r, 429, "Too many failed attempts; retry later"));
+        return;
+    }
+    if (rc == ERR_QUEUE_FULL) {
+        ignore_result(api_reply_error(r, 503, "Too many password checks waiting; retry later"));
         return;
     }
     if (rc < 0) {
         ignore_result(api_reply_error(r, 401, "Invalid or missing credentials"));
         return;
     }
-    early_gate(r, cs->route, tenant_seg);
+    early_gate(r, cs->route, cs->tenant_seg);
     if (r->status) return;
     if (f.n_length && f.length > a->max_body) {
         ignore_result(api_reply_error(r, 413, "The request body is too large"));
@@ -607,6 +636,15 @@ enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, const cha
         check_head(a, conn, cs);
         return cs->r.status ? send_reply(conn, &cs->r, cs->close) : MHD_YES;
     }
+    if (cs->auth_parked) {
+        /* Resumed: libmicrohttpd repeats the call that parked the request
+         * (nothing of the body read yet); the body and the final call follow. */
+        cs->auth_parked = false;
+        int rc = api_login_finish(a, &cs->login, &cs->r.roles);
+        if (rc == 0) login_take(&cs->r, &cs->login);
+        check_head_after_auth(a, cs, rc);
+        return cs->r.status ? send_reply(conn, &cs->r, cs->close) : MHD_YES;
+    }
     if (*upload_size) {
         take_body(a, cs, upload, *upload_size);
         *upload_size = 0;
@@ -631,6 +669,7 @@ void api_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct conn_state *cs = *con_cls;
     *con_cls = NULL;
     if (!cs || cs == (void *)&bad_target_mark) return;
+    api_login_end(cls, &cs->login);
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) api_conn_head_done(cls, conn, false);
     api_budget_give(cls, cs->reserved);
     buf_free(&cs->body);

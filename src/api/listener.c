@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 
 #include "api/handlers.h"
+#include "api/login.h"
 #include "core/log.h"
 #include "net/addr.h"
 
@@ -170,7 +171,7 @@ static void free_secret(char *s)
 /* A daemon on a->listen_fd serving cert/key (both NULL: plain HTTP). */
 static struct MHD_Daemon *daemon_start(struct api *a, const char *cert, const char *key)
 {
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (cert) flags |= MHD_USE_TLS;
     return MHD_start_daemon(
         flags, 0, NULL, NULL, api_on_request, a, MHD_OPTION_LISTEN_SOCKET, a->listen_fd,
@@ -241,12 +242,14 @@ static int api_free(struct api *a, int rc)
         pthread_mutex_unlock(&a->conns_lock);
         pthread_join(a->reaper, NULL);
     }
+    api_login_release(a); /* no daemon may stop with suspended connections */
     if (a->daemon)
         MHD_stop_daemon(a->daemon); /* closes listen_fd */
     else if (a->listen_fd >= 0)
         close(a->listen_fd);
     pthread_cond_destroy(&a->reaper_cv);
     pthread_mutex_destroy(&a->conns_lock);
+    pthread_mutex_destroy(&a->parked_lock);
     EVP_PKEY_free(a->crl_key);
     free(a);
     return rc;
@@ -277,6 +280,7 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
     a->listen_fd = -1;
     api_defaults(&a->cfg);
     pthread_mutex_init(&a->conns_lock, NULL);
+    pthread_mutex_init(&a->parked_lock, NULL);
     pthread_cond_init(&a->reaper_cv, NULL);
     a->st = st;
     a->ti = ti;
@@ -311,6 +315,7 @@ int api_reload_tls(struct api *a, char *err, size_t n)
      * one), then finishes; its open connections are closed. */
     if (MHD_quiesce_daemon(old) == MHD_INVALID_SOCKET)
         log_warn("api: the old HTTPS daemon had no listening socket");
+    api_login_release(a); /* its requests still checking a password get 503 */
     MHD_stop_daemon(old);
     return 0;
 }

@@ -205,6 +205,9 @@ def test_bodies_of_all_connections_share_one_bound(srv):
                   .encode() + b"{")
         return s
 
+    # The budget is taken once the caller is known: with the password
+    # verified (and so cached) first, the uploads are judged in order.
+    assert srv.call("GET", "/user/currentUser", ADMIN).status == 200
     held = [start_upload(3 << 20), start_upload(3 << 20)]  # 6 of 8 MiB promised
     try:
         third = start_upload(3 << 20)

@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "broker/broker.h"
 #include "core/config.h"
+#include "core/datalock.h"
 #include "core/log.h"
 #include "identity/auth.h"
 #include "identity/trust.h"
@@ -282,6 +283,11 @@ static int cmd_serve(int argc, char **argv)
     log_set_level((enum log_level)log_level_parse(app.cfg.log_level));
     if (mkdir(app.cfg.data_dir, 0700) < 0 && errno != EEXIST) {
         log_error("cannot create data_dir %s: %s", app.cfg.data_dir, strerror(errno));
+        return 1;
+    }
+    static int data_lock = -1; /* held until the process exits */
+    if (datalock_acquire(app.cfg.data_dir, &data_lock, err, sizeof err) < 0) {
+        log_error("%s", err);
         return 1;
     }
     if (!config_path && pki_dev_bootstrap("./var/dev-ca") < 0) {

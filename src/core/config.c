@@ -245,9 +245,27 @@ static bool split_line(char *line, char **name, char **val)
     return true;
 }
 
+/* Two listeners on one port clash when their addresses are equal or one of
+ * them is the wildcard (empty: every address). */
+static int check_listener_clash(const struct config *cfg, const char *name, char *err,
+                                size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        for (size_t j = i + 1; j < cfg->n_listeners; j++) {
+            const struct listener_config *a = &cfg->listeners[i], *b = &cfg->listeners[j];
+            if (a->port != b->port) continue;
+            if (a->addr[0] && b->addr[0] && strcmp(a->addr, b->addr)) continue;
+            snprintf(err, errlen, "%s: listener %d %s is given twice (listeners %zu and %zu)",
+                     name, a->port, a->addr[0] ? a->addr : "*", i + 1, j + 1);
+            return ERR_INVALID;
+        }
+    return 0;
+}
+
 /* Checks what single lines cannot: listener blocks that contradict themselves. */
 static int config_check(const struct config *cfg, const char *name, char *err, size_t errlen)
 {
+    GUARD(check_listener_clash(cfg, name, err, errlen));
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct listener_config *l = &cfg->listeners[i];
         if (!!l->certfile[0] != !!l->keyfile[0]) {

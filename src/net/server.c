@@ -112,42 +112,72 @@ int server_worker_count(const struct config *cfg)
 
 /* ---- listeners ---- */
 
-static int bind_socket(const struct listener_config *lc, int *out, char *err, size_t n)
+/* The listener's address (empty: every address, IPv4 and IPv6) in ss. */
+static int listener_sockaddr(const struct listener_config *lc, struct sockaddr_storage *ss,
+                             socklen_t *len, char *err, size_t n)
 {
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    socklen_t len;
-    int family;
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
     if (!lc->addr[0] || inet_pton(AF_INET6, lc->addr, &in6->sin6_addr) == 1) {
-        family = AF_INET6;
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)lc->port);
         if (!lc->addr[0]) in6->sin6_addr = in6addr_any;
-        len = sizeof *in6;
+        *len = sizeof *in6;
     } else if (inet_pton(AF_INET, lc->addr, &in4->sin_addr) == 1) {
-        family = AF_INET;
         in4->sin_family = AF_INET;
         in4->sin_port = htons((uint16_t)lc->port);
-        len = sizeof *in4;
+        *len = sizeof *in4;
     } else {
         snprintf(err, n, "listener %d: '%s' is not an IP address", lc->port, lc->addr);
         return ERR_INVALID;
     }
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    return 0;
+}
+
+/* Binds (and, unless probe, listens on) the listener's address. The
+ * workers' sockets share the port through SO_REUSEPORT; a probe socket
+ * goes without it, so its bind fails while any other process listens on
+ * the port, SO_REUSEPORT or not. */
+static int bind_socket_mode(const struct listener_config *lc, bool probe, int *out, char *err,
+                            size_t n)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    GUARD(listener_sockaddr(lc, &ss, &len, err, n));
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) goto fail;
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) goto fail;
+    if (!probe) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || (!probe && listen(fd, 1024) < 0)) goto fail;
     *out = fd;
     return 0;
 fail:
-    snprintf(err, n, "listener %d %s: %s", lc->port, lc->addr, strerror(errno));
+    if (probe && errno == EADDRINUSE)
+        snprintf(err, n, "listener %d %s: the port is already in use by another process",
+                 lc->port, lc->addr[0] ? lc->addr : "*");
+    else
+        snprintf(err, n, "listener %d %s: %s", lc->port, lc->addr, strerror(errno));
     if (fd >= 0) close(fd);
     return ERR_IO;
+}
+
+static int bind_socket(const struct listener_config *lc, int *out, char *err, size_t n)
+{
+    return bind_socket_mode(lc, false, out, err, n);
+}
+
+/* Refuses to start when another process owns one of the ports. */
+static int probe_listeners(const struct server *s, char *err, size_t n)
+{
+    for (size_t i = 0; i < s->n_lis; i++) {
+        int fd = -1;
+        GUARD(bind_socket_mode(&s->lis[i].cfg, true, &fd, err, n));
+        close(fd);
+    }
+    return 0;
 }
 
 /* Loads (or reloads) a listener's TLS context and CA store. */
@@ -684,6 +714,7 @@ int server_new(const struct config *cfg, struct broker *b, struct server **out, 
         pthread_mutex_init(&l->lock, NULL);
         GUARD_GOTO(rc, listener_load(l, err, n), fail);
     }
+    GUARD_GOTO(rc, probe_listeners(s, err, n), fail);
     s->n_workers = server_worker_count(cfg);
     s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
     if (!s->workers) {

@@ -228,9 +228,10 @@ static int app_start(struct app *app)
         log_error("cannot read the retained messages from the store");
         return ERR_DB;
     }
-    if (server_new(cfg, app->broker, &app->srv, err, sizeof err) < 0) {
+    int rc = server_new(cfg, app->broker, &app->srv, err, sizeof err);
+    if (rc < 0) {
         log_error("%s", err);
-        return ERR_IO;
+        return rc;
     }
     if (server_start(app->srv) < 0) {
         log_error("cannot start worker threads");
@@ -303,13 +304,15 @@ static int cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int rc = 1;
-    if (app_start(&app) == 0) {
+    /* A listener's files that cannot be used (key, certificate, password
+     * file) are configuration errors: exit 2, like a bad config line. */
+    int rc = app_start(&app);
+    if (rc == 0) {
         log_info("certmq %s started with %d worker threads", CERTMQ_VERSION,
                  server_worker_count(&app.cfg));
         run_until_stopped(app.srv, &set);
-        rc = 0;
     }
+    rc = rc == 0 ? 0 : rc == ERR_TLS || rc == ERR_FORBIDDEN ? 2 : err_exit_code(rc);
     app_stop(&app);
     return rc;
 }

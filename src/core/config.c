@@ -89,6 +89,8 @@ static const struct option options[] = {
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),
     L_STR("certfile", certfile, "server certificate chain (PEM); absent = plain TCP"),
     L_STR("keyfile", keyfile, "server private key (PEM)"),
+    L_STR("keyfile_password_file", keyfile_password_file,
+          "file holding the password of an encrypted keyfile (mode 0600 or stricter)"),
     L_STR("cafile", cafile, "static trusted client CAs (PEM); clients are identified by CN"),
     L_ENUM("client_certificates", client_certs, cert_choices, CLIENT_CERTS_OPTIONAL,
            "required, optional or off"),
@@ -270,6 +272,11 @@ static int config_check(const struct config *cfg, const char *name, char *err, s
         const struct listener_config *l = &cfg->listeners[i];
         if (!!l->certfile[0] != !!l->keyfile[0]) {
             snprintf(err, errlen, "%s: listener %d needs both certfile and keyfile", name, l->port);
+            return ERR_INVALID;
+        }
+        if (l->keyfile_password_file[0] && (!l->keyfile[0] || l->protocol == PROTO_HTTP)) {
+            snprintf(err, errlen, "%s: listener %d: keyfile_password_file needs %s", name,
+                     l->port, l->keyfile[0] ? "an mqtt listener" : "a keyfile");
             return ERR_INVALID;
         }
         if (!l->certfile[0] && l->client_certs == CLIENT_CERTS_REQUIRED) {

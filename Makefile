@@ -5,12 +5,15 @@ JOBS  ?= $(shell nproc)
 ARGS  ?=
 FUZZ_RUNS ?= 20000
 
-.PHONY: all run test build build-asan fuzz fuzz-run unit bench deps deps-build format clean
+.PHONY: all run test build build-asan fuzz fuzz-run unit bench deps deps-build deps-run format clean
 
 all: build
 
 deps-build:
 	@scripts/deps.sh build
+
+deps-run:
+	@scripts/deps.sh run
 
 deps:
 	@scripts/deps.sh all
@@ -20,7 +23,8 @@ build: deps-build
 	@cmake --build build -j $(JOBS)
 	@ln -sf build/compile_commands.json compile_commands.json
 
-run: build
+# Also installs the clients the README's walkthrough uses next.
+run: deps-run build
 	./build/certmq serve $(ARGS)
 
 build-asan: deps

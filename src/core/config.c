@@ -132,13 +132,17 @@ void config_dev_defaults(struct config *cfg)
     config_defaults(cfg);
     cfg->n_listeners = 2;
     struct listener_config *m = &cfg->listeners[0], *h = &cfg->listeners[1];
+    /* Loopback only: a development broker (and its plain-HTTP API) is not
+     * reachable from the network until a config file opens it up. */
     listener_defaults(m);
     m->port = 8883;
+    strcpy(m->addr, "127.0.0.1");
     strcpy(m->certfile, "./var/dev-ca/server.pem");
     strcpy(m->keyfile, "./var/dev-ca/server.key");
     strcpy(m->cafile, "./var/dev-ca/ca.pem");
     listener_defaults(h);
     h->port = 8080;
+    strcpy(h->addr, "127.0.0.1");
     h->protocol = PROTO_HTTP;
 }
 

@@ -54,7 +54,7 @@ struct config {
 void config_defaults(struct config *cfg);
 /* The built-in development setup used when no file is given: data in
  * ./var, MQTT over TLS on 8883 (client certificates optional) and HTTP on
- * 8080, with certificates from data_dir/dev-ca. */
+ * 8080, both on 127.0.0.1 only, with certificates from data_dir/dev-ca. */
 void config_dev_defaults(struct config *cfg);
 /* Reads a file on top of the defaults. On error writes "FILE:LINE: why"
  * into err and returns ERR_INVALID. */

@@ -5,7 +5,7 @@ JOBS  ?= $(shell nproc)
 ARGS  ?=
 FUZZ_RUNS ?= 20000
 
-.PHONY: all run test build build-asan fuzz fuzz-run unit bench deps deps-build deps-run format clean
+.PHONY: all run test build build-asan fuzz fuzz-run unit bench deps deps-build deps-run install uninstall format clean
 
 all: build
 
@@ -48,6 +48,48 @@ test: deps build build-asan
 	cd build && ctest --output-on-failure -j 1
 	cd build-asan && ctest --output-on-failure -j 1
 	@$(MAKE) --no-print-directory fuzz-run
+
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the binary, certmq(1) and the
+# example certmq.conf (both printed by the binary from its option table, so
+# they never drift from the parser), the systemd unit and its sysusers entry.
+# An existing SYSCONFDIR/certmq/certmq.conf is kept. CERTMQ=path installs
+# another build of the binary (nothing is built then).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DATADIR    ?= $(PREFIX)/share/certmq
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+STATEDIR   ?= /var/lib/certmq
+CERTMQ     ?= build/certmq
+INSTALL_TMP = $(or $(TMPDIR),/tmp)/certmq-install.$(shell echo $$$$)
+
+install: $(if $(filter build/certmq,$(CERTMQ)),build)
+	@set -e; t=$(INSTALL_TMP); mkdir -p $$t; trap 'rm -rf '$$t EXIT; \
+	sub='s|/var/lib/certmq|$(STATEDIR)|g; s|/etc/certmq|$(SYSCONFDIR)/certmq|g'; \
+	$(CERTMQ) serve --help-man | sed "$$sub" > $$t/certmq.1; \
+	$(CERTMQ) serve --example-config | sed "$$sub" > $$t/certmq.conf; \
+	sed 's|@BINDIR@|$(BINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g; s|@STATEDIR@|$(STATEDIR)|g' \
+	  dist/certmq.service.in > $$t/certmq.service; \
+	sed 's|/var/lib/certmq|$(STATEDIR)|g' dist/certmq.sysusers > $$t/sysusers.conf; \
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/certmq $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR); \
+	install -m 0755 $(CERTMQ) $(DESTDIR)$(BINDIR)/certmq; \
+	install -m 0644 $$t/certmq.1 $(DESTDIR)$(MANDIR)/man1/certmq.1; \
+	install -m 0644 $$t/certmq.conf $(DESTDIR)$(DATADIR)/certmq.conf.example; \
+	[ -e $(DESTDIR)$(SYSCONFDIR)/certmq/certmq.conf ] || \
+	  install -m 0644 $$t/certmq.conf $(DESTDIR)$(SYSCONFDIR)/certmq/certmq.conf; \
+	install -m 0644 $$t/certmq.service $(DESTDIR)$(UNITDIR)/certmq.service; \
+	install -m 0644 $$t/sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/certmq.conf; \
+	echo "installed certmq into $(DESTDIR)$(PREFIX) (config: $(SYSCONFDIR)/certmq/certmq.conf," \
+	  "unit: $(UNITDIR)/certmq.service)"
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/certmq $(DESTDIR)$(MANDIR)/man1/certmq.1 \
+	  $(DESTDIR)$(DATADIR)/certmq.conf.example $(DESTDIR)$(UNITDIR)/certmq.service \
+	  $(DESTDIR)$(SYSUSERSDIR)/certmq.conf
+	-rmdir $(DESTDIR)$(DATADIR)
 
 bench: build
 	bench/compare.sh

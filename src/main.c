@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "broker/broker.h"
 #include "core/config.h"
+#include "core/configdoc.h"
 #include "core/datalock.h"
 #include "core/log.h"
 #include "identity/auth.h"
@@ -38,6 +39,7 @@ static void serve_usage(FILE *out)
 {
     fprintf(out,
             "usage: certmq serve [--config FILE]\n"
+            "       certmq serve --help-man | --example-config\n"
             "\n"
             "Runs the MQTT broker. Without --config: data in ./var, a development CA and a\n"
             "localhost server certificate in ./var/dev-ca, MQTT over TLS on 127.0.0.1:8883\n"
@@ -261,6 +263,12 @@ static int cmd_serve(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             serve_usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--help-man")) {
+            configdoc_print_man(stdout, CERTMQ_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--example-config")) {
+            configdoc_print_example(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
             config_path = argv[++i];

@@ -370,6 +370,42 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     return rc;
 }
 
+/* The option's default as text ("" when it has none). */
+static void default_text(const struct option *o, char *def, size_t n)
+{
+    def[0] = 0;
+    switch (o->type) {
+    case OPT_LONG: snprintf(def, n, "%ld", o->def_long); break;
+    case OPT_BOOL: snprintf(def, n, "%s", o->def_long ? "true" : "false"); break;
+    case OPT_STR: snprintf(def, n, "%s", o->def_str ? o->def_str : ""); break;
+    case OPT_ENUM: snprintf(def, n, "%s", o->choices[o->def_long]); break;
+    }
+}
+
+bool config_option_doc(size_t i, struct config_option_doc *out)
+{
+    if (i >= N_OPTIONS) return false;
+    const struct option *o = &options[i];
+    memset(out, 0, sizeof *out);
+    out->name = o->name;
+    out->help = o->help;
+    out->per_listener = o->per_listener;
+    out->is_listener = !strcmp(o->name, "listener");
+    out->is_path = o->type == OPT_STR && strstr(o->name, "file") != NULL;
+    if (!out->is_listener) default_text(o, out->def, sizeof out->def);
+    if (o->type == OPT_LONG) {
+        snprintf(out->range, sizeof out->range, "%ld to %ld", o->min, o->max);
+    } else if (o->type == OPT_BOOL) {
+        snprintf(out->range, sizeof out->range, "true or false");
+    } else if (o->type == OPT_ENUM) {
+        size_t len = 0;
+        for (int k = 0; o->choices[k] && len < sizeof out->range; k++)
+            len += (size_t)snprintf(out->range + len, sizeof out->range - len, "%s%s",
+                                    k ? ", " : "", o->choices[k]);
+    }
+    return true;
+}
+
 void config_print_help(FILE *out)
 {
     fprintf(out, "Configuration file options (mosquitto style, one per line):\n");

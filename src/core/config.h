@@ -65,4 +65,17 @@ MUST_USE int config_parse(struct config *cfg, const char *text, size_t len, cons
 /* Prints the option table (for --help). */
 void config_print_help(FILE *out);
 
+/* One row of the option table, for the documents made from it (configdoc.h). */
+struct config_option_doc {
+    const char *name;
+    const char *help;
+    bool per_listener; /* applies to the listener block it follows */
+    bool is_listener;  /* the `listener PORT [ADDR]` line itself */
+    bool is_path;      /* a file name */
+    char def[80];      /* the default as written in a file; "" when none */
+    char range[96];    /* "1 to 65535", "true or false", "mqtt, http"; "" for text */
+};
+/* Fills out with option i of the table, in table order; false past the end. */
+bool config_option_doc(size_t i, struct config_option_doc *out);
+
 #endif

@@ -296,9 +296,11 @@ static int cmd_serve(int argc, char **argv)
         return 1;
     }
     static int data_lock = -1; /* held until the process exits */
-    if (datalock_acquire(app.cfg.data_dir, &data_lock, err, sizeof err) < 0) {
+    int lrc = datalock_acquire(app.cfg.data_dir, &data_lock, err, sizeof err);
+    if (lrc == 0) lrc = server_probe_ports(&app.cfg, err, sizeof err);
+    if (lrc < 0) {
         log_error("%s", err);
-        return 1;
+        return lrc == ERR_INVALID ? 2 : 1;
     }
     if (!config_path && pki_dev_bootstrap("./var/dev-ca") < 0) {
         log_error("cannot create the development PKI in ./var/dev-ca");

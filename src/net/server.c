@@ -169,12 +169,11 @@ static int bind_socket(const struct listener_config *lc, int *out, char *err, si
     return bind_socket_mode(lc, false, out, err, n);
 }
 
-/* Refuses to start when another process owns one of the ports. */
-static int probe_listeners(const struct server *s, char *err, size_t n)
+int server_probe_ports(const struct config *cfg, char *err, size_t n)
 {
-    for (size_t i = 0; i < s->n_lis; i++) {
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
         int fd = -1;
-        GUARD(bind_socket_mode(&s->lis[i].cfg, true, &fd, err, n));
+        GUARD(bind_socket_mode(&cfg->listeners[i], true, &fd, err, n));
         close(fd);
     }
     return 0;
@@ -714,7 +713,6 @@ int server_new(const struct config *cfg, struct broker *b, struct server **out, 
         pthread_mutex_init(&l->lock, NULL);
         GUARD_GOTO(rc, listener_load(l, err, n), fail);
     }
-    GUARD_GOTO(rc, probe_listeners(s, err, n), fail);
     s->n_workers = server_worker_count(cfg);
     s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
     if (!s->workers) {

@@ -112,3 +112,18 @@ def test_one_port_on_two_addresses_is_fine(tmp_path):
     wait_accepting(port, proc).close()
     rc, err = terminate(proc)
     assert rc == 0, err
+
+
+def test_http_port_in_use_refuses_before_touching_the_data_dir(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        conf = tmp_path / "c.conf"
+        conf.write_text(f"data_dir {tmp_path / 'var'}\nlistener {free_port()} 127.0.0.1\n"
+                        f"listener {port} 127.0.0.1\nprotocol http\n")
+        rc, err = run_to_exit(conf, tmp_path)
+    assert rc == 1, err
+    assert f"listener {port}" in err and "in use" in err, err
+    assert not (tmp_path / "var" / "certmq.db").exists()
+    assert not (tmp_path / "var" / "admin-password").exists()

@@ -37,19 +37,18 @@ static void usage(FILE *out)
 
 static void serve_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: certmq serve [--config FILE]\n"
-            "       certmq serve --help-man | --example-config\n"
-            "\n"
-            "Runs the MQTT broker. Without --config: data in ./var, a development CA and a\n"
-            "localhost server certificate in ./var/dev-ca, MQTT over TLS on 127.0.0.1:8883\n"
-            "(client certificates optional, trusted if issued by the development CA) and the\n"
-            "REST API over plain HTTP on 127.0.0.1:8080; a config file opens them up.\n"
-            "Signals: SIGHUP reloads certificates and keys, SIGINT/SIGTERM stop.\n"
-            "\n"
-            "example:\n"
-            "  certmq serve --config /etc/certmq/certmq.conf\n"
-            "\n");
+    fprintf(out, "usage: certmq serve [--config FILE]\n"
+                 "       certmq serve --help-man | --example-config\n"
+                 "\n"
+                 "Runs the MQTT broker. Without --config: data in ./var, a development CA and a\n"
+                 "localhost server certificate in ./var/dev-ca, MQTT over TLS on 127.0.0.1:8883\n"
+                 "(client certificates optional, trusted if issued by the development CA) and the\n"
+                 "REST API over plain HTTP on 127.0.0.1:8080; a config file opens them up.\n"
+                 "Signals: SIGHUP reloads certificates and keys, SIGINT/SIGTERM stop.\n"
+                 "\n"
+                 "example:\n"
+                 "  certmq serve --config /etc/certmq/certmq.conf\n"
+                 "\n");
     config_print_help(out);
 }
 

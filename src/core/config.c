@@ -261,8 +261,8 @@ static int check_listener_clash(const struct config *cfg, const char *name, char
             const struct listener_config *a = &cfg->listeners[i], *b = &cfg->listeners[j];
             if (a->port != b->port) continue;
             if (a->addr[0] && b->addr[0] && strcmp(a->addr, b->addr)) continue;
-            snprintf(err, errlen, "%s: listener %d %s is given twice (listeners %zu and %zu)",
-                     name, a->port, a->addr[0] ? a->addr : "*", i + 1, j + 1);
+            snprintf(err, errlen, "%s: listener %d %s is given twice (listeners %zu and %zu)", name,
+                     a->port, a->addr[0] ? a->addr : "*", i + 1, j + 1);
             return ERR_INVALID;
         }
     return 0;
@@ -279,8 +279,8 @@ static int config_check(const struct config *cfg, const char *name, char *err, s
             return ERR_INVALID;
         }
         if (l->keyfile_password_file[0] && (!l->keyfile[0] || l->protocol == PROTO_HTTP)) {
-            snprintf(err, errlen, "%s: listener %d: keyfile_password_file needs %s", name,
-                     l->port, l->keyfile[0] ? "an mqtt listener" : "a keyfile");
+            snprintf(err, errlen, "%s: listener %d: keyfile_password_file needs %s", name, l->port,
+                     l->keyfile[0] ? "an mqtt listener" : "a keyfile");
             return ERR_INVALID;
         }
         if (!l->certfile[0] && l->client_certs == CLIENT_CERTS_REQUIRED) {

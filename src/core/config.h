@@ -21,7 +21,7 @@ struct listener_config {
     char certfile[512]; /* empty: plain TCP */
     char keyfile[512];
     char keyfile_password_file[512]; /* empty: the key is not encrypted */
-    char cafile[512]; /* static trusted client CAs */
+    char cafile[512];                /* static trusted client CAs */
     enum client_certs client_certs;
     long tls_session_cache; /* sessions kept for resumption; 0: none */
 };

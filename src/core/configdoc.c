@@ -153,8 +153,7 @@ static void example_option(FILE *out, const struct config_option_doc *d)
     else if (d->def[0])
         fprintf(out, "#%s %s\n", d->name, d->def);
     else
-        fprintf(out, "#%s %s\n", d->name,
-                d->is_path ? "/etc/certmq/FILE" : "VALUE");
+        fprintf(out, "#%s %s\n", d->name, d->is_path ? "/etc/certmq/FILE" : "VALUE");
 }
 
 void configdoc_print_example(FILE *out)

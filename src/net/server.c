@@ -156,8 +156,8 @@ static int bind_socket_mode(const struct listener_config *lc, bool probe, int *o
     return 0;
 fail:
     if (probe && errno == EADDRINUSE)
-        snprintf(err, n, "listener %d %s: the port is already in use by another process",
-                 lc->port, lc->addr[0] ? lc->addr : "*");
+        snprintf(err, n, "listener %d %s: the port is already in use by another process", lc->port,
+                 lc->addr[0] ? lc->addr : "*");
     else
         snprintf(err, n, "listener %d %s: %s", lc->port, lc->addr, strerror(errno));
     if (fd >= 0) close(fd);

@@ -119,11 +119,10 @@ static void test_config_listener_given_twice(void **state)
     assert_int_equal(parse("listener 1883\nlistener 1883\n", err, sizeof err), ERR_INVALID);
     assert_non_null(strstr(err, "listener 1883 * is given twice"));
     assert_int_equal(parse("listener 1883 ::1\nlistener 1883\n", err, sizeof err), ERR_INVALID);
-    assert_int_equal(parse("listener 1883 10.0.0.1\nlistener 1883 10.0.0.1\nprotocol http\n",
-                           err, sizeof err),
-                     ERR_INVALID);
-    assert_int_equal(parse("listener 1883 10.0.0.1\nlistener 1883 10.0.0.2\n", err, sizeof err),
-                     0);
+    assert_int_equal(
+        parse("listener 1883 10.0.0.1\nlistener 1883 10.0.0.1\nprotocol http\n", err, sizeof err),
+        ERR_INVALID);
+    assert_int_equal(parse("listener 1883 10.0.0.1\nlistener 1883 10.0.0.2\n", err, sizeof err), 0);
     assert_int_equal(parse("listener 1883\nlistener 1884\n", err, sizeof err), 0);
 }
 
@@ -139,10 +138,9 @@ static void test_config_key_password_file_needs_an_mqtt_key(void **state)
                            err, sizeof err),
                      ERR_INVALID);
     assert_non_null(strstr(err, "needs an mqtt listener"));
-    assert_int_equal(
-        parse("listener 1883\ncertfile /c\nkeyfile /k\nkeyfile_password_file /k.pw\n", err,
-              sizeof err),
-        0);
+    assert_int_equal(parse("listener 1883\ncertfile /c\nkeyfile /k\nkeyfile_password_file /k.pw\n",
+                           err, sizeof err),
+                     0);
 }
 
 int main(void)

@@ -4,8 +4,9 @@
 JOBS  ?= $(shell nproc)
 ARGS  ?=
 FUZZ_RUNS ?= 20000
+FUZZ_SECONDS ?= 600
 
-.PHONY: all run test build build-asan fuzz fuzz-run unit bench deps deps-build deps-run install uninstall format clean
+.PHONY: all run test build build-asan fuzz fuzz-run fuzz-long unit bench deps deps-build deps-run install uninstall format clean
 
 all: build
 
@@ -42,6 +43,26 @@ fuzz-run: fuzz
 	  n=$${t##*/fuzz_}; echo "fuzz: $$n"; \
 	  mkdir -p build-fuzz/corpus-$$n; \
 	  $$t -runs=$(FUZZ_RUNS) -max_len=4096 build-fuzz/corpus-$$n fuzz/corpus/$$n >/dev/null 2>build-fuzz/$$n.log || { tail -40 build-fuzz/$$n.log; exit 1; }; \
+	done
+
+# Each fuzz target runs FUZZ_SECONDS (default 600) from its seed corpus and
+# what earlier long runs found (build-fuzz/long-NAME); then the inputs that
+# add coverage are merged, minimised, into fuzz/corpus/NAME (commit them).
+# A crash stops the run: its input is build-fuzz/NAME-crash-*, log NAME-long.log.
+fuzz-long: fuzz
+	@for t in build-fuzz/fuzz_*; do \
+	  n=$${t##*/fuzz_}; echo "fuzz-long: $$n for $(FUZZ_SECONDS) s"; \
+	  mkdir -p build-fuzz/long-$$n; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- \
+	    build-fuzz/long-$$n fuzz/corpus/$$n >build-fuzz/$$n-long.log 2>&1 \
+	    || { tail -60 build-fuzz/$$n-long.log; exit 1; }; \
+	  before=$$(ls fuzz/corpus/$$n | wc -l); \
+	  $$t -merge=1 -max_len=4096 fuzz/corpus/$$n build-fuzz/long-$$n \
+	    >>build-fuzz/$$n-long.log 2>&1 || { tail -20 build-fuzz/$$n-long.log; exit 1; }; \
+	  echo "fuzz-long: $$n: $$(grep -m1 -o 'cov: [0-9]*' build-fuzz/$$n-long.log | tail -1) ->" \
+	    "$$(grep -o 'cov: [0-9]*' build-fuzz/$$n-long.log | tail -1)," \
+	    "corpus $$before -> $$(ls fuzz/corpus/$$n | wc -l) files"; \
 	done
 
 test: deps build build-asan

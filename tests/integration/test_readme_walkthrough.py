@@ -87,3 +87,80 @@ def test_readme_walkthrough(tmp_path):
     assert rc == 0, err[-3000:]
     for marker in SANITIZER_MARKERS:
         assert marker not in err, err[-5000:]
+
+
+def deps_packages(*groups):
+    text = open(os.path.join(os.path.dirname(README), "scripts", "deps.sh")).read()
+    pkgs = set()
+    for g in groups:
+        m = re.search(rf"^{g}=\((.*?)\)", text, flags=re.M | re.S)
+        assert m, f"no {g}=(...) in deps.sh"
+        pkgs |= set(m.group(1).split())
+    return pkgs
+
+
+def package_of(path):
+    real = os.path.realpath(path)
+    for p in (path, real, real.replace("/usr/bin/", "/bin/"), path.replace("/usr/bin/", "/bin/")):
+        r = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True)
+        if r.returncode == 0:
+            return r.stdout.split(":", 1)[0].split(",")[0].strip()
+    return None
+
+
+def with_dependencies(pkgs, depth=2):
+    """pkgs and what they depend on (installed packages, `depth` levels)."""
+    out, frontier = set(pkgs), set(pkgs)
+    for _ in range(depth):
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Depends}, ${Pre-Depends}\n",
+                            *sorted(frontier)], capture_output=True, text=True)
+        found = {re.split(r"[\s:(]", alt.strip())[0]
+                 for dep in r.stdout.replace("\n", ",").split(",") for alt in dep.split("|")
+                 if alt.strip()}
+        frontier = found - out
+        out |= found
+    return out
+
+
+def essential(pkg):
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Essential}", pkg], capture_output=True,
+                       text=True)
+    return r.stdout.strip() == "yes"
+
+
+def test_make_run_installs_what_the_walkthrough_uses():
+    """Every program the walkthrough's sh blocks run (and the Python modules
+    they import) comes from a package `make run` installs (deps.sh build, run
+    and walk lists) or from an Essential one."""
+    import shutil
+    sections = readme_sections()
+    names = ["From zero to a connected device"] + SECTIONS
+    text = "\n".join(b for n in names for b in sh_blocks(sections[n]))
+    heredocs = re.findall(r"<<'EOF'\n(.*?)^EOF", text, flags=re.M | re.S)
+    text = re.sub(r"<<'EOF'\n.*?^EOF", "", text, flags=re.M | re.S)
+    allowed = with_dependencies(deps_packages("build", "run", "walk"))
+    words = set(re.findall(r"(?:^|[|(;&]|\$\()\s*([a-z][\w.-]*)", text, flags=re.M))
+    checked = []
+    for w in sorted(words):
+        path = shutil.which(w, path="/usr/bin:/bin")
+        if not path:
+            continue
+        pkg = package_of(path)
+        assert pkg, f"{w}: no package owns {path}"
+        assert pkg in allowed or essential(pkg), f"{w} ({pkg}) is not installed by make run"
+        checked.append(w)
+    assert {"curl", "mosquitto_pub", "mosquitto_sub", "openssl", "python3"} <= set(checked)
+    modules = set(re.findall(r"^import ([\w.]+)", "\n".join(heredocs), flags=re.M))
+    modules |= set(re.findall(r"import ([\w.]+)", text))
+    for mod in sorted(modules):
+        top = mod.split(".")[0]
+        spec = subprocess.run(["/usr/bin/python3", "-c",
+                               f"import {top}, os; print(os.path.dirname({top}.__file__) "
+                               f"if hasattr({top}, '__file__') and {top}.__file__ else '')"],
+                              capture_output=True, text=True).stdout.strip()
+        if not spec or "/usr/lib/python3." in spec and "dist-packages" not in spec:
+            continue  # the standard library
+        r = subprocess.run(["dpkg", "-S", spec], capture_output=True, text=True)
+        assert r.returncode == 0, f"python module {mod}: {spec} not from a package"
+        pkg = r.stdout.split(":", 1)[0].split(",")[0].strip()
+        assert pkg in allowed, f"python module {mod} ({pkg}) is not installed by make run"

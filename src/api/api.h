@@ -56,9 +56,9 @@ void api_stop(struct api *a);
 
 /* First start: creates tenant "management" and its admin "admin" with
  * ROLE_TENANT_ADMIN and ROLE_TENANT_MANAGEMENT_ADMIN. The password comes from
- * CERTMQ_ADMIN_PASSWORD, else it is generated, printed once to stdout and
- * written 0600 to DATA_DIR/admin-password. Does nothing when the tenant
- * exists. Call before trust_load() so the index sees the admin. */
+ * CERTMQ_ADMIN_PASSWORD, else it is generated and written 0600 to
+ * DATA_DIR/admin-password, whose path (never the password) goes to stdout.
+ * Does nothing when the tenant exists. Call before trust_load() so the index sees the admin. */
 MUST_USE int api_bootstrap_admin(struct store *st, const char *data_dir);
 
 /* ---- pure parsing, shared with the fuzz targets ---- */

@@ -256,6 +256,22 @@ static void app_stop(struct app *app)
     store_close(app->store);
 }
 
+/* Makes data_dir, locks it for this process (held until exit) and checks
+ * that no other process owns one of the ports. Returns 0 or an exit status. */
+static int claim_data_dir_and_ports(const struct config *cfg)
+{
+    static int data_lock = -1;
+    char err[1024];
+    if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create data_dir %s: %s", cfg->data_dir, strerror(errno));
+        return 1;
+    }
+    int rc = datalock_acquire(cfg->data_dir, &data_lock, err, sizeof err);
+    if (rc == 0) rc = server_probe_ports(cfg, err, sizeof err);
+    if (rc < 0) log_error("%s", err);
+    return rc == 0 ? 0 : rc == ERR_INVALID ? 2 : 1;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *config_path = NULL;
@@ -290,17 +306,8 @@ static int cmd_serve(int argc, char **argv)
         config_dev_defaults(&app.cfg);
     }
     log_set_level((enum log_level)log_level_parse(app.cfg.log_level));
-    if (mkdir(app.cfg.data_dir, 0700) < 0 && errno != EEXIST) {
-        log_error("cannot create data_dir %s: %s", app.cfg.data_dir, strerror(errno));
-        return 1;
-    }
-    static int data_lock = -1; /* held until the process exits */
-    int lrc = datalock_acquire(app.cfg.data_dir, &data_lock, err, sizeof err);
-    if (lrc == 0) lrc = server_probe_ports(&app.cfg, err, sizeof err);
-    if (lrc < 0) {
-        log_error("%s", err);
-        return lrc == ERR_INVALID ? 2 : 1;
-    }
+    int claimed = claim_data_dir_and_ports(&app.cfg);
+    if (claimed != 0) return claimed;
     if (!config_path && pki_dev_bootstrap("./var/dev-ca") < 0) {
         log_error("cannot create the development PKI in ./var/dev-ca");
         return 1;

@@ -167,6 +167,7 @@ static int start_apis(struct app *app)
             .port = (uint16_t)l->port,
             .certfile = l->certfile,
             .keyfile = l->keyfile,
+            .keyfile_password_file = l->keyfile_password_file,
             .max_body_bytes = (size_t)app->cfg.http_max_body,
             .max_connections = (unsigned)app->cfg.http_max_connections,
             .timeout_s = (unsigned)app->cfg.http_timeout,

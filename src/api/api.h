@@ -26,11 +26,12 @@ struct api_config {
     uint16_t port;
     const char *certfile; /* both set: HTTPS; else plain HTTP */
     const char *keyfile;
-    size_t max_body_bytes;    /* request body limit; 0: API_DEFAULT_MAX_BODY */
-    unsigned max_connections; /* concurrent HTTP connections; 0: 256 */
-    unsigned timeout_s;       /* idle HTTP connection timeout; 0: 30 s */
-    int max_chain_length;     /* for verify-cert-chain; <2: policy default */
-    bool require_ca_in_chain; /* for verify-cert-chain, as the broker */
+    const char *keyfile_password_file; /* NULL or "": keyfile is not encrypted */
+    size_t max_body_bytes;             /* request body limit; 0: API_DEFAULT_MAX_BODY */
+    unsigned max_connections;          /* concurrent HTTP connections; 0: 256 */
+    unsigned timeout_s;                /* idle HTTP connection timeout; 0: 30 s */
+    int max_chain_length;              /* for verify-cert-chain; <2: policy default */
+    bool require_ca_in_chain;          /* for verify-cert-chain, as the broker */
     /* Called after a trusted certificate was disabled, enabled, changed or
      * deleted (still_enabled false for delete): the broker closes the
      * connections that anchor admitted when !still_enabled. May be NULL. */

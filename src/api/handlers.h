@@ -30,6 +30,7 @@ struct api {
     bool tls;
     char *tls_cert; /* PEM text for libmicrohttpd */
     char *tls_key;
+    char *tls_key_pw;  /* password of an encrypted tls_key, NULL if none; wiped on free */
     EVP_PKEY *crl_key; /* signs the CRLs served by GET .../settings/crl */
 };
 

@@ -21,6 +21,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "identity/trust.h"
+#include "net/keypass.h"
 
 struct route {
     const char *method;
@@ -550,11 +551,29 @@ static char *read_file(const char *path)
     return NULL;
 }
 
+/* Reads the listener's keyfile_password_file (keypass.h), if it has one. */
+static int load_key_password(struct api *a, const struct api_config *cfg)
+{
+    if (!cfg->keyfile_password_file || !*cfg->keyfile_password_file) return 0;
+    char pw[KEYPASS_MAX], err[768];
+    int rc = keypass_read(cfg->keyfile_password_file, pw, err, sizeof err);
+    if (rc == 0) {
+        a->tls_key_pw = strdup(pw);
+        keypass_wipe(pw);
+        if (!a->tls_key_pw) rc = ERR_NOMEM;
+    } else {
+        log_error("api: %s", err);
+    }
+    return rc;
+}
+
 static int api_free(struct api *a, int rc)
 {
     if (a->daemon) MHD_stop_daemon(a->daemon);
     if (a->tls_key) OPENSSL_cleanse(a->tls_key, strlen(a->tls_key));
     free(a->tls_key);
+    if (a->tls_key_pw) OPENSSL_cleanse(a->tls_key_pw, strlen(a->tls_key_pw));
+    free(a->tls_key_pw);
     free(a->tls_cert);
     EVP_PKEY_free(a->crl_key);
     free(a);
@@ -583,6 +602,7 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
             log_error("api: cannot read %s or %s", cfg->certfile, cfg->keyfile);
             return api_free(a, ERR_IO);
         }
+        if (load_key_password(a, cfg) < 0) return api_free(a, ERR_TLS);
         a->tls = true;
         flags |= MHD_USE_TLS;
     }
@@ -605,12 +625,13 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
         }
     }
     if (a->tls)
-        a->daemon = MHD_start_daemon(
-            flags, cfg->port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, &ss,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)a->cfg.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)a->cfg.max_connections, MHD_OPTION_HTTPS_MEM_CERT, a->tls_cert,
-            MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_END);
+        a->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_request, a,
+                                     MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_COMPLETED,
+                                     on_completed, a, MHD_OPTION_CONNECTION_TIMEOUT,
+                                     (unsigned)a->cfg.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                                     (unsigned)a->cfg.max_connections, MHD_OPTION_HTTPS_MEM_CERT,
+                                     a->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, a->tls_key,
+                                     MHD_OPTION_HTTPS_KEY_PASSWORD, a->tls_key_pw, MHD_OPTION_END);
     else
         a->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_request, a,
                                      MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_COMPLETED,

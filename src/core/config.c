@@ -278,9 +278,9 @@ static int config_check(const struct config *cfg, const char *name, char *err, s
             snprintf(err, errlen, "%s: listener %d needs both certfile and keyfile", name, l->port);
             return ERR_INVALID;
         }
-        if (l->keyfile_password_file[0] && (!l->keyfile[0] || l->protocol == PROTO_HTTP)) {
-            snprintf(err, errlen, "%s: listener %d: keyfile_password_file needs %s", name, l->port,
-                     l->keyfile[0] ? "an mqtt listener" : "a keyfile");
+        if (l->keyfile_password_file[0] && !l->keyfile[0]) {
+            snprintf(err, errlen, "%s: listener %d: keyfile_password_file needs a keyfile", name,
+                     l->port);
             return ERR_INVALID;
         }
         if (!l->certfile[0] && l->client_certs == CLIENT_CERTS_REQUIRED) {

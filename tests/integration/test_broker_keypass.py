@@ -203,12 +203,34 @@ def test_missing_password_file_is_named(tmp_path, keys):
     assert "key.pw" in err and "No such file" in err, err
 
 
-def test_password_file_on_an_http_listener_is_a_config_error(tmp_path, keys):
+def test_https_api_with_an_encrypted_key(tmp_path, keys):
     crt, key = keys["a"]
     secret_file(tmp_path / "key.pw", PASSWORD)
+    port = free_port()
+    conf = tmp_path / "c.conf"
+    conf.write_text(f"data_dir {tmp_path / 'var'}\nlistener {port} 127.0.0.1\n"
+                    f"protocol http\ncertfile {crt}\nkeyfile {key}\n"
+                    f"keyfile_password_file {tmp_path / 'key.pw'}\n")
+    proc = start(conf, tmp_path)
+    try:
+        listening(port, proc)
+        r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
+                            str(crt), f"https://localhost:{port}/user/currentUser"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        assert r.stdout == "401", r.stdout + r.stderr  # served over TLS, wants credentials
+    finally:
+        rc, err = stop(proc, tmp_path)
+    assert rc == 0, err
+    assert PASSWORD not in err
+    assert_sanitizer_clean(err)
+
+
+def test_https_api_password_file_readable_by_others_is_refused(tmp_path, keys):
+    crt, key = keys["a"]
+    secret_file(tmp_path / "key.pw", PASSWORD, 0o644)
     conf = tmp_path / "c.conf"
     conf.write_text(f"data_dir {tmp_path / 'var'}\nlistener {free_port()} 127.0.0.1\n"
                     f"protocol http\ncertfile {crt}\nkeyfile {key}\n"
                     f"keyfile_password_file {tmp_path / 'key.pw'}\n")
     rc, err = refused_at_start(conf, tmp_path)
-    assert rc == 2 and "keyfile_password_file needs an mqtt listener" in err, err
+    assert rc == 2 and "0600 or stricter" in err, err

@@ -1,8 +1,8 @@
 /* Documents made from the option table: the example file parses (with
  * every commented-out default switched on, too), and it and the manual page
  * name every option of the table; plus the listener checks config_parse
- * makes across lines (a listener given twice, a key password file where it
- * cannot apply). */
+ * makes across lines (a listener given twice, a key password file without
+ * a key). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,7 +126,7 @@ static void test_config_listener_given_twice(void **state)
     assert_int_equal(parse("listener 1883\nlistener 1884\n", err, sizeof err), 0);
 }
 
-static void test_config_key_password_file_needs_an_mqtt_key(void **state)
+static void test_config_key_password_file_needs_a_key(void **state)
 {
     (void)state;
     char err[256];
@@ -136,8 +136,7 @@ static void test_config_key_password_file_needs_an_mqtt_key(void **state)
     assert_int_equal(parse("listener 1883\nprotocol http\ncertfile /c\nkeyfile /k\n"
                            "keyfile_password_file /k.pw\n",
                            err, sizeof err),
-                     ERR_INVALID);
-    assert_non_null(strstr(err, "needs an mqtt listener"));
+                     0);
     assert_int_equal(parse("listener 1883\ncertfile /c\nkeyfile /k\nkeyfile_password_file /k.pw\n",
                            err, sizeof err),
                      0);
@@ -149,7 +148,7 @@ int main(void)
         cmocka_unit_test(test_configdoc_example_parses),
         cmocka_unit_test(test_configdoc_every_option_documented),
         cmocka_unit_test(test_config_listener_given_twice),
-        cmocka_unit_test(test_config_key_password_file_needs_an_mqtt_key),
+        cmocka_unit_test(test_config_key_password_file_needs_a_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

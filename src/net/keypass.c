@@ -40,10 +40,29 @@ static size_t first_line(const char *p, size_t len)
     return len;
 }
 
+int keypass_parse(const char *data, size_t len, char pw[KEYPASS_MAX], const char **why)
+{
+    size_t n = first_line(data, len);
+    pw[0] = 0;
+    if (n > KEYPASS_MAX - 2) {
+        *why = "the password is longer than 1022 bytes";
+        return ERR_INVALID;
+    }
+    if (!n || memchr(data, 0, n)) {
+        *why = "it holds no usable password on its first line";
+        return ERR_INVALID;
+    }
+    memcpy(pw, data, n);
+    pw[n] = 0;
+    return 0;
+}
+
 int keypass_read(const char *path, char pw[KEYPASS_MAX], char *err, size_t errlen)
 {
-    int rc = 0;
+    char raw[KEYPASS_MAX];
+    const char *why = "";
     size_t got = 0;
+    int rc = 0;
     pw[0] = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -51,28 +70,19 @@ int keypass_read(const char *path, char pw[KEYPASS_MAX], char *err, size_t errle
         return ERR_IO;
     }
     GUARD_GOTO(rc, check_mode(fd, path, err, errlen), out);
-    for (ssize_t r = 1; r > 0 && got < KEYPASS_MAX - 1; got += (size_t)r) {
-        r = read(fd, pw + got, KEYPASS_MAX - 1 - got);
+    for (ssize_t r = 1; r > 0 && got < sizeof raw; got += (size_t)r) {
+        r = read(fd, raw + got, sizeof raw - got);
         if (r < 0) {
             snprintf(err, errlen, "keyfile_password_file %s: %s", path, strerror(errno));
             rc = ERR_IO;
             goto out;
         }
     }
-    size_t len = first_line(pw, got);
-    if (len == KEYPASS_MAX - 1) {
-        snprintf(err, errlen, "keyfile_password_file %s: password longer than %d bytes", path,
-                 KEYPASS_MAX - 2);
-        rc = ERR_INVALID;
-        goto out;
-    }
-    pw[len] = 0;
-    if (!len || memchr(pw, 0, len)) {
-        snprintf(err, errlen, "keyfile_password_file %s holds no usable password", path);
-        rc = ERR_INVALID;
-    }
+    rc = keypass_parse(raw, got, pw, &why);
+    if (rc < 0) snprintf(err, errlen, "keyfile_password_file %s: %s", path, why);
 out:
     close(fd);
+    keypass_wipe(raw);
     if (rc < 0) keypass_wipe(pw);
     return rc;
 }

@@ -17,6 +17,11 @@
  * cannot be read; err names the file and the reason, never the content.
  * The caller wipes pw with keypass_wipe when done. */
 MUST_USE int keypass_read(const char *path, char pw[KEYPASS_MAX], char *err, size_t errlen);
+/* The pure part: the password is data's first line (LF or CRLF ends it);
+ * ERR_INVALID with *why (never quoting the content) when it is empty, holds
+ * a NUL, or is longer than KEYPASS_MAX - 2 bytes. */
+MUST_USE int keypass_parse(const char *data, size_t len, char pw[KEYPASS_MAX], const char **why);
+/* Overwrites pw so that no copy of the password stays in memory. */
 void keypass_wipe(char pw[KEYPASS_MAX]);
 
 #endif

@@ -7,12 +7,15 @@ build=(build-essential cmake pkg-config clang libclang-rt-14-dev
        libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libmicrohttpd-dev
        libjemalloc-dev)
 run=(openssl)
+# what the README's walkthrough after `make run` uses (make run installs them)
+walk=(mosquitto-clients curl python3 python3-paho-mqtt python3-jwt)
 test=(libcmocka-dev python3 python3-pytest python3-paho-mqtt python3-cryptography
       python3-jwt mosquitto mosquitto-clients curl default-jdk-headless)
 
 case "${1:-all}" in
   build) want=("${build[@]}" "${run[@]}") ;;
-  *)     want=("${build[@]}" "${run[@]}" "${test[@]}") ;;
+  run)   want=("${build[@]}" "${run[@]}" "${walk[@]}") ;;
+  *)     want=("${build[@]}" "${run[@]}" "${walk[@]}" "${test[@]}") ;;
 esac
 
 missing=()

@@ -14,6 +14,8 @@
 #include "identity/acl.h"
 #include "broker/broker.h"
 #include "core/config.h"
+#include "core/configdoc.h"
+#include "core/datalock.h"
 #include "core/log.h"
 #include "core/seal.h"
 #include "identity/auth.h"
@@ -41,17 +43,18 @@ static void usage(FILE *out)
 
 static void serve_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: certmq serve [--config FILE]\n"
-            "\n"
-            "Runs the MQTT broker. Without --config: data in ./var, a development CA and a\n"
-            "localhost server certificate in ./var/dev-ca, MQTT over TLS on port 8883 (client\n"
-            "certificates optional, trusted if issued by the development CA).\n"
-            "Signals: SIGHUP reloads certificates and keys, SIGINT/SIGTERM stop.\n"
-            "\n"
-            "example:\n"
-            "  certmq serve --config /etc/certmq/certmq.conf\n"
-            "\n");
+    fprintf(out, "usage: certmq serve [--config FILE]\n"
+                 "       certmq serve --help-man | --example-config\n"
+                 "\n"
+                 "Runs the MQTT broker. Without --config: data in ./var, a development CA and a\n"
+                 "localhost server certificate in ./var/dev-ca, MQTT over TLS on 127.0.0.1:8883\n"
+                 "(client certificates optional, trusted if issued by the development CA) and the\n"
+                 "REST API over plain HTTP on 127.0.0.1:8080; a config file opens them up.\n"
+                 "Signals: SIGHUP reloads certificates and keys, SIGINT/SIGTERM stop.\n"
+                 "\n"
+                 "example:\n"
+                 "  certmq serve --config /etc/certmq/certmq.conf\n"
+                 "\n");
     config_print_help(out);
 }
 
@@ -253,6 +256,7 @@ static int start_apis(struct app *app)
             .port = (uint16_t)l->port,
             .certfile = l->certfile,
             .keyfile = l->keyfile,
+            .keyfile_password_file = l->keyfile_password_file,
             .max_body_bytes = (size_t)app->cfg.http_max_body,
             .max_connections = (unsigned)app->cfg.http_max_connections,
             .timeout_s = (unsigned)app->cfg.http_timeout,
@@ -348,9 +352,10 @@ static int app_start(struct app *app)
         log_error("cannot read the retained messages from the store");
         return ERR_DB;
     }
-    if (server_new(cfg, app->broker, &app->srv, err, sizeof err) < 0) {
+    int rc = server_new(cfg, app->broker, &app->srv, err, sizeof err);
+    if (rc < 0) {
         log_error("%s", err);
-        return ERR_IO;
+        return rc;
     }
     server_set_pwcheck(app->srv, app->pwcheck);
     if (server_start(app->srv) < 0) {
@@ -427,12 +432,34 @@ static void raise_fd_limit(void)
                  strerror(errno));
 }
 
+/* Makes data_dir, locks it for this process (held until exit) and checks
+ * that no other process owns one of the ports. Returns 0 or an exit status. */
+static int claim_data_dir_and_ports(const struct config *cfg)
+{
+    static int data_lock = -1;
+    char err[1024];
+    if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot create data_dir %s: %s", cfg->data_dir, strerror(errno));
+        return 1;
+    }
+    int rc = datalock_acquire(cfg->data_dir, &data_lock, err, sizeof err);
+    if (rc == 0) rc = server_probe_ports(cfg, err, sizeof err);
+    if (rc < 0) log_error("%s", err);
+    return rc == 0 ? 0 : rc == ERR_INVALID ? 2 : 1;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *config_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             serve_usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--help-man")) {
+            configdoc_print_man(stdout, CERTMQ_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--example-config")) {
+            configdoc_print_example(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
             config_path = argv[++i];
@@ -461,10 +488,8 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "certmq: acl_file %s\n", err);
         return 2;
     }
-    if (mkdir(app.cfg.data_dir, 0700) < 0 && errno != EEXIST) {
-        log_error("cannot create data_dir %s: %s", app.cfg.data_dir, strerror(errno));
-        return 1;
-    }
+    int claimed = claim_data_dir_and_ports(&app.cfg);
+    if (claimed != 0) return claimed;
     if (!config_path && pki_dev_bootstrap("./var/dev-ca") < 0) {
         log_error("cannot create the development PKI in ./var/dev-ca");
         return 1;
@@ -479,13 +504,15 @@ static int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     raise_fd_limit();
-    int rc = 1;
-    if (app_start(&app) == 0) {
+    /* A listener's files that cannot be used (key, certificate, password
+     * file) are configuration errors: exit 2, like a bad config line. */
+    int rc = app_start(&app);
+    if (rc == 0) {
         log_info("certmq %s started with %d worker threads", CERTMQ_VERSION,
                  server_worker_count(&app.cfg));
         run_until_stopped(&app, &set);
-        rc = 0;
     }
+    rc = rc == 0 ? 0 : rc == ERR_TLS || rc == ERR_FORBIDDEN ? 2 : err_exit_code(rc);
     app_stop(&app);
     return rc;
 }

@@ -28,6 +28,7 @@ struct api_config {
     uint16_t port;
     const char *certfile; /* both set: HTTPS; else plain HTTP */
     const char *keyfile;
+    const char *keyfile_password_file; /* NULL or "": keyfile is not encrypted */
     size_t max_body_bytes;     /* request body limit; 0: API_DEFAULT_MAX_BODY */
     unsigned max_connections;  /* concurrent HTTP connections; 0: 256 */
     unsigned timeout_s;        /* idle HTTP connection timeout; 0: 30 s */
@@ -77,9 +78,9 @@ void api_stop(struct api *a);
 
 /* First start: creates tenant "management" and its admin "admin" with
  * ROLE_TENANT_ADMIN and ROLE_TENANT_MANAGEMENT_ADMIN. The password comes from
- * CERTMQ_ADMIN_PASSWORD, else it is generated, printed once to stdout and
- * written 0600 to DATA_DIR/admin-password. Does nothing when the tenant
- * exists. Call before trust_load() so the index sees the admin. */
+ * CERTMQ_ADMIN_PASSWORD, else it is generated and written 0600 to
+ * DATA_DIR/admin-password, whose path (never the password) goes to stdout.
+ * Does nothing when the tenant exists. Call before trust_load() so the index sees the admin. */
 MUST_USE int api_bootstrap_admin(struct store *st, const char *data_dir);
 
 /* ---- pure parsing, shared with the fuzz targets ---- */

@@ -16,6 +16,7 @@
 
 #include "api/handlers.h"
 #include "api/login.h"
+#include "net/keypass.h"
 #include "core/log.h"
 #include "net/addr.h"
 
@@ -168,8 +169,10 @@ static void free_secret(char *s)
     free(s);
 }
 
-/* A daemon on a->listen_fd serving cert/key (both NULL: plain HTTP). */
-static struct MHD_Daemon *daemon_start(struct api *a, const char *cert, const char *key)
+/* A daemon on a->listen_fd serving cert/key (both NULL: plain HTTP); pw
+ * unlocks an encrypted key (NULL: none). */
+static struct MHD_Daemon *daemon_start(struct api *a, const char *cert, const char *key,
+                                       const char *pw)
 {
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (cert) flags |= MHD_USE_TLS;
@@ -180,17 +183,17 @@ static struct MHD_Daemon *daemon_start(struct api *a, const char *cert, const ch
         a, MHD_OPTION_CONNECTION_TIMEOUT, a->cfg.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         a->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, a->cfg.max_per_ip,
         cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
-        MHD_OPTION_END);
+        pw ? MHD_OPTION_HTTPS_KEY_PASSWORD : MHD_OPTION_END, pw, MHD_OPTION_END);
 }
 
 /* Does the PEM pair parse and belong together? libmicrohttpd closes the
  * listening socket it was given when it fails to start, so a reload checks
  * the files first and only then starts a daemon on the shared socket. */
-static bool pem_pair_usable(const char *cert, const char *key)
+static bool pem_pair_usable(const char *cert, const char *key, const char *pw)
 {
     BIO *cb = BIO_new_mem_buf(cert, -1), *kb = BIO_new_mem_buf(key, -1);
     X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
-    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, (void *)"") : NULL;
+    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, (void *)(pw ? pw : "")) : NULL;
     bool ok = x && k && X509_check_private_key(x, k) == 1;
     X509_free(x);
     EVP_PKEY_free(k);
@@ -200,11 +203,15 @@ static bool pem_pair_usable(const char *cert, const char *key)
     return ok;
 }
 
-/* Reads cfg's certificate and key and starts a daemon with them; the PEM
- * text is only needed while starting. */
+/* Reads cfg's certificate, key and key password (keyfile_password_file,
+ * read again at every start so that a reload sees a changed one) and starts
+ * a daemon with them; the PEM text and password are only needed while
+ * starting. */
 static int daemon_start_tls(struct api *a, struct MHD_Daemon **out, char *err, size_t n)
 {
     int rc = 0;
+    char pw[KEYPASS_MAX] = "";
+    bool has_pw = a->cfg.keyfile_password_file && *a->cfg.keyfile_password_file;
     char *cert = read_small_file(a->cfg.certfile), *key = read_small_file(a->cfg.keyfile);
     if (!cert || !key) {
         snprintf(err, n, "cannot read %s: %s", cert ? a->cfg.keyfile : a->cfg.certfile,
@@ -212,12 +219,15 @@ static int daemon_start_tls(struct api *a, struct MHD_Daemon **out, char *err, s
         rc = ERR_IO;
         goto out;
     }
-    if (!pem_pair_usable(cert, key) || !(*out = daemon_start(a, cert, key))) {
-        snprintf(err, n, "%s or %s is not a usable certificate and key", a->cfg.certfile,
-                 a->cfg.keyfile);
+    if (has_pw && (rc = keypass_read(a->cfg.keyfile_password_file, pw, err, n)) < 0) goto out;
+    if (!pem_pair_usable(cert, key, has_pw ? pw : NULL) ||
+        !(*out = daemon_start(a, cert, key, has_pw ? pw : NULL))) {
+        snprintf(err, n, "%s or %s is not a usable certificate and key%s", a->cfg.certfile,
+                 a->cfg.keyfile, has_pw ? " (with keyfile_password_file)" : "");
         rc = ERR_TLS;
     }
 out:
+    keypass_wipe(pw);
     free(cert);
     free_secret(key);
     return rc;
@@ -293,7 +303,7 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
     if (a->tls) {
         rc = daemon_start_tls(a, &a->daemon, err, sizeof err);
         if (rc < 0) log_error("api: %s", err);
-    } else if (!(a->daemon = daemon_start(a, NULL, NULL))) {
+    } else if (!(a->daemon = daemon_start(a, NULL, NULL, NULL))) {
         log_error("api: cannot start the HTTP daemon on port %u", (unsigned)cfg->port);
         rc = ERR_IO;
     }

@@ -197,12 +197,14 @@ int api_bootstrap_admin(struct store *st, const char *data_dir)
         pw = generated;
     }
     GUARD(password_hash(pw, strlen(pw), 0, admin.pw_hash, sizeof admin.pw_hash));
+    /* Saved before the tenant exists, so a failed write loses nothing. */
+    if (made) GUARD(save_password(data_dir, pw));
     GUARD(store_tenant_create(st, &t, &admin));
     if (made) {
-        GUARD(save_password(data_dir, pw));
-        printf("certmq: created tenant %s with admin user %s/admin, password: %s\n"
-               "certmq: (also stored in %s/admin-password, mode 0600; shown only once)\n",
-               API_MANAGEMENT_TENANT, API_MANAGEMENT_TENANT, pw, data_dir);
+        /* Where, never what: stdout often ends up in a log file. */
+        printf("certmq: created tenant %s with admin user %s/admin; its generated password is "
+               "in %s/admin-password (mode 0600)\n",
+               API_MANAGEMENT_TENANT, API_MANAGEMENT_TENANT, data_dir);
         fflush(stdout);
     } else {
         printf("certmq: created tenant %s with admin user %s/admin (password from "

@@ -128,6 +128,8 @@ static const struct option options[] = {
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),
     L_STR("certfile", certfile, "server certificate chain (PEM); absent = plain TCP"),
     L_STR("keyfile", keyfile, "server private key (PEM)"),
+    L_STR("keyfile_password_file", keyfile_password_file,
+          "file holding the password of an encrypted keyfile (mode 0600 or stricter)"),
     L_STR("cafile", cafile, "static trusted client CAs (PEM); clients are identified by CN"),
     L_STR("crlfile", crlfile,
           "CRLs (PEM, or one DER) signed by the cafile CAs; revoked clients are refused "
@@ -172,13 +174,17 @@ void config_dev_defaults(struct config *cfg)
     config_defaults(cfg);
     cfg->n_listeners = 2;
     struct listener_config *m = &cfg->listeners[0], *h = &cfg->listeners[1];
+    /* Loopback only: a development broker (and its plain-HTTP API) is not
+     * reachable from the network until a config file opens it up. */
     listener_defaults(m);
     m->port = 8883;
+    strcpy(m->addr, "127.0.0.1");
     strcpy(m->certfile, "./var/dev-ca/server.pem");
     strcpy(m->keyfile, "./var/dev-ca/server.key");
     strcpy(m->cafile, "./var/dev-ca/ca.pem");
     listener_defaults(h);
     h->port = 8080;
+    strcpy(h->addr, "127.0.0.1");
     h->protocol = PROTO_HTTP;
 }
 
@@ -287,13 +293,36 @@ static bool split_line(char *line, char **name, char **val)
     return true;
 }
 
+/* Two listeners on one port clash when their addresses are equal or one of
+ * them is the wildcard (empty: every address). */
+static int check_listener_clash(const struct config *cfg, const char *name, char *err,
+                                size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        for (size_t j = i + 1; j < cfg->n_listeners; j++) {
+            const struct listener_config *a = &cfg->listeners[i], *b = &cfg->listeners[j];
+            if (a->port != b->port) continue;
+            if (a->addr[0] && b->addr[0] && strcmp(a->addr, b->addr)) continue;
+            snprintf(err, errlen, "%s: listener %d %s is given twice (listeners %zu and %zu)", name,
+                     a->port, a->addr[0] ? a->addr : "*", i + 1, j + 1);
+            return ERR_INVALID;
+        }
+    return 0;
+}
+
 /* Checks what single lines cannot: listener blocks that contradict themselves. */
 static int config_check(const struct config *cfg, const char *name, char *err, size_t errlen)
 {
+    GUARD(check_listener_clash(cfg, name, err, errlen));
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct listener_config *l = &cfg->listeners[i];
         if (!!l->certfile[0] != !!l->keyfile[0]) {
             snprintf(err, errlen, "%s: listener %d needs both certfile and keyfile", name, l->port);
+            return ERR_INVALID;
+        }
+        if (l->keyfile_password_file[0] && !l->keyfile[0]) {
+            snprintf(err, errlen, "%s: listener %d: keyfile_password_file needs a keyfile", name,
+                     l->port);
             return ERR_INVALID;
         }
         if (!l->certfile[0] && l->client_certs == CLIENT_CERTS_REQUIRED) {
@@ -414,6 +443,42 @@ int config_check_serve(const struct config *cfg, const char *name, char *err, si
             GUARD(check_readable(name, l, "cafile", l->cafile, err, errlen));
     }
     return 0;
+}
+
+/* The option's default as text ("" when it has none). */
+static void default_text(const struct option *o, char *def, size_t n)
+{
+    def[0] = 0;
+    switch (o->type) {
+    case OPT_LONG: snprintf(def, n, "%ld", o->def_long); break;
+    case OPT_BOOL: snprintf(def, n, "%s", o->def_long ? "true" : "false"); break;
+    case OPT_STR: snprintf(def, n, "%s", o->def_str ? o->def_str : ""); break;
+    case OPT_ENUM: snprintf(def, n, "%s", o->choices[o->def_long]); break;
+    }
+}
+
+bool config_option_doc(size_t i, struct config_option_doc *out)
+{
+    if (i >= N_OPTIONS) return false;
+    const struct option *o = &options[i];
+    memset(out, 0, sizeof *out);
+    out->name = o->name;
+    out->help = o->help;
+    out->per_listener = o->per_listener;
+    out->is_listener = !strcmp(o->name, "listener");
+    out->is_path = o->type == OPT_STR && strstr(o->name, "file") != NULL;
+    if (!out->is_listener) default_text(o, out->def, sizeof out->def);
+    if (o->type == OPT_LONG) {
+        snprintf(out->range, sizeof out->range, "%ld to %ld", o->min, o->max);
+    } else if (o->type == OPT_BOOL) {
+        snprintf(out->range, sizeof out->range, "true or false");
+    } else if (o->type == OPT_ENUM) {
+        size_t len = 0;
+        for (int k = 0; o->choices[k] && len < sizeof out->range; k++)
+            len += (size_t)snprintf(out->range + len, sizeof out->range - len, "%s%s",
+                                    k ? ", " : "", o->choices[k]);
+    }
+    return true;
 }
 
 void config_print_help(FILE *out)

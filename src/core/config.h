@@ -21,8 +21,9 @@ struct listener_config {
     enum listener_protocol protocol;
     char certfile[512]; /* empty: plain TCP */
     char keyfile[512];
-    char cafile[512];  /* static trusted client CAs */
-    char crlfile[512]; /* CRLs of the cafile CAs (verified by them) */
+    char keyfile_password_file[512]; /* empty: the key is not encrypted */
+    char cafile[512];                /* static trusted client CAs */
+    char crlfile[512];               /* CRLs of the cafile CAs (verified by them) */
     enum client_certs client_certs;
     long tls_session_cache; /* sessions kept for resumption; 0: none */
 };
@@ -69,7 +70,7 @@ struct config {
 void config_defaults(struct config *cfg);
 /* The built-in development setup used when no file is given: data in
  * ./var, MQTT over TLS on 8883 (client certificates optional) and HTTP on
- * 8080, with certificates from data_dir/dev-ca. */
+ * 8080, both on 127.0.0.1 only, with certificates from data_dir/dev-ca. */
 void config_dev_defaults(struct config *cfg);
 /* Reads a file on top of the defaults. On error writes "FILE:LINE: why"
  * into err and returns ERR_INVALID. */
@@ -86,5 +87,18 @@ MUST_USE int config_check_serve(const struct config *cfg, const char *name, char
                                 size_t errlen);
 /* Prints the option table (for --help). */
 void config_print_help(FILE *out);
+
+/* One row of the option table, for the documents made from it (configdoc.h). */
+struct config_option_doc {
+    const char *name;
+    const char *help;
+    bool per_listener; /* applies to the listener block it follows */
+    bool is_listener;  /* the `listener PORT [ADDR]` line itself */
+    bool is_path;      /* a file name */
+    char def[80];      /* the default as written in a file; "" when none */
+    char range[96];    /* "1 to 65535", "true or false", "mqtt, http"; "" for text */
+};
+/* Fills out with option i of the table, in table order; false past the end. */
+bool config_option_doc(size_t i, struct config_option_doc *out);
 
 #endif

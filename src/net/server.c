@@ -119,7 +119,12 @@ int server_worker_count(const struct config *cfg)
 
 /* ---- listeners ---- */
 
-static int bind_socket(const struct listener_config *lc, int *out, char *err, size_t n)
+/* Binds and listens on the listener's address. The workers' sockets
+ * share the port through SO_REUSEPORT; a probe socket goes without it, so
+ * its bind fails while any other process listens on the port, SO_REUSEPORT
+ * or not. */
+static int bind_socket_mode(const struct listener_config *lc, bool probe, int *out, char *err,
+                            size_t n)
 {
     struct addr a;
     char why[256];
@@ -127,9 +132,28 @@ static int bind_socket(const struct listener_config *lc, int *out, char *err, si
         snprintf(err, n, "listener %d: '%s' is not an IP address", lc->port, lc->addr);
         return ERR_INVALID;
     }
-    if (addr_listen(&a, true, out, why, sizeof why) < 0) {
-        snprintf(err, n, "listener %d %s: %s", lc->port, lc->addr, why);
+    if (addr_listen(&a, !probe, out, why, sizeof why) < 0) {
+        if (probe && errno == EADDRINUSE)
+            snprintf(err, n, "listener %d %s: the port is already in use by another process",
+                     lc->port, lc->addr[0] ? lc->addr : "*");
+        else
+            snprintf(err, n, "listener %d %s: %s", lc->port, lc->addr, why);
         return ERR_IO;
+    }
+    return 0;
+}
+
+static int bind_socket(const struct listener_config *lc, int *out, char *err, size_t n)
+{
+    return bind_socket_mode(lc, false, out, err, n);
+}
+
+int server_probe_ports(const struct config *cfg, char *err, size_t n)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        int fd = -1;
+        GUARD(bind_socket_mode(&cfg->listeners[i], true, &fd, err, n));
+        close(fd);
     }
     return 0;
 }

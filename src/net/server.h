@@ -15,6 +15,10 @@ struct client;
 struct server;
 struct pwcheck;
 
+/* Fails (ERR_IO, err naming the listener) when another process listens on
+ * one of cfg's ports, MQTT or HTTP, with SO_REUSEPORT or not: the workers'
+ * SO_REUSEPORT sockets would otherwise join it and share its traffic. */
+MUST_USE int server_probe_ports(const struct config *cfg, char *err, size_t n);
 /* Binds every MQTT listener and loads its TLS context. On failure writes
  * a readable reason into err. */
 MUST_USE int server_new(const struct config *cfg, struct broker *b, struct server **out, char *err,

@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "net/keypass.h"
 #include "net/tlslib.h"
 
 /* "what file: reason" from the OpenSSL error queue (then cleared). A failed
@@ -35,17 +36,54 @@ static int accept_any_chain(X509_STORE_CTX *ctx, void *arg)
     return 1;
 }
 
-/* The key is read in OpenSSL's default library context, which decodes every
- * PEM key format; the lean TLS context (tlslib.h) reads only certificates. */
-MUST_USE static int use_private_key(SSL_CTX *ctx, const char *keyfile)
+/* What the PEM password callback hands OpenSSL: the listener's password,
+ * if it has one; never a terminal prompt. */
+struct key_pass {
+    const char *pw; /* NULL: none configured */
+    bool asked;     /* the key turned out to be encrypted */
+};
+
+static int key_pass_cb(char *buf, int size, int rwflag, void *arg)
 {
-    BIO *in = BIO_new_file(keyfile, "r");
-    if (!in) return ERR_TLS;
-    EVP_PKEY *key =
-        PEM_read_bio_PrivateKey_ex(in, NULL, SSL_CTX_get_default_passwd_cb(ctx),
-                                   SSL_CTX_get_default_passwd_cb_userdata(ctx), NULL, NULL);
+    (void)rwflag;
+    struct key_pass *kp = arg;
+    kp->asked = true;
+    if (!kp->pw) return -1;
+    size_t len = strlen(kp->pw);
+    if (len > (size_t)size) return -1;
+    memcpy(buf, kp->pw, len);
+    return (int)len;
+}
+
+/* The key is read in OpenSSL's default library context, which decodes every
+ * PEM key format; the lean TLS context (tlslib.h) reads only certificates.
+ * An encrypted key is opened with the listener's keyfile_password_file. */
+MUST_USE static int use_private_key(SSL_CTX *ctx, const struct listener_config *lc, char *err,
+                                    size_t n)
+{
+    char pw[KEYPASS_MAX];
+    struct key_pass kp = {NULL, false};
+    if (lc->keyfile_password_file[0]) {
+        GUARD(keypass_read(lc->keyfile_password_file, pw, err, n));
+        kp.pw = pw;
+    }
+    int rc = ERR_TLS;
+    EVP_PKEY *key = NULL;
+    BIO *in = BIO_new_file(lc->keyfile, "r");
+    if (in) key = PEM_read_bio_PrivateKey_ex(in, NULL, key_pass_cb, &kp, NULL, NULL);
+    if (kp.pw) keypass_wipe(pw);
     BIO_free(in);
-    int rc = key && SSL_CTX_use_PrivateKey(ctx, key) == 1 ? 0 : ERR_TLS;
+    if (key && SSL_CTX_use_PrivateKey(ctx, key) == 1)
+        rc = 0;
+    else if (key || !kp.asked)
+        ssl_reason(err, n, "cannot load private key", lc->keyfile);
+    else if (!kp.pw)
+        snprintf(err, n, "private key %s is encrypted: give its password in keyfile_password_file",
+                 lc->keyfile);
+    else
+        snprintf(err, n, "cannot decrypt private key %s with the password in %s", lc->keyfile,
+                 lc->keyfile_password_file);
+    if (rc < 0) ERR_clear_error();
     EVP_PKEY_free(key);
     return rc;
 }
@@ -69,10 +107,7 @@ int tls_ctx_new(const struct listener_config *lc, SSL_CTX **out, char *err, size
         ssl_reason(err, n, "cannot load certificate", lc->certfile);
         goto fail;
     }
-    if (use_private_key(ctx, lc->keyfile) < 0) {
-        ssl_reason(err, n, "cannot load private key", lc->keyfile);
-        goto fail;
-    }
+    if (use_private_key(ctx, lc, err, n) < 0) goto fail;
     if (SSL_CTX_check_private_key(ctx) != 1) {
         snprintf(err, n, "%s does not match the certificate in %s", lc->keyfile, lc->certfile);
         goto fail;

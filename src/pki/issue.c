@@ -239,7 +239,9 @@ int pki_cmd_issue_device(struct pki_args *a)
     const char *why = "";
     int rc;
     if (pki_id_check(a->cn, &why) < 0) {
-        pki_err("refusing device id \"%s\": it %s", a->cn, why);
+        const char *broker = pki_id_broker_reason(a->cn);
+        pki_err("refusing device id \"%s\": it %s%s%s%s", a->cn, why,
+                *broker ? " (the broker would refuse it: \"" : "", broker, *broker ? "\")" : "");
         return PKI_EXIT_FAIL;
     }
     const char *p12_pass;
@@ -444,7 +446,10 @@ int pki_cmd_issue_batch(struct pki_args *a)
         return PKI_EXIT_FAIL;
     }
     if (pki_id_check(first, &why) < 0 || pki_id_check(last, &why) < 0) {
-        pki_err("refusing --prefix \"%s\": the device ids it makes (%s) %s", a->prefix, last, why);
+        const char *broker = pki_id_broker_reason(last);
+        pki_err("refusing --prefix \"%s\": the device ids it makes (%s) %s%s%s%s", a->prefix, last,
+                why, *broker ? " (the broker would refuse them: \"" : "", broker,
+                *broker ? "\")" : "");
         return PKI_EXIT_FAIL;
     }
     const char *p12_pass;

@@ -10,6 +10,7 @@
 #include <openssl/bn.h>
 
 #include "core/buf.h"
+#include "identity/policy.h"
 #include "pki/pki_internal.h"
 
 /* A DNS name as certificates carry it: labels of letters, digits, '-' and
@@ -138,7 +139,21 @@ int pki_id_check(const char *id, const char **why)
             return ERR_INVALID;
         }
     }
+    if (strchr(id, '+') || strchr(id, '#')) {
+        *why = "contains '+' or '#', which cannot stand in an MQTT topic level";
+        return ERR_INVALID;
+    }
+    /* The broker's own rule has the last word: nothing is issued that it refuses. */
+    if (!ident_cn_acceptable(id)) {
+        *why = "is not a common name the broker accepts";
+        return ERR_INVALID;
+    }
     return 0;
+}
+
+const char *pki_id_broker_reason(const char *id)
+{
+    return ident_cn_acceptable(id) ? "" : ident_reason_str(IDENT_BAD_COMMON_NAME);
 }
 
 int pki_serial_parse(const char *s, BIGNUM **out)

@@ -94,6 +94,9 @@ MUST_USE int pki_san_parse(const char *spec, struct pki_san *out, size_t max, si
 /* A device id usable as CN, MQTT ClientId and file name: 1-64 bytes, no ':'
  * (the ClientId separator), no '/', no control characters, not "." or "..". */
 MUST_USE int pki_id_check(const char *id, const char **why);
+/* The reason the broker gives when it refuses id as a common name
+ * (ident_reason_str: "bad common name"), or "" when it accepts it. */
+const char *pki_id_broker_reason(const char *id);
 /* Parses a hex serial ("1A2B", "0x1a2b", with or without ':' between
  * bytes); returns ERR_INVALID when not hex or longer than 20 bytes. */
 MUST_USE int pki_serial_parse(const char *s, BIGNUM **out);

@@ -207,6 +207,10 @@ def test_zero_config_start_makes_dev_ca_and_listens_on_8883_and_8080(tmp_path):
                 pytest.skip("8883/8080 taken by another process meanwhile")
             raise
         wait_accepting(8080, proc).close()
+        for port in (8883, 8080):  # development defaults: loopback only
+            ss = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                                text=True, timeout=TIMEOUT).stdout.split()
+            assert ss and ss[3] == f"127.0.0.1:{port}", ss
         api = http.client.HTTPConnection("127.0.0.1", 8080, timeout=TIMEOUT)
         api.request("GET", "/user/currentUser")
         assert api.getresponse().status == 401  # the HTTP API answers, and wants auth

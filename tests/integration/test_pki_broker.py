@@ -494,18 +494,18 @@ def test_batch_csv_bulk_registers_devices_that_then_connect(broker, pkis, tmp_pa
 # binary, ports and (when 8883/8080 are taken) the way the broker starts.
 ZERO_TO_DEVICE = [
     "make run",
-    './build/certmq pki ca init acme-ca --cn "Acme Devices CA"',
+    './build/certmq pki ca init var/acme-ca --cn "Acme Devices CA"',
     "curl -sS -u \"management/admin:$(cat var/admin-password)\" "
     "-H 'Content-Type: application/json' "
     "-d \"{\\\"name\\\":\\\"acme\\\",\\\"status\\\":\\\"ENABLED\\\","
     "\\\"autoRegistrationEnabled\\\":true,"
-    "\\\"certInPemFormat\\\":\\\"$(tr -d '\\n' < acme-ca/ca.pem)\\\"}\" "
+    "\\\"certInPemFormat\\\":\\\"$(tr -d '\\n' < var/acme-ca/ca.pem)\\\"}\" "
     "http://localhost:8080/tenant/tenants/management/trusted-certificates",
-    "./build/certmq pki issue device --ca acme-ca --cn sensor-1 --out devices",
+    "./build/certmq pki issue device --ca var/acme-ca --cn sensor-1 --out var/devices",
     "mosquitto_sub -h localhost -p 8883 --cafile var/dev-ca/ca.pem "
     "-u management/admin -P \"$(cat var/admin-password)\" -t 'demo/#' -v",
     "mosquitto_pub -h localhost -p 8883 --cafile var/dev-ca/ca.pem "
-    "--cert devices/sensor-1.chain.pem --key devices/sensor-1.key -i sensor-1 "
+    "--cert var/devices/sensor-1.chain.pem --key var/devices/sensor-1.key -i sensor-1 "
     "-t demo/hello -m 'hello from sensor-1'",
 ]
 

@@ -22,6 +22,7 @@ static void roff_text(FILE *out, const char *s)
 static void man_head(FILE *out, const char *version)
 {
     fprintf(out, ".TH CERTMQ 1 \"\" \"certmq %s\" \"User Commands\"\n", version);
+    fputs(".nh\n", out); /* no hyphenation: option names and values stay whole */
     fputs(".SH NAME\n"
           "certmq \\- MQTT broker for devices that prove who they are with X.509 client "
           "certificates, and its PKI tool\n"

@@ -187,23 +187,70 @@ struct presented {
     int n;
 };
 
-/* Steps 1-3: collects enabled anchors among the presented certificates (or
- * chained to the top one when relaxed) and picks one. Returns IDENT_OK and
- * *chosen, or the refusal reason; for IDENT_ANCHOR_DISABLED, *disabled is
- * the first disabled anchor seen (so the refusal can name it). */
+/* Seniority (DESIGN.md step 3): an anchor counts without a proof of
+ * possession only when no other tenant's anchor in this chain, enabled or
+ * not, was trusted before it. */
+static bool senior(const struct trust_anchor *a, const struct cand *all, int nall)
+{
+    for (int i = 0; i < nall; i++)
+        if (all[i].a->seq < a->seq && strcmp(all[i].a->tenant, a->tenant) != 0) return false;
+    return true;
+}
+
+/* Step 3 over the enabled candidates c[]: the ones that count (proven or
+ * senior), then a tenant the device is registered in, then proven ones, then
+ * the most specific; a tie between tenants is ambiguous. */
+static enum ident_reason pick_candidate(const struct trust_index *ti, const struct cand *c, int nc,
+                                        const struct cand *all, int nall, const char *cn,
+                                        struct cand *chosen)
+{
+    bool keep[MAX_CANDIDATES];
+    bool any = false, registered = false, any_pop = false;
+    for (int i = 0; i < nc; i++) {
+        keep[i] = c[i].a->pop_valid || senior(c[i].a, all, nall);
+        any = any || keep[i];
+        if (keep[i] && cn && trust_device_registered_locked(ti, c[i].a->tenant, cn))
+            registered = true;
+    }
+    if (!any) return IDENT_ANCHOR_DISABLED; /* only juniors of a withdrawn anchor */
+    for (int i = 0; i < nc; i++) {
+        if (registered && keep[i] && !trust_device_registered_locked(ti, c[i].a->tenant, cn))
+            keep[i] = false;
+        any_pop = any_pop || (keep[i] && c[i].a->pop_valid);
+    }
+    int best = -1;
+    for (int i = 0; i < nc; i++) {
+        if (any_pop && !c[i].a->pop_valid) keep[i] = false;
+        if (keep[i] && (best < 0 || c[i].pos < c[best].pos)) best = i;
+    }
+    for (int i = 0; i < nc; i++) {
+        if (i == best || !keep[i]) continue;
+        if (c[i].pos == c[best].pos && strcmp(c[i].a->tenant, c[best].a->tenant) != 0)
+            return IDENT_AMBIGUOUS_TENANT;
+    }
+    *chosen = c[best];
+    return IDENT_OK;
+}
+
+/* Steps 1-3: collects the anchors among the presented certificates (or
+ * chained to the top one when relaxed) and picks one of the enabled ones.
+ * Returns IDENT_OK and *chosen, or the refusal reason; for
+ * IDENT_ANCHOR_DISABLED, *disabled is a disabled anchor seen (so the refusal
+ * can name it). cn (NULL when the leaf has none) is the leaf's common name. */
 static enum ident_reason choose_anchor(const struct trust_index *ti, const struct presented *p,
-                                       bool require_ca, struct cand *chosen,
+                                       bool require_ca, const char *cn, struct cand *chosen,
                                        const struct trust_anchor **disabled)
 {
-    struct cand c[MAX_CANDIDATES];
+    struct cand c[MAX_CANDIDATES], all[MAX_CANDIDATES];
     const struct trust_anchor *found[MAX_CANDIDATES];
-    int nc = 0;
+    int nc = 0, nall = 0;
     bool saw_disabled = false;
     for (int i = 1; i < p->n; i++) {
         char fp[STORE_FP_MAX];
         if (trust_fingerprint(p->c[i], fp) < 0) continue;
         size_t k = trust_by_fp_locked(ti, fp, found, MAX_CANDIDATES);
         for (size_t j = 0; j < k; j++) {
+            if (nall < MAX_CANDIDATES) all[nall++] = (struct cand){found[j], i};
             if (!found[j]->enabled) {
                 if (!saw_disabled) *disabled = found[j];
                 saw_disabled = true;
@@ -218,6 +265,7 @@ static enum ident_reason choose_anchor(const struct trust_index *ti, const struc
     for (size_t j = 0; j < k && nc == 0; j++) {
         if (X509_check_issued(found[j]->cert, top) != X509_V_OK) continue;
         if (X509_cmp(found[j]->cert, top) == 0) continue; /* top is itself the anchor */
+        if (!require_ca && nall < MAX_CANDIDATES) all[nall++] = (struct cand){found[j], p->n};
         if (!found[j]->enabled) {
             if (require_ca) {
                 issuer_known = true;
@@ -234,21 +282,13 @@ static enum ident_reason choose_anchor(const struct trust_index *ti, const struc
         if (saw_disabled) return IDENT_ANCHOR_DISABLED;
         return issuer_known ? IDENT_CA_NOT_IN_CHAIN : IDENT_UNTRUSTED;
     }
-
-    bool any_pop = false;
-    for (int i = 0; i < nc; i++) any_pop = any_pop || c[i].a->pop_valid;
-    int best = -1;
-    for (int i = 0; i < nc; i++) {
-        if (any_pop && !c[i].a->pop_valid) continue;
-        if (best < 0 || c[i].pos < c[best].pos) best = i;
+    enum ident_reason r = pick_candidate(ti, c, nc, all, nall, cn, chosen);
+    for (int i = 0; r == IDENT_ANCHOR_DISABLED && !saw_disabled && i < nall; i++) {
+        if (all[i].a->enabled) continue;
+        *disabled = all[i].a;
+        saw_disabled = true;
     }
-    for (int i = 0; i < nc; i++) {
-        if (i == best || (any_pop && !c[i].a->pop_valid)) continue;
-        if (c[i].pos == c[best].pos && strcmp(c[i].a->tenant, c[best].a->tenant) != 0)
-            return IDENT_AMBIGUOUS_TENANT;
-    }
-    *chosen = c[best];
-    return IDENT_OK;
+    return r;
 }
 
 /* Step 4 with OpenSSL: path validation with the one anchor as the only
@@ -369,7 +409,7 @@ int ident_decide(const struct trust_index *ti, const struct ident_input *in,
 
     trust_read_lock(ti);
     const struct trust_anchor *disabled = NULL;
-    r = choose_anchor(ti, &p, in->require_ca_in_chain, &ch, &disabled);
+    r = choose_anchor(ti, &p, in->require_ca_in_chain, cn_ok ? cn : NULL, &ch, &disabled);
     if (r == IDENT_ANCHOR_DISABLED && disabled) {
         /* Name the withdrawn anchor in the log line; callers that answer
          * other tenants (verify-cert-chain) hide it as they hide any. */

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 
 #include "core/log.h"
 #include "identity/password.h"
@@ -190,6 +191,7 @@ struct trust_index {
     struct map users;      /* tenant\0name -> user_entry */
     struct map options;    /* tenant\0category\0key -> char * */
     struct map crl;        /* tenant\0serial -> (void *)1 */
+    uint64_t anchor_seq;   /* last upload sequence number handed out */
     pthread_mutex_t cache_mu;
     struct map cache;         /* SHA-256(pepper, tenant, name, pw) -> cache_entry */
     unsigned char pepper[32]; /* random per process: cache keys never reveal passwords */
@@ -403,6 +405,8 @@ int trust_anchor_put(struct trust_index *ti, const char *tenant, X509 *cert, boo
     size_t klen = mkkey(key, tenant, a->fp, NULL);
 
     wlock(ti);
+    struct node *old = map_get(&ti->anchors, key, klen);
+    a->seq = old ? ((struct trust_anchor *)old->val)->seq : ++ti->anchor_seq;
     anchor_drop(ti, key, klen);
     rc = map_add(&ti->anchors, key, klen, a) ? 0 : ERR_NOMEM;
     if (rc == 0) rc = list_add(&ti->by_fp, a->fp, strlen(a->fp), a);
@@ -440,6 +444,40 @@ int trust_anchor_get(struct trust_index *ti, const char *tenant, const char *fp,
     }
     trust_read_unlock(ti);
     return rc;
+}
+
+/* One issued the other (a self-signed certificate issuing itself aside). */
+static bool issued_either_way(X509 *x, X509 *y)
+{
+    if (X509_cmp(x, y) == 0) return false;
+    return X509_check_issued(x, y) == X509_V_OK || X509_check_issued(y, x) == X509_V_OK;
+}
+
+size_t trust_overlaps(struct trust_index *ti, const char *tenant, const char *fp,
+                      char (*others)[STORE_TENANT_MAX], size_t max, bool *junior)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, fp, NULL), n = 0;
+    *junior = false;
+    trust_read_lock(ti);
+    struct node *self = klen ? map_get(&ti->anchors, key, klen) : NULL;
+    const struct trust_anchor *me = self ? self->val : NULL;
+    for (size_t b = 0; me && b < ti->anchors.nb; b++) {
+        for (struct node *nd = ti->anchors.b[b]; nd; nd = nd->next) {
+            const struct trust_anchor *a = nd->val;
+            if (strcmp(a->tenant, tenant) == 0) continue;
+            if (strcmp(a->fp, fp) != 0 && !issued_either_way(a->cert, me->cert)) continue;
+            *junior = *junior || a->seq < me->seq;
+            bool seen = false;
+            for (size_t i = 0; i < n && i < max; i++)
+                seen = seen || strcmp(others[i], a->tenant) == 0;
+            if (seen) continue;
+            if (n < max) snprintf(others[n], STORE_TENANT_MAX, "%s", a->tenant);
+            n++;
+        }
+    }
+    trust_read_unlock(ti);
+    return n;
 }
 
 size_t trust_by_fp_locked(const struct trust_index *ti, const char *fp,

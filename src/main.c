@@ -169,6 +169,7 @@ static int start_apis(struct app *app)
             .timeout_s = (unsigned)app->cfg.http_timeout,
             .max_chain_length = (int)app->cfg.max_chain_length,
             .require_ca_in_chain = app->cfg.require_ca_in_chain,
+            .allow_v1_leaf = app->cfg.allow_v1_device_certificates,
             .on_anchor_change = on_anchor_change,
             .on_crl_change = on_crl_change,
             .bearer_check = bearer_check,

@@ -41,6 +41,7 @@ struct config {
     long max_keepalive;
     long max_chain_length;
     bool require_ca_in_chain;
+    bool allow_v1_device_certificates;
     bool allow_anonymous;
     long http_max_body;
     long http_max_connections;

@@ -40,6 +40,7 @@ struct auth {
     bool allow_anonymous;
     int max_chain_length;
     bool require_ca_in_chain;
+    bool allow_v1_leaf;
     struct trust_index *ti;
     struct store *st;
     atomic_ulong refused[R_COUNT];
@@ -52,6 +53,7 @@ int auth_new(const struct config *cfg, struct trust_index *ti, struct store *st,
     a->allow_anonymous = cfg->allow_anonymous;
     a->max_chain_length = (int)cfg->max_chain_length;
     a->require_ca_in_chain = cfg->require_ca_in_chain;
+    a->allow_v1_leaf = cfg->allow_v1_device_certificates;
     a->ti = ti;
     a->st = st;
     *out = a;
@@ -133,6 +135,7 @@ static int tenant_certificate(struct auth *a, const struct auth_request *rq,
         .now = rq->now,
         .max_chain_length = a->max_chain_length,
         .require_ca_in_chain = a->require_ca_in_chain && !rq->chain_proven,
+        .allow_v1_leaf = a->allow_v1_leaf,
     };
     struct ident_decision d;
     GUARD(ident_decide(a->ti, &in, &d));

@@ -40,6 +40,8 @@ static const char *const reason_text[IDENT_REASON_COUNT] = {
     [IDENT_CLIENT_ID_MISMATCH] = "client id mismatch",
     [IDENT_NOT_REGISTERED] = "device not registered",
     [IDENT_INVALID_CHAIN] = "invalid chain",
+    [IDENT_LEAF_IS_CA] = "device certificate is a CA",
+    [IDENT_LEAF_V1] = "device certificate is v1",
 };
 
 static _Atomic uint64_t counters[IDENT_REASON_COUNT];
@@ -361,6 +363,10 @@ static enum ident_reason validate_path(const struct trust_index *ti, const struc
     X509 *path[PATHCACHE_MAX_CHAIN];
     int len = 0;
     struct pathcache_key key;
+    /* A device is an end entity: a CA leaf could issue other devices'
+     * certificates, and a v1 leaf has nothing that says it is not a CA. */
+    if (X509_get_version(p->c[0]) != X509_VERSION_3 && !in->allow_v1_leaf) return IDENT_LEAF_V1;
+    if (X509_get_extension_flags(p->c[0]) & EXFLAG_CA) return IDENT_LEAF_IS_CA;
     struct pathcache_entry e;
     bool keyed = pathcache_key(p->c, p->n, ch->a->fp, max_len, &key);
     if (keyed && pathcache_get(&key, &e) && in->now >= e.not_before && in->now <= e.not_after &&

@@ -41,6 +41,8 @@ enum ident_reason {
     IDENT_CLIENT_ID_MISMATCH,
     IDENT_NOT_REGISTERED,
     IDENT_INVALID_CHAIN, /* any other path-validation failure (see detail) */
+    IDENT_LEAF_IS_CA,
+    IDENT_LEAF_V1,
     IDENT_REASON_COUNT
 };
 
@@ -52,6 +54,7 @@ struct ident_input {
     time_t now;
     int max_chain_length;     /* certificates incl. leaf and anchor; <2 means default */
     bool require_ca_in_chain; /* DESIGN.md step 1; false: chained-to anchors count */
+    bool allow_v1_leaf;       /* accept X.509 v1 device certificates (legacy fleets) */
 };
 
 struct ident_decision {

@@ -154,9 +154,11 @@ class CaDir:
         self.pem = str(self.pem)
 
     def sign(self, csr, out, ext, days=365, startdate=None, enddate=None):
-        args = ["ca", "-batch", "-config", str(self.config), "-passin", CA_PASS, "-extensions",
-                ext, "-days", str(days), "-notext", "-md", "sha256", "-in", str(csr), "-out",
-                str(out)]
+        # ext None: no extensions section, so `openssl ca` makes a v1 certificate.
+        args = ["ca", "-batch", "-config", str(self.config), "-passin", CA_PASS, "-days",
+                str(days), "-notext", "-md", "sha256", "-in", str(csr), "-out", str(out)]
+        if ext:
+            args += ["-extensions", ext]
         if startdate:
             args += ["-startdate", startdate, "-enddate", enddate]
         openssl(*args)

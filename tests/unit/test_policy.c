@@ -146,6 +146,8 @@ static void build_cert(const char *name, const char *attrs)
                     strcmp(b, "certsign") == 0 ? "critical,keyCertSign,cRLSign,digitalSignature"
                                                : "critical,digitalSignature");
         if (attr(attrs, "eku", b, sizeof b)) add_ext(x, icert, NID_ext_key_usage, b);
+        if (attr(attrs, "san", b, sizeof b)) add_ext(x, icert, NID_subject_alt_name, b);
+        if (attr(attrs, "nc", b, sizeof b)) add_ext(x, icert, NID_name_constraints, b);
     }
     const EVP_MD *md =
         attr(attrs, "md", b, sizeof b) && strcmp(b, "sha1") == 0 ? EVP_sha1() : EVP_sha256();
@@ -188,6 +190,8 @@ static void apply_setting(struct setting_ctx *s, char *word)
     if (eq) *eq = 0;
     if (strcmp(word, "relaxed") == 0) {
         s->in.require_ca_in_chain = false;
+    } else if (strcmp(word, "allowv1") == 0) {
+        s->in.allow_v1_leaf = true;
     } else if (strcmp(word, "max") == 0) {
         s->in.max_chain_length = atoi(val);
     } else if (strcmp(word, "at") == 0) {

@@ -102,6 +102,7 @@ static int verify_static(X509_STORE *store, X509 *leaf, STACK_OF(X509) * chain, 
     }
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), now);
+    ident_strict_profile(ctx);
     int ok = X509_verify_cert(ctx);
     *why = ok == 1 ? NULL : X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
     X509_STORE_CTX_free(ctx);

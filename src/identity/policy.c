@@ -145,6 +145,21 @@ static enum ident_reason map_verify_error(int err)
     }
 }
 
+static int strict_verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+    if (!ok && X509_STORE_CTX_get_error(ctx) == X509_V_ERR_CA_CERT_MISSING_KEY_USAGE) {
+        X509_STORE_CTX_set_error(ctx, X509_V_OK);
+        return 1;
+    }
+    return ok;
+}
+
+void ident_strict_profile(X509_STORE_CTX *ctx)
+{
+    X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx), X509_V_FLAG_X509_STRICT);
+    X509_STORE_CTX_set_verify_cb(ctx, strict_verify_cb);
+}
+
 /* DESIGN.md step 5 for one certificate: RSA/DSA >= 2048 bits, EC >= 256. */
 static bool key_strong(X509 *x)
 {
@@ -316,6 +331,7 @@ static enum ident_reason verify_path(const struct ident_input *in, const struct 
     X509_VERIFY_PARAM_set_depth(param, max_len - 2);
     /* The anchor may be an intermediate: trusting it is the tenant's choice. */
     X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
+    ident_strict_profile(ctx);
     if (X509_get_extension_flags(p->c[0]) & EXFLAG_XKUSAGE)
         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     if (X509_verify_cert(ctx) != 1) {
@@ -366,7 +382,8 @@ static enum ident_reason validate_path(const struct trust_index *ti, const struc
     /* A device is an end entity: a CA leaf could issue other devices'
      * certificates, and a v1 leaf has nothing that says it is not a CA. */
     if (X509_get_version(p->c[0]) != X509_VERSION_3 && !in->allow_v1_leaf) return IDENT_LEAF_V1;
-    if (X509_get_extension_flags(p->c[0]) & EXFLAG_CA) return IDENT_LEAF_IS_CA;
+    if ((X509_get_extension_flags(p->c[0]) & EXFLAG_CA) || X509_check_ca(p->c[0]) != 0)
+        return IDENT_LEAF_IS_CA; /* CA:TRUE, or keyCertSign without basicConstraints */
     struct pathcache_entry e;
     bool keyed = pathcache_key(p->c, p->n, ch->a->fp, max_len, &key);
     if (keyed && pathcache_get(&key, &e) && in->now >= e.not_before && in->now <= e.not_after &&

@@ -74,6 +74,14 @@ struct ident_decision {
 MUST_USE int ident_decide(const struct trust_index *ti, const struct ident_input *in,
                           struct ident_decision *out);
 
+/* Puts ctx under the RFC 5280 profile (X509_V_FLAG_X509_STRICT: AKI and SKI
+ * present, CA subjects non-empty, CA basicConstraints critical, no
+ * keyCertSign on end entities, ...) on every path certmq validates. One
+ * strict check is forgiven: a CA without keyUsage, which `openssl req -x509
+ * -extensions v3_ca` with the stock openssl.cnf makes (the edge guide's CA);
+ * signers still need CA:TRUE, and keyCertSign whenever keyUsage is present. */
+void ident_strict_profile(X509_STORE_CTX *ctx);
+
 /* DESIGN.md step 6 for a common name (also the bulk-registration ID rule):
  * 1..IDENT_CN_MAX bytes, no ':', no '/', '+' or '#' (it names an MQTT topic
  * level) and no control characters. */

@@ -96,6 +96,23 @@ static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
     X509_EXTENSION_free(ext);
 }
 
+/* The issuer's key identifier: its SKI, or (when it has none, as a v1 CA or
+ * one made with noski) the SHA-1 of its public key, as RFC 5280 suggests. */
+static void add_aki(X509 *x, X509 *issuer)
+{
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(issuer);
+    akid->keyid = ski ? ASN1_OCTET_STRING_dup(ski) : ASN1_OCTET_STRING_new();
+    if (!ski) {
+        assert_int_equal(X509_pubkey_digest(issuer, EVP_sha1(), md, &n), 1);
+        assert_int_equal(ASN1_OCTET_STRING_set(akid->keyid, md, (int)n), 1);
+    }
+    assert_int_equal(X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT), 1);
+    AUTHORITY_KEYID_free(akid);
+}
+
 static void build_cert(const char *name, const char *attrs)
 {
     char b[128], ext[128];
@@ -114,9 +131,11 @@ static void build_cert(const char *name, const char *attrs)
     X509_time_adj_ex(X509_getm_notBefore(x), (int)from, 0, &t0);
     X509_time_adj_ex(X509_getm_notAfter(x), (int)to, 0, &t0);
     X509_NAME *subj = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(subj, "O", MBSTRING_ASC, (const unsigned char *)"certmq test", -1,
-                               -1, 0);
-    if (!want_flag(attrs, "nocn") && attr(attrs, "cn", b, sizeof b))
+    bool empty = want_flag(attrs, "emptysubj");
+    if (!empty)
+        X509_NAME_add_entry_by_txt(subj, "O", MBSTRING_ASC, (const unsigned char *)"certmq test",
+                                   -1, -1, 0);
+    if (!empty && !want_flag(attrs, "nocn") && attr(attrs, "cn", b, sizeof b))
         X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8, (const unsigned char *)b, -1, -1, 0);
     assert_int_equal(X509_set_pubkey(x, n->key), 1);
 
@@ -130,12 +149,12 @@ static void build_cert(const char *name, const char *attrs)
     X509_set_issuer_name(x, iss ? X509_get_subject_name(iss->cert) : subj);
     X509 *icert = iss ? iss->cert : x;
     if (!v1) {
-        add_ext(x, icert, NID_subject_key_identifier, "hash");
-        if (iss && X509_get_version(iss->cert) == X509_VERSION_3)
-            add_ext(x, icert, NID_authority_key_identifier, "keyid:always");
+        if (!want_flag(attrs, "noski")) add_ext(x, icert, NID_subject_key_identifier, "hash");
+        if (iss && !want_flag(attrs, "noaki")) add_aki(x, iss->cert);
         if (attr(attrs, "ca", b, sizeof b)) {
             char pl[32];
-            snprintf(ext, sizeof ext, "critical,CA:%s%s%s",
+            snprintf(ext, sizeof ext, "%sCA:%s%s%s",
+                     want_flag(attrs, "bcnoncrit") ? "" : "critical,",
                      strcmp(b, "true") == 0 ? "TRUE" : "FALSE",
                      attr(attrs, "pathlen", pl, sizeof pl) ? ",pathlen:" : "",
                      attr(attrs, "pathlen", pl, sizeof pl) ? pl : "");

@@ -120,7 +120,14 @@ static void build_cert(const char *name, const char *attrs)
     assert_true(ncerts < MAX_CERTS);
     struct named *n = &certs[ncerts];
     snprintf(n->name, sizeof n->name, "%s", name);
-    n->key = make_key(attr(attrs, "key", b, sizeof b) ? b : "ec256");
+    if (attr(attrs, "keyof", b, sizeof b)) { /* another certificate's key (key rollover) */
+        struct named *other = find_cert(b);
+        assert_non_null(other);
+        n->key = other->key;
+        EVP_PKEY_up_ref(n->key);
+    } else {
+        n->key = make_key(attr(attrs, "key", b, sizeof b) ? b : "ec256");
+    }
     assert_non_null(n->key);
     X509 *x = X509_new();
     bool v1 = want_flag(attrs, "v1");

@@ -2,9 +2,13 @@
 # a device certificate signed with the CA extensions (basicConstraints
 # CA:TRUE) is refused as "device certificate is a CA"; one signed without any
 # extensions section (X.509 v1) is refused as "device certificate is v1"
-# unless the broker runs with allow_v1_device_certificates true.
+# unless the broker runs with allow_v1_device_certificates true; `certmq pki
+# verify` says the same.
+import subprocess
+
 import pytest
 
+from conftest import CERTMQ_BIN, TIMEOUT
 from identity_pki import (IdentityServer, assert_mosquitto_refused, openssl, pki,  # noqa: F401
                           server_fixture)
 
@@ -56,3 +60,19 @@ def test_v1_allowed_by_the_switch_but_never_a_ca_leaf(tmp_path, pki, clients, de
                                 fingerprint(pki.ca_a.pem))
     finally:
         s.stop()
+
+
+def test_pki_verify_says_the_same(pki, devices):
+    def verify(dev, *extra):
+        return subprocess.run([CERTMQ_BIN, "pki", "verify", dev.chain, "--trust", pki.ca_a.pem,
+                               *extra], capture_output=True, text=True, timeout=TIMEOUT + 20)
+
+    r = verify(devices["ca"])
+    assert r.returncode == 1 and r.stdout.startswith("REFUSED: device certificate is a CA"), r
+    r = verify(devices["v1"])
+    assert r.returncode == 1 and r.stdout.startswith("REFUSED: device certificate is v1"), r
+    assert "--allow-v1-device-certificates true" in r.stdout
+    r = verify(devices["v1"], "--allow-v1-device-certificates", "true")
+    assert r.returncode == 0 and r.stdout.startswith("OK"), r
+    r = verify(devices["ca"], "--allow-v1-device-certificates", "true")
+    assert r.returncode == 1, r

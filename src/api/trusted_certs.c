@@ -38,7 +38,7 @@ static void audit_overlaps(struct api_req *r, const char *tenant, const char *fp
     char others[8][STORE_TENANT_MAX];
     bool junior = false;
     size_t n = trust_overlaps(r->api->ti, tenant, fp, others, 8, &junior);
-    for (size_t i = 0; i < n && i < 8; i++)
+    for (size_t i = 0; i < n; i++)
         log_warn("audit trusted certificate overlap: tenant=%s uploaded fp=%s overlapping "
                  "trust of tenant=%s; it takes part in tenant choice only with a valid proof "
                  "of possession",

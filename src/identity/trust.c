@@ -446,11 +446,16 @@ int trust_anchor_get(struct trust_index *ti, const char *tenant, const char *fp,
     return rc;
 }
 
-/* One issued the other (a self-signed certificate issuing itself aside). */
+/* One issued the other (a self-signed certificate issuing itself aside);
+ * names are compared first, as most anchors are unrelated. */
 static bool issued_either_way(X509 *x, X509 *y)
 {
     if (X509_cmp(x, y) == 0) return false;
-    return X509_check_issued(x, y) == X509_V_OK || X509_check_issued(y, x) == X509_V_OK;
+    if (X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(y)) == 0 &&
+        X509_check_issued(x, y) == X509_V_OK)
+        return true;
+    return X509_NAME_cmp(X509_get_subject_name(y), X509_get_issuer_name(x)) == 0 &&
+           X509_check_issued(y, x) == X509_V_OK;
 }
 
 size_t trust_overlaps(struct trust_index *ti, const char *tenant, const char *fp,
@@ -469,11 +474,8 @@ size_t trust_overlaps(struct trust_index *ti, const char *tenant, const char *fp
             if (strcmp(a->fp, fp) != 0 && !issued_either_way(a->cert, me->cert)) continue;
             *junior = *junior || a->seq < me->seq;
             bool seen = false;
-            for (size_t i = 0; i < n && i < max; i++)
-                seen = seen || strcmp(others[i], a->tenant) == 0;
-            if (seen) continue;
-            if (n < max) snprintf(others[n], STORE_TENANT_MAX, "%s", a->tenant);
-            n++;
+            for (size_t i = 0; i < n; i++) seen = seen || strcmp(others[i], a->tenant) == 0;
+            if (!seen && n < max) snprintf(others[n++], STORE_TENANT_MAX, "%s", a->tenant);
         }
     }
     trust_read_unlock(ti);

@@ -53,10 +53,10 @@ MUST_USE int trust_anchor_get(struct trust_index *ti, const char *tenant, const 
                               struct trust_anchor *out);
 
 /* Other tenants' anchors that overlap (tenant, fp): the same DER, or one
- * issued the other. Writes up to max distinct tenant ids into others and
- * returns how many tenants overlap; *junior says whether one of them was
- * trusted before (tenant, fp), which then needs a proof of possession to take
- * part in tenant choice. 0 when (tenant, fp) is not in the index. */
+ * issued the other. Writes the distinct tenant ids, up to max, into others
+ * and returns how many it wrote; *junior says whether one of the overlapping
+ * anchors was trusted before (tenant, fp), which then needs a proof of
+ * possession to take part in tenant choice. 0 when (tenant, fp) is unknown. */
 size_t trust_overlaps(struct trust_index *ti, const char *tenant, const char *fp,
                       char (*others)[STORE_TENANT_MAX], size_t max, bool *junior);
 

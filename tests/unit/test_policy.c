@@ -388,12 +388,55 @@ static void test_policy_no_leaf_is_no_certificate(void **state)
     trust_free(ti);
 }
 
+/* Upload-time overlap (certificates from policy_cases.txt, built by the
+ * first test): same DER or one issued the other, other tenants only, and
+ * whether an overlapping upload was earlier. */
+static void test_policy_trust_overlaps(void **state)
+{
+    (void)state;
+    struct trust_index *ti = NULL;
+    char others[4][STORE_TENANT_MAX];
+    char fp_ca[STORE_FP_MAX], fp_inter[STORE_FP_MAX], fp_ca2[STORE_FP_MAX];
+    bool junior = true;
+    assert_non_null(find_cert("ca"));
+    assert_int_equal(trust_new(&ti), 0);
+    assert_int_equal(trust_fingerprint(find_cert("ca")->cert, fp_ca), 0);
+    assert_int_equal(trust_fingerprint(find_cert("inter")->cert, fp_inter), 0);
+    assert_int_equal(trust_fingerprint(find_cert("ca2")->cert, fp_ca2), 0);
+    assert_int_equal(trust_anchor_put(ti, "c", find_cert("ca")->cert, true, true, false), 0);
+    assert_int_equal(trust_anchor_put(ti, "c", find_cert("inter")->cert, true, true, false), 0);
+    assert_int_equal(trust_anchor_put(ti, "a", find_cert("inter")->cert, true, true, false), 0);
+    assert_int_equal(trust_anchor_put(ti, "b", find_cert("ca")->cert, true, true, false), 0);
+    assert_int_equal(trust_anchor_put(ti, "b", find_cert("ca2")->cert, true, true, false), 0);
+    /* a's intermediate: c's copy and c's root (issuer) and b's root. */
+    assert_int_equal(trust_overlaps(ti, "a", fp_inter, others, 4, &junior), 2);
+    assert_true(junior);
+    assert_true(strcmp(others[0], "c") == 0 || strcmp(others[1], "c") == 0);
+    assert_true(strcmp(others[0], "b") == 0 || strcmp(others[1], "b") == 0);
+    /* c's root was first: it overlaps a and b but needs no proof. */
+    assert_int_equal(trust_overlaps(ti, "c", fp_ca, others, 4, &junior), 2);
+    assert_false(junior);
+    /* b's root came after c's copy. */
+    assert_int_equal(trust_overlaps(ti, "b", fp_ca, others, 1, &junior), 1);
+    assert_true(junior);
+    /* An unrelated root overlaps nobody; an unknown anchor neither. */
+    assert_int_equal(trust_overlaps(ti, "b", fp_ca2, others, 4, &junior), 0);
+    assert_false(junior);
+    assert_int_equal(trust_overlaps(ti, "a", fp_ca2, others, 4, &junior), 0);
+    /* Replacing an anchor (an update) keeps its place in the upload order. */
+    assert_int_equal(trust_anchor_put(ti, "c", find_cert("ca")->cert, false, true, false), 0);
+    assert_int_equal(trust_overlaps(ti, "c", fp_ca, NULL, 0, &junior), 0);
+    assert_false(junior);
+    trust_free(ti);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy_cases),
         cmocka_unit_test(test_policy_counters_and_names),
         cmocka_unit_test(test_policy_no_leaf_is_no_certificate),
+        cmocka_unit_test(test_policy_trust_overlaps),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (int i = 0; i < ncerts; i++) {

@@ -275,8 +275,9 @@ static void chained_to(const struct trust_index *ti, const struct presented *p, 
     }
 }
 
-/* Steps 1-3: collects the anchors among the presented certificates (or
- * chained to the top one when relaxed) and picks one of the enabled ones.
+/* Steps 1-3: collects the anchors among the presented certificates (or,
+ * when relaxed, ones that issued a presented certificate) and picks one of
+ * the enabled ones.
  * Returns IDENT_OK and *chosen, or the refusal reason; for
  * IDENT_ANCHOR_DISABLED, *disabled is a disabled anchor seen (so the refusal
  * can name it). cn (NULL when the leaf has none) is the leaf's common name. */

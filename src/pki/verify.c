@@ -230,6 +230,7 @@ static json_t *result_json(const struct pki_verify_in *in, const struct ident_de
         o, "maxChainLength",
         json_integer(in->max_chain_length >= 2 ? in->max_chain_length : IDENT_DEFAULT_MAX_CHAIN));
     json_object_set_new(o, "requireCaInChain", json_boolean(in->require_ca_in_chain));
+    json_object_set_new(o, "allowV1DeviceCertificates", json_boolean(in->allow_v1_leaf));
     json_object_set_new(o, "checkedAt", json_string(when));
     if (d->detail[0]) json_object_set_new(o, "detail", json_string(d->detail));
     if (!d->accepted && hint(d->reason))

@@ -4,6 +4,7 @@
 # extensions section (X.509 v1) is refused as "device certificate is v1"
 # unless the broker runs with allow_v1_device_certificates true; `certmq pki
 # verify` says the same.
+import json
 import subprocess
 
 import pytest
@@ -74,5 +75,9 @@ def test_pki_verify_says_the_same(pki, devices):
     assert "--allow-v1-device-certificates true" in r.stdout
     r = verify(devices["v1"], "--allow-v1-device-certificates", "true")
     assert r.returncode == 0 and r.stdout.startswith("OK"), r
+    r = verify(devices["v1"], "--allow-v1-device-certificates", "true", "--json")
+    assert json.loads(r.stdout)["allowV1DeviceCertificates"] is True, r
+    r = verify(devices["v1"], "--allow-v1-device-certificates", "maybe")
+    assert r.returncode != 0 and "true or false" in r.stderr, r
     r = verify(devices["ca"], "--allow-v1-device-certificates", "true")
     assert r.returncode == 1, r

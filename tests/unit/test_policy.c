@@ -109,7 +109,8 @@ static void add_aki(X509 *x, X509 *issuer)
         assert_int_equal(X509_pubkey_digest(issuer, EVP_sha1(), md, &n), 1);
         assert_int_equal(ASN1_OCTET_STRING_set(akid->keyid, md, (int)n), 1);
     }
-    assert_int_equal(X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT), 1);
+    assert_int_equal(
+        X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT), 1);
     AUTHORITY_KEYID_free(akid);
 }
 

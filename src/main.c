@@ -266,6 +266,7 @@ static int start_apis(struct app *app)
             .max_per_ip = (unsigned)app->cfg.http_max_connections_per_ip,
             .max_chain_length = (int)app->cfg.max_chain_length,
             .require_ca_in_chain = app->cfg.require_ca_in_chain,
+            .allow_v1_leaf = app->cfg.allow_v1_device_certificates,
             .on_anchor_change = on_anchor_change,
             .on_crl_change = on_crl_change,
             .on_user_delete = on_user_delete,

@@ -38,6 +38,7 @@ struct api_config {
     unsigned max_per_ip;       /* connections from one address; 0: 32 */
     int max_chain_length;      /* for verify-cert-chain; <2: policy default */
     bool require_ca_in_chain;  /* for verify-cert-chain, as the broker */
+    bool allow_v1_leaf;        /* for verify-cert-chain, as the broker */
     /* Called after a trusted certificate was disabled, enabled, changed or
      * deleted (still_enabled false for delete): the broker closes the
      * connections that anchor admitted when !still_enabled. May be NULL. */

@@ -350,6 +350,11 @@ json_t *api_cert_json(const struct api_req *r, const struct store_cert *c, X509 
     json_object_set_new(j, "self", json_string(self ? self : ""));
     json_object_set_new(j, "tenantCertificateAuthority", json_false());
     json_object_set_new(j, "proofOfPossessionValid", json_boolean(c->pop_valid));
+    /* Another tenant trusted an overlapping certificate first: this one takes
+     * part in tenant choice only once its proof of possession is valid. */
+    bool junior = false;
+    (void)trust_overlaps(r->api->ti, c->tenant, c->fingerprint, NULL, 0, &junior);
+    json_object_set_new(j, "proofOfPossessionRequired", json_boolean(junior && !c->pop_valid));
     json_object_set_new(j, "proofOfPossessionUnsignedVerificationCode",
                         c->pop_code[0] ? json_string(c->pop_code) : json_null());
     if (c->pop_until) {

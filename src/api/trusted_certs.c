@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "api/handlers.h"
+#include "core/log.h"
 #include "identity/trust.h"
 
 static void announce(struct api_req *r, const char *tenant, const char *fp, bool enabled)
@@ -27,6 +28,21 @@ static bool path_fp(const char *seg, char *fp)
     }
     fp[40] = '\0';
     return true;
+}
+
+/* Audit: the new certificate overlaps other tenants' trust (same DER, or
+ * one issued the other). Named here for those tenants' admins and the
+ * management tenant; the uploader's answer only says a proof is required. */
+static void audit_overlaps(struct api_req *r, const char *tenant, const char *fp)
+{
+    char others[8][STORE_TENANT_MAX];
+    bool junior = false;
+    size_t n = trust_overlaps(r->api->ti, tenant, fp, others, 8, &junior);
+    for (size_t i = 0; i < n; i++)
+        log_warn("audit trusted certificate overlap: tenant=%s uploaded fp=%s overlapping "
+                 "trust of tenant=%s; it takes part in tenant choice only with a valid proof "
+                 "of possession",
+                 tenant, fp, others[i]);
 }
 
 /* Stores one checked upload for tenant and adds it to the trust index.
@@ -52,6 +68,7 @@ static int insert_cert(struct api_req *r, const char *tenant, const struct api_c
         ignore_result(store_cert_delete(r->api->st, tenant, c->fingerprint));
         return rc;
     }
+    audit_overlaps(r, tenant, c->fingerprint);
     announce(r, tenant, c->fingerprint, c->enabled);
     return 0;
 }

@@ -36,6 +36,7 @@ int api_h_verify_chain(struct api_req *r)
         .now = time(NULL),
         .max_chain_length = r->api->cfg.max_chain_length,
         .require_ca_in_chain = r->api->cfg.require_ca_in_chain,
+        .allow_v1_leaf = r->api->cfg.allow_v1_leaf,
     };
     int rc = ident_decide(r->api->ti, &in, &d);
     X509_free(leaf);

@@ -93,6 +93,8 @@ static const struct option options[] = {
            "certificates in a device chain including leaf and anchor"),
     G_BOOL("require_ca_in_chain", require_ca_in_chain, 1,
            "the trusted CA must be inside the chain the device presents"),
+    G_BOOL("allow_v1_device_certificates", allow_v1_device_certificates, 0,
+           "accept X.509 v1 device certificates (nothing in them says they are not a CA)"),
     G_BOOL("allow_anonymous", allow_anonymous, 0,
            "accept clients that present neither a certificate nor credentials"),
     G_STR("acl_file", acl_file, "",

@@ -48,6 +48,7 @@ struct config {
     long max_keepalive;
     long max_chain_length;
     bool require_ca_in_chain;
+    bool allow_v1_device_certificates;
     bool allow_anonymous;
     char acl_file[512];
     int acl_default; /* enum acl_default */

@@ -52,6 +52,7 @@ struct auth {
     bool allow_anonymous;
     int max_chain_length;
     bool require_ca_in_chain;
+    bool allow_v1_leaf;
     struct trust_index *ti;
     struct store *st;
     struct pwcheck *pw;
@@ -66,6 +67,7 @@ int auth_new(const struct config *cfg, struct trust_index *ti, struct store *st,
     a->allow_anonymous = cfg->allow_anonymous;
     a->max_chain_length = (int)cfg->max_chain_length;
     a->require_ca_in_chain = cfg->require_ca_in_chain;
+    a->allow_v1_leaf = cfg->allow_v1_device_certificates;
     a->ti = ti;
     a->st = st;
     a->pw = pw;
@@ -118,6 +120,7 @@ static int verify_static(X509_STORE *store, X509 *leaf, STACK_OF(X509) * chain, 
     }
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), now);
+    ident_strict_profile(ctx);
     int ok = X509_verify_cert(ctx);
     *why = ok == 1 ? NULL : X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
     if (ok == 1) {
@@ -161,6 +164,7 @@ static int tenant_certificate(struct auth *a, const struct auth_request *rq,
         .now = rq->now,
         .max_chain_length = a->max_chain_length,
         .require_ca_in_chain = a->require_ca_in_chain && !rq->chain_proven,
+        .allow_v1_leaf = a->allow_v1_leaf,
     };
     struct ident_decision d;
     GUARD(ident_decide(a->ti, &in, &d));

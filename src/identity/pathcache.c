@@ -82,12 +82,12 @@ static bool to_time(const ASN1_TIME *t, time_t *out)
     return true;
 }
 
-bool pathcache_window(STACK_OF(X509) * chain, time_t *not_before, time_t *not_after)
+bool pathcache_window(X509 *const *path, int n, time_t *not_before, time_t *not_after)
 {
     *not_before = 0;
     *not_after = (time_t)INT64_MAX;
-    for (int i = 0; i < sk_X509_num(chain); i++) {
-        X509 *x = sk_X509_value(chain, i);
+    for (int i = 0; i < n; i++) {
+        X509 *x = path[i];
         time_t nb, na;
         if (!to_time(X509_get0_notBefore(x), &nb) || !to_time(X509_get0_notAfter(x), &na))
             return false;

@@ -33,8 +33,8 @@ bool pathcache_key(X509 *const *presented, int n, const char *anchor_fp, int max
 /* Copies a stored entry; false when absent. */
 bool pathcache_get(const struct pathcache_key *key, struct pathcache_entry *out);
 void pathcache_put(const struct pathcache_key *key, const struct pathcache_entry *e);
-/* The validity window of chain (all certificates); false when a time is unreadable. */
-bool pathcache_window(STACK_OF(X509) * chain, time_t *not_before, time_t *not_after);
+/* The validity window of a path of n certificates; false when a time is unreadable. */
+bool pathcache_window(X509 *const *path, int n, time_t *not_before, time_t *not_after);
 /* Forgets everything (tests). */
 void pathcache_clear(void);
 

@@ -40,6 +40,8 @@ static const char *const reason_text[IDENT_REASON_COUNT] = {
     [IDENT_CLIENT_ID_MISMATCH] = "client id mismatch",
     [IDENT_NOT_REGISTERED] = "device not registered",
     [IDENT_INVALID_CHAIN] = "invalid chain",
+    [IDENT_LEAF_IS_CA] = "device certificate is a CA",
+    [IDENT_LEAF_V1] = "device certificate is v1",
 };
 
 static _Atomic uint64_t counters[IDENT_REASON_COUNT];
@@ -143,6 +145,21 @@ static enum ident_reason map_verify_error(int err)
     }
 }
 
+static int strict_verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+    if (!ok && X509_STORE_CTX_get_error(ctx) == X509_V_ERR_CA_CERT_MISSING_KEY_USAGE) {
+        X509_STORE_CTX_set_error(ctx, X509_V_OK);
+        return 1;
+    }
+    return ok;
+}
+
+void ident_strict_profile(X509_STORE_CTX *ctx)
+{
+    X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx), X509_V_FLAG_X509_STRICT);
+    X509_STORE_CTX_set_verify_cb(ctx, strict_verify_cb);
+}
+
 /* DESIGN.md step 5 for one certificate: RSA/DSA >= 2048 bits, EC >= 256. */
 static bool key_strong(X509 *x)
 {
@@ -187,63 +204,44 @@ struct presented {
     int n;
 };
 
-/* Steps 1-3: collects enabled anchors among the presented certificates (or
- * chained to the top one when relaxed) and picks one. Returns IDENT_OK and
- * *chosen, or the refusal reason; for IDENT_ANCHOR_DISABLED, *disabled is
- * the first disabled anchor seen (so the refusal can name it). */
-static enum ident_reason choose_anchor(const struct trust_index *ti, const struct presented *p,
-                                       bool require_ca, struct cand *chosen,
-                                       const struct trust_anchor **disabled)
+/* Seniority (DESIGN.md step 3): an anchor counts without a proof of
+ * possession only when no other tenant's anchor in this chain, enabled or
+ * not, was trusted before it. */
+static bool senior(const struct trust_anchor *a, const struct cand *all, int nall)
 {
-    struct cand c[MAX_CANDIDATES];
-    const struct trust_anchor *found[MAX_CANDIDATES];
-    int nc = 0;
-    bool saw_disabled = false;
-    for (int i = 1; i < p->n; i++) {
-        char fp[STORE_FP_MAX];
-        if (trust_fingerprint(p->c[i], fp) < 0) continue;
-        size_t k = trust_by_fp_locked(ti, fp, found, MAX_CANDIDATES);
-        for (size_t j = 0; j < k; j++) {
-            if (!found[j]->enabled) {
-                if (!saw_disabled) *disabled = found[j];
-                saw_disabled = true;
-            } else if (nc < MAX_CANDIDATES)
-                c[nc++] = (struct cand){found[j], i};
-        }
-    }
-    /* Anchors that issued the topmost presented certificate. */
-    X509 *top = p->c[p->n - 1];
-    bool issuer_known = false;
-    size_t k = trust_by_subject_locked(ti, X509_get_issuer_name(top), found, MAX_CANDIDATES);
-    for (size_t j = 0; j < k && nc == 0; j++) {
-        if (X509_check_issued(found[j]->cert, top) != X509_V_OK) continue;
-        if (X509_cmp(found[j]->cert, top) == 0) continue; /* top is itself the anchor */
-        if (!found[j]->enabled) {
-            if (require_ca) {
-                issuer_known = true;
-            } else {
-                if (!saw_disabled) *disabled = found[j];
-                saw_disabled = true;
-            }
-            continue;
-        }
-        issuer_known = true;
-        if (!require_ca && nc < MAX_CANDIDATES) c[nc++] = (struct cand){found[j], p->n};
-    }
-    if (nc == 0) {
-        if (saw_disabled) return IDENT_ANCHOR_DISABLED;
-        return issuer_known ? IDENT_CA_NOT_IN_CHAIN : IDENT_UNTRUSTED;
-    }
+    for (int i = 0; i < nall; i++)
+        if (all[i].a->seq < a->seq && strcmp(all[i].a->tenant, a->tenant) != 0) return false;
+    return true;
+}
 
-    bool any_pop = false;
-    for (int i = 0; i < nc; i++) any_pop = any_pop || c[i].a->pop_valid;
+/* Step 3 over the enabled candidates c[]: the ones that count (proven or
+ * senior), then a tenant the device is registered in, then proven ones, then
+ * the most specific; a tie between tenants is ambiguous. */
+static enum ident_reason pick_candidate(const struct trust_index *ti, const struct cand *c, int nc,
+                                        const struct cand *all, int nall, const char *cn,
+                                        struct cand *chosen)
+{
+    bool keep[MAX_CANDIDATES];
+    bool any = false, registered = false, any_pop = false;
+    for (int i = 0; i < nc; i++) {
+        keep[i] = c[i].a->pop_valid || senior(c[i].a, all, nall);
+        any = any || keep[i];
+        if (keep[i] && cn && trust_device_registered_locked(ti, c[i].a->tenant, cn))
+            registered = true;
+    }
+    if (!any) return IDENT_ANCHOR_DISABLED; /* only juniors of a withdrawn anchor */
+    for (int i = 0; i < nc; i++) {
+        if (registered && keep[i] && !trust_device_registered_locked(ti, c[i].a->tenant, cn))
+            keep[i] = false;
+        any_pop = any_pop || (keep[i] && c[i].a->pop_valid);
+    }
     int best = -1;
     for (int i = 0; i < nc; i++) {
-        if (any_pop && !c[i].a->pop_valid) continue;
-        if (best < 0 || c[i].pos < c[best].pos) best = i;
+        if (any_pop && !c[i].a->pop_valid) keep[i] = false;
+        if (keep[i] && (best < 0 || c[i].pos < c[best].pos)) best = i;
     }
     for (int i = 0; i < nc; i++) {
-        if (i == best || (any_pop && !c[i].a->pop_valid)) continue;
+        if (i == best || !keep[i]) continue;
         if (c[i].pos == c[best].pos && strcmp(c[i].a->tenant, c[best].a->tenant) != 0)
             return IDENT_AMBIGUOUS_TENANT;
     }
@@ -251,63 +249,209 @@ static enum ident_reason choose_anchor(const struct trust_index *ti, const struc
     return IDENT_OK;
 }
 
-/* Step 4 with OpenSSL: path validation with the one anchor as the only
- * trusted certificate. On success fills path[] (leaf first, anchor last)
- * and, when key is given, remembers the validated path. */
-static enum ident_reason verify_path(const struct ident_input *in, const struct presented *p,
-                                     const struct cand *ch, int max_len,
-                                     const struct pathcache_key *key, struct ident_decision *out,
-                                     X509 **path, int *plen)
+/* Anchors that issued presented certificate i without being presented
+ * themselves: candidates (position p->n, the least specific) when the CA
+ * need not be in the chain; otherwise they only tell "ca not in chain" from
+ * "untrusted". */
+static void chained_to(const struct trust_index *ti, const struct presented *p, int i,
+                       bool require_ca, struct cand *c, int *nc, struct cand *all, int *nall,
+                       bool *issuer_known, bool *saw_disabled, const struct trust_anchor **disabled)
 {
-    enum ident_reason r = IDENT_INVALID_CHAIN;
-    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    const struct trust_anchor *found[MAX_CANDIDATES];
+    X509 *x = p->c[i];
+    size_t k = trust_by_subject_locked(ti, X509_get_issuer_name(x), found, MAX_CANDIDATES);
+    for (size_t j = 0; j < k && *nc == 0; j++) {
+        if (X509_check_issued(found[j]->cert, x) != X509_V_OK) continue;
+        if (X509_cmp(found[j]->cert, x) == 0) continue; /* x is itself the anchor */
+        *issuer_known = true;
+        if (require_ca) continue;
+        if (*nall < MAX_CANDIDATES) all[(*nall)++] = (struct cand){found[j], p->n};
+        if (!found[j]->enabled) {
+            if (!*saw_disabled) *disabled = found[j];
+            *saw_disabled = true;
+        } else if (*nc < MAX_CANDIDATES) {
+            c[(*nc)++] = (struct cand){found[j], p->n};
+        }
+    }
+}
+
+/* Steps 1-3: collects the anchors among the presented certificates (or,
+ * when relaxed, ones that issued a presented certificate) and picks one of
+ * the enabled ones.
+ * Returns IDENT_OK and *chosen, or the refusal reason; for
+ * IDENT_ANCHOR_DISABLED, *disabled is a disabled anchor seen (so the refusal
+ * can name it). cn (NULL when the leaf has none) is the leaf's common name. */
+static enum ident_reason choose_anchor(const struct trust_index *ti, const struct presented *p,
+                                       bool require_ca, const char *cn, struct cand *chosen,
+                                       const struct trust_anchor **disabled)
+{
+    struct cand c[MAX_CANDIDATES], all[MAX_CANDIDATES];
+    const struct trust_anchor *found[MAX_CANDIDATES];
+    int nc = 0, nall = 0;
+    bool saw_disabled = false;
+    for (int i = 1; i < p->n; i++) {
+        char fp[STORE_FP_MAX];
+        if (trust_fingerprint(p->c[i], fp) < 0) continue;
+        size_t k = trust_by_fp_locked(ti, fp, found, MAX_CANDIDATES);
+        for (size_t j = 0; j < k; j++) {
+            if (nall < MAX_CANDIDATES) all[nall++] = (struct cand){found[j], i};
+            if (!found[j]->enabled) {
+                if (!saw_disabled) *disabled = found[j];
+                saw_disabled = true;
+            } else if (nc < MAX_CANDIDATES)
+                c[nc++] = (struct cand){found[j], i};
+        }
+    }
+    /* Anchors that issued a presented certificate (whatever the order sent). */
+    bool issuer_known = false;
+    for (int i = p->n - 1; i >= 0 && nc == 0; i--)
+        chained_to(ti, p, i, require_ca, c, &nc, all, &nall, &issuer_known, &saw_disabled,
+                   disabled);
+    if (nc == 0) {
+        if (saw_disabled) return IDENT_ANCHOR_DISABLED;
+        return issuer_known ? IDENT_CA_NOT_IN_CHAIN : IDENT_UNTRUSTED;
+    }
+    enum ident_reason r = pick_candidate(ti, c, nc, all, nall, cn, chosen);
+    for (int i = 0; r == IDENT_ANCHOR_DISABLED && !saw_disabled && i < nall; i++) {
+        if (all[i].a->enabled) continue;
+        *disabled = all[i].a;
+        saw_disabled = true;
+    }
+    return r;
+}
+
+/* One OpenSSL validation of the leaf over untrusted, with the anchor as the
+ * only trusted certificate. Returns true and copies the chain into path[]
+ * (leaf first, anchor last, at most PATHCACHE_MAX_CHAIN), else *err. */
+static bool openssl_path(const struct ident_input *in, X509 *leaf, STACK_OF(X509) * untrusted,
+                         X509 *anchor, int max_len, X509 **path, int *plen, int *err)
+{
+    bool ok = false;
     STACK_OF(X509) *trusted = sk_X509_new_null();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    if (!untrusted || !trusted || !ctx) goto out;
-    for (int i = 1; i < p->n; i++)
-        if (i != ch->pos && !sk_X509_push(untrusted, p->c[i])) goto out;
-    if (!sk_X509_push(trusted, ch->a->cert)) goto out;
-    if (X509_STORE_CTX_init(ctx, NULL, p->c[0], untrusted) != 1) goto out;
+    *err = X509_V_ERR_OUT_OF_MEM;
+    if (!trusted || !ctx || !sk_X509_push(trusted, anchor)) goto out;
+    if (X509_STORE_CTX_init(ctx, NULL, leaf, untrusted) != 1) goto out;
     X509_STORE_CTX_set0_trusted_stack(ctx, trusted);
     X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
     X509_VERIFY_PARAM_set_time(param, in->now);
     X509_VERIFY_PARAM_set_depth(param, max_len - 2);
     /* The anchor may be an intermediate: trusting it is the tenant's choice. */
     X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_PARTIAL_CHAIN);
-    if (X509_get_extension_flags(p->c[0]) & EXFLAG_XKUSAGE)
+    ident_strict_profile(ctx);
+    if (X509_get_extension_flags(leaf) & EXFLAG_XKUSAGE)
         X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     if (X509_verify_cert(ctx) != 1) {
-        int err = X509_STORE_CTX_get_error(ctx);
-        r = map_verify_error(err);
-        if (r == IDENT_INVALID_CHAIN)
-            snprintf(out->detail, sizeof out->detail, "%s", X509_verify_cert_error_string(err));
+        *err = X509_STORE_CTX_get_error(ctx);
         goto out;
     }
     STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
-    int len = sk_X509_num(chain);
-    if (len > max_len || len > PATHCACHE_MAX_CHAIN) {
-        r = IDENT_CHAIN_TOO_LONG;
+    *plen = sk_X509_num(chain);
+    if (*plen > max_len || *plen > PATHCACHE_MAX_CHAIN) {
+        *err = X509_V_ERR_CERT_CHAIN_TOO_LONG;
         goto out;
     }
-    struct pathcache_entry e = {.n = (uint8_t)(len - 1)};
-    bool cacheable = key && pathcache_window(chain, &e.not_before, &e.not_after);
-    for (int i = 0; i < len; i++) {
-        path[i] = sk_X509_value(chain, i);
-        if (i == len - 1) break;
+    for (int i = 0; i < *plen; i++) path[i] = sk_X509_value(chain, i);
+    ok = true;
+out:
+    X509_STORE_CTX_free(ctx);
+    sk_X509_free(trusted);
+    return ok;
+}
+
+#define MAX_PATH_TRIES  16
+#define MAX_PATH_VISITS 256
+
+/* Path building over the presented certificates for what OpenSSL's greedy
+ * choice of issuer misses (key rollover with self-issued certificates,
+ * cross-certificates, a stale root sent along): depth first from the leaf,
+ * each step to a presented certificate that issued the current one, until
+ * the anchor issued it; every such path is validated with exactly its own
+ * intermediates. */
+struct path_search {
+    const struct ident_input *in;
+    const struct presented *p;
+    X509 *anchor;
+    int max_len;
+    X509 *steps[PATHCACHE_MAX_CHAIN]; /* leaf and intermediates so far */
+    int n;
+    int tries;
+    int visits;
+    X509 **path;
+    int *plen;
+};
+
+static bool search_from(struct path_search *s)
+{
+    X509 *cur = s->steps[s->n - 1];
+    if (++s->visits > MAX_PATH_VISITS) return false;
+    if (X509_check_issued(s->anchor, cur) == X509_V_OK && s->tries++ < MAX_PATH_TRIES) {
+        STACK_OF(X509) *mid = sk_X509_new_null();
+        bool ok = mid != NULL;
+        for (int i = 1; ok && i < s->n; i++) ok = sk_X509_push(mid, s->steps[i]) > 0;
+        int err;
+        ok = ok &&
+             openssl_path(s->in, s->steps[0], mid, s->anchor, s->max_len, s->path, s->plen, &err);
+        sk_X509_free(mid);
+        if (ok) return true;
+    }
+    if (s->n + 1 >= s->max_len || s->n + 1 >= PATHCACHE_MAX_CHAIN) return false;
+    for (int i = 1; i < s->p->n && s->tries < MAX_PATH_TRIES; i++) {
+        X509 *c = s->p->c[i];
+        bool used = X509_cmp(c, s->anchor) == 0;
+        for (int k = 0; k < s->n && !used; k++) used = s->steps[k] == c;
+        if (used || X509_check_issued(c, cur) != X509_V_OK) continue;
+        s->steps[s->n++] = c;
+        if (search_from(s)) return true;
+        s->n--;
+    }
+    return false;
+}
+
+/* Step 4 with OpenSSL: path validation with the one anchor as the only
+ * trusted certificate, first over everything presented, then over each
+ * path the presented certificates allow. On success fills path[] (leaf
+ * first, anchor last) and, when key is given, remembers the validated path. */
+static enum ident_reason verify_path(const struct ident_input *in, const struct presented *p,
+                                     const struct cand *ch, int max_len,
+                                     const struct pathcache_key *key, struct ident_decision *out,
+                                     X509 **path, int *plen)
+{
+    int err = X509_V_ERR_OUT_OF_MEM;
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    bool ok = untrusted != NULL;
+    for (int i = 1; ok && i < p->n; i++)
+        if (i != ch->pos) ok = sk_X509_push(untrusted, p->c[i]) > 0;
+    ok = ok && openssl_path(in, p->c[0], untrusted, ch->a->cert, max_len, path, plen, &err);
+    sk_X509_free(untrusted);
+    if (!ok && err != X509_V_ERR_OUT_OF_MEM) {
+        struct path_search s = {.in = in,
+                                .p = p,
+                                .anchor = ch->a->cert,
+                                .max_len = max_len,
+                                .steps = {p->c[0]},
+                                .n = 1,
+                                .path = path,
+                                .plen = plen};
+        ok = search_from(&s);
+    }
+    if (!ok) {
+        enum ident_reason r = map_verify_error(err);
+        if (r == IDENT_INVALID_CHAIN)
+            snprintf(out->detail, sizeof out->detail, "%s", X509_verify_cert_error_string(err));
+        return r;
+    }
+    struct pathcache_entry e = {.n = (uint8_t)(*plen - 1)};
+    bool cacheable = key && pathcache_window(path, *plen, &e.not_before, &e.not_after);
+    for (int i = 0; i < *plen - 1; i++) {
         int pos = -1;
         for (int k = 0; k < p->n && pos < 0; k++)
             if (p->c[k] == path[i]) pos = k;
         if (pos < 0) cacheable = false;
         e.pos[i] = (uint8_t)(pos < 0 ? 0 : pos);
     }
-    *plen = len;
     if (cacheable) pathcache_put(key, &e);
-    r = IDENT_OK;
-out:
-    X509_STORE_CTX_free(ctx);
-    sk_X509_free(untrusted);
-    sk_X509_free(trusted);
-    return r;
+    return IDENT_OK;
 }
 
 /* Step 4: the validated path (from the cache when this exact chain was
@@ -321,6 +465,11 @@ static enum ident_reason validate_path(const struct trust_index *ti, const struc
     X509 *path[PATHCACHE_MAX_CHAIN];
     int len = 0;
     struct pathcache_key key;
+    /* A device is an end entity: a CA leaf could issue other devices'
+     * certificates, and a v1 leaf has nothing that says it is not a CA. */
+    if (X509_get_version(p->c[0]) != X509_VERSION_3 && !in->allow_v1_leaf) return IDENT_LEAF_V1;
+    if ((X509_get_extension_flags(p->c[0]) & EXFLAG_CA) || X509_check_ca(p->c[0]) != 0)
+        return IDENT_LEAF_IS_CA; /* CA:TRUE, or keyCertSign without basicConstraints */
     struct pathcache_entry e;
     bool keyed = pathcache_key(p->c, p->n, ch->a->fp, max_len, &key);
     if (keyed && pathcache_get(&key, &e) && in->now >= e.not_before && in->now <= e.not_after &&
@@ -370,7 +519,7 @@ int ident_decide(const struct trust_index *ti, const struct ident_input *in,
 
     trust_read_lock(ti);
     const struct trust_anchor *disabled = NULL;
-    r = choose_anchor(ti, &p, in->require_ca_in_chain, &ch, &disabled);
+    r = choose_anchor(ti, &p, in->require_ca_in_chain, cn_ok ? cn : NULL, &ch, &disabled);
     if (r == IDENT_ANCHOR_DISABLED && disabled) {
         /* Name the withdrawn anchor in the log line; callers that answer
          * other tenants (verify-cert-chain) hide it as they hide any. */

@@ -42,6 +42,8 @@ enum ident_reason {
     IDENT_CLIENT_ID_MISMATCH,
     IDENT_NOT_REGISTERED,
     IDENT_INVALID_CHAIN, /* any other path-validation failure (see detail) */
+    IDENT_LEAF_IS_CA,
+    IDENT_LEAF_V1,
     IDENT_REASON_COUNT
 };
 
@@ -53,6 +55,7 @@ struct ident_input {
     time_t now;
     int max_chain_length;     /* certificates incl. leaf and anchor; <2 means default */
     bool require_ca_in_chain; /* DESIGN.md step 1; false: chained-to anchors count */
+    bool allow_v1_leaf;       /* accept X.509 v1 device certificates (legacy fleets) */
 };
 
 struct ident_decision {
@@ -73,6 +76,14 @@ struct ident_decision {
  * (trust_register_device) before admitting the client. */
 MUST_USE int ident_decide(const struct trust_index *ti, const struct ident_input *in,
                           struct ident_decision *out);
+
+/* Puts ctx under the RFC 5280 profile (X509_V_FLAG_X509_STRICT: AKI and SKI
+ * present, CA subjects non-empty, CA basicConstraints critical, no
+ * keyCertSign on end entities, ...) on every path certmq validates. One
+ * strict check is forgiven: a CA without keyUsage, which `openssl req -x509
+ * -extensions v3_ca` with the stock openssl.cnf makes (the edge guide's CA);
+ * signers still need CA:TRUE, and keyCertSign whenever keyUsage is present. */
+void ident_strict_profile(X509_STORE_CTX *ctx);
 
 /* DESIGN.md step 6 for a common name (also the bulk-registration ID rule):
  * 1..IDENT_CN_MAX bytes, no ':', no '/', '+' or '#' (it names an MQTT topic

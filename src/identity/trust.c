@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 
 #include "core/log.h"
 #include "core/map.h"
@@ -70,6 +71,7 @@ struct trust_index {
     struct map users;      /* tenant\0name -> user_entry */
     struct map options;    /* tenant\0category\0key -> char * */
     struct map crl;        /* tenant\0serial -> (void *)1 */
+    uint64_t anchor_seq;   /* last upload sequence number handed out */
     pthread_mutex_t cache_mu;
     struct map cache;         /* SHA-256(pepper, tenant, name, pw) -> cache_entry */
     unsigned char pepper[32]; /* random per process: cache keys never reveal passwords */
@@ -274,6 +276,8 @@ int trust_anchor_put(struct trust_index *ti, const char *tenant, X509 *cert, boo
     size_t klen = mkkey(key, tenant, a->fp, NULL);
 
     wlock(ti);
+    const struct trust_anchor *old = map_get(&ti->anchors, key, klen);
+    a->seq = old ? old->seq : ++ti->anchor_seq;
     anchor_drop(ti, key, klen);
     rc = map_put(&ti->anchors, key, klen, a, NULL);
     if (rc == 0) rc = list_add(&ti->by_fp, a->fp, strlen(a->fp), a);
@@ -311,6 +315,53 @@ int trust_anchor_get(struct trust_index *ti, const char *tenant, const char *fp,
     }
     trust_read_unlock(ti);
     return rc;
+}
+
+/* One issued the other (a self-signed certificate issuing itself aside);
+ * names are compared first, as most anchors are unrelated. */
+static bool issued_either_way(X509 *x, X509 *y)
+{
+    if (X509_cmp(x, y) == 0) return false;
+    if (X509_NAME_cmp(X509_get_subject_name(x), X509_get_issuer_name(y)) == 0 &&
+        X509_check_issued(x, y) == X509_V_OK)
+        return true;
+    return X509_NAME_cmp(X509_get_subject_name(y), X509_get_issuer_name(x)) == 0 &&
+           X509_check_issued(y, x) == X509_V_OK;
+}
+
+struct overlap_ctx {
+    const struct trust_anchor *me;
+    const char *tenant, *fp;
+    char (*others)[STORE_TENANT_MAX];
+    size_t n, max;
+    bool junior;
+};
+
+static void overlap_cb(const char *key, void *value, void *arg)
+{
+    (void)key;
+    struct overlap_ctx *o = arg;
+    const struct trust_anchor *a = value;
+    if (strcmp(a->tenant, o->tenant) == 0) return;
+    if (strcmp(a->fp, o->fp) != 0 && !issued_either_way(a->cert, o->me->cert)) return;
+    o->junior = o->junior || a->seq < o->me->seq;
+    for (size_t i = 0; i < o->n; i++)
+        if (strcmp(o->others[i], a->tenant) == 0) return;
+    if (o->n < o->max) snprintf(o->others[o->n++], STORE_TENANT_MAX, "%s", a->tenant);
+}
+
+size_t trust_overlaps(struct trust_index *ti, const char *tenant, const char *fp,
+                      char (*others)[STORE_TENANT_MAX], size_t max, bool *junior)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, fp, NULL);
+    struct overlap_ctx o = {NULL, tenant, fp, others, 0, max, false};
+    trust_read_lock(ti);
+    o.me = klen ? map_get(&ti->anchors, key, klen) : NULL;
+    if (o.me) map_each(&ti->anchors, overlap_cb, &o);
+    trust_read_unlock(ti);
+    *junior = o.junior;
+    return o.n;
 }
 
 size_t trust_by_fp_locked(const struct trust_index *ti, const char *fp,

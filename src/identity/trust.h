@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/x509.h>
 
@@ -23,6 +24,7 @@ struct trust_anchor {
     bool enabled;
     bool auto_registration;
     bool pop_valid;
+    uint64_t seq; /* upload order: lower was trusted first (kept across updates) */
 };
 
 MUST_USE int trust_new(struct trust_index **out);
@@ -39,7 +41,9 @@ MUST_USE int trust_serial_normalize(const char *in, char *out, size_t cap);
 /* A certificate's serial number in the normalized form above. */
 MUST_USE int trust_serial_of(X509 *cert, char *out, size_t cap);
 
-/* Adds or replaces (tenant, fingerprint of cert). Takes a reference on cert. */
+/* Adds or replaces (tenant, fingerprint of cert). Takes a reference on cert.
+ * A new anchor gets the next upload sequence number; a replaced one keeps its
+ * own (trust_load adds anchors in upload order, so seniority survives restarts). */
 MUST_USE int trust_anchor_put(struct trust_index *ti, const char *tenant, X509 *cert, bool enabled,
                               bool auto_registration, bool pop_valid);
 /* ERR_NOT_FOUND when the tenant does not trust fp. */
@@ -47,6 +51,14 @@ MUST_USE int trust_anchor_remove(struct trust_index *ti, const char *tenant, con
 /* Copies the anchor's flags (cert set to NULL); ERR_NOT_FOUND if absent. */
 MUST_USE int trust_anchor_get(struct trust_index *ti, const char *tenant, const char *fp,
                               struct trust_anchor *out);
+
+/* Other tenants' anchors that overlap (tenant, fp): the same DER, or one
+ * issued the other. Writes the distinct tenant ids, up to max, into others
+ * and returns how many it wrote; *junior says whether one of the overlapping
+ * anchors was trusted before (tenant, fp), which then needs a proof of
+ * possession to take part in tenant choice. 0 when (tenant, fp) is unknown. */
+size_t trust_overlaps(struct trust_index *ti, const char *tenant, const char *fp,
+                      char (*others)[STORE_TENANT_MAX], size_t max, bool *junior);
 
 MUST_USE int trust_device_add(struct trust_index *ti, const char *tenant, const char *cn);
 /* ERR_NOT_FOUND when the device was not registered. */

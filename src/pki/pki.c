@@ -41,6 +41,7 @@ enum opt {
     O_MAX_CHAIN,
     O_CLIENT_ID,
     O_REQUIRE_CA,
+    O_ALLOW_V1,
     O_AT,
     O_CRL,
     O_HELP,
@@ -78,6 +79,7 @@ static const struct option all_opts[O_NUM] = {
     [O_MAX_CHAIN] = {"max-chain-length", required_argument, NULL, O_MAX_CHAIN},
     [O_CLIENT_ID] = {"client-id", required_argument, NULL, O_CLIENT_ID},
     [O_REQUIRE_CA] = {"require-ca-in-chain", required_argument, NULL, O_REQUIRE_CA},
+    [O_ALLOW_V1] = {"allow-v1-device-certificates", required_argument, NULL, O_ALLOW_V1},
     [O_AT] = {"at", required_argument, NULL, O_AT},
     [O_CRL] = {"crl", required_argument, NULL, O_CRL},
     [O_HELP] = {"help", no_argument, NULL, O_HELP},
@@ -257,8 +259,8 @@ static const struct cmd cmds[] = {
      "example:\n"
      "  certmq pki pop-sign --key ./acme-ca/ca.key --code 7Hk2pQ...\n"},
     {"verify", NULL, pki_cmd_verify, 1,
-     COMMON | BIT(O_TRUST) | BIT(O_MAX_CHAIN) | BIT(O_CLIENT_ID) | BIT(O_REQUIRE_CA) | BIT(O_AT) |
-         BIT(O_CRL),
+     COMMON | BIT(O_TRUST) | BIT(O_MAX_CHAIN) | BIT(O_CLIENT_ID) | BIT(O_REQUIRE_CA) |
+         BIT(O_ALLOW_V1) | BIT(O_AT) | BIT(O_CRL),
      BIT(O_TRUST), "run the broker's chain policy on a device chain",
      "usage: certmq pki verify CHAIN.pem --trust CA.pem [options]\n"
      "Runs the broker's own connect-time chain policy on CHAIN.pem (the device\n"
@@ -272,6 +274,8 @@ static const struct cmd cmds[] = {
      "  --client-id ID              also check this MQTT ClientId (CN, d:CN, d:CN:tpl)\n"
      "  --require-ca-in-chain B     true (default) or false, the broker's\n"
      "                              require_ca_in_chain\n"
+     "  --allow-v1-device-certificates B  false (default) or true, the broker's\n"
+     "                              allow_v1_device_certificates\n"
      "  --at TIME                   check at 2030-01-31, 2030-01-31T12:00:00Z or @SECONDS\n"
      "                              (default now)\n"
      "  --crl FILE                  treat the serials this CRL lists as revoked\n"
@@ -360,6 +364,16 @@ static int set_opt(struct pki_args *a, int id, const char *v)
             return ERR_INVALID;
         }
         a->require_ca = !strcmp(v, "true");
+        break;
+    case O_ALLOW_V1:
+        if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+            fprintf(stderr,
+                    "certmq pki: --allow-v1-device-certificates must be true or false, not "
+                    "\"%s\"\n",
+                    v);
+            return ERR_INVALID;
+        }
+        a->allow_v1 = !strcmp(v, "true");
         break;
     case O_AT:
         if (pki_time_parse(v, &a->at) < 0) {

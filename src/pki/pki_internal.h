@@ -38,6 +38,7 @@ struct pki_args {
     const char *client_id, *crl;
     long max_chain;
     int require_ca; /* -1 not given, 0 false, 1 true */
+    bool allow_v1;  /* --allow-v1-device-certificates true */
     time_t at;
     bool at_given;
 };
@@ -201,6 +202,7 @@ struct pki_verify_in {
     time_t at;                /* the time the chain is checked at */
     int max_chain_length;     /* below 2: the broker's default */
     bool require_ca_in_chain;
+    bool allow_v1_leaf;   /* the broker's allow_v1_device_certificates */
     const char *crl_path; /* CRL file whose serials are revoked, or NULL */
 };
 /* Runs the broker's chain policy (ident_decide) with the anchors as enabled,

@@ -108,6 +108,7 @@ static int decide(const struct trust_index *ti, const struct pki_verify_in *in, 
         .now = in->at,
         .max_chain_length = max_len,
         .require_ca_in_chain = in->require_ca_in_chain,
+        .allow_v1_leaf = in->allow_v1_leaf,
     };
     return ident_decide(ti, &ii, d);
 }
@@ -166,6 +167,13 @@ static const char *hint(enum ident_reason r)
         return "the device CN must be 1-120 bytes without ':', '/', '+', '#' or control "
                "characters";
     case IDENT_CLIENT_ID_MISMATCH: return "the MQTT ClientId must be CN, d:CN or d:CN:templateId";
+    case IDENT_LEAF_IS_CA:
+        return "the device certificate must be an end entity: basicConstraints CA:FALSE (or "
+               "absent) and no keyCertSign";
+    case IDENT_LEAF_V1:
+        return "reissue the device certificate as X.509 v3 (openssl ca -extensions v3_signed), "
+               "or run the broker with allow_v1_device_certificates true "
+               "(--allow-v1-device-certificates true)";
     default: return NULL;
     }
 }
@@ -215,6 +223,7 @@ static json_t *result_json(const struct pki_verify_in *in, const struct ident_de
         o, "maxChainLength",
         json_integer(in->max_chain_length >= 2 ? in->max_chain_length : IDENT_DEFAULT_MAX_CHAIN));
     json_object_set_new(o, "requireCaInChain", json_boolean(in->require_ca_in_chain));
+    json_object_set_new(o, "allowV1DeviceCertificates", json_boolean(in->allow_v1_leaf));
     json_object_set_new(o, "checkedAt", json_string(when));
     if (d->detail[0]) json_object_set_new(o, "detail", json_string(d->detail));
     if (!d->accepted && hint(d->reason))
@@ -311,6 +320,7 @@ int pki_cmd_verify(struct pki_args *a)
         .at = a->at_given ? a->at : time(NULL),
         .max_chain_length = (int)a->max_chain,
         .require_ca_in_chain = a->require_ca != 0,
+        .allow_v1_leaf = a->allow_v1,
         .crl_path = a->crl,
     };
     rc = pki_verify_chain(&in, &d, &needed);

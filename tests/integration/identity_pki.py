@@ -10,6 +10,7 @@
 # Deviations from the guide, all for a non-interactive fast suite: RSA-2048
 # instead of 4096; CA keys are -aes256 encrypted with a passphrase given by
 # -passin/-passout; device keys are unencrypted (mosquitto would prompt).
+import base64
 import os
 import socket
 import sqlite3
@@ -152,9 +153,11 @@ class CaDir:
         self.pem = str(self.pem)
 
     def sign(self, csr, out, ext, days=365, startdate=None, enddate=None):
-        args = ["ca", "-batch", "-config", str(self.config), "-passin", CA_PASS, "-extensions",
-                ext, "-days", str(days), "-notext", "-md", "sha256", "-in", str(csr), "-out",
-                str(out)]
+        # ext None: no extensions section, so `openssl ca` makes a v1 certificate.
+        args = ["ca", "-batch", "-config", str(self.config), "-passin", CA_PASS, "-days",
+                str(days), "-notext", "-md", "sha256", "-in", str(csr), "-out", str(out)]
+        if ext:
+            args += ["-extensions", ext]
         if startdate:
             args += ["-startdate", startdate, "-enddate", enddate]
         openssl(*args)
@@ -448,6 +451,22 @@ class IdentityServer(ApiServer):
             time.sleep(0.05)
         raise AssertionError(f"no log line with {want!r}; lines for {cn}: "
                              f"{self.refusal_lines(cn)}")
+
+    def prove_possession(self, tenant, auth, fp, key):
+        """The README's proof-of-possession flow, signing the code with
+        `openssl dgst` and the CA's own (passphrase-protected) key."""
+        base = f"/tenant/tenants/{tenant}/trusted-certificates-pop/{fp}"
+        r = self.call("POST", base + "/verification-code", auth)
+        assert r.status == 200, r
+        code = r.json["proofOfPossessionUnsignedVerificationCode"]
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(key), "-passin",
+                              CA_PASS], input=code.encode(), capture_output=True,
+                             check=True).stdout
+        r = self.call("POST", base + "/pop", auth,
+                      {"proofOfPossessionSignedVerificationCode":
+                       base64.b64encode(sig).decode()})
+        assert r.status == 200, r
+        return r
 
     def set_pop_valid(self, tenant, fp):
         """Marks a trusted certificate's proof of possession as verified,

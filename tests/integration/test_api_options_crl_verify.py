@@ -95,7 +95,14 @@ def test_another_tenants_anchor_is_not_revealed(api, certs):
 
 def test_crl_put_get_and_enforcement(api, certs, tmp_path):
     auth = make_tenant(api, "crl1")
-    assert upload_ca(api, "crl1", auth, certs.ca_pem, auto=True).status == 201
+    r = upload_ca(api, "crl1", auth, certs.ca_pem, auto=True)
+    assert r.status == 201
+    # ver1 trusted the same CA first: crl1's copy counts once its proof of
+    # possession is confirmed (here by the management tenant's admin).
+    assert r.json["proofOfPossessionRequired"] is True
+    fp = r.json["fingerprint"]
+    assert api.call("POST", f"/tenant/tenants/crl1/trusted-certificates-pop/{fp}/confirmed",
+                    ADMIN).status == 200
     serial = x509.load_pem_x509_certificate(open(certs.device2_pem, "rb").read()).serial_number
     r = api.call("PUT", CRL, auth, {"crls": [{"serialNumberInHex": format(serial, "x"),
                                               "revocationDate": "2024-01-02T03:04:05Z"}]})

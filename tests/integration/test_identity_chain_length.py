@@ -3,7 +3,7 @@
 # one more intermediate is too long, a pathlen:0 root refuses an
 # intermediate, and a CA:false signer never signs a device. The default
 # maximum (2) refusing the intermediate chain is in test_identity_connect.py.
-from identity_pki import assert_mosquitto_refused, pki, server_fixture  # noqa: F401
+from identity_pki import assert_mosquitto_refused, openssl, pki, server_fixture  # noqa: F401
 
 server = server_fixture("identity-chain3", options={"max_chain_length": "3"})
 
@@ -50,13 +50,16 @@ def test_signer_with_ca_false_is_refused(server, pki, clients):
     assert r.status == 422, r
 
 
-def test_intermediate_uploaded_as_anchor_is_the_most_specific(server, pki, clients):
-    """A second tenant trusting the intermediate wins over the root's tenant
-    (closest to the leaf), and the path then ends at the intermediate."""
+def test_intermediate_uploaded_as_anchor_is_the_most_specific_once_proven(server, pki,
+                                                                          clients):
+    """A second tenant trusting the intermediate below the root other tenants
+    trusted first takes part once it proves possession of the intermediate's
+    key; it then wins (closest to the leaf), and the path ends at the
+    intermediate."""
     root_t = server.tenant("chroot")
     inter_t = server.tenant("chint")
     server.trust("chroot", root_t, pki.root_i.pem)
-    server.trust("chint", inter_t, pki.int_i.pem)
+    fp = server.trust("chint", inter_t, pki.int_i.pem)
     a = server.password_client(clients, inter_t, "app-int")
     a.connect(server.mqtt_port, host="localhost")
     a.subscribe("devices/idev2/s/us")
@@ -64,6 +67,16 @@ def test_intermediate_uploaded_as_anchor_is_the_most_specific(server, pki, clien
     b.connect(server.mqtt_port, host="localhost")
     b.subscribe("#")
     b.subscribe("devices/idev2/s/us")
+    # Unproven, the intermediate does not count: anchored at the root (the
+    # first upload's, tenant chi) idev2's chain is 4 long, too long at 3.
+    before = len(server.refusal_lines("idev2"))
+    assert_mosquitto_refused(server.mosquitto_pub(pki.idev2, "s/us", "100,idev2"))
+    root_fp = openssl("x509", "-in", pki.root_i.pem, "-noout", "-fingerprint", "-sha1")
+    root_fp = root_fp.strip().split("=")[1].replace(":", "").lower()
+    new = server.refusal_lines("idev2")[before:]
+    assert new and all(f'tenant=chi cn=idev2 anchor={root_fp} reason="chain too long"' in ln
+                       for ln in new), new
+    server.prove_possession("chint", inter_t, fp, pki.int_i.key)
     # idev2's chain: idev2, I2, I, root I. Anchored at I it is 3 long.
     r = server.mosquitto_pub(pki.idev2, "s/us", "100,idev2")
     assert r.returncode == 0, r.stderr

@@ -71,7 +71,12 @@ def forge_device(ca_dir, cn, out, days_ago=None, eku=True):
          .issuer_name(ca.subject).public_key(key.public_key())
          .serial_number(x509.random_serial_number())
          .not_valid_before(start).not_valid_after(end)
-         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         # key identifiers, as the RFC 5280 profile the broker applies asks
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                        critical=False)
+         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()),
+                        critical=False))
     if eku:
         b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
                             critical=False)

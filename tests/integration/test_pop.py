@@ -282,12 +282,16 @@ def device_users(srv, tid, auth):
 
 
 def test_tenant_choice_follows_the_proof(srv, certs):
-    # Two tenants trust the suite's CA (the one device1 chains to): ambiguous.
+    # Two tenants trust the suite's CA (the one device1 chains to); a uploaded
+    # first without auto registration: device1 is a's, unregistered (b's
+    # unproven duplicate neither takes it nor makes it ambiguous).
     a, a_auth = tenant(srv)
     b, b_auth = tenant(srv)
-    for tid, auth in ((a, a_auth), (b, b_auth)):
-        assert upload_ca(srv, tid, auth, certs.ca_pem, auto=True).status == 201
+    for tid, auth, auto in ((a, a_auth, False), (b, b_auth, True)):
+        assert upload_ca(srv, tid, auth, certs.ca_pem, auto=auto).status == 201
     assert device_rc(srv, certs) == 5
+    assert f'tenant={a} cn=device1' in srv.stderr()
+    assert "ambiguous" not in srv.stderr()
     # b proves possession of the CA key (pop-sign): device1 is b's device now
     fp = get_cert_list(srv, b, b_auth)[0]["fingerprint"]
     code = new_code(srv, b, b_auth, fp)["proofOfPossessionUnsignedVerificationCode"]
@@ -297,9 +301,11 @@ def test_tenant_choice_follows_the_proof(srv, certs):
     assert device_rc(srv, certs) == 0
     assert "device_device1" in device_users(srv, b, b_auth)
     assert "device_device1" not in device_users(srv, a, a_auth)
-    # the operator confirms a's proof too: both proven, ambiguous again
+    # the operator confirms a's proof too: both proven, and device1, now
+    # registered in b, stays with b
     assert srv.call("POST", base(a, fp) + "/confirmed", ADMIN).status == 200
-    assert device_rc(srv, certs) == 5
+    assert device_rc(srv, certs) == 0
+    assert "device_device1" not in device_users(srv, a, a_auth)
 
 
 def get_cert_list(srv, tid, auth):

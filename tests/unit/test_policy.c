@@ -96,6 +96,24 @@ static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
     X509_EXTENSION_free(ext);
 }
 
+/* The issuer's key identifier: its SKI, or (when it has none, as a v1 CA or
+ * one made with noski) the SHA-1 of its public key, as RFC 5280 suggests. */
+static void add_aki(X509 *x, X509 *issuer)
+{
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(issuer);
+    akid->keyid = ski ? ASN1_OCTET_STRING_dup(ski) : ASN1_OCTET_STRING_new();
+    if (!ski) {
+        assert_int_equal(X509_pubkey_digest(issuer, EVP_sha1(), md, &n), 1);
+        assert_int_equal(ASN1_OCTET_STRING_set(akid->keyid, md, (int)n), 1);
+    }
+    assert_int_equal(
+        X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT), 1);
+    AUTHORITY_KEYID_free(akid);
+}
+
 static void build_cert(const char *name, const char *attrs)
 {
     char b[128], ext[128];
@@ -103,7 +121,14 @@ static void build_cert(const char *name, const char *attrs)
     assert_true(ncerts < MAX_CERTS);
     struct named *n = &certs[ncerts];
     snprintf(n->name, sizeof n->name, "%s", name);
-    n->key = make_key(attr(attrs, "key", b, sizeof b) ? b : "ec256");
+    if (attr(attrs, "keyof", b, sizeof b)) { /* another certificate's key (key rollover) */
+        struct named *other = find_cert(b);
+        assert_non_null(other);
+        n->key = other->key;
+        EVP_PKEY_up_ref(n->key);
+    } else {
+        n->key = make_key(attr(attrs, "key", b, sizeof b) ? b : "ec256");
+    }
     assert_non_null(n->key);
     X509 *x = X509_new();
     bool v1 = want_flag(attrs, "v1");
@@ -114,9 +139,11 @@ static void build_cert(const char *name, const char *attrs)
     X509_time_adj_ex(X509_getm_notBefore(x), (int)from, 0, &t0);
     X509_time_adj_ex(X509_getm_notAfter(x), (int)to, 0, &t0);
     X509_NAME *subj = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(subj, "O", MBSTRING_ASC, (const unsigned char *)"certmq test", -1,
-                               -1, 0);
-    if (!want_flag(attrs, "nocn") && attr(attrs, "cn", b, sizeof b))
+    bool empty = want_flag(attrs, "emptysubj");
+    if (!empty)
+        X509_NAME_add_entry_by_txt(subj, "O", MBSTRING_ASC, (const unsigned char *)"certmq test",
+                                   -1, -1, 0);
+    if (!empty && !want_flag(attrs, "nocn") && attr(attrs, "cn", b, sizeof b))
         X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_UTF8, (const unsigned char *)b, -1, -1, 0);
     assert_int_equal(X509_set_pubkey(x, n->key), 1);
 
@@ -130,12 +157,12 @@ static void build_cert(const char *name, const char *attrs)
     X509_set_issuer_name(x, iss ? X509_get_subject_name(iss->cert) : subj);
     X509 *icert = iss ? iss->cert : x;
     if (!v1) {
-        add_ext(x, icert, NID_subject_key_identifier, "hash");
-        if (iss && X509_get_version(iss->cert) == X509_VERSION_3)
-            add_ext(x, icert, NID_authority_key_identifier, "keyid:always");
+        if (!want_flag(attrs, "noski")) add_ext(x, icert, NID_subject_key_identifier, "hash");
+        if (iss && !want_flag(attrs, "noaki")) add_aki(x, iss->cert);
         if (attr(attrs, "ca", b, sizeof b)) {
             char pl[32];
-            snprintf(ext, sizeof ext, "critical,CA:%s%s%s",
+            snprintf(ext, sizeof ext, "%sCA:%s%s%s",
+                     want_flag(attrs, "bcnoncrit") ? "" : "critical,",
                      strcmp(b, "true") == 0 ? "TRUE" : "FALSE",
                      attr(attrs, "pathlen", pl, sizeof pl) ? ",pathlen:" : "",
                      attr(attrs, "pathlen", pl, sizeof pl) ? pl : "");
@@ -146,6 +173,8 @@ static void build_cert(const char *name, const char *attrs)
                     strcmp(b, "certsign") == 0 ? "critical,keyCertSign,cRLSign,digitalSignature"
                                                : "critical,digitalSignature");
         if (attr(attrs, "eku", b, sizeof b)) add_ext(x, icert, NID_ext_key_usage, b);
+        if (attr(attrs, "san", b, sizeof b)) add_ext(x, icert, NID_subject_alt_name, b);
+        if (attr(attrs, "nc", b, sizeof b)) add_ext(x, icert, NID_name_constraints, b);
     }
     const EVP_MD *md =
         attr(attrs, "md", b, sizeof b) && strcmp(b, "sha1") == 0 ? EVP_sha1() : EVP_sha256();
@@ -188,6 +217,8 @@ static void apply_setting(struct setting_ctx *s, char *word)
     if (eq) *eq = 0;
     if (strcmp(word, "relaxed") == 0) {
         s->in.require_ca_in_chain = false;
+    } else if (strcmp(word, "allowv1") == 0) {
+        s->in.allow_v1_leaf = true;
     } else if (strcmp(word, "max") == 0) {
         s->in.max_chain_length = atoi(val);
     } else if (strcmp(word, "at") == 0) {
@@ -358,12 +389,55 @@ static void test_policy_no_leaf_is_no_certificate(void **state)
     trust_free(ti);
 }
 
+/* Upload-time overlap (certificates from policy_cases.txt, built by the
+ * first test): same DER or one issued the other, other tenants only, and
+ * whether an overlapping upload was earlier. */
+static void test_policy_trust_overlaps(void **state)
+{
+    (void)state;
+    struct trust_index *ti = NULL;
+    char others[4][STORE_TENANT_MAX];
+    char fp_ca[STORE_FP_MAX], fp_inter[STORE_FP_MAX], fp_ca2[STORE_FP_MAX];
+    bool junior = true;
+    assert_non_null(find_cert("ca"));
+    assert_int_equal(trust_new(&ti), 0);
+    assert_int_equal(trust_fingerprint(find_cert("ca")->cert, fp_ca), 0);
+    assert_int_equal(trust_fingerprint(find_cert("inter")->cert, fp_inter), 0);
+    assert_int_equal(trust_fingerprint(find_cert("ca2")->cert, fp_ca2), 0);
+    assert_int_equal(trust_anchor_put(ti, "c", find_cert("ca")->cert, true, true, false), 0);
+    assert_int_equal(trust_anchor_put(ti, "c", find_cert("inter")->cert, true, true, false), 0);
+    assert_int_equal(trust_anchor_put(ti, "a", find_cert("inter")->cert, true, true, false), 0);
+    assert_int_equal(trust_anchor_put(ti, "b", find_cert("ca")->cert, true, true, false), 0);
+    assert_int_equal(trust_anchor_put(ti, "b", find_cert("ca2")->cert, true, true, false), 0);
+    /* a's intermediate: c's copy and c's root (issuer) and b's root. */
+    assert_int_equal(trust_overlaps(ti, "a", fp_inter, others, 4, &junior), 2);
+    assert_true(junior);
+    assert_true(strcmp(others[0], "c") == 0 || strcmp(others[1], "c") == 0);
+    assert_true(strcmp(others[0], "b") == 0 || strcmp(others[1], "b") == 0);
+    /* c's root was first: it overlaps a and b but needs no proof. */
+    assert_int_equal(trust_overlaps(ti, "c", fp_ca, others, 4, &junior), 2);
+    assert_false(junior);
+    /* b's root came after c's copy. */
+    assert_int_equal(trust_overlaps(ti, "b", fp_ca, others, 1, &junior), 1);
+    assert_true(junior);
+    /* An unrelated root overlaps nobody; an unknown anchor neither. */
+    assert_int_equal(trust_overlaps(ti, "b", fp_ca2, others, 4, &junior), 0);
+    assert_false(junior);
+    assert_int_equal(trust_overlaps(ti, "a", fp_ca2, others, 4, &junior), 0);
+    /* Replacing an anchor (an update) keeps its place in the upload order. */
+    assert_int_equal(trust_anchor_put(ti, "c", find_cert("ca")->cert, false, true, false), 0);
+    assert_int_equal(trust_overlaps(ti, "c", fp_ca, NULL, 0, &junior), 0);
+    assert_false(junior);
+    trust_free(ti);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_policy_cases),
         cmocka_unit_test(test_policy_counters_and_names),
         cmocka_unit_test(test_policy_no_leaf_is_no_certificate),
+        cmocka_unit_test(test_policy_trust_overlaps),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (int i = 0; i < ncerts; i++) {

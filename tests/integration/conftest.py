@@ -58,7 +58,26 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:paho")
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
+    """A port below the ephemeral range (so no client connection takes it
+    before the broker binds it), free on every address, IPv4 and IPv6, and
+    not handed out before in this test session."""
+    import random
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        if port in _HANDED_OUT:
+            continue
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                s.bind(("::", port))
+            _HANDED_OUT.add(port)
+            return port
+        except OSError:
+            continue
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

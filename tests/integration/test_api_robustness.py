@@ -286,7 +286,9 @@ def test_a_request_head_has_a_deadline_even_when_bytes_trickle(srv):
     elapsed = time.monotonic() - start
     s.close()
     assert closed, "a trickling request head was never cut"
-    assert elapsed >= 2.5, elapsed  # http_header_timeout is 3 s
+    # http_header_timeout is 3 s, counted from accept and checked once a
+    # second: not cut at once, cut within the bound above.
+    assert elapsed >= 1.5, elapsed
 
 
 # ---------------------------------------------------------------- item 4

@@ -231,13 +231,13 @@ def test_readme_revoking_a_device(tmp_path):
         for line in ZERO_TO_DEVICE[1:4]:
             run(line)
         dev = RawClient(mqtt, tls={"cafile": str(tmp_path / "var/dev-ca/ca.pem"),
-                                   "certfile": str(tmp_path / "devices/sensor-1.chain.pem"),
-                                   "keyfile": str(tmp_path / "devices/sensor-1.key")})
+                                   "certfile": str(tmp_path / "var/devices/sensor-1.chain.pem"),
+                                   "keyfile": str(tmp_path / "var/devices/sensor-1.key")})
         try:
             assert dev.connect("sensor-1") == b"\x20\x02\x00\x00"
             assert '"value"' in run(lines[0])
             run(lines[1])
-            serial = serial_of(tmp_path / "devices/sensor-1.pem").upper().lstrip("0")
+            serial = serial_of(tmp_path / "var/devices/sensor-1.pem").upper().lstrip("0")
             assert serial in run(lines[2])
             assert dev.is_closed(timeout=3), "revoked sensor-1 still connected"
         finally:

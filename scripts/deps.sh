@@ -8,7 +8,8 @@ build=(build-essential cmake pkg-config clang libclang-rt-14-dev
        libjemalloc-dev)
 run=(openssl)
 test=(libcmocka-dev python3 python3-pytest python3-paho-mqtt python3-cryptography
-      python3-jwt mosquitto mosquitto-clients curl default-jdk-headless)
+      python3-jwt mosquitto mosquitto-clients curl default-jdk-headless
+      chromium chromium-driver python3-selenium)
 
 case "${1:-all}" in
   build) want=("${build[@]}" "${run[@]}") ;;

@@ -13,6 +13,8 @@
 #include "broker/broker.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "identity/activity.h"
 #include "identity/auth.h"
 #include "identity/pwcheck.h"
 #include "identity/trust.h"
@@ -76,6 +78,7 @@ struct app {
     struct store *store;
     struct trust_index *trust;
     struct pwcheck *pwcheck;
+    struct activity *activity;
     struct token_service *tokens;
     struct auth *auth;
     struct broker *broker;
@@ -156,6 +159,37 @@ static int restore_retained(void *arg, const char *tenant, const void *topic, si
     return 0;
 }
 
+/* ---- the live view and /metrics, from the broker ---- */
+
+static int live_connections(void *arg, const char *tenant, struct broker_conn **out, size_t *n)
+{
+    struct app *app = arg;
+    return broker_connections(app->broker, tenant, out, n);
+}
+
+static int live_disconnect(void *arg, const char *tenant, const char *client_id)
+{
+    struct app *app = arg;
+    int rc = broker_disconnect(app->broker, tenant, client_id);
+    if (rc == 0) log_info("tenant %s: client %s disconnected through the API", tenant, client_id);
+    return rc;
+}
+
+static int metrics_text(void *arg, char **text, size_t *len)
+{
+    struct app *app = arg;
+    FILE *f = open_memstream(text, len);
+    if (!f) return ERR_NOMEM;
+    int rc = broker_metrics_write(app->broker, f);
+    metrics_write(f);
+    if (fclose(f) != 0 && rc == 0) rc = ERR_NOMEM;
+    if (rc < 0) {
+        free(*text);
+        *text = NULL;
+    }
+    return rc;
+}
+
 static int start_apis(struct app *app)
 {
     for (size_t i = 0; i < app->cfg.n_listeners; i++) {
@@ -175,7 +209,13 @@ static int start_apis(struct app *app)
             .on_crl_change = on_crl_change,
             .bearer_check = bearer_check,
             .token_public_key = token_public_key,
+            .connections = live_connections,
+            .disconnect = live_disconnect,
+            .metrics = metrics_text,
             .hook_arg = app,
+            .activity = app->activity,
+            .metrics_token = app->cfg.metrics_token,
+            .console_dir = app->cfg.console_dir,
         };
         GUARD(api_start(&ac, app->store, app->trust, &app->apis[app->n_apis]));
         app->n_apis++;
@@ -218,6 +258,8 @@ static int app_start(struct app *app)
     };
     GUARD(pwcheck_new(app->trust, &pc, &app->pwcheck));
     GUARD(auth_new(cfg, app->trust, app->store, app->pwcheck, &app->auth));
+    GUARD(activity_new(cfg->refusals_per_tenant, &app->activity));
+    auth_set_activity(app->auth, app->activity);
     struct broker_config bc = {
         .max_inflight = cfg->max_inflight,
         .max_queued = cfg->max_queued,
@@ -260,6 +302,7 @@ static void app_stop(struct app *app)
     if (app->auth) auth_log_counters(app->auth);
     broker_free(app->broker);
     auth_free(app->auth);
+    activity_free(app->activity);
     pwcheck_free(app->pwcheck);
     token_service_free(app->tokens);
     trust_free(app->trust);

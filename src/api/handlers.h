@@ -31,6 +31,8 @@ struct api {
     char *tls_cert; /* PEM text for libmicrohttpd */
     char *tls_key;
     EVP_PKEY *crl_key; /* signs the CRLs served by GET .../settings/crl */
+    char console_dir[512]; /* resolved at start */
+    char node[128];
 };
 
 struct api_req {
@@ -55,6 +57,11 @@ struct api_req {
 };
 
 typedef int (*api_handler)(struct api_req *r);
+
+/* Fills r->tenant/user/roles from the Authorization header (Basic or
+ * Bearer). 0, or ERR_AUTH when credentials are absent or wrong. GET
+ * /metrics calls it itself. */
+MUST_USE int api_authenticate(struct api_req *r);
 
 /* Replies: each returns 0 so a handler can `return api_reply_...`. */
 int api_reply_json(struct api_req *r, int status, json_t *j); /* steals j */
@@ -130,6 +137,17 @@ int api_h_pop_code(struct api_req *r);
 int api_h_pop_verify(struct api_req *r);
 int api_h_pop_confirm(struct api_req *r);
 int api_h_token_key(struct api_req *r);
+int api_h_device_list(struct api_req *r);
+int api_h_connection_list(struct api_req *r);
+int api_h_connection_delete(struct api_req *r);
+int api_h_refusal_list(struct api_req *r);
+int api_h_metrics(struct api_req *r);
+
+/* console.c: serves the web console for GET/HEAD requests no route took
+ * ("/" and "/console/<file>"); false when the path is not the console's. */
+bool api_console_serve(struct api_req *r);
+/* The console directory when none is configured. */
+void api_console_default_dir(char *out, size_t cap);
 
 /* pop.c, pure (fuzzed): checks a proof-of-possession body
  * {"proofOfPossessionSignedVerificationCode": "<base64>"} against code and

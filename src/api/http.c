@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
@@ -27,6 +28,12 @@ struct route {
     const char *path;
     api_handler fn;
 };
+
+/* Every reply, API or console: scripts and styles from this origin only, no
+ * inline script, no framing. */
+#define API_CSP                                                                                    \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 static const struct route routes[] = {
     {"POST", "/tenant/tenants", api_h_tenant_create},
@@ -59,6 +66,11 @@ static const struct route routes[] = {
     {"GET", "/user/{tenantId}/users/{userName}", api_h_user_get},
     {"POST", "/devicecontrol/bulkNewDeviceRequests", api_h_bulk_register},
     {"POST", "/devicecontrol/newDeviceRequests", api_h_single_register},
+    {"GET", "/devices", api_h_device_list},
+    {"GET", "/devices/connections", api_h_connection_list},
+    {"DELETE", "/devices/connections/{clientId}", api_h_connection_delete},
+    {"GET", "/devices/refusals", api_h_refusal_list},
+    {"GET", "/metrics", api_h_metrics},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -338,9 +350,7 @@ static int b64_decode(const char *in, size_t len, unsigned char *out, size_t cap
     return n;
 }
 
-/* Fills r->tenant/user/roles from the Authorization header. Returns 0, or
- * ERR_AUTH when credentials are absent or wrong. */
-static int authenticate(struct api_req *r)
+int api_authenticate(struct api_req *r)
 {
     const char *h = api_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h) return ERR_AUTH;
@@ -428,12 +438,14 @@ static void dispatch(struct api_req *r)
         path_known = true;
         if (strcmp(routes[i].method, r->method) == 0) found = &routes[i];
     }
+    if (!found && !path_known && api_console_serve(r)) return;
     if (!found) {
         ignore_result(api_reply_error(r, path_known ? 405 : 404,
                                       path_known ? "Method not allowed" : "No such resource"));
         return;
     }
-    if (authenticate(r) < 0) {
+    /* GET /metrics authenticates itself: it also takes the metrics token. */
+    if (found->fn != api_h_metrics && api_authenticate(r) < 0) {
         ignore_result(api_reply_error(r, 401, "Invalid or missing credentials"));
         return;
     }
@@ -464,8 +476,14 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct api_req *r
     }
     r->resp = NULL;
     if (r->ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
-    if (r->status == 401)
+    /* The console's fetch() calls say X-Requested-With: no browser login box for them. */
+    if (r->status == 401 && !api_header(r, "X-Requested-With"))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"certmq\"");
+    MHD_add_response_header(resp, "Content-Security-Policy", API_CSP);
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (r->location) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
@@ -572,6 +590,14 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
     a->st = st;
     a->ti = ti;
     a->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : API_DEFAULT_MAX_BODY;
+    if (cfg->console_dir && *cfg->console_dir)
+        snprintf(a->console_dir, sizeof a->console_dir, "%s", cfg->console_dir);
+    else
+        api_console_default_dir(a->console_dir, sizeof a->console_dir);
+    if (cfg->node && *cfg->node)
+        snprintf(a->node, sizeof a->node, "%s", cfg->node);
+    else if (gethostname(a->node, sizeof a->node - 1) != 0)
+        snprintf(a->node, sizeof a->node, "certmq");
     a->crl_key = EVP_EC_gen("P-256");
     if (!a->crl_key) return api_free(a, ERR_INTERNAL);
     unsigned flags =

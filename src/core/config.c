@@ -100,6 +100,13 @@ static const struct option options[] = {
     G_LONG("http_max_connections", http_max_connections, 1, 100000, 256,
            "concurrent HTTP connections per API listener"),
     G_LONG("http_timeout", http_timeout, 1, 3600, 30, "seconds an idle HTTP connection is kept"),
+    G_LONG("refusals_per_tenant", refusals_per_tenant, 0, 100000, 1000,
+           "refused connection attempts kept in memory per tenant for GET /devices/refusals"),
+    G_STR("metrics_token", metrics_token, "",
+          "Bearer token that may read GET /metrics besides the management admin (empty: none)"),
+    G_STR("console_dir", console_dir, "",
+          "directory of the web console's files (empty: the source tree's web/ when run from "
+          "the build directory, else the installed share/certmq/web)"),
     {"listener", OPT_STR, false, 0, 0, 0, 0, 0, NULL, NULL,
      "PORT [ADDR]: starts a listener block (options below apply to it)"},
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),

@@ -52,6 +52,9 @@ struct config {
     long http_max_body;
     long http_max_connections;
     long http_timeout;
+    long refusals_per_tenant;
+    char metrics_token[128];
+    char console_dir[512];
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };

@@ -1,0 +1,36 @@
+/* GET /metrics: the Prometheus text exposition, for the management
+ * tenant's admin or a scraper holding the configured metrics_token (sent
+ * as "Authorization: Bearer <token>"). The text comes from the metrics hook
+ * (the broker's one pass over its counters, then the process counters). */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "api/handlers.h"
+
+static bool token_ok(const struct api_req *r)
+{
+    const char *want = r->api->cfg.metrics_token;
+    const char *h = api_header(r, "Authorization");
+    if (!want || !*want || !h || strncasecmp(h, "Bearer ", 7) != 0) return false;
+    h += 7;
+    size_t n = strlen(want);
+    return strlen(h) == n && CRYPTO_memcmp(h, want, n) == 0;
+}
+
+int api_h_metrics(struct api_req *r)
+{
+    if (!token_ok(r)) {
+        if (api_authenticate(r) < 0)
+            return api_reply_error(r, 401, "Invalid or missing credentials");
+        if (!api_is_management_admin(r))
+            return api_reply_error(r, 403, "Only the management admin or the metrics token");
+    }
+    if (!r->api->cfg.metrics) return api_reply_error(r, 404, "No metrics on this node");
+    char *text = NULL;
+    size_t len = 0;
+    GUARD(r->api->cfg.metrics(r->api->cfg.hook_arg, &text, &len));
+    return api_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}

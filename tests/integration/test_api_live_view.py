@@ -1,0 +1,129 @@
+# The live view of devices through REST (issue 11): GET /devices/connections
+# (a tenant's connected clients with TLS and certificate details), DELETE
+# /devices/connections/{clientId}, GET /devices/refusals (newest first, per
+# tenant), GET /devices (inventory with last-seen, notAfter and
+# ?expiringWithinDays=N). Real paho and mosquitto_pub clients over mutual TLS,
+# curl for REST; every route is tenant-scoped.
+import time
+
+import pytest
+
+from conftest import TIMEOUT
+from identity_pki import assert_mosquitto_refused, pki, server_fixture  # noqa: F401
+
+server = server_fixture("live-view")
+
+CONNS = "/devices/connections?pageSize=100"
+
+
+@pytest.fixture(scope="module")
+def tenants(server, pki):
+    a = server.tenant("livea")
+    fp_a = server.trust("livea", a, pki.ca_a.pem)
+    b = server.tenant("liveb")
+    server.trust("liveb", b, pki.ca_b.pem)
+    return a, fp_a, b
+
+
+def wait_for(fn, what):
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def connections(server, auth, query=""):
+    r = server.call("GET", CONNS + query, auth)
+    assert r.status == 200, r
+    return {c["clientId"]: c for c in r.json["connections"]}
+
+
+def test_connections_list_the_tenants_clients_with_tls_details(server, pki, clients, tenants):
+    a, fp_a, b = tenants
+    dev = server.connect_device(clients, pki.a1)
+    other = server.connect_device(clients, pki.b1)
+    conns = connections(server, a)
+    c = conns["a1"]
+    assert c["cn"] == "a1" and c["kind"] == "certificate"
+    assert c["remoteAddress"].startswith("127.0.0.1:")
+    assert c["protocolVersion"] == "3.1.1"
+    assert c["tlsVersion"].startswith("TLSv1.") and c["cipher"]
+    assert c["handshake"] == "full"
+    assert c["anchorFingerprint"] == fp_a
+    assert c["notAfter"].endswith("Z") and c["connectedSince"].endswith("Z")
+    assert c["node"]
+    assert "b1" not in conns, "tenant A sees tenant B's device"
+    assert set(connections(server, b)) == {"b1"}
+    # The search box: a substring of ClientId or CN.
+    assert set(connections(server, a, "&q=zzz")) == set()
+    dev.disconnect()
+    other.disconnect()
+    wait_for(lambda: "a1" not in connections(server, a), "a1 to leave the list")
+
+
+def test_disconnect_closes_the_connection_and_is_tenant_scoped(server, pki, clients, tenants):
+    a, _, b = tenants
+    dev = server.connect_device(clients, pki.a2)
+    # Tenant B cannot disconnect tenant A's device, not even by naming tenant A.
+    r = server.call("DELETE", "/devices/connections/a2", b)
+    assert r.status == 404, r
+    r = server.call("DELETE", "/devices/connections/a2?tenant=livea", b)
+    assert r.status == 403, r
+    assert not dev.disconnected.is_set()
+    r = server.call("DELETE", "/devices/connections/a2", a)
+    assert r.status == 204, r
+    assert dev.disconnected.wait(TIMEOUT), "device still connected"
+    wait_for(lambda: "a2" not in connections(server, a), "a2 to leave the list")
+    r = server.call("DELETE", "/devices/connections/a2", a)
+    assert r.status == 404, r
+
+
+def test_refusals_newest_first_with_reason_per_tenant(server, pki, clients, tenants):
+    a, fp_a, b = tenants
+    assert_mosquitto_refused(server.mosquitto_pub(pki.a_expired, "t/x", "m"))
+    assert server.connack(clients, pki.a3, client_id="not-a3") == 5
+    r = server.call("GET", "/devices/refusals?pageSize=1000", a)
+    assert r.status == 200, r
+    rows = r.json["refusals"]
+    assert [x["cn"] for x in rows[:2]] == ["a3", "aexpired"], rows
+    assert rows[0]["reason"] == "client id mismatch" and rows[0]["clientId"] == "not-a3"
+    assert rows[1]["reason"] == "expired"
+    assert rows[1]["anchorFingerprint"] == fp_a
+    assert rows[1]["remoteAddress"] == "127.0.0.1"
+    assert rows[0]["time"] >= rows[1]["time"]
+    r = server.call("GET", "/devices/refusals?pageSize=1000", b)
+    assert r.status == 200 and r.json["refusals"] == [], r
+
+
+def test_inventory_has_last_seen_and_not_after_and_filters_expiry(server, pki, clients, tenants):
+    a, _, _ = tenants
+    dev = server.connect_device(clients, pki.a4)
+    r = server.call("GET", "/devices?pageSize=100", a)
+    assert r.status == 200, r
+    devs = {d["id"]: d for d in r.json["devices"]}
+    assert devs["a4"]["connected"] is True
+    assert devs["a4"]["lastSeen"].endswith("Z") and devs["a4"]["notAfter"].endswith("Z")
+    # a4 is valid for about a year: not within 30 days, within 400.
+    r = server.call("GET", "/devices?pageSize=100&expiringWithinDays=30", a)
+    assert "a4" not in {d["id"] for d in r.json["devices"]}, r
+    r = server.call("GET", "/devices?pageSize=100&expiringWithinDays=400", a)
+    assert "a4" in {d["id"] for d in r.json["devices"]}, r
+    r = server.call("GET", "/devices?expiringWithinDays=soon", a)
+    assert r.status == 422, r
+    dev.disconnect()
+    r = wait_for(lambda: (lambda x: x if not {d["id"]: d for d in x.json["devices"]}["a4"]
+                          ["connected"] else None)(server.call("GET", "/devices?pageSize=100", a)),
+                 "a4 to show as disconnected")
+    assert {d["id"]: d for d in r.json["devices"]}["a4"]["lastSeen"]
+
+
+def test_live_routes_need_a_tenant_admin(server, tenants):
+    a, _, _ = tenants
+    user = server.user("livea", a, "viewer", "viewer-secret-1")
+    for path in ("/devices", "/devices/connections", "/devices/refusals"):
+        assert server.call("GET", path, user).status == 403, path
+        assert server.call("GET", path).status == 401, path
+        assert server.call("GET", path + "?tenant=nosuch", a).status == 403, path

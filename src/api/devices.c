@@ -79,6 +79,7 @@ static json_t *connection_json(const struct api_req *r, const struct broker_conn
     json_object_set_new(j, "notAfter", time_or_null(c->not_after));
     json_object_set_new(j, "anchorFingerprint",
                         c->anchor_fp[0] ? json_string(c->anchor_fp) : json_null());
+    json_object_set_new(j, "serialNumber", c->serial[0] ? json_string(c->serial) : json_null());
     return j;
 }
 

@@ -138,6 +138,7 @@ struct broker_conn {
     char client_id[BROKER_CLIENT_ID_SHOWN + 1];
     char identity[128];
     char anchor_fp[41];
+    char serial[48]; /* device certificate serial (hex), "" when none */
     char remote[56];
     char tls_version[16]; /* "" for plain TCP */
     char cipher[64];

@@ -22,6 +22,7 @@ static void copy_conn(struct broker_conn *o, const struct session *s)
     snprintf(o->client_id, sizeof o->client_id, "%s", s->client_id);
     snprintf(o->identity, sizeof o->identity, "%s", s->who.identity);
     snprintf(o->anchor_fp, sizeof o->anchor_fp, "%s", s->who.anchor_fp);
+    snprintf(o->serial, sizeof o->serial, "%s", s->who.serial);
     snprintf(o->remote, sizeof o->remote, "%s", c->peer);
     snprintf(o->tls_version, sizeof o->tls_version, "%s", c->tls_version ? c->tls_version : "");
     snprintf(o->cipher, sizeof o->cipher, "%s", c->cipher ? c->cipher : "");

@@ -377,7 +377,7 @@
     $('bulk-form').addEventListener('submit', bulkUpload);
     $('options-form').addEventListener('submit', saveOptions);
     $('tenant-form').addEventListener('submit', createTenant);
-    window.addEventListener('hashchange', route);
+    window.addEventListener('hashchange', () => { show('', false); route(); });
     route();
   });
 })();

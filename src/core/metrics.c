@@ -20,6 +20,7 @@ struct hs_hist {
 };
 
 static struct hs_hist hs[2]; /* [0] full, [1] resumed */
+static struct hs_hist store_ops;
 
 struct reason_slot {
     _Atomic(const char *) reason;
@@ -29,14 +30,23 @@ struct reason_slot {
 static struct reason_slot reasons[METRICS_MAX_REASONS];
 static atomic_ulong reasons_other;
 
-void metrics_tls_handshake(bool resumed, uint64_t micros)
+static void hist_add(struct hs_hist *h, uint64_t micros)
 {
-    struct hs_hist *h = &hs[resumed ? 1 : 0];
     size_t i = 0;
     while (i < N_BOUNDS && (double)micros / 1e6 > hs_bounds[i]) i++;
     atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->sum_us, micros, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+}
+
+void metrics_tls_handshake(bool resumed, uint64_t micros)
+{
+    hist_add(&hs[resumed ? 1 : 0], micros);
+}
+
+void metrics_store_op(uint64_t micros)
+{
+    hist_add(&store_ops, micros);
 }
 
 void metrics_refusal(const char *reason)
@@ -76,9 +86,31 @@ void metrics_label(FILE *out, const char *value)
     }
 }
 
+/* One histogram's samples; labels is "" or `mode="full",` (with the comma). */
+static void write_hist(FILE *out, const char *name, const char *labels, struct hs_hist *h)
+{
+    unsigned long cum = 0;
+    for (size_t i = 0; i <= N_BOUNDS; i++) {
+        cum += atomic_load(&h->bucket[i]);
+        if (i < N_BOUNDS)
+            fprintf(out, "%s_bucket{%sle=\"%g\"} %lu\n", name, labels, hs_bounds[i], cum);
+        else
+            fprintf(out, "%s_bucket{%sle=\"+Inf\"} %lu\n", name, labels, cum);
+    }
+    size_t n = strlen(labels);
+    /* The same labels without the trailing comma, in braces, or nothing. */
+    if (n)
+        fprintf(out, "%s_sum{%.*s} %.6f\n%s_count{%.*s} %lu\n", name, (int)n - 1, labels,
+                (double)atomic_load(&h->sum_us) / 1e6, name, (int)n - 1, labels, cum);
+    else
+        fprintf(out, "%s_sum %.6f\n%s_count %lu\n", name, (double)atomic_load(&h->sum_us) / 1e6,
+                name, cum);
+}
+
 static void write_handshakes(FILE *out)
 {
     static const char *const mode[2] = {"full", "resumed"};
+    static const char *const labels[2] = {"mode=\"full\",", "mode=\"resumed\","};
     metrics_family(out, "certmq_tls_handshakes_total", "counter",
                    "TLS handshakes completed on MQTT listeners, full or resumed");
     for (int m = 0; m < 2; m++)
@@ -86,21 +118,10 @@ static void write_handshakes(FILE *out)
                 atomic_load(&hs[m].count));
     metrics_family(out, "certmq_tls_handshake_seconds", "histogram",
                    "time from accept to the end of the TLS handshake");
-    for (int m = 0; m < 2; m++) {
-        unsigned long cum = 0;
-        for (size_t i = 0; i <= N_BOUNDS; i++) {
-            cum += atomic_load(&hs[m].bucket[i]);
-            if (i < N_BOUNDS)
-                fprintf(out, "certmq_tls_handshake_seconds_bucket{mode=\"%s\",le=\"%g\"} %lu\n",
-                        mode[m], hs_bounds[i], cum);
-            else
-                fprintf(out, "certmq_tls_handshake_seconds_bucket{mode=\"%s\",le=\"+Inf\"} %lu\n",
-                        mode[m], cum);
-        }
-        fprintf(out, "certmq_tls_handshake_seconds_sum{mode=\"%s\"} %.6f\n", mode[m],
-                (double)atomic_load(&hs[m].sum_us) / 1e6);
-        fprintf(out, "certmq_tls_handshake_seconds_count{mode=\"%s\"} %lu\n", mode[m], cum);
-    }
+    for (int m = 0; m < 2; m++) write_hist(out, "certmq_tls_handshake_seconds", labels[m], &hs[m]);
+    metrics_family(out, "certmq_store_operation_seconds", "histogram",
+                   "time of one store (SQLite) operation, waiting for the database included");
+    write_hist(out, "certmq_store_operation_seconds", "", &store_ops);
 }
 
 static void write_refusals(FILE *out)

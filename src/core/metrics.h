@@ -1,6 +1,6 @@
 /* Process-wide counters for GET /metrics that the network and identity
  * threads bump without a lock (relaxed atomics): TLS handshakes with a
- * latency histogram and refusals by named reason; plus the writers of the
+ * latency histogram, store operation latency and refusals by named reason; plus the writers of the
  * Prometheus text format these and the process's CPU and RSS are read by. */
 #ifndef CERTMQ_CORE_METRICS_H
 #define CERTMQ_CORE_METRICS_H
@@ -13,6 +13,8 @@
 
 /* One finished TLS handshake: resumed or full, and how long it took. */
 void metrics_tls_handshake(bool resumed, uint64_t micros);
+/* One store operation (waiting for the database included). */
+void metrics_store_op(uint64_t micros);
 /* One refused connection attempt; reason is static text (its pointer is kept). */
 void metrics_refusal(const char *reason);
 

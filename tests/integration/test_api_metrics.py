@@ -2,7 +2,8 @@
 # admin or a scraper holding metrics_token, scraped with curl; the values
 # move with real traffic (mosquitto_pub and paho over mutual TLS): TLS
 # handshakes and their histogram, connections by tenant and kind, refusals by
-# reason, messages and bytes in by QoS, retained messages, process CPU/RSS.
+# reason, messages and bytes in by QoS, retained messages, store operation
+# latency, process CPU/RSS.
 import re
 import subprocess
 
@@ -66,6 +67,10 @@ def test_values_move_with_traffic(server, pki, clients, tenant):
     assert after[q1] >= before.get(q1, 0) + 1
     b1 = 'certmq_bytes_in_total{qos="1"}'
     assert after[b1] >= before.get(b1, 0) + len("hello")
+    # Registering a2 on first connect wrote to the store.
+    ops = "certmq_store_operation_seconds_count"
+    assert after[ops] > before[ops]
+    assert after['certmq_store_operation_seconds_bucket{le="+Inf"}'] == after[ops]
     dev.disconnect()
 
 

@@ -168,6 +168,7 @@ static int by_identity(const void *a, const void *b)
 static bool is_connected(const struct inventory *inv, const char *cn)
 {
     struct broker_conn key;
+    if (!inv->n_live) return false;
     snprintf(key.identity, sizeof key.identity, "%s", cn);
     const struct broker_conn *c = bsearch(&key, inv->live, inv->n_live, sizeof key, by_identity);
     if (!c) return false;

@@ -4,6 +4,8 @@
 # tenant), GET /devices (inventory with last-seen, notAfter and
 # ?expiringWithinDays=N). Real paho and mosquitto_pub clients over mutual TLS,
 # curl for REST; every route is tenant-scoped.
+import socket
+import ssl
 import time
 
 import pytest
@@ -127,3 +129,44 @@ def test_live_routes_need_a_tenant_admin(server, tenants):
         assert server.call("GET", path, user).status == 403, path
         assert server.call("GET", path).status == 401, path
         assert server.call("GET", path + "?tenant=nosuch", a).status == 403, path
+
+
+def _connect_packet(client_id):
+    cid = client_id.encode()
+    var = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    return bytes([0x10, len(var)]) + var
+
+
+def _tls_mqtt(server, ctx, client_id, session=None):
+    """A TLS 1.3 MQTT connection that got CONNACK 0 (the caller closes it)."""
+    raw = socket.create_connection(("127.0.0.1", server.mqtt_port), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+    s.sendall(_connect_packet(client_id))
+    ack = b""
+    while len(ack) < 4:
+        chunk = s.recv(4 - len(ack))
+        assert chunk, "closed before CONNACK"
+        ack += chunk
+    assert ack == b"\x20\x02\x00\x00", ack
+    return s
+
+
+def test_a_resumed_session_shows_as_resumed(server, pki, tenants):
+    a, _, _ = tenants
+    ctx = ssl.create_default_context(cafile=server.server_ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(pki.a3.chain, pki.a3.key)
+    first = _tls_mqtt(server, ctx, "a3")
+    assert connections(server, a)["a3"]["handshake"] == "full"
+    session = first.session
+    first.sendall(b"\xe0\x00")
+    first.close()
+    wait_for(lambda: "a3" not in connections(server, a), "a3 to leave")
+    again = _tls_mqtt(server, ctx, "a3", session=session)
+    try:
+        assert again.session_reused
+        c = connections(server, a)["a3"]
+        assert c["handshake"] == "resumed"
+        assert c["notAfter"], "a resumed session still knows the certificate"
+    finally:
+        again.close()

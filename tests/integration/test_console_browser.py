@@ -2,17 +2,21 @@
 # Chromium driven through chromium-driver and python3-selenium logs in,
 # uploads a CA, sees it listed, turns auto-registration on, sees a device
 # (paho over mutual TLS) in the live connections, sees a refused device's
-# reason, disconnects the device from the page and bulk-registers a CSV.
+# reason, disconnects the device from the page and bulk-registers a CSV;
+# also the proof-of-possession flow, revocation through the CRL, tenant
+# options and (as the management admin) creating a tenant.
 # A screenshot of every page goes to the test's temp dir (and to docs/ when
 # CERTMQ_SCREENSHOTS_TO_DOCS=1, the two the README shows).
+import base64
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import TIMEOUT
-from identity_pki import assert_mosquitto_refused, pki, server_fixture  # noqa: F401
+from identity_pki import CA_PASS, assert_mosquitto_refused, pki, server_fixture  # noqa: F401
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import (NoSuchElementException,  # noqa: E402
@@ -98,7 +102,7 @@ def cert_row(browser, name):
 
 @pytest.fixture(scope="module")
 def tenant(server):
-    return server.tenant("uia", password="ui-secret-12")
+    return server.tenant("uia", password="ui-secret-12")  # ("uia/admin", password)
 
 
 def test_wrong_password_shows_the_error(server, browser, tenant):
@@ -137,12 +141,35 @@ def test_console_end_to_end(server, pki, browser, shots, clients, tenant, tmp_pa
          == "on", "auto-registration on")
     shots(browser, "certificates")
 
+    # Proof of possession: the page shows the code, the CA key signs it, the page verifies.
+    cert_row(browser, "fleet CA").find_element(By.CSS_SELECTOR, "button.pop").click()
+    wait(browser, lambda d: d.find_element(By.ID, "pop-code").text.strip(), "the code")
+    code = browser.find_element(By.ID, "pop-code").text.strip()
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(pki.ca_a.key), "-passin",
+                          CA_PASS], input=code.encode(), capture_output=True, check=True).stdout
+    browser.find_element(By.ID, "pop-signature").send_keys(base64.b64encode(sig).decode())
+    browser.find_element(By.ID, "pop-verify").click()
+    wait(browser, lambda d: d.find_element(By.ID, "pop-result").text.startswith("Verified"),
+         "the verified proof")
+    wait(browser, lambda d: "verified" == cert_row(d, "fleet CA").find_elements(
+        By.TAG_NAME, "td")[5].text, "the PoP column")
+
     # A device connects (and registers itself); it shows in the live connections.
     dev = server.connect_device(clients, pki.a1)
     go(browser, "devices")
     wait(browser, lambda d: "a1" in text_of(d, "#conns-table tbody tr td:first-child"),
          "a1 in the live connections")
     shots(browser, "devices")
+
+    # Revoke a1 through the tenant CRL (after the page's confirmation).
+    browser.find_element(By.CSS_SELECTOR, '#conns-table tr[data-client="a1"] button.revoke').click()
+    browser.switch_to.alert.accept()
+    wait(browser, lambda d: "revoked" in d.find_element(By.ID, "message").text, "the revocation")
+    r = server.call("GET", "/tenant/trusted-certificates/settings/crl", tenant)
+    assert r.status == 200, r
+    crl = subprocess.run(["openssl", "crl", "-inform", "DER", "-noout", "-text"], input=r.body,
+                         capture_output=True, check=True).stdout.decode().upper()
+    assert pki.a1.serial_hex.upper().lstrip("0") in crl.replace(":", "")
 
     # A refused device: its reason is on the refusals page.
     assert_mosquitto_refused(server.mosquitto_pub(pki.a_expired, "t/x", "m"))
@@ -200,6 +227,11 @@ def test_management_admin_sees_tenants(server, browser, shots, tenant):
     login(browser, server, "management", "admin", ADMIN[1])
     go(browser, "tenants")
     wait(browser, lambda d: "uia" in text_of(d, "#tenants-table td"), "the tenant list")
+    browser.find_element(By.ID, "tenant-id").send_keys("uib")
+    browser.find_element(By.ID, "tenant-pass").send_keys("uib-secret-12")
+    browser.find_element(By.ID, "tenant-submit").click()
+    wait(browser, lambda d: "uib" in text_of(d, "#tenants-table td"), "the new tenant")
+    assert server.call("GET", "/user/currentUser", ("uib/admin", "uib-secret-12")).status == 200
     shots(browser, "tenants")
 
 

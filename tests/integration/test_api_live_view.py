@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from apiserver import ADMIN
 from conftest import TIMEOUT
 from identity_pki import assert_mosquitto_refused, pki, server_fixture  # noqa: F401
 
@@ -59,6 +60,8 @@ def test_connections_list_the_tenants_clients_with_tls_details(server, pki, clie
     assert c["node"]
     assert "b1" not in conns, "tenant A sees tenant B's device"
     assert set(connections(server, b)) == {"b1"}
+    # The management admin may look at any tenant.
+    assert set(connections(server, ADMIN, "&tenant=liveb")) == {"b1"}
     # The search box: a substring of ClientId or CN.
     assert set(connections(server, a, "&q=zzz")) == set()
     dev.disconnect()

@@ -163,8 +163,10 @@ struct broker_count {
     uint8_t kind; /* enum auth_kind */
     uint64_t n;
 };
-/* *out (free()) holds *n counts, sorted by tenant then kind. */
-MUST_USE int broker_client_counts(struct broker *b, struct broker_count **out, size_t *n);
+/* *out (free()) holds *n counts, sorted by tenant then kind; st (may be
+ * NULL) gets broker_stats() taken under the same hold of the lock. */
+MUST_USE int broker_client_counts(struct broker *b, struct broker_count **out, size_t *n,
+                                  struct broker_stats *st);
 /* Writes the broker's metric families in the Prometheus text format. */
 MUST_USE int broker_metrics_write(struct broker *b, FILE *out);
 

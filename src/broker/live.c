@@ -136,11 +136,16 @@ static int by_tenant_kind(const void *a, const void *b)
     return c ? c : (int)x->kind - (int)y->kind;
 }
 
-int broker_client_counts(struct broker *b, struct broker_count **out, size_t *n)
+int broker_client_counts(struct broker *b, struct broker_count **out, size_t *n,
+                         struct broker_stats *st)
 {
     struct count_pass p = {0};
     map_init(&p.by_key);
     pthread_mutex_lock(&b->lock);
+    if (st) {
+        *st = b->stats;
+        st->sessions = b->sessions.count;
+    }
     map_each(&b->sessions, count_client, &p);
     pthread_mutex_unlock(&b->lock);
     map_free(&p.by_key);

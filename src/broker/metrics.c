@@ -1,7 +1,7 @@
 /* The broker's families of GET /metrics: connections by tenant and kind,
  * sessions, retained messages, messages and bytes in and out by QoS, queue
- * drops. Counters are copied under the broker lock (broker_stats, then one
- * pass over the sessions for the counts) and written after it is released. */
+ * drops. Counters are copied under the broker lock, held once for one pass
+ * over the sessions, and written after it is released. */
 #include "broker/internal.h"
 
 #include <stdlib.h>
@@ -41,8 +41,7 @@ int broker_metrics_write(struct broker *b, FILE *out)
     struct broker_stats st;
     struct broker_count *v = NULL;
     size_t n = 0;
-    broker_stats(b, &st);
-    GUARD(broker_client_counts(b, &v, &n));
+    GUARD(broker_client_counts(b, &v, &n, &st));
     write_connections(out, v, n);
     free(v);
     metrics_family(out, "certmq_sessions", "gauge", "sessions, connected or persistent offline");

@@ -310,15 +310,27 @@ static void note_decision(struct auth *a, const struct auth_request *rq,
         return;
     }
     metrics_refusal(res->reason);
-    if (!res->tenant[0] || !a->act) return;
+    if (!a->act) return;
     struct refusal r = {.time = (int64_t)rq->now};
+    const char *tenant = res->tenant;
+    char login_tenant[STORE_TENANT_MAX], user[STORE_NAME_MAX];
+    snprintf(r.cn, sizeof r.cn, "%s", res->identity);
+    /* A refused password login of a user that exists is its tenant's to
+     * see (only existing users: a made-up tenant must not get a ring). */
+    if (!tenant[0] && !rq->leaf && rq->username && a->ti &&
+        auth_split_username(rq->username, rq->username_len, login_tenant, sizeof login_tenant, user,
+                            sizeof user) == 0 &&
+        trust_user_known(a->ti, login_tenant, user)) {
+        tenant = login_tenant;
+        snprintf(r.cn, sizeof r.cn, "%s", user);
+    }
+    if (!tenant[0]) return;
     snprintf(r.remote, sizeof r.remote, "%s", rq->source ? rq->source : "");
     snprintf(r.client_id, sizeof r.client_id, "%.*s",
              (int)(rq->client_id_len < 128 ? rq->client_id_len : 128), rq->client_id);
-    snprintf(r.cn, sizeof r.cn, "%s", res->identity);
     snprintf(r.anchor_fp, sizeof r.anchor_fp, "%s", res->anchor_fp);
     snprintf(r.reason, sizeof r.reason, "%s", res->reason ? res->reason : "");
-    activity_refused(a->act, res->tenant, &r);
+    activity_refused(a->act, tenant, &r);
 }
 
 int auth_connect(struct auth *a, const struct auth_request *rq, struct auth_result *res)

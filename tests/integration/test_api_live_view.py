@@ -173,3 +173,20 @@ def test_a_resumed_session_shows_as_resumed(server, pki, tenants):
         assert c["notAfter"], "a resumed session still knows the certificate"
     finally:
         again.close()
+
+
+def test_refused_password_logins_of_known_users_are_listed(server, clients, tenants):
+    a, _, b = tenants
+    server.user("livea", a, "pwdev", "pwdev-secret-1")
+
+    def login(user, password, client_id):
+        c = clients(client_id, tls={"cafile": server.server_ca}, username=user, password=password)
+        return c.connect(server.mqtt_port, host="localhost", expect_rc=None)
+
+    assert login("livea/pwdev", "wrong-password", "pw-client") == 4
+    assert login("livea/ghost", "wrong-password", "ghost-client") == 4
+    rows = server.call("GET", "/devices/refusals?pageSize=1000", a).json["refusals"]
+    assert rows[0]["cn"] == "pwdev" and rows[0]["reason"] == "bad user name or password", rows
+    assert rows[0]["clientId"] == "pw-client" and rows[0]["anchorFingerprint"] is None
+    assert "ghost" not in {r["cn"] for r in rows}, "an unknown user got into the ring"
+    assert server.call("GET", "/devices/refusals?pageSize=1000", b).json["refusals"] == []

@@ -6,7 +6,9 @@
 'use strict';
 
 (function () {
-  const session = { auth: null, tenant: '', user: '', roles: [] };
+  // view: the tenant the certificate, device and refusal pages show (the
+  // management admin may pick another; options and bulk are the own tenant's).
+  const session = { auth: null, tenant: '', user: '', roles: [], view: '' };
   const $ = (id) => document.getElementById(id);
 
   // ---- helpers
@@ -84,7 +86,8 @@
   }
 
   function day(iso) { return iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : '-'; }
-  const T = () => encodeURIComponent(session.tenant);
+  const T = () => encodeURIComponent(session.view || session.tenant);
+  const tq = () => (session.view ? `&tenant=${encodeURIComponent(session.view)}` : '');
   const isAdmin = () => session.roles.includes('ROLE_TENANT_ADMIN') || isManagement();
   const isManagement = () => session.tenant === 'management' &&
     session.roles.includes('ROLE_TENANT_MANAGEMENT_ADMIN');
@@ -101,6 +104,7 @@
       session.roles = (me.effectiveRoles || []).map((r) => r.id);
       session.tenant = tenant;
       session.user = user;
+      session.view = '';
       if (!isAdmin()) throw new Error('This user may not administer the tenant (no ROLE_TENANT_ADMIN)');
     });
     if (!ok) { session.auth = null; return; }
@@ -112,9 +116,19 @@
     if (location.hash === '#certs') route(); else location.hash = '#certs';
   }
 
+  function setView(tenant) {
+    session.view = tenant === session.tenant ? '' : tenant;
+    $('viewing').hidden = !session.view;
+    $('viewing-tenant').textContent = session.view;
+    location.hash = '#certs';
+    route();
+  }
+
   function logout() {
     session.auth = null;
     session.roles = [];
+    session.view = '';
+    $('viewing').hidden = true;
     $('who').hidden = true;
     $('nav').hidden = true;
     show('', false);
@@ -215,7 +229,7 @@
   async function loadDevices() {
     const q = encodeURIComponent($('device-q').value.trim());
     const days = $('device-days').value.trim();
-    const conns = await api('GET', `/devices/connections?pageSize=2000&q=${q}`);
+    const conns = await api('GET', `/devices/connections?pageSize=2000&q=${q}${tq()}`);
     fill('conns-table', conns.connections.map((c) => el('tr', { 'data-client': c.clientId },
       el('td', {}, c.clientId), el('td', {}, c.cn), el('td', {}, c.kind),
       el('td', {}, c.remoteAddress), el('td', {}, day(c.connectedSince)),
@@ -223,9 +237,9 @@
       el('td', {}, c.cipher || '-'), el('td', {}, c.handshake), el('td', {}, day(c.notAfter)),
       el('td', { class: 'actions' },
         el('button', { class: 'disconnect', onclick: () => disconnect(c.clientId) }, 'Disconnect'),
-        c.serialNumber ? el('button', { class: 'revoke danger',
+        c.serialNumber && !session.view ? el('button', { class: 'revoke danger',
           onclick: () => revoke(c.clientId, c.serialNumber) }, 'Revoke') : ''))));
-    const inv = await api('GET', `/devices?pageSize=2000&q=${q}` +
+    const inv = await api('GET', `/devices?pageSize=2000&q=${q}${tq()}` +
       (days ? `&expiringWithinDays=${encodeURIComponent(days)}` : ''));
     fill('inventory-table', inv.devices.map((d) => el('tr', {},
       el('td', {}, d.id), el('td', {}, d.connected ? 'yes' : 'no'),
@@ -234,7 +248,7 @@
 
   async function disconnect(clientId) {
     await act(async () => {
-      await api('DELETE', `/devices/connections/${encodeURIComponent(clientId)}`);
+      await api('DELETE', `/devices/connections/${encodeURIComponent(clientId)}?${tq().slice(1)}`);
       await loadDevices();
     }, `Disconnected ${clientId}`);
   }
@@ -251,7 +265,7 @@
   // ---- refusals and chain check
 
   async function loadRefusals() {
-    const data = await api('GET', '/devices/refusals?pageSize=1000');
+    const data = await api('GET', `/devices/refusals?pageSize=1000${tq()}`);
     fill('refusals-table', data.refusals.map((r) => el('tr', {},
       el('td', {}, day(r.time)), el('td', {}, r.remoteAddress), el('td', {}, r.clientId),
       el('td', {}, r.cn), el('td', { class: 'mono' }, r.anchorFingerprint || '-'),
@@ -320,7 +334,9 @@
   async function loadTenants() {
     const data = await api('GET', '/tenant/tenants?pageSize=2000');
     fill('tenants-table', data.tenants.map((t) => el('tr', {},
-      el('td', {}, t.id), el('td', {}, t.domain), el('td', {}, t.company), el('td', {}, t.status))));
+      el('td', {}, t.id), el('td', {}, t.domain), el('td', {}, t.company), el('td', {}, t.status),
+      el('td', { class: 'actions' },
+        el('button', { class: 'view', 'data-tenant': t.id, onclick: () => setView(t.id) }, 'View')))));
   }
 
   async function createTenant(ev) {
@@ -356,6 +372,7 @@
   document.addEventListener('DOMContentLoaded', () => {
     $('login-form').addEventListener('submit', login);
     $('logout').addEventListener('click', logout);
+    $('view-own').addEventListener('click', () => setView(session.tenant));
     $('upload-form').addEventListener('submit', uploadCert);
     $('upload-file').addEventListener('change', (e) => {
       if (e.target.files[0]) readInto(e.target.files[0], $('upload-pem'));

@@ -233,6 +233,15 @@ def test_management_admin_sees_tenants(server, browser, shots, tenant):
     wait(browser, lambda d: "uib" in text_of(d, "#tenants-table td"), "the new tenant")
     assert server.call("GET", "/user/currentUser", ("uib/admin", "uib-secret-12")).status == 200
     shots(browser, "tenants")
+    # The management admin looks at tenant uia's certificates and refusals.
+    browser.find_element(By.CSS_SELECTOR, 'button.view[data-tenant="uia"]').click()
+    wait(browser, lambda d: cert_row(d, "fleet CA"), "uia's CA")
+    assert browser.find_element(By.ID, "viewing-tenant").text == "uia"
+    go(browser, "refusals")
+    wait(browser, lambda d: "expired" in text_of(d, "#refusals-table td.reason"), "uia's refusals")
+    browser.find_element(By.ID, "view-own").click()
+    wait(browser, lambda d: cert_row(d, "fleet CA") is None and
+         not d.find_element(By.ID, "viewing").is_displayed(), "the own tenant again")
 
 
 def test_a_device_user_gets_nothing(server, browser, tenant):

@@ -10,7 +10,8 @@ run=(openssl)
 # what the README's walkthrough after `make run` uses (make run installs them)
 walk=(mosquitto-clients curl python3 python3-paho-mqtt python3-jwt)
 test=(libcmocka-dev python3 python3-pytest python3-paho-mqtt python3-cryptography
-      python3-jwt mosquitto mosquitto-clients curl default-jdk-headless)
+      python3-jwt mosquitto mosquitto-clients curl default-jdk-headless
+      chromium chromium-driver python3-selenium)
 
 case "${1:-all}" in
   build) want=("${build[@]}" "${run[@]}") ;;

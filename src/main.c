@@ -18,6 +18,8 @@
 #include "core/datalock.h"
 #include "core/log.h"
 #include "core/seal.h"
+#include "core/metrics.h"
+#include "identity/activity.h"
 #include "identity/auth.h"
 #include "identity/authz.h"
 #include "identity/pwcheck.h"
@@ -67,6 +69,7 @@ struct app {
     struct pwcheck *pwcheck;
     struct seal *seal;
     struct authz *authz;
+    struct activity *activity;
     struct token_service *tokens;
     struct auth *auth;
     struct broker *broker;
@@ -246,6 +249,37 @@ static void on_authz_change(void *arg, const char *tenant)
              tenant, n);
 }
 
+/* ---- the live view and /metrics, from the broker ---- */
+
+static int live_connections(void *arg, const char *tenant, struct broker_conn **out, size_t *n)
+{
+    struct app *app = arg;
+    return broker_connections(app->broker, tenant, out, n);
+}
+
+static int live_disconnect(void *arg, const char *tenant, const char *client_id)
+{
+    struct app *app = arg;
+    int rc = broker_disconnect(app->broker, tenant, client_id);
+    if (rc == 0) log_info("tenant %s: client %s disconnected through the API", tenant, client_id);
+    return rc;
+}
+
+static int metrics_text(void *arg, char **text, size_t *len)
+{
+    struct app *app = arg;
+    FILE *f = open_memstream(text, len);
+    if (!f) return ERR_NOMEM;
+    int rc = broker_metrics_write(app->broker, f);
+    metrics_write(f);
+    if (fclose(f) != 0 && rc == 0) rc = ERR_NOMEM;
+    if (rc < 0) {
+        free(*text);
+        *text = NULL;
+    }
+    return rc;
+}
+
 static int start_apis(struct app *app)
 {
     for (size_t i = 0; i < app->cfg.n_listeners; i++) {
@@ -275,7 +309,13 @@ static int start_apis(struct app *app)
             .authz = app->authz,
             .pwcheck = app->pwcheck,
             .on_authz_change = on_authz_change,
+            .connections = live_connections,
+            .disconnect = live_disconnect,
+            .metrics = metrics_text,
             .hook_arg = app,
+            .activity = app->activity,
+            .metrics_token = app->cfg.metrics_token,
+            .console_dir = app->cfg.console_dir,
         };
         GUARD(api_start(&ac, app->store, app->trust, &app->apis[app->n_apis]));
         app->n_apis++;
@@ -330,6 +370,8 @@ static int app_start(struct app *app)
     };
     GUARD(pwcheck_new(app->trust, &pc, &app->pwcheck));
     GUARD(auth_new(cfg, app->trust, app->store, app->pwcheck, &app->auth));
+    GUARD(activity_new(cfg->refusals_per_tenant, &app->activity));
+    auth_set_activity(app->auth, app->activity);
     struct broker_config bc = {
         .max_inflight = cfg->max_inflight,
         .max_queued = cfg->max_queued,
@@ -375,6 +417,7 @@ static void app_stop(struct app *app)
     if (app->auth) auth_log_counters(app->auth);
     broker_free(app->broker);
     auth_free(app->auth);
+    activity_free(app->activity);
     pwcheck_free(app->pwcheck);
     token_service_free(app->tokens);
     acl_rules_free(&app->static_acl);

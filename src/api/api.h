@@ -14,6 +14,8 @@
 
 #include "core/err.h"
 
+struct activity;
+struct broker_conn;
 struct store;
 struct trust_index;
 struct api;
@@ -64,7 +66,18 @@ struct api_config {
      * NULL: checked on the HTTP thread). */
     struct pwcheck *pwcheck;
     void (*on_authz_change)(void *arg, const char *tenant);
+    /* The live view: a tenant's connected clients (*out: free(), sorted by
+     * ClientId) and closing one (ERR_NOT_FOUND when not connected). May be
+     * NULL (the routes then answer 404). */
+    int (*connections)(void *arg, const char *tenant, struct broker_conn **out, size_t *n);
+    int (*disconnect)(void *arg, const char *tenant, const char *client_id);
+    /* The Prometheus exposition of the broker (*text: free()). May be NULL. */
+    int (*metrics)(void *arg, char **text, size_t *len);
     void *hook_arg;
+    struct activity *activity; /* refusal rings and last-seen; borrowed, may be NULL */
+    const char *metrics_token; /* Bearer token for GET /metrics; NULL or "": none */
+    const char *console_dir;   /* the web console's files; NULL or "": the default */
+    const char *node;          /* this node's name in the live view; NULL: the host name */
 };
 
 /* Starts the listener. st and ti are borrowed and must outlive the api. */

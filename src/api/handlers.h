@@ -50,6 +50,8 @@ struct api {
     /* Requests whose password check is running (login.c). */
     pthread_mutex_t parked_lock;
     struct api_login *parked;
+    char console_dir[512]; /* resolved at start */
+    char node[128];
 };
 
 struct api_req {
@@ -65,6 +67,7 @@ struct api_req {
     char tenant[STORE_TENANT_MAX];
     char user[STORE_NAME_MAX];
     unsigned roles;
+    bool by_metrics_token; /* GET /metrics with the metrics token: no user */
     /* the reply */
     int status;
     char *resp; /* malloc'ed; handed to libmicrohttpd */
@@ -74,6 +77,9 @@ struct api_req {
 };
 
 typedef int (*api_handler)(struct api_req *r);
+
+/* metrics.c: does the request carry the configured metrics token? */
+bool api_metrics_token_ok(const struct api_req *r);
 
 /* Replies: each returns 0 so a handler can `return api_reply_...`. */
 int api_reply_json(struct api_req *r, int status, json_t *j); /* steals j */
@@ -161,6 +167,17 @@ int api_h_pop_code(struct api_req *r);
 int api_h_pop_verify(struct api_req *r);
 int api_h_pop_confirm(struct api_req *r);
 int api_h_token_key(struct api_req *r);
+int api_h_device_list(struct api_req *r);
+int api_h_connection_list(struct api_req *r);
+int api_h_connection_delete(struct api_req *r);
+int api_h_refusal_list(struct api_req *r);
+int api_h_metrics(struct api_req *r);
+
+/* console.c: serves the web console for GET/HEAD requests no route took
+ * ("/" and "/console/<file>"); false when the path is not the console's. */
+bool api_console_serve(struct api_req *r);
+/* The console directory when none is configured. */
+void api_console_default_dir(char *out, size_t cap);
 
 /* pop.c, pure (fuzzed): checks a proof-of-possession body
  * {"proofOfPossessionSignedVerificationCode": "<base64>"} against code and

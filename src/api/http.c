@@ -34,6 +34,12 @@ enum route_early {
     EARLY_REGISTRAR,    /* ROLE_TENANT_ADMIN or ROLE_DEVICE_CONTROL_ADMIN */
 };
 
+/* Every reply, API or console: scripts and styles from this origin only, no
+ * inline script, no framing. */
+#define API_CSP                                                                                    \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
 struct route {
     const char *method;
     const char *path;
@@ -89,6 +95,11 @@ static const struct route routes[] = {
      EARLY_TENANT_ADMIN},
     {"POST", "/devicecontrol/bulkNewDeviceRequests", api_h_bulk_register, EARLY_REGISTRAR},
     {"POST", "/devicecontrol/newDeviceRequests", api_h_single_register, EARLY_NONE},
+    {"GET", "/devices", api_h_device_list, EARLY_NONE},
+    {"GET", "/devices/connections", api_h_connection_list, EARLY_NONE},
+    {"DELETE", "/devices/connections/{clientId}", api_h_connection_delete, EARLY_NONE},
+    {"GET", "/devices/refusals", api_h_refusal_list, EARLY_NONE},
+    {"GET", "/metrics", api_h_metrics, EARLY_NONE},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -421,6 +432,7 @@ static const struct route *find_route(struct api_req *r, char *copy, size_t cap,
         path_known = true;
         if (strcmp(routes[i].method, r->method) == 0) return &routes[i];
     }
+    if (!path_known && api_console_serve(r)) return NULL; /* the console's static files */
     ignore_result(api_reply_error(r, path_known ? 405 : 404,
                                   path_known ? "Method not allowed" : "No such resource"));
     return NULL;
@@ -530,6 +542,12 @@ static void check_head(struct api *a, struct MHD_Connection *conn, struct conn_s
     if (!(cs->route = find_route(r, cs->path, sizeof cs->path, &tenant_seg))) return;
     cs->tenant_seg = tenant_seg;
     cs->f = f;
+    /* GET /metrics also takes the metrics token instead of credentials. */
+    if (cs->route->fn == api_h_metrics && api_metrics_token_ok(r)) {
+        r->by_metrics_token = true;
+        check_head_after_auth(a, cs, 0);
+        return;
+    }
     int rc = authenticate(r, &cs->login);
     if (rc == 1) {
         cs->auth_parked = true;
@@ -583,8 +601,14 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct api_req *r
     }
     r->resp = NULL;
     if (r->ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->ctype);
-    if (r->status == 401)
+    /* The console's fetch() calls say X-Requested-With: no browser login box for them. */
+    if (r->status == 401 && !api_header(r, "X-Requested-With"))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"certmq\"");
+    MHD_add_response_header(resp, "Content-Security-Policy", API_CSP);
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (r->location) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
     if (close) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);

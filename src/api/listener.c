@@ -295,6 +295,14 @@ int api_start(const struct api_config *cfg, struct store *st, struct trust_index
     a->st = st;
     a->ti = ti;
     a->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : API_DEFAULT_MAX_BODY;
+    if (cfg->console_dir && *cfg->console_dir)
+        snprintf(a->console_dir, sizeof a->console_dir, "%s", cfg->console_dir);
+    else
+        api_console_default_dir(a->console_dir, sizeof a->console_dir);
+    if (cfg->node && *cfg->node)
+        snprintf(a->node, sizeof a->node, "%s", cfg->node);
+    else if (gethostname(a->node, sizeof a->node - 1) != 0)
+        snprintf(a->node, sizeof a->node, "certmq");
     a->crl_key = EVP_EC_gen("P-256");
     if (!a->crl_key) return api_free(a, ERR_INTERNAL);
     a->tls = cfg->certfile && *cfg->certfile && cfg->keyfile && *cfg->keyfile;

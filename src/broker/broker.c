@@ -208,6 +208,8 @@ int broker_publish(struct broker *b, struct space *sp, struct msg *m)
 {
     const char *topic = m->data;
     b->stats.msgs_in++;
+    b->stats.msgs_in_qos[m->qos % 3]++;
+    b->stats.bytes_in_qos[m->qos % 3] += m->payload_len;
     if (m->retain) {
         struct msg *old;
         if (b->cfg.on_retain)
@@ -218,7 +220,9 @@ int broker_publish(struct broker *b, struct space *sp, struct msg *m)
         } else {
             m->refs++;
             old = topic_retain_set(sp->tree, topic, m->topic_len, m);
+            if (!old) b->stats.retained++;
         }
+        if (old && m->payload_len == 0 && b->stats.retained) b->stats.retained--;
         msg_unref(old);
     }
     b->gen++;
@@ -261,7 +265,9 @@ int broker_restore_retained(struct broker *b, const char *tenant, const char *to
     struct space *sp = space_get(b, tenant);
     struct msg *m = sp ? msg_new((const uint8_t *)topic, tlen, payload, plen, qos, true) : NULL;
     if (m) {
-        msg_unref(topic_retain_set(sp->tree, topic, tlen, m));
+        struct msg *old = topic_retain_set(sp->tree, topic, tlen, m);
+        if (!old) b->stats.retained++;
+        msg_unref(old);
         rc = 0;
     }
     pthread_mutex_unlock(&b->lock);
@@ -328,6 +334,8 @@ int broker_drain(struct broker *b, struct client *c)
             goto out;
         }
         b->stats.msgs_out++;
+        b->stats.msgs_out_qos[it->qos % 3]++;
+        b->stats.bytes_out_qos[it->qos % 3] += it->msg->payload_len;
         if (it->qos == 0) {
             qitem_free(it);
         } else {

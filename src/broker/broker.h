@@ -10,7 +10,9 @@
 #define CERTMQ_BROKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <openssl/x509.h>
@@ -44,6 +46,14 @@ struct client {
     int pw_verdict;          /* a password check made before CONNECT reached the broker
                                 (auth_request.pw_verdict); 0: none */
     unsigned pw_roles;
+    /* For the live view (broker_connections): set by the network layer
+     * before CONNECT reaches the broker, read under the broker lock. */
+    int64_t since;           /* accept time, Unix seconds */
+    const char *tls_version; /* static text; NULL: plain TCP */
+    const char *cipher;      /* static text; NULL: plain TCP */
+    bool resumed;            /* the TLS session was resumed (no full handshake) */
+    int64_t not_after;       /* the peer certificate's notAfter; 0: none */
+    uint8_t protocol_level;  /* from CONNECT (set by the broker) */
 };
 
 struct broker_config {
@@ -124,7 +134,52 @@ struct broker_stats {
     uint64_t msgs_in;
     uint64_t msgs_out;
     uint64_t msgs_dropped;
+    uint64_t msgs_in_qos[3]; /* PUBLISH routed (wills included), by QoS */
+    uint64_t bytes_in_qos[3];
+    uint64_t msgs_out_qos[3]; /* PUBLISH written to clients, by QoS */
+    uint64_t bytes_out_qos[3];
 };
 void broker_stats(struct broker *b, struct broker_stats *st);
+
+/* ---- the live view (live.c): copies taken in one pass under the lock ---- */
+
+#define BROKER_CLIENT_ID_SHOWN 256 /* longer ClientIds are shown truncated */
+
+/* One connected client as the operator sees it. */
+struct broker_conn {
+    char client_id[BROKER_CLIENT_ID_SHOWN + 1];
+    char identity[128];
+    char anchor_fp[41];
+    char serial[48]; /* device certificate serial (hex), "" when none */
+    char remote[56];
+    char tls_version[16]; /* "" for plain TCP */
+    char cipher[64];
+    int64_t since;
+    int64_t not_after; /* 0: no certificate */
+    uint8_t kind;      /* enum auth_kind */
+    uint8_t protocol_level;
+    bool resumed;
+};
+
+/* The connected clients of tenant ("" is the static/anonymous space),
+ * sorted by ClientId: *out (free()) holds *n entries. */
+MUST_USE int broker_connections(struct broker *b, const char *tenant, struct broker_conn **out,
+                                size_t *n);
+/* Closes the connection of (tenant, client_id), without its will. 0 when one
+ * was closed, ERR_NOT_FOUND when that client is not connected. */
+MUST_USE int broker_disconnect(struct broker *b, const char *tenant, const char *client_id);
+
+/* Connected clients counted by tenant and kind. */
+struct broker_count {
+    char tenant[64];
+    uint8_t kind; /* enum auth_kind */
+    uint64_t n;
+};
+/* *out (free()) holds *n counts, sorted by tenant then kind; st (may be
+ * NULL) gets broker_stats() taken under the same hold of the lock. */
+MUST_USE int broker_client_counts(struct broker *b, struct broker_count **out, size_t *n,
+                                  struct broker_stats *st);
+/* Writes the broker's metric families in the Prometheus text format. */
+MUST_USE int broker_metrics_write(struct broker *b, FILE *out);
 
 #endif

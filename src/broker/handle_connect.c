@@ -173,6 +173,7 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
     c->keepalive = p->keepalive;
     if (max_ka && (p->keepalive == 0 || p->keepalive > max_ka)) c->keepalive = (uint16_t)max_ka;
     c->state = CLIENT_ACTIVE;
+    c->protocol_level = p->protocol_level;
     /* 3.1 has no session-present flag: its CONNACK's first byte is reserved. */
     GUARD_GOTO(rc, mqtt_encode_connack(&c->out, present && !v31, MQTT_CONNACK_ACCEPTED), out);
     s->gated = who.kind == AUTH_CERTIFICATE_DEVICE;

@@ -125,6 +125,13 @@ static const struct option options[] = {
            "the end of its previous request)"),
     G_LONG("http_max_connections_per_ip", http_max_connections_per_ip, 1, 100000, 32,
            "concurrent HTTP connections from one source address"),
+    G_LONG("refusals_per_tenant", refusals_per_tenant, 0, 100000, 1000,
+           "refused connection attempts kept in memory per tenant for GET /devices/refusals"),
+    G_STR("metrics_token", metrics_token, "",
+          "Bearer token that may read GET /metrics besides the management admin (empty: none)"),
+    G_STR("console_dir", console_dir, "",
+          "directory of the web console's files (empty: the source tree's web/ when run from "
+          "the build directory, else the installed share/certmq/web)"),
     {"listener", OPT_STR, false, 0, 0, 0, 0, 0, NULL, NULL,
      "PORT [ADDR]: starts a listener block (options below apply to it)"},
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),

@@ -63,6 +63,9 @@ struct config {
     long http_max_body_total;
     long http_header_timeout;
     long http_max_connections_per_ip;
+    long refusals_per_tenant;
+    char metrics_token[128];
+    char console_dir[512];
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };

@@ -17,6 +17,8 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "identity/activity.h"
 #include "identity/policy.h"
 #include "identity/pwcheck.h"
 #include "identity/trust.h"
@@ -56,6 +58,7 @@ struct auth {
     struct trust_index *ti;
     struct store *st;
     struct pwcheck *pw;
+    struct activity *act; /* NULL: no refusal rings, no last-seen */
     atomic_ulong refused[R_COUNT];
 };
 
@@ -301,7 +304,63 @@ static int password_login(struct auth *a, const struct auth_request *rq, struct 
     return claim_client_id(a, rq, res);
 }
 
+static int auth_decide(struct auth *a, const struct auth_request *rq, struct auth_result *res);
+
+void auth_set_activity(struct auth *a, struct activity *act)
+{
+    a->act = act;
+}
+
+/* The certificate's notAfter as Unix seconds, 0 when unreadable. */
+static int64_t not_after_of(X509 *x)
+{
+    struct tm tm;
+    if (!x || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1) return 0;
+    return (int64_t)timegm(&tm);
+}
+
+/* The refusal ring, the per-reason metric and the device's last-seen time. */
+static void note_decision(struct auth *a, const struct auth_request *rq,
+                          const struct auth_result *res)
+{
+    if (res->connack_rc == 0) {
+        if (res->kind == AUTH_CERTIFICATE_DEVICE)
+            activity_seen(a->act, res->tenant, res->identity, (int64_t)rq->now,
+                          not_after_of(rq->leaf));
+        return;
+    }
+    metrics_refusal(res->reason);
+    if (!a->act) return;
+    struct refusal r = {.time = (int64_t)rq->now};
+    const char *tenant = res->tenant;
+    char login_tenant[STORE_TENANT_MAX], user[STORE_NAME_MAX];
+    snprintf(r.cn, sizeof r.cn, "%s", res->identity);
+    /* A refused password login of a user that exists is its tenant's to
+     * see (only existing users: a made-up tenant must not get a ring). */
+    if (!tenant[0] && !rq->leaf && rq->username && a->ti &&
+        auth_split_username(rq->username, rq->username_len, login_tenant, sizeof login_tenant, user,
+                            sizeof user) == 0 &&
+        trust_user_known(a->ti, login_tenant, user)) {
+        tenant = login_tenant;
+        snprintf(r.cn, sizeof r.cn, "%s", user);
+    }
+    if (!tenant[0]) return;
+    snprintf(r.remote, sizeof r.remote, "%s", rq->source ? rq->source : "");
+    snprintf(r.client_id, sizeof r.client_id, "%.*s",
+             (int)(rq->client_id_len < 128 ? rq->client_id_len : 128), rq->client_id);
+    snprintf(r.anchor_fp, sizeof r.anchor_fp, "%s", res->anchor_fp);
+    snprintf(r.reason, sizeof r.reason, "%s", res->reason ? res->reason : "");
+    activity_refused(a->act, tenant, &r);
+}
+
 int auth_connect(struct auth *a, const struct auth_request *rq, struct auth_result *res)
+{
+    int rc = auth_decide(a, rq, res);
+    if (rc == 0) note_decision(a, rq, res);
+    return rc;
+}
+
+static int auth_decide(struct auth *a, const struct auth_request *rq, struct auth_result *res)
 {
     memset(res, 0, sizeof *res);
     if (rq->leaf) {

@@ -15,6 +15,7 @@
 #include "core/err.h"
 #include "identity/revocation.h"
 
+struct activity;
 struct config;
 struct auth;
 struct pwcheck;
@@ -68,6 +69,10 @@ struct auth_result {
 MUST_USE int auth_new(const struct config *cfg, struct trust_index *ti, struct store *st,
                       struct pwcheck *pw, struct auth **out);
 void auth_free(struct auth *a);
+
+/* Refusals with a tenant go to act's rings, accepted devices to its
+ * last-seen table (act is borrowed; call before the workers start). */
+void auth_set_activity(struct auth *a, struct activity *act);
 
 /* Decides one CONNECT. Always fills res; returns 0 when a decision was
  * made (accepted or refused: see res->connack_rc), negative on an internal

@@ -426,6 +426,16 @@ bool trust_device_registered(struct trust_index *ti, const char *tenant, const c
     return r;
 }
 
+bool trust_user_known(struct trust_index *ti, const char *tenant, const char *name)
+{
+    char key[KEY_MAX];
+    size_t klen = mkkey(key, tenant, name, NULL);
+    trust_read_lock(ti);
+    bool r = klen && map_get(&ti->users, key, klen) != NULL;
+    trust_read_unlock(ti);
+    return r;
+}
+
 size_t trust_device_count(struct trust_index *ti)
 {
     trust_read_lock(ti);

@@ -70,6 +70,8 @@ size_t trust_device_count(struct trust_index *ti);
 MUST_USE int trust_register_device(struct trust_index *ti, struct store *st, const char *tenant,
                                    const char *cn, bool *created);
 
+/* Is (tenant, name) a user, with or without a password? */
+bool trust_user_known(struct trust_index *ti, const char *tenant, const char *name);
 /* Password users: (tenant, name) -> hash and roles; "" hash removes. */
 MUST_USE int trust_user_put(struct trust_index *ti, const char *tenant, const char *name,
                             const char *pw_hash, unsigned roles);

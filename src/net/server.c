@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "identity/auth.h"
 #include "identity/revocation.h"
+#include "core/metrics.h"
 #include "mqtt/codec.h"
 #include "identity/pwcheck.h"
 #include "net/addr.h"
@@ -71,6 +72,7 @@ struct conn {
     struct buf in;
     uint64_t deadline_ms; /* handshake or CONNECT deadline; 0 once connected */
     uint64_t last_rx_ms;
+    uint64_t accept_us; /* for the handshake latency histogram */
 };
 
 struct worker {
@@ -106,6 +108,13 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 int server_worker_count(const struct config *cfg)
@@ -318,6 +327,8 @@ static void conn_accept(struct worker *w, struct listener *l, int fd, const stru
     snprintf(c->cl.peer, sizeof c->cl.peer, "%s:%d", host, port);
     uint64_t now = now_ms();
     c->last_rx_ms = now;
+    c->accept_us = now_us();
+    c->cl.since = (int64_t)time(NULL);
     if (l->cfg.certfile[0]) {
         pthread_mutex_lock(&l->lock);
         c->ssl = SSL_new(l->ctx);
@@ -510,6 +521,19 @@ static int conn_input(struct conn *c, const uint8_t *data, size_t len, bool *abn
     return 0;
 }
 
+/* What the live view and the metrics show of a finished handshake. */
+static void conn_note_tls(struct conn *c)
+{
+    c->cl.tls_version = SSL_get_version(c->ssl);
+    c->cl.cipher = SSL_get_cipher_name(c->ssl);
+    c->cl.resumed = SSL_session_reused(c->ssl);
+    c->cl.not_after = 0;
+    struct tm tm;
+    if (c->cl.leaf && ASN1_TIME_to_tm(X509_get0_notAfter(c->cl.leaf), &tm) == 1)
+        c->cl.not_after = (int64_t)timegm(&tm);
+    metrics_tls_handshake(c->cl.resumed, now_us() - c->accept_us);
+}
+
 static void conn_handshake(struct conn *c)
 {
     ERR_clear_error();
@@ -520,6 +544,7 @@ static void conn_handshake(struct conn *c)
         c->cl.leaf = SSL_get0_peer_certificate(c->ssl);
         c->cl.chain = SSL_get_peer_cert_chain(c->ssl);
         c->cl.chain_proven = tls_session_chain_proven(c->ssl);
+        conn_note_tls(c);
         return;
     }
     int e = SSL_get_error(c->ssl, r);

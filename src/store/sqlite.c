@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 
 /* Schema migrations: entry i brings the database from version i to i+1. */
 static const char *const migrations[] = {
@@ -185,6 +186,7 @@ struct store {
     pthread_mutex_t mu;
     sqlite3_stmt *stmts[Q_COUNT];
     int version;
+    uint64_t op_start_us; /* under mu: when the running operation asked for it */
 };
 
 static const char *const role_names[STORE_ROLE_COUNT] = {
@@ -399,14 +401,27 @@ int store_schema_version(struct store *st)
     return st->version;
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Every operation runs between lock() and unlock(): its latency, waiting
+ * for the connection included, goes to the store histogram of /metrics. */
 static void lock(struct store *st)
 {
+    uint64_t t0 = mono_us();
     pthread_mutex_lock(&st->mu);
+    st->op_start_us = t0;
 }
 
 static void unlock(struct store *st)
 {
+    uint64_t took = mono_us() - st->op_start_us;
     pthread_mutex_unlock(&st->mu);
+    metrics_store_op(took);
 }
 
 static int64_t now_s(void)

@@ -38,7 +38,7 @@ static void print_man(FILE *f)
 }
 
 /* Uncomments every "#name value" line whose name is an option and whose
- * value is not a placeholder path. */
+ * value is not a placeholder (a path, or VALUE for an empty default). */
 static char *switch_on_defaults(const char *text)
 {
     char *out = calloc(1, strlen(text) + 1), *o = out;
@@ -49,7 +49,7 @@ static char *switch_on_defaults(const char *text)
         for (size_t i = 0; line[0] == '#' && config_option_doc(i, &d); i++) {
             size_t k = strlen(d.name);
             if (!strncmp(line + 1, d.name, k) && line[1 + k] == ' ' &&
-                !memmem(line, n, "/etc/certmq/FILE", 16))
+                !memmem(line, n, "/etc/certmq/FILE", 16) && !memmem(line, n, " VALUE", 6))
                 on = true;
         }
         memcpy(o, line + on, n - on);

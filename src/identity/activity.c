@@ -1,0 +1,165 @@
+/* Refusal rings and device last-seen times (see activity.h). Rings grow
+ * by doubling up to ring_size, so a tenant with few refusals holds little. */
+#include "identity/activity.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/map.h"
+
+struct ring {
+    struct refusal *v;
+    size_t cap;  /* allocated slots, <= ring_size */
+    size_t n;    /* filled slots */
+    size_t next; /* slot the next refusal goes to (once n == ring_size) */
+};
+
+struct activity {
+    pthread_mutex_t lock;
+    size_t ring_size;
+    struct map rings; /* tenant -> struct ring */
+    struct map seen;  /* tenant \x01 cn -> struct device_seen */
+};
+
+int activity_new(long ring_size, struct activity **out)
+{
+    struct activity *a = calloc(1, sizeof *a);
+    if (!a) return ERR_NOMEM;
+    pthread_mutex_init(&a->lock, NULL);
+    a->ring_size = ring_size > 0 ? (size_t)ring_size : 0;
+    map_init(&a->rings);
+    map_init(&a->seen);
+    *out = a;
+    return 0;
+}
+
+static void free_ring(const char *key, void *value, void *arg)
+{
+    (void)key;
+    (void)arg;
+    struct ring *r = value;
+    free(r->v);
+    free(r);
+}
+
+static void free_value(const char *key, void *value, void *arg)
+{
+    (void)key;
+    (void)arg;
+    free(value);
+}
+
+void activity_free(struct activity *a)
+{
+    if (!a) return;
+    map_each(&a->rings, free_ring, NULL);
+    map_free(&a->rings);
+    map_each(&a->seen, free_value, NULL);
+    map_free(&a->seen);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+static struct ring *ring_get(struct activity *a, const char *tenant)
+{
+    struct ring *r = map_get(&a->rings, tenant, strlen(tenant));
+    if (r) return r;
+    r = calloc(1, sizeof *r);
+    if (r && map_put(&a->rings, tenant, strlen(tenant), r, NULL) < 0) {
+        free(r);
+        r = NULL;
+    }
+    return r;
+}
+
+/* Room for one more while the ring is below ring_size. */
+static bool ring_grow(struct ring *r, size_t max)
+{
+    if (r->n < r->cap) return true;
+    size_t cap = r->cap ? r->cap * 2 : 16;
+    if (cap > max) cap = max;
+    struct refusal *v = realloc(r->v, cap * sizeof *v);
+    if (!v) return false;
+    r->v = v;
+    r->cap = cap;
+    return true;
+}
+
+void activity_refused(struct activity *a, const char *tenant, const struct refusal *rf)
+{
+    if (!a || !a->ring_size || !tenant || !tenant[0]) return;
+    pthread_mutex_lock(&a->lock);
+    struct ring *r = ring_get(a, tenant);
+    if (r && r->n < a->ring_size) {
+        if (ring_grow(r, a->ring_size)) {
+            r->v[r->n++] = *rf;
+            r->next = r->n % a->ring_size;
+        }
+    } else if (r) {
+        r->v[r->next] = *rf;
+        r->next = (r->next + 1) % a->ring_size;
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
+int activity_refusals(struct activity *a, const char *tenant, struct refusal **out, size_t *n)
+{
+    int rc = 0;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&a->lock);
+    struct ring *r = map_get(&a->rings, tenant, strlen(tenant));
+    if (r && r->n) {
+        struct refusal *v = malloc(r->n * sizeof *v);
+        if (!v) {
+            rc = ERR_NOMEM;
+            goto out;
+        }
+        /* The newest is just before next (the ring wraps once full). */
+        size_t newest = (r->next + r->n - 1) % r->n;
+        for (size_t i = 0; i < r->n; i++) v[i] = r->v[(newest + r->n - i) % r->n];
+        *out = v;
+        *n = r->n;
+    }
+out:
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+void activity_seen(struct activity *a, const char *tenant, const char *cn, int64_t now,
+                   int64_t not_after)
+{
+    if (!a) return;
+    char key[256];
+    int kl = snprintf(key, sizeof key, "%s\x01%s", tenant, cn);
+    if (kl < 0 || (size_t)kl >= sizeof key) return;
+    pthread_mutex_lock(&a->lock);
+    struct device_seen *d = map_get(&a->seen, key, (size_t)kl);
+    if (!d) {
+        d = calloc(1, sizeof *d);
+        if (d && map_put(&a->seen, key, (size_t)kl, d, NULL) < 0) {
+            free(d);
+            d = NULL;
+        }
+    }
+    if (d) {
+        d->last_seen = now;
+        d->not_after = not_after;
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
+bool activity_device(struct activity *a, const char *tenant, const char *cn,
+                     struct device_seen *out)
+{
+    char key[256];
+    int kl = snprintf(key, sizeof key, "%s\x01%s", tenant, cn);
+    if (!a || kl < 0 || (size_t)kl >= sizeof key) return false;
+    pthread_mutex_lock(&a->lock);
+    struct device_seen *d = map_get(&a->seen, key, (size_t)kl);
+    if (d) *out = *d;
+    pthread_mutex_unlock(&a->lock);
+    return d != NULL;
+}

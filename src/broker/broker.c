@@ -231,7 +231,10 @@ int broker_publish(struct broker *b, struct space *sp, struct msg *m)
     for (size_t i = 0; i < b->n_hits; i++) {
         struct session *s = b->hits[i];
         uint8_t qos = m->qos < s->match_qos ? m->qos : s->match_qos;
-        if (s->acl_recheck && !session_may_read(s, m)) continue;
+        if (s->acl_recheck && !session_may_read(s, m)) {
+            b->stats.acl_denied_delivery++;
+            continue;
+        }
         session_enqueue(b, s, m, qos, false);
     }
     return 0;

@@ -138,6 +138,9 @@ struct broker_stats {
     uint64_t bytes_in_qos[3];
     uint64_t msgs_out_qos[3]; /* PUBLISH written to clients, by QoS */
     uint64_t bytes_out_qos[3];
+    /* topic authorization: PUBLISHes dropped, SUBSCRIBE filters refused,
+     * deliveries withheld (a subscription allowed for some topics only) */
+    uint64_t acl_denied_publish, acl_denied_subscribe, acl_denied_delivery;
 };
 void broker_stats(struct broker *b, struct broker_stats *st);
 

@@ -105,6 +105,7 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish
         /* 3.1.1 has no negative PUBACK: acknowledged, delivered to nobody. */
         log_debug("client %s: publish to '%.*s' denied by authorization rules", s->client_id,
                   (int)p->topic.len, (const char *)p->topic.p);
+        b->stats.acl_denied_publish++;
     } else if (rc == 0 && topic_levels((const char *)p->topic.p, p->topic.len) >
                               (size_t)b->cfg.max_topic_levels) {
         /* Dropped as a refused publish is in 3.1.1: acknowledged, delivered

@@ -59,7 +59,10 @@ static void send_retained(void *value, void *arg)
 {
     struct retained_ctx *r = arg;
     struct msg *m = value;
-    if (!session_may_read(r->s, m)) return;
+    if (!session_may_read(r->s, m)) {
+        r->b->stats.acl_denied_delivery++;
+        return;
+    }
     session_enqueue(r->b, r->s, m, m->qos < r->qos ? m->qos : r->qos, true);
 }
 
@@ -78,6 +81,7 @@ static uint8_t subscribe_one(struct broker *b, struct session *s, struct mqtt_by
     if (v == ACL_DENIED) {
         log_debug("client %s: subscription to '%.*s' denied by authorization rules", s->client_id,
                   (int)f.len, (const char *)f.p);
+        b->stats.acl_denied_subscribe++;
         return MQTT_SUBACK_FAILURE;
     }
     if (v == ACL_PER_TOPIC) s->acl_recheck = true;

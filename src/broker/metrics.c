@@ -57,5 +57,14 @@ int broker_metrics_write(struct broker *b, FILE *out)
     metrics_family(out, "certmq_queue_drops_total", "counter",
                    "messages dropped: queue full, or QoS 0 for an offline session");
     fprintf(out, "certmq_queue_drops_total %llu\n", (unsigned long long)st.msgs_dropped);
+    metrics_family(out, "certmq_authorization_denied_total", "counter",
+                   "topic authorization refusals: PUBLISHes dropped, SUBSCRIBE filters refused, "
+                   "deliveries withheld");
+    fprintf(out,
+            "certmq_authorization_denied_total{action=\"publish\"} %llu\n"
+            "certmq_authorization_denied_total{action=\"subscribe\"} %llu\n"
+            "certmq_authorization_denied_total{action=\"deliver\"} %llu\n",
+            (unsigned long long)st.acl_denied_publish, (unsigned long long)st.acl_denied_subscribe,
+            (unsigned long long)st.acl_denied_delivery);
     return 0;
 }

@@ -5,7 +5,7 @@
 # isolation between tenants. Real devices (mosquitto_pub, paho) over mutual TLS.
 import pytest
 
-from apiserver import assert_json_error
+from apiserver import ADMIN, assert_json_error
 from identity_pki import pki, server_fixture  # noqa: F401
 
 server = server_fixture("identity-authorization")
@@ -152,3 +152,22 @@ def test_rules_and_roles_survive_a_restart(server, tenant):
     assert server.call("GET", RULES, tenant["admin"]).json["rules"] == before
     r = server.call("GET", "/user/authz/users/dash/authorization-roles", tenant["admin"])
     assert r.json["roles"] == ["dashboard"]
+
+
+def denied(server, action):
+    r = server.call("GET", "/metrics", ADMIN)
+    assert r.status == 200, r
+    for line in r.body.decode().splitlines():
+        if line.startswith(f'certmq_authorization_denied_total{{action="{action}"}}'):
+            return int(line.split()[-1])
+    raise AssertionError(f"no {action} line in /metrics")
+
+
+def test_denials_are_counted_in_metrics(server, pki, tenant, clients):
+    before = {a: denied(server, a) for a in ("publish", "subscribe")}
+    plain = server.password_client(clients, tenant["plain"], "plain-metrics")
+    plain.connect(server.mqtt_port, host="localhost")
+    assert plain.subscribe("telemetry/#", 1) == (0x80,)
+    plain.publish("telemetry/x", "not allowed", qos=1)
+    assert denied(server, "subscribe") == before["subscribe"] + 1
+    assert denied(server, "publish") == before["publish"] + 1

@@ -277,25 +277,76 @@ int api_paging(struct api_req *r, size_t *page, size_t *size)
     return 0;
 }
 
+struct query_ctx {
+    char *out;
+    size_t cap, len;
+};
+
+static void query_put(struct query_ctx *q, const char *s)
+{
+    for (; *s && q->len + 4 < q->cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (isalnum(c) || strchr("-._~", c))
+            q->out[q->len++] = (char)c;
+        else
+            q->len += (size_t)snprintf(q->out + q->len, q->cap - q->len, "%%%02X", c);
+    }
+    q->out[q->len] = 0;
+}
+
+static void query_sep(struct query_ctx *q, char c)
+{
+    if (q->len + 2 < q->cap) {
+        q->out[q->len++] = c;
+        q->out[q->len] = 0;
+    }
+}
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    struct query_ctx *q = cls;
+    if (!strcmp(key, "pageSize") || !strcmp(key, "currentPage")) return MHD_YES;
+    query_sep(q, '&');
+    query_put(q, key);
+    if (value) {
+        query_sep(q, '=');
+        query_put(q, value);
+    }
+    return MHD_YES;
+}
+
+/* The request's other query arguments (filters), for the paging links. */
+static void page_filters(const struct api_req *r, char *out, size_t cap)
+{
+    struct query_ctx q = {out, cap, 0};
+    out[0] = 0;
+    if (r->conn) MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+}
+
 json_t *api_page(const struct api_req *r, const char *key, json_t *items, size_t page, size_t size,
                  size_t total)
 {
+    char filters[1024];
+    page_filters(r, filters, sizeof filters);
     json_t *j = json_object();
     json_object_set_new(j, key, items);
     size_t pages = total ? (total + size - 1) / size : 0;
     json_object_set_new(j, "statistics",
                         json_pack("{s:I, s:I, s:I}", "currentPage", (json_int_t)page, "pageSize",
                                   (json_int_t)size, "totalPages", (json_int_t)pages));
-    char *self = api_url(r, "%s?pageSize=%zu&currentPage=%zu", r->path, size, page);
+    char *self = api_url(r, "%s?pageSize=%zu&currentPage=%zu%s", r->path, size, page, filters);
     if (self) json_object_set_new(j, "self", json_string(self));
     free(self);
     if (page < pages) {
-        char *next = api_url(r, "%s?pageSize=%zu&currentPage=%zu", r->path, size, page + 1);
+        char *next =
+            api_url(r, "%s?pageSize=%zu&currentPage=%zu%s", r->path, size, page + 1, filters);
         if (next) json_object_set_new(j, "next", json_string(next));
         free(next);
     }
     if (page > 1) {
-        char *prev = api_url(r, "%s?pageSize=%zu&currentPage=%zu", r->path, size, page - 1);
+        char *prev =
+            api_url(r, "%s?pageSize=%zu&currentPage=%zu%s", r->path, size, page - 1, filters);
         if (prev) json_object_set_new(j, "prev", json_string(prev));
         free(prev);
     }

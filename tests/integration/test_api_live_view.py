@@ -116,6 +116,10 @@ def test_inventory_has_last_seen_and_not_after_and_filters_expiry(server, pki, c
     assert "a4" not in {d["id"] for d in r.json["devices"]}, r
     r = server.call("GET", "/devices?pageSize=100&expiringWithinDays=400", a)
     assert "a4" in {d["id"] for d in r.json["devices"]}, r
+    # The paging links keep the filter.
+    r = server.call("GET", "/devices?pageSize=1&expiringWithinDays=400", a)
+    assert "expiringWithinDays=400" in r.json["self"], r.json
+    assert "next" not in r.json or "expiringWithinDays=400" in r.json["next"], r.json
     r = server.call("GET", "/devices?expiringWithinDays=soon", a)
     assert r.status == 422, r
     dev.disconnect()

@@ -198,19 +198,25 @@ def test_route_role_and_length_are_decided_on_the_headers(srv):
 def test_bodies_of_all_connections_share_one_bound(srv):
     admin = basic(*ADMIN)
 
-    def start_upload(length):
+    def start_upload(length, expect):
+        """A POST whose head is sent; with expect, waits for the server's
+        100 Continue: its head was accepted and its budget taken."""
         s = raw_conn(srv.port)
         s.sendall(f"POST /tenant/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: {admin}\r\n"
-                  f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
-                  .encode() + b"{")
+                  f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+                  f"{'Expect: 100-continue' + chr(13) + chr(10) if expect else ''}\r\n"
+                  .encode())
+        if expect:
+            assert status_of(read_head(s)) == 100
+        s.sendall(b"{")
         return s
 
     # The budget is taken once the caller is known: with the password
     # verified (and so cached) first, the uploads are judged in order.
     assert srv.call("GET", "/user/currentUser", ADMIN).status == 200
-    held = [start_upload(3 << 20), start_upload(3 << 20)]  # 6 of 8 MiB promised
+    held = [start_upload(3 << 20, True), start_upload(3 << 20, True)]  # 6 of 8 MiB promised
     try:
-        third = start_upload(3 << 20)
+        third = start_upload(3 << 20, False)
         assert status_of(read_head(third)) == 503
         third.close()
     finally:

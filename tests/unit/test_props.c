@@ -20,7 +20,7 @@ static int parse_raw(const uint8_t *p, size_t n, enum mqtt_props_where where,
     uint8_t buf[512];
     assert_true(n < 128);
     buf[0] = (uint8_t)n;
-    memcpy(buf + 1, p, n);
+    if (n) memcpy(buf + 1, p, n);
     struct rd r = rd_make(buf, n + 1);
     int rc = mqtt_props_parse(&r, where, out);
     if (rc == 0) assert_int_equal(rd_left(&r), 0);

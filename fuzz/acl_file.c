@@ -18,7 +18,10 @@ static void check(const struct acl_rules *r, const struct acl_client *c, const c
         bool read = acl_may(m, ACL_READ, topic, tlen);
         enum acl_verdict v = acl_may_subscribe(m, topic, tlen);
         if (v != (read ? ACL_ALLOWED : ACL_DENIED)) __builtin_trap();
-        (void)acl_may(m, ACL_WRITE, topic, tlen);
+        bool write = acl_may(m, ACL_WRITE, topic, tlen);
+        /* The remembered answer is the rules' answer, twice in a row. */
+        if (acl_may_publish(m, topic, tlen) != write || acl_may_publish(m, topic, tlen) != write)
+            __builtin_trap();
     } else if (tlen && topic_filter_valid(topic, tlen)) {
         (void)acl_may_subscribe(m, topic, tlen);
     }

@@ -101,7 +101,7 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish
     size_t tlen;
     int rc = devtopic_in(s, (const char *)p->topic.p, p->topic.len, DEVTOPIC_PUBLISH, topic,
                          sizeof topic, &tlen);
-    if (rc == 0 && !acl_may(s->acl, ACL_WRITE, (const char *)p->topic.p, p->topic.len)) {
+    if (rc == 0 && !acl_may_publish(s->acl, (const char *)p->topic.p, p->topic.len)) {
         /* 3.1.1 has no negative PUBACK: acknowledged, delivered to nobody. */
         log_debug("client %s: publish to '%.*s' denied by authorization rules", s->client_id,
                   (int)p->topic.len, (const char *)p->topic.p);

@@ -23,8 +23,15 @@ struct crule {
     char *filter;
 };
 
+#define LAST_TOPIC_MAX 64 /* publish topics up to this long are remembered */
+
 struct acl_matcher {
     bool default_allow;
+    /* The last PUBLISH topic decided, and the answer: a client publishes to
+     * the same few topics again and again. */
+    bool last_allow;
+    uint8_t last_len; /* 0: none */
+    char last[LAST_TOPIC_MAX];
     size_t n;
     struct crule r[];
 };
@@ -362,6 +369,19 @@ bool acl_may(const struct acl_matcher *m, enum acl_action a, const char *topic, 
         if (r->all || topic_matches(r->filter, r->len, topic, len)) return r->allow;
     }
     return m->default_allow;
+}
+
+bool acl_may_publish(struct acl_matcher *m, const char *topic, size_t len)
+{
+    if (!m) return true;
+    if (len && len == m->last_len && !memcmp(m->last, topic, len)) return m->last_allow;
+    bool ok = acl_may(m, ACL_WRITE, topic, len);
+    if (len && len <= LAST_TOPIC_MAX) {
+        memcpy(m->last, topic, len);
+        m->last_len = (uint8_t)len;
+        m->last_allow = ok;
+    }
+    return ok;
 }
 
 /* The next level of a filter at *pos: its bytes in *lv and *lvlen; false at

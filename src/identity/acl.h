@@ -76,6 +76,10 @@ size_t acl_matcher_size(const struct acl_matcher *m);
 /* May the client do action on this topic name? NULL matcher: yes. */
 bool acl_may(const struct acl_matcher *m, enum acl_action a, const char *topic, size_t len);
 
+/* acl_may for a PUBLISH, answering a repeated topic from the matcher's
+ * memory of the last one (the matcher's owner serialises its calls). */
+bool acl_may_publish(struct acl_matcher *m, const char *topic, size_t len);
+
 enum acl_verdict { ACL_DENIED, ACL_ALLOWED, ACL_PER_TOPIC };
 /* A SUBSCRIBE's filter: allowed for every topic it matches, denied for
  * every one, or decided per topic (acl_may on each message delivered). */

@@ -179,6 +179,22 @@ static void test_acl_parse_errors_name_the_line(void **state)
     assert_int_equal(acl_file_parse(nul, sizeof nul - 1, true, &r, err, sizeof err), ERR_INVALID);
 }
 
+static void test_acl_publish_answers_agree_with_the_rules_when_remembered(void **state)
+{
+    (void)state;
+    struct acl_matcher *m = compile("topic write a/#\ntopic deny a/secret\n", false, NULL, "c");
+    const char *topics[] = {"a/x", "a/x", "a/secret", "a/secret", "a/x", "b", "b", "a/x"};
+    for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
+        assert_int_equal(acl_may_publish(m, topics[i], strlen(topics[i])),
+                         may(m, ACL_WRITE, topics[i]));
+    char longer[100];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[0] = 'a', longer[1] = '/', longer[sizeof longer - 1] = 0;
+    assert_true(acl_may_publish(m, longer, strlen(longer)));
+    assert_false(acl_may_publish(m, "a/secret", 8));
+    acl_matcher_free(m);
+}
+
 static void test_acl_no_matcher_allows_everything(void **state)
 {
     (void)state;
@@ -196,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_acl_unsafe_values_fail_closed),
         cmocka_unit_test(test_acl_subscribe_verdicts),
         cmocka_unit_test(test_acl_parse_errors_name_the_line),
+        cmocka_unit_test(test_acl_publish_answers_agree_with_the_rules_when_remembered),
         cmocka_unit_test(test_acl_no_matcher_allows_everything),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -83,6 +83,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def terminate(proc, timeout=10):
+    """SIGTERM, then SIGKILL if the process has not exited within timeout;
+    returns its exit status."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def unique_topic(prefix="t"):
     return f"{prefix}/{uuid.uuid4().hex[:12]}"
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import CERTMQ_BIN, REPO, TIMEOUT, free_port
+from conftest import CERTMQ_BIN, REPO, TIMEOUT, free_port, terminate
 
 pytestmark = pytest.mark.certmq_only
 
@@ -161,10 +161,5 @@ def test_unit_exec_start_listens_and_reloads(dest, tmp_path, certs):
             time.sleep(0.05)
         assert (data / "certmq.db").is_file() and (data / "lock").is_file()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
+        rc = terminate(proc)
     assert rc == 0, log.read_text()

@@ -17,7 +17,7 @@ import pytest
 from apiserver import ApiServer, make_tenant, upload_ca
 from conftest import (CERTMQ_BIN, SANITIZER_MARKERS, TIMEOUT, RawClient,
                       free_port, mosquitto_pub, publish_packet, subscribe_packet,
-                      unique_topic)
+                      terminate, unique_topic)
 from test_pki import forge_device
 
 CONNACK_OK = b"\x20\x02\x00\x00"
@@ -602,12 +602,7 @@ def test_readme_from_zero_to_a_connected_device(tmp_path):
             sub.kill()
             sub.communicate()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
+        rc = terminate(proc)
     err = (tmp_path / "broker.err").read_text(errors="replace")
     assert rc == 0, err[-3000:]
     for marker in SANITIZER_MARKERS:

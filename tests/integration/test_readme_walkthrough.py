@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import CERTMQ_BIN, SANITIZER_MARKERS
+from conftest import CERTMQ_BIN, SANITIZER_MARKERS, terminate
 from test_pki_broker import ZERO_TO_DEVICE, _start_like_make_run
 
 README = (os.path.join(os.path.dirname(__file__), "..", "..", "README.md"))
@@ -68,12 +68,7 @@ def test_readme_walkthrough(tmp_path):
                            text=True, timeout=120, env=env)
         assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
+        rc = terminate(proc)
     text = r.stdout.replace(" ", "")
     # tokens: the bearer call is sensor-1's device user, the key checks the JWT
     assert '"userName":"device_sensor-1"' in text, r.stdout

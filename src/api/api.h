@@ -31,16 +31,16 @@ struct api_config {
     const char *certfile; /* both set: HTTPS; else plain HTTP */
     const char *keyfile;
     const char *keyfile_password_file; /* NULL or "": keyfile is not encrypted */
-    size_t max_body_bytes;     /* request body limit; 0: API_DEFAULT_MAX_BODY */
-    unsigned max_connections;  /* concurrent HTTP connections; 0: 256 */
-    unsigned timeout_s;        /* idle HTTP connection timeout; 0: 30 s */
-    unsigned threads;          /* request threads (epoll each); 0: 4 */
-    size_t max_body_total;     /* bodies of all connections together; 0: 256 MiB */
-    unsigned header_timeout_s; /* time to send a request's headers; 0: 10 s */
-    unsigned max_per_ip;       /* connections from one address; 0: 32 */
-    int max_chain_length;      /* for verify-cert-chain; <2: policy default */
-    bool require_ca_in_chain;  /* for verify-cert-chain, as the broker */
-    bool allow_v1_leaf;        /* for verify-cert-chain, as the broker */
+    size_t max_body_bytes;             /* request body limit; 0: API_DEFAULT_MAX_BODY */
+    unsigned max_connections;          /* concurrent HTTP connections; 0: 256 */
+    unsigned timeout_s;                /* idle HTTP connection timeout; 0: 30 s */
+    unsigned threads;                  /* request threads (epoll each); 0: 4 */
+    size_t max_body_total;             /* bodies of all connections together; 0: 256 MiB */
+    unsigned header_timeout_s;         /* time to send a request's headers; 0: 10 s */
+    unsigned max_per_ip;               /* connections from one address; 0: 32 */
+    int max_chain_length;              /* for verify-cert-chain; <2: policy default */
+    bool require_ca_in_chain;          /* for verify-cert-chain, as the broker */
+    bool allow_v1_leaf;                /* for verify-cert-chain, as the broker */
     /* Called after a trusted certificate was disabled, enabled, changed or
      * deleted (still_enabled false for delete): the broker closes the
      * connections that anchor admitted when !still_enabled. May be NULL. */

@@ -51,9 +51,11 @@ static const char *const migrations[] = {
     "ALTER TABLE token_keys ADD COLUMN priv_sealed BLOB;",
     /* 5: topic authorization: each tenant's ordered rules as one JSON
      * document, and the named roles assigned to users and devices */
-    "CREATE TABLE IF NOT EXISTS authz_rules(tenant TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,"
+    "CREATE TABLE IF NOT EXISTS authz_rules(tenant TEXT PRIMARY KEY REFERENCES tenants(id) ON "
+    "DELETE CASCADE,"
     " rules TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS authz_roles(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
+    "CREATE TABLE IF NOT EXISTS authz_roles(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE "
+    "CASCADE,"
     " user TEXT NOT NULL, roles TEXT NOT NULL, PRIMARY KEY(tenant, user));",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))

@@ -91,6 +91,9 @@ struct broker_config {
 MUST_USE int broker_new(const struct broker_config *cfg, struct broker **out);
 void broker_free(struct broker *b);
 
+/* The peer's address without its port (what failure limits count by). */
+void broker_client_source(const struct client *c, char *out, size_t cap);
+
 /* Handles one parsed packet from c. A negative return means the connection
  * must be closed (protocol violation or refused CONNECT, whose CONNACK is
  * already in c->out). */

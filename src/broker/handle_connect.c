@@ -15,8 +15,7 @@ static int refuse(struct client *c, uint8_t rc)
     return ERR_NOT_AUTHORIZED;
 }
 
-/* The peer's address without its port: what failure limits count by. */
-static void client_source(const struct client *c, char *out, size_t cap)
+void broker_client_source(const struct client *c, char *out, size_t cap)
 {
     snprintf(out, cap, "%s", c->peer);
     char *colon = strrchr(out, ':');
@@ -107,7 +106,7 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect
     }
 
     char source[sizeof c->peer];
-    client_source(c, source, sizeof source);
+    broker_client_source(c, source, sizeof source);
     struct auth_request rq = {
         .listener_ca = c->listener_ca,
         .leaf = c->leaf,

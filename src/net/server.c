@@ -407,9 +407,7 @@ static bool conn_auth_defer(struct conn *c, const struct mqtt_connect *p)
     if (!pw || c->cl.leaf || c->cl.pw_verdict || !p->has_username || !p->has_password ||
         !memchr(login, '/', p->username.len))
         return false;
-    snprintf(source, sizeof source, "%s", c->cl.peer);
-    char *colon = strrchr(source, ':');
-    if (colon) *colon = 0;
+    broker_client_source(&c->cl, source, sizeof source);
     const char *pwd = (const char *)p->password.p;
     int q =
         pwcheck_quick(pw, source, login, p->username.len, pwd, p->password.len, &c->cl.pw_roles);

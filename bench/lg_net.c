@@ -212,7 +212,7 @@ int lg_queue_connect(struct lg *lg, struct lg_conn *c)
         .keepalive = (uint16_t)lg->o.keepalive,
         .client_id = {(const uint8_t *)id, (uint16_t)strlen(id)},
     };
-    return mqtt_encode_connect(&c->out, &cn);
+    return mqtt_encode_connect(&c->out, &cn, NULL, NULL);
 }
 
 /* Writes buffered packets, at most one TLS record per SSL_write. Returns 0
@@ -243,7 +243,7 @@ static int conn_dispatch(struct lg *lg, struct lg_conn *c)
         int rc = mqtt_frame(buf_head(&c->in), buf_used(&c->in), LG_MAX_PACKET, &flen);
         if (rc <= 0) return rc;
         struct mqtt_packet p;
-        GUARD(mqtt_parse(buf_head(&c->in), flen, &p));
+        GUARD(mqtt_parse(buf_head(&c->in), flen, 4, &p));
         rc = lg_on_packet(lg, c, &p);
         buf_consume(&c->in, flen);
         if (rc != LG_CONTINUE) return rc;
@@ -304,7 +304,7 @@ static int conn_establish(struct lg *lg, struct lg_conn *c, uint32_t events)
 static void conn_finish(struct lg *lg, struct lg_conn *c, int rc)
 {
     if (rc == LG_CLOSE) {
-        if (mqtt_encode_disconnect(&c->out) == 0) ignore_result(conn_flush(c));
+        if (mqtt_encode_disconnect(&c->out, 0, NULL) == 0) ignore_result(conn_flush(c));
         (void)SSL_shutdown(c->ssl);
         rc = 0;
     }

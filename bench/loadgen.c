@@ -68,7 +68,7 @@ static int on_connack(struct lg *lg, struct lg_conn *c, const struct mqtt_packet
         int n = snprintf(topic, sizeof topic, "bench/%d", c->idx);
         struct mqtt_bytes f = {(const uint8_t *)topic, (uint16_t)n};
         uint8_t qos = (uint8_t)lg->o.qos;
-        GUARD(mqtt_encode_subscribe(&c->out, 1, &f, &qos, 1));
+        GUARD(mqtt_encode_subscribe(&c->out, 1, &f, &qos, 1, NULL));
         /* A device announces itself on s/us before anything is delivered to
          * it (the platform rule certmq enforces; elsewhere a plain publish). */
         struct mqtt_publish hello = {.topic = {(const uint8_t *)"s/us", 4}};
@@ -87,7 +87,7 @@ static int on_connack(struct lg *lg, struct lg_conn *c, const struct mqtt_packet
  * number and CLOCK_MONOTONIC send time (same process, so comparable). */
 static int on_message(struct lg *lg, struct lg_conn *c, const struct mqtt_publish *m)
 {
-    if (m->qos == 1) GUARD(mqtt_encode_ack(&c->out, MQTT_PUBACK, m->packet_id));
+    if (m->qos == 1) GUARD(mqtt_encode_ack(&c->out, MQTT_PUBACK, m->packet_id, 0, NULL));
     if (m->payload_len < 16) return ERR_MALFORMED;
     uint64_t seq, sent;
     memcpy(&seq, m->payload, 8);

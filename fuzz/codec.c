@@ -150,8 +150,8 @@ static int encode_list(struct buf *b, const struct mqtt_packet *pkt)
     size_t pos = 0, n = 0;
     while (n < l->count && mqtt_topic_next(l, &pos, &f[n], &q[n])) n++;
     CHECK(n == l->count);
-    int rc = pkt->type == MQTT_SUBSCRIBE ? mqtt_encode_subscribe(b, l->packet_id, f, q, n)
-                                         : mqtt_encode_unsubscribe(b, l->packet_id, f, n);
+    int rc = pkt->type == MQTT_SUBSCRIBE ? mqtt_encode_subscribe(b, l->packet_id, f, q, n, NULL)
+                                         : mqtt_encode_unsubscribe(b, l->packet_id, f, n, NULL);
     free(f);
     free(q);
     return rc;
@@ -160,21 +160,22 @@ static int encode_list(struct buf *b, const struct mqtt_packet *pkt)
 static int encode(struct buf *b, const struct mqtt_packet *pkt)
 {
     switch (pkt->type) {
-    case MQTT_CONNECT: return mqtt_encode_connect(b, &pkt->connect);
-    case MQTT_CONNACK: return mqtt_encode_connack(b, pkt->connack.session_present, pkt->connack.rc);
+    case MQTT_CONNECT: return mqtt_encode_connect(b, &pkt->connect, NULL, NULL);
+    case MQTT_CONNACK:
+        return mqtt_encode_connack(b, pkt->connack.session_present, pkt->connack.rc, NULL);
     case MQTT_PUBLISH: return mqtt_encode_publish(b, &pkt->publish);
     case MQTT_SUBSCRIBE:
     case MQTT_UNSUBSCRIBE: return encode_list(b, pkt);
     case MQTT_SUBACK:
-        return mqtt_encode_suback(b, pkt->list.packet_id, pkt->list.p, pkt->list.count);
+        return mqtt_encode_suback(b, pkt->list.packet_id, pkt->list.p, pkt->list.count, NULL);
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBREL:
     case MQTT_PUBCOMP:
-    case MQTT_UNSUBACK: return mqtt_encode_ack(b, pkt->type, pkt->packet_id);
+    case MQTT_UNSUBACK: return mqtt_encode_ack(b, pkt->type, pkt->packet_id, 0, NULL);
     case MQTT_PINGREQ: return mqtt_encode_pingreq(b);
     case MQTT_PINGRESP: return mqtt_encode_pingresp(b);
-    case MQTT_DISCONNECT: return mqtt_encode_disconnect(b);
+    case MQTT_DISCONNECT: return mqtt_encode_disconnect(b, 0, NULL);
     }
     return ERR_INTERNAL;
 }
@@ -201,7 +202,7 @@ static void round_trip(const uint8_t *frame, size_t len, const struct mqtt_packe
     CHECK(encode(&b, pkt) == 0);
     CHECK(mqtt_frame(buf_head(&b), buf_used(&b), buf_used(&b), &fl) == 1);
     CHECK(fl == buf_used(&b));
-    CHECK(mqtt_parse(buf_head(&b), fl, &again) == 0);
+    CHECK(mqtt_parse(buf_head(&b), fl, 4, &again) == 0);
     struct mqtt_packet want = *pkt;
     if (want.type == MQTT_CONNECT) want.flags = 0;
     CHECK(packet_eq(&want, &again));
@@ -240,7 +241,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         struct mqtt_packet pkt;
-        rc = mqtt_parse(p, fl, &pkt);
+        rc = mqtt_parse(p, fl, 4, &pkt);
         CHECK(rc == 0 || rc == ERR_MALFORMED || rc == ERR_PROTO_VERSION);
         CHECK(rc != ERR_PROTO_VERSION || p[0] >> 4 == MQTT_CONNECT);
         if (rc == 0) {

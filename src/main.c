@@ -379,6 +379,13 @@ static int app_start(struct app *app)
         .max_subscriptions = cfg->max_subscriptions,
         .max_subscription_bytes = cfg->max_subscription_bytes,
         .session_expiry = cfg->session_expiry,
+        .max_session_expiry =
+            cfg->max_session_expiry < 0 ? cfg->session_expiry : cfg->max_session_expiry,
+        .max_message_expiry = cfg->max_message_expiry,
+        .max_topic_alias = cfg->max_topic_alias,
+        .max_receive = cfg->max_receive,
+        .max_packet_size = cfg->max_packet_size,
+        .shared_subscriptions = cfg->shared_subscriptions,
         .max_keepalive = cfg->max_keepalive,
         .allow_anonymous = cfg->allow_anonymous,
         .auth = app->auth,

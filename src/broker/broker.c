@@ -12,17 +12,20 @@
 #define DRAIN_HIGH_WATER (256 * 1024)
 
 struct msg *msg_new(const uint8_t *topic, size_t tlen, const uint8_t *payload, size_t plen,
-                    uint8_t qos, bool retain)
+                    uint8_t qos, bool retain, const uint8_t *props, size_t props_len)
 {
-    struct msg *m = malloc(sizeof *m + tlen + plen);
+    struct msg *m = malloc(sizeof *m + tlen + plen + props_len);
     if (!m) return NULL;
     m->refs = 1;
     m->qos = qos;
     m->retain = retain;
     m->topic_len = (uint16_t)tlen;
+    m->props_len = (uint32_t)props_len;
+    m->expire_at = 0;
     m->payload_len = plen;
     memcpy(m->data, topic, tlen);
     if (plen) memcpy(m->data + tlen, payload, plen);
+    if (props_len) memcpy(m->data + tlen + plen, props, props_len);
     return m;
 }
 
@@ -99,6 +102,7 @@ static void free_space_cb(const char *key, void *value, void *arg)
     (void)key;
     (void)arg;
     struct space *sp = value;
+    share_free_all(sp);
     topic_retain_clear(sp->tree, free_retained, NULL);
     topic_tree_free(sp->tree);
     free(sp->tenant);
@@ -133,6 +137,7 @@ struct space *space_get(struct broker *b, const char *tenant)
     if (!sp) return NULL;
     sp->tenant = strdup(tenant);
     sp->tree = topic_tree_new();
+    map_init(&sp->shares);
     if (!sp->tenant || !sp->tree || map_put(&b->spaces, tenant, len, sp, NULL) < 0) {
         topic_tree_free(sp->tree);
         free(sp->tenant);
@@ -142,13 +147,21 @@ struct space *space_get(struct broker *b, const char *tenant)
     return sp;
 }
 
+void session_del_sub(struct session *s, struct sub *sub)
+{
+    if (sub->share)
+        share_leave(s->space, sub->share, s);
+    else
+        topic_unsubscribe(s->space->tree, sub->filter, sub->len, s);
+    s->sub_bytes -= sub->cost;
+    free(sub->filter);
+    *sub = s->subs[--s->n_subs];
+}
+
 /* Removes the session from the registry and the topic tree and frees it. */
 void session_free(struct broker *b, struct session *s)
 {
-    for (unsigned i = 0; i < s->n_subs; i++) {
-        topic_unsubscribe(s->space->tree, s->subs[i].filter, s->subs[i].len, s);
-        free(s->subs[i].filter);
-    }
+    while (s->n_subs) session_del_sub(s, &s->subs[s->n_subs - 1]);
     free(s->subs);
     qlist_clear(&s->inflight);
     qlist_clear(&s->queue);
@@ -162,23 +175,34 @@ void session_free(struct broker *b, struct session *s)
     free(s);
 }
 
-void session_enqueue(struct broker *b, struct session *s, struct msg *m, uint8_t qos, bool retain)
+static bool msg_expired(const struct msg *m, time_t now)
 {
-    if ((!s->client && qos == 0) || s->queue.count >= (unsigned)b->cfg.max_queued) {
+    return m->expire_at && now >= m->expire_at;
+}
+
+void session_enqueue(struct broker *b, struct session *s, struct msg *m, const struct delivery *d)
+{
+    if ((!s->client && d->qos == 0) || s->queue.count >= (unsigned)b->cfg.max_queued) {
         b->stats.msgs_dropped++;
         return;
     }
-    struct qitem *it = malloc(sizeof *it);
+    if (msg_expired(m, time(NULL))) {
+        b->stats.msgs_expired++;
+        return;
+    }
+    struct qitem *it = malloc(sizeof *it + d->n_ids * sizeof it->sub_ids[0]);
     if (!it) {
         b->stats.msgs_dropped++;
         return;
     }
     it->msg = m;
     m->refs++;
-    it->qos = qos;
+    it->qos = d->qos;
     it->state = Q_QUEUED;
     it->packet_id = 0;
-    it->retain = retain;
+    it->retain = d->retain;
+    it->n_ids = d->n_ids;
+    if (d->n_ids) memcpy(it->sub_ids, d->sub_ids, d->n_ids * sizeof it->sub_ids[0]);
     bool was_empty = s->queue.count == 0;
     qlist_push(&s->queue, it);
     if (s->client && was_empty) b->cfg.wake(s->client);
@@ -188,6 +212,16 @@ static void collect_hit(void *subscriber, uint8_t qos, void *arg)
 {
     struct broker *b = arg;
     struct session *s = subscriber;
+    if (share_is(subscriber)) {
+        uint32_t id;
+        s = share_pick(subscriber, &qos, &id);
+        if (!s) return;
+        s->share_gen = b->gen;
+        s->share_qos = qos;
+        s->share_id = id;
+        if (s->match_gen == b->gen) return;
+        qos = 0; /* its own subscriptions are weighed in session_detail */
+    }
     if (s->match_gen == b->gen) {
         if (qos > s->match_qos) s->match_qos = qos;
         return;
@@ -204,7 +238,61 @@ static void collect_hit(void *subscriber, uint8_t qos, void *arg)
     b->hits[b->n_hits++] = s;
 }
 
-int broker_publish(struct broker *b, struct space *sp, struct msg *m)
+/* How m reaches s when s has subscriptions with 5.0 options or a shared
+ * one: the best QoS over the matching filters that No Local leaves, the
+ * RETAIN flag (Retain As Published), and their identifiers. false when
+ * none is left. ids has room for n_subs + 1. */
+static bool session_detail(struct broker *b, const struct session *s, const struct msg *m,
+                           const struct session *from, struct delivery *d, uint32_t *ids)
+{
+    int best = -1;
+    d->retain = false;
+    d->n_ids = 0;
+    for (unsigned i = 0; i < s->n_subs; i++) {
+        const struct sub *sub = &s->subs[i];
+        if (sub->share || ((sub->opts & MQTT_SUB_NO_LOCAL) && s == from)) continue;
+        if (!topic_matches(sub->filter, sub->len, m->data, m->topic_len)) continue;
+        if (sub->qos > best) best = sub->qos;
+        if (sub->opts & MQTT_SUB_RETAIN_AS_PUB) d->retain = m->retain;
+        if (sub->id) ids[d->n_ids++] = sub->id;
+    }
+    if (s->share_gen == b->gen) {
+        if (s->share_qos > best) best = s->share_qos;
+        if (s->share_id) ids[d->n_ids++] = s->share_id;
+    }
+    if (best < 0) return false;
+    d->qos = m->qos < best ? m->qos : (uint8_t)best;
+    d->sub_ids = ids;
+    return true;
+}
+
+/* Queues m for one session the tree matched; returns 1 when queued. */
+static int deliver_one(struct broker *b, struct session *s, struct msg *m,
+                       const struct session *from)
+{
+    struct delivery d = {m->qos < s->match_qos ? m->qos : s->match_qos, false, 0, NULL};
+    uint32_t small[16], *ids = small;
+    int rc = 0;
+    if (s->sub_detail || s->share_gen == b->gen) {
+        if (s->n_subs + 1 > 16) ids = malloc((s->n_subs + 1) * sizeof *ids);
+        if (!ids) {
+            b->stats.msgs_dropped++;
+            return 0;
+        }
+        if (!session_detail(b, s, m, from, &d, ids)) goto out;
+    }
+    if (s->acl_recheck && !session_may_read(s, m)) {
+        b->stats.acl_denied_delivery++;
+        goto out;
+    }
+    session_enqueue(b, s, m, &d);
+    rc = 1;
+out:
+    if (ids != small) free(ids);
+    return rc;
+}
+
+int broker_publish(struct broker *b, struct space *sp, struct msg *m, const struct session *from)
 {
     const char *topic = m->data;
     b->stats.msgs_in++;
@@ -228,16 +316,9 @@ int broker_publish(struct broker *b, struct space *sp, struct msg *m)
     b->gen++;
     b->n_hits = 0;
     topic_match(sp->tree, topic, m->topic_len, collect_hit, b);
-    for (size_t i = 0; i < b->n_hits; i++) {
-        struct session *s = b->hits[i];
-        uint8_t qos = m->qos < s->match_qos ? m->qos : s->match_qos;
-        if (s->acl_recheck && !session_may_read(s, m)) {
-            b->stats.acl_denied_delivery++;
-            continue;
-        }
-        session_enqueue(b, s, m, qos, false);
-    }
-    return 0;
+    int queued = 0;
+    for (size_t i = 0; i < b->n_hits; i++) queued += deliver_one(b, b->hits[i], m, from);
+    return queued;
 }
 
 bool session_may_read(const struct session *s, const struct msg *m)
@@ -252,11 +333,12 @@ void session_deliver_direct(struct broker *b, struct session *s, struct msg *m)
 {
     int best = -1;
     for (unsigned i = 0; i < s->n_subs; i++)
-        if (topic_matches(s->subs[i].filter, s->subs[i].len, m->data, m->topic_len) &&
+        if (!s->subs[i].share &&
+            topic_matches(s->subs[i].filter, s->subs[i].len, m->data, m->topic_len) &&
             s->subs[i].qos > best)
             best = s->subs[i].qos;
-    if (best >= 0 && session_may_read(s, m))
-        session_enqueue(b, s, m, m->qos < best ? m->qos : (uint8_t)best, false);
+    struct delivery d = {m->qos < best ? m->qos : (uint8_t)best, false, 0, NULL};
+    if (best >= 0 && session_may_read(s, m)) session_enqueue(b, s, m, &d);
 }
 
 int broker_restore_retained(struct broker *b, const char *tenant, const char *topic, size_t tlen,
@@ -266,7 +348,8 @@ int broker_restore_retained(struct broker *b, const char *tenant, const char *to
     int rc = ERR_NOMEM;
     pthread_mutex_lock(&b->lock);
     struct space *sp = space_get(b, tenant);
-    struct msg *m = sp ? msg_new((const uint8_t *)topic, tlen, payload, plen, qos, true) : NULL;
+    struct msg *m =
+        sp ? msg_new((const uint8_t *)topic, tlen, payload, plen, qos, true, NULL, 0) : NULL;
     if (m) {
         struct msg *old = topic_retain_set(sp->tree, topic, tlen, m);
         if (!old) b->stats.retained++;
@@ -283,7 +366,25 @@ static uint16_t next_packet_id(struct session *s)
     return s->next_id;
 }
 
-static int send_publish(struct client *c, const struct qitem *it, bool dup)
+/* The properties of a PUBLISH to a 5.0 client: what the message carried,
+ * the time left of its expiry, and the identifiers of the matching
+ * subscriptions. */
+static void publish_props(struct mqtt_props *pr, const struct qitem *it, time_t now)
+{
+    const struct msg *m = it->msg;
+    pr->tail = msg_props(m);
+    pr->tail_len = m->props_len;
+    if (m->expire_at) {
+        pr->has |= 1ull << MQTT_PROP_MESSAGE_EXPIRY;
+        pr->message_expiry = m->expire_at > now ? (uint32_t)(m->expire_at - now) : 1;
+    }
+    pr->sub_ids = it->sub_ids;
+    pr->n_sub_ids = it->n_ids;
+}
+
+/* Writes one PUBLISH for c. Returns 1 without writing it when it exceeds
+ * the client's Maximum Packet Size (it counts as delivered, 3.1.2.11.4). */
+static int send_publish(struct client *c, const struct qitem *it, bool dup, time_t now)
 {
     size_t tlen;
     const char *topic = devtopic_out(c->session, it->msg->data, it->msg->topic_len, &tlen);
@@ -296,18 +397,92 @@ static int send_publish(struct client *c, const struct qitem *it, bool dup)
         .payload = msg_payload(it->msg),
         .payload_len = it->msg->payload_len,
     };
+    if (!client_v5(c)) return mqtt_encode_publish(&c->out, &p);
+    struct mqtt_props pr;
+    memset(&pr, 0, sizeof pr);
+    publish_props(&pr, it, now);
+    if (c->max_packet_out && mqtt_publish_size(tlen, p.payload_len, p.qos,
+                                               mqtt_props_wire_size(&pr)) > c->max_packet_out)
+        return 1;
+    bool send_topic;
+    uint16_t alias = alias_out(c, topic, tlen, &send_topic);
+    if (alias) {
+        pr.has |= 1ull << MQTT_PROP_TOPIC_ALIAS;
+        pr.topic_alias = alias;
+        if (!send_topic) p.topic.len = 0;
+    }
+    p.props = &pr;
     return mqtt_encode_publish(&c->out, &p);
+}
+
+static int send_pubrel(struct client *c, uint16_t id)
+{
+    return mqtt_encode_ack(&c->out, MQTT_PUBREL, id, 0, client_v5(c) ? &mqtt_props_none : NULL);
 }
 
 /* Resends everything in flight after a reconnect (DUP set on PUBLISH). */
 int broker_resend_inflight(struct broker *b, struct client *c)
 {
     (void)b;
+    time_t now = time(NULL);
     for (struct qitem *it = c->session->inflight.head; it; it = it->next) {
         if (it->state == Q_WAIT_PUBCOMP)
-            GUARD(mqtt_encode_ack(&c->out, MQTT_PUBREL, it->packet_id));
+            GUARD(send_pubrel(c, it->packet_id));
         else
-            GUARD(send_publish(c, it, true));
+            GUARD(send_publish(c, it, true, now));
+    }
+    return 0;
+}
+
+void broker_say_goodbye(struct client *c, uint8_t reason)
+{
+    if (!client_v5(c) || c->state != CLIENT_ACTIVE || c->said_goodbye) return;
+    c->said_goodbye = mqtt_encode_disconnect(&c->out, reason, &mqtt_props_none) == 0;
+}
+
+uint8_t broker_close_reason(const struct client *c, int rc)
+{
+    if (c->close_reason) return c->close_reason;
+    switch (rc) {
+    case ERR_MALFORMED: return MQTT_RC_MALFORMED;
+    case ERR_PROTO: return MQTT_RC_PROTOCOL_ERROR;
+    case ERR_TOO_LARGE: return MQTT_RC_PACKET_TOO_LARGE;
+    case ERR_LIMIT: return MQTT_RC_QUOTA_EXCEEDED;
+    case ERR_NOT_AUTHORIZED: return MQTT_RC_NOT_AUTHORIZED;
+    default: return MQTT_RC_UNSPECIFIED;
+    }
+}
+
+/* c was kicked: a 5.0 client is told why (0x87 unless the kick said). */
+static int kicked(struct client *c)
+{
+    broker_say_goodbye(c, c->close_reason ? c->close_reason : MQTT_RC_NOT_AUTHORIZED);
+    return ERR_CLOSED;
+}
+
+/* Writes one queued item; it moves in flight, or is done with. */
+static int drain_one(struct broker *b, struct client *c, struct qitem *it, time_t now)
+{
+    struct session *s = c->session;
+    if (it->qos > 0) it->packet_id = next_packet_id(s);
+    int rc = send_publish(c, it, false, now);
+    if (rc < 0) {
+        qitem_free(it);
+        return rc;
+    }
+    if (rc == 1) {
+        b->stats.msgs_too_large++;
+        qitem_free(it);
+        return 0;
+    }
+    b->stats.msgs_out++;
+    b->stats.msgs_out_qos[it->qos % 3]++;
+    b->stats.bytes_out_qos[it->qos % 3] += it->msg->payload_len;
+    if (it->qos == 0) {
+        qitem_free(it);
+    } else {
+        it->state = it->qos == 1 ? Q_WAIT_PUBACK : Q_WAIT_PUBREC;
+        qlist_push(&s->inflight, it);
     }
     return 0;
 }
@@ -317,7 +492,7 @@ int broker_drain(struct broker *b, struct client *c)
     int rc = 0;
     pthread_mutex_lock(&b->lock);
     if (c->kicked) {
-        rc = ERR_CLOSED;
+        rc = kicked(c);
         goto out;
     }
     struct session *s = c->session;
@@ -326,46 +501,69 @@ int broker_drain(struct broker *b, struct client *c)
         s->resend_pending = false;
         GUARD_GOTO(rc, broker_resend_inflight(b, c), out);
     }
+    time_t now = time(NULL);
     while (s->queue.head && buf_used(&c->out) < DRAIN_HIGH_WATER) {
         struct qitem *it = s->queue.head;
-        if (it->qos > 0 && s->inflight.count >= (unsigned)b->cfg.max_inflight) break;
+        if (it->qos > 0 && s->inflight.count >= c->inflight_max) break;
         qlist_pop(&s->queue);
-        if (it->qos > 0) it->packet_id = next_packet_id(s);
-        rc = send_publish(c, it, false);
-        if (rc < 0) {
+        if (msg_expired(it->msg, now)) {
+            b->stats.msgs_expired++;
             qitem_free(it);
-            goto out;
+            continue;
         }
-        b->stats.msgs_out++;
-        b->stats.msgs_out_qos[it->qos % 3]++;
-        b->stats.bytes_out_qos[it->qos % 3] += it->msg->payload_len;
-        if (it->qos == 0) {
-            qitem_free(it);
-        } else {
-            it->state = it->qos == 1 ? Q_WAIT_PUBACK : Q_WAIT_PUBREC;
-            qlist_push(&s->inflight, it);
-        }
+        GUARD_GOTO(rc, drain_one(b, c, it, now), out);
     }
 out:
     pthread_mutex_unlock(&b->lock);
     return rc;
 }
 
+void session_will_fire(struct broker *b, struct session *s)
+{
+    if (s->will && s->will_expiry) s->will->expire_at = time(NULL) + s->will_expiry;
+    if (s->will) ignore_result(broker_publish(b, s->space, s->will, NULL));
+    msg_unref(s->will);
+    s->will = NULL;
+    s->will_at = 0;
+}
+
+void session_end(struct broker *b, struct session *s)
+{
+    if (s->will_at) session_will_fire(b, s);
+    session_free(b, s);
+    b->stats.sessions--;
+}
+
+/* The connection of s ended abnormally: its will goes out now, or after its
+ * delay when the session outlives the connection (a reconnect within the
+ * delay cancels it, 3.1.3.2.2). */
+static void will_on_close(struct broker *b, struct session *s, time_t now)
+{
+    if (!s->will) return;
+    if (!s->will_delay || !s->expiry) {
+        session_will_fire(b, s);
+        return;
+    }
+    /* Whole seconds, rounded up: never before the delay. */
+    uint32_t delay = s->will_delay < s->expiry ? s->will_delay : s->expiry;
+    s->will_at = now + delay + 1;
+}
+
 void broker_close(struct broker *b, struct client *c, bool abnormal)
 {
     pthread_mutex_lock(&b->lock);
     struct session *s = c->session;
+    time_t now = time(NULL);
     if (s && s->client == c) {
         b->stats.clients--;
         s->client = NULL;
-        if (abnormal && s->will && !c->kicked) {
-            ignore_result(broker_publish(b, s->space, s->will));
+        if ((abnormal || c->will_on_disconnect) && !c->kicked) will_on_close(b, s, now);
+        if (!s->will_at) {
+            msg_unref(s->will);
+            s->will = NULL;
         }
-        msg_unref(s->will);
-        s->will = NULL;
-        if (s->clean) {
-            session_free(b, s);
-            b->stats.sessions--;
+        if (s->expiry == 0) {
+            session_end(b, s);
         } else {
             /* Offline sessions keep QoS 1/2 only; in-flight QoS 0 is gone. */
             struct qlist keep = {0};
@@ -377,26 +575,32 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
                     qitem_free(it);
             }
             s->queue = keep;
-            s->offline_since = time(NULL);
+            s->offline_since = now;
         }
     }
+    alias_free(c);
     c->session = NULL;
     c->state = CLIENT_GONE;
     pthread_mutex_unlock(&b->lock);
 }
 
 struct expire_ctx {
+    struct broker *b;
     struct session **v;
     size_t n, cap;
-    time_t cutoff;
+    time_t now;
 };
 
+/* Fires due delayed wills and collects sessions past their expiry. */
 static void collect_expired(const char *key, void *value, void *arg)
 {
     (void)key;
     struct expire_ctx *e = arg;
     struct session *s = value;
-    if (s->client || !s->offline_since || s->offline_since > e->cutoff) return;
+    if (s->client || !s->offline_since) return;
+    if (s->will_at && e->now >= s->will_at) session_will_fire(e->b, s);
+    /* Whole seconds: it ends after its interval, never before. */
+    if (s->expiry == SESSION_FOREVER || e->now - s->offline_since <= (time_t)s->expiry) return;
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 16;
         struct session **v = realloc(e->v, cap * sizeof *v);
@@ -409,11 +613,10 @@ static void collect_expired(const char *key, void *value, void *arg)
 
 int broker_expire_sessions(struct broker *b, time_t now)
 {
-    if (b->cfg.session_expiry <= 0) return 0;
-    struct expire_ctx e = {NULL, 0, 0, now - b->cfg.session_expiry};
+    struct expire_ctx e = {b, NULL, 0, 0, now};
     pthread_mutex_lock(&b->lock);
     map_each(&b->sessions, collect_expired, &e);
-    for (size_t i = 0; i < e.n; i++) session_free(b, e.v[i]);
+    for (size_t i = 0; i < e.n; i++) session_end(b, e.v[i]);
     pthread_mutex_unlock(&b->lock);
     free(e.v);
     return (int)e.n;
@@ -445,10 +648,7 @@ int session_set_acl(struct broker *b, struct session *s, struct acl_matcher *m)
         }
         log_info("client %s: subscription to '%.*s' dropped: no longer allowed", s->client_id,
                  (int)len, f);
-        topic_unsubscribe(s->space->tree, sub->filter, sub->len, s);
-        s->sub_bytes -= sub->cost;
-        free(sub->filter);
-        *sub = s->subs[--s->n_subs];
+        session_del_sub(s, sub);
         dropped++;
     }
     (void)b;
@@ -499,6 +699,7 @@ static void kick_cb(const char *key, void *value, void *arg)
     struct session *s = value;
     if (s->client && !s->client->kicked && k->pred(&s->who, k->arg)) {
         s->client->kicked = true;
+        s->client->close_reason = MQTT_RC_NOT_AUTHORIZED;
         k->b->cfg.wake(s->client);
         k->n++;
     }
@@ -544,7 +745,37 @@ static int dispatch_first(struct broker *b, struct client *c, const struct mqtt_
                           time_t now)
 {
     ENSURE(p->type == MQTT_CONNECT, ERR_PROTO);
-    return handle_connect(b, c, &p->connect, now);
+    return handle_connect(b, c, p, now);
+}
+
+/* A 5.0 DISCONNECT may set a new Session Expiry Interval, but not raise it
+ * from 0 (3.14.2.2.2), and 0x04 asks for the will to go out. */
+static int handle_disconnect(struct broker *b, struct client *c, const struct mqtt_packet *p)
+{
+    struct session *s = c->session;
+    if (client_v5(c) && mqtt_props_has(&p->props, MQTT_PROP_SESSION_EXPIRY)) {
+        uint32_t v = p->props.session_expiry;
+        if (s->expiry_was_zero && v) {
+            c->close_reason = MQTT_RC_PROTOCOL_ERROR;
+            return ERR_PROTO;
+        }
+        long cap = b->cfg.max_session_expiry;
+        s->expiry = cap && v > (unsigned long)cap ? (uint32_t)cap : v;
+    }
+    if (client_v5(c) && p->reason == MQTT_RC_DISCONNECT_WITH_WILL) {
+        c->will_on_disconnect = true;
+    } else {
+        msg_unref(s->will); /* a normal DISCONNECT discards the will */
+        s->will = NULL;
+    }
+    return ERR_CLOSED;
+}
+
+/* certmq knows no extended authentication method (4.12). */
+static int handle_auth(struct client *c)
+{
+    c->close_reason = MQTT_RC_BAD_AUTH_METHOD;
+    return ERR_PROTO;
 }
 
 int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *p, time_t now)
@@ -552,25 +783,25 @@ int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *
     if (c->state == CLIENT_NEW) return dispatch_first(b, c, p, now);
     int rc = 0;
     pthread_mutex_lock(&b->lock);
-    if (!c->session || c->kicked) {
+    if (c->kicked) {
+        rc = kicked(c);
+        goto out;
+    }
+    if (!c->session) {
         rc = ERR_CLOSED;
         goto out;
     }
     switch (p->type) {
-    case MQTT_PUBLISH: rc = handle_publish(b, c, &p->publish); break;
+    case MQTT_PUBLISH: rc = handle_publish(b, c, p); break;
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBREL:
-    case MQTT_PUBCOMP: rc = handle_ack(b, c, p->type, p->packet_id); break;
-    case MQTT_SUBSCRIBE: rc = handle_subscribe(b, c, &p->list); break;
-    case MQTT_UNSUBSCRIBE: rc = handle_unsubscribe(b, c, &p->list); break;
+    case MQTT_PUBCOMP: rc = handle_ack(b, c, p->type, p->packet_id, p->reason); break;
+    case MQTT_SUBSCRIBE: rc = handle_subscribe(b, c, p); break;
+    case MQTT_UNSUBSCRIBE: rc = handle_unsubscribe(b, c, p); break;
     case MQTT_PINGREQ: rc = mqtt_encode_pingresp(&c->out); break;
-    case MQTT_DISCONNECT:
-        /* A clean DISCONNECT discards the will. */
-        msg_unref(c->session->will);
-        c->session->will = NULL;
-        rc = ERR_CLOSED;
-        break;
+    case MQTT_DISCONNECT: rc = handle_disconnect(b, c, p); break;
+    case MQTT_AUTH: rc = handle_auth(c); break;
     default: rc = ERR_PROTO; break; /* CONNECT twice, or server-to-client packets */
     }
 out:

@@ -54,7 +54,21 @@ struct client {
     bool resumed;            /* the TLS session was resumed (no full handshake) */
     int64_t not_after;       /* the peer certificate's notAfter; 0: none */
     uint8_t protocol_level;  /* from CONNECT (set by the broker) */
+    /* MQTT 5.0, set by the broker at CONNECT, under its lock. */
+    uint8_t close_reason;    /* the DISCONNECT reason sent before the broker closes */
+    bool problem_info;       /* Request Problem Information: reason strings wanted */
+    bool will_on_disconnect; /* DISCONNECT 0x04: publish the will all the same */
+    bool said_goodbye;       /* a DISCONNECT went into out: the network layer lingers */
+    uint16_t inflight_max;   /* max_inflight, or the client's Receive Maximum if lower */
+    uint32_t max_packet_out; /* the client's Maximum Packet Size; 0: no limit */
+    struct aliases *aliases; /* topic aliases both ways; NULL: none */
 };
+
+/* The client speaks MQTT 5.0. */
+static inline bool client_v5(const struct client *c)
+{
+    return c->protocol_level == MQTT_V5;
+}
 
 struct broker_config {
     long max_inflight;
@@ -62,8 +76,15 @@ struct broker_config {
     long max_topic_levels;       /* deeper names are dropped, deeper filters refused */
     long max_subscriptions;      /* per session */
     long max_subscription_bytes; /* per session: filters and the tree nodes they make */
-    long session_expiry;         /* seconds an offline persistent session lives; 0: forever */
+    long session_expiry;         /* seconds a 3.1.1 persistent session outlives its
+                                    connection; 0: forever */
+    long max_session_expiry;     /* cap on a 5.0 Session Expiry Interval; 0: none */
     long max_keepalive;
+    long max_topic_alias;      /* 5.0 Topic Alias Maximum, both ways */
+    long max_receive;          /* 5.0 Receive Maximum the broker announces */
+    long max_message_expiry;   /* cap on a Message Expiry Interval, s; 0: none */
+    long max_packet_size;      /* announced as the 5.0 Maximum Packet Size */
+    bool shared_subscriptions; /* $share/{group}/{filter} allowed */
     bool allow_anonymous;
     struct auth *auth;
     /* Asks the owner of c to call broker_drain(c) soon. Called with the
@@ -101,7 +122,8 @@ MUST_USE int broker_handle(struct broker *b, struct client *c, const struct mqtt
                            time_t now);
 
 /* Moves queued messages into c->out within the inflight and buffer limits.
- * Returns ERR_CLOSED when c was kicked and must be closed. */
+ * Returns ERR_CLOSED when c was kicked and must be closed (a 5.0 client's
+ * DISCONNECT with the reason is then in c->out). */
 MUST_USE int broker_drain(struct broker *b, struct client *c);
 
 /* The connection is gone: detaches c from its session, publishes the will
@@ -126,8 +148,15 @@ int broker_acl_refresh(struct broker *b, const char *tenant);
 MUST_USE int broker_restore_retained(struct broker *b, const char *tenant, const char *topic,
                                      size_t tlen, const uint8_t *payload, size_t plen, uint8_t qos);
 
-/* Frees persistent sessions offline for longer than session_expiry. Any
- * thread; takes the broker lock. Returns how many went. */
+/* Writes a 5.0 client's DISCONNECT with reason before the network layer
+ * closes it (nothing for 3.1.1). */
+void broker_say_goodbye(struct client *c, uint8_t reason);
+/* The reason a 5.0 client is told when a handler's error code closes it. */
+uint8_t broker_close_reason(const struct client *c, int rc);
+
+/* Frees sessions past their expiry interval and publishes delayed wills
+ * that are due. Any thread; takes the broker lock. Returns how many
+ * sessions went. */
 int broker_expire_sessions(struct broker *b, time_t now);
 
 struct broker_stats {
@@ -137,6 +166,8 @@ struct broker_stats {
     uint64_t msgs_in;
     uint64_t msgs_out;
     uint64_t msgs_dropped;
+    uint64_t msgs_expired;   /* Message Expiry passed before delivery */
+    uint64_t msgs_too_large; /* larger than the client's Maximum Packet Size */
     uint64_t msgs_in_qos[3]; /* PUBLISH routed (wills included), by QoS */
     uint64_t bytes_in_qos[3];
     uint64_t msgs_out_qos[3]; /* PUBLISH written to clients, by QoS */

@@ -1,7 +1,9 @@
 /* PUBLISH from a client and the acknowledgement packets of both QoS flows:
  * PUBACK/PUBREC/PUBCOMP for messages we sent, PUBREL for QoS 2 messages we
  * received (delivered on PUBLISH, the id remembered until PUBREL). Also the
- * device requests carried by PUBLISH: s/uat asks for a token. */
+ * device requests carried by PUBLISH: s/uat asks for a token. In 5.0 a
+ * PUBLISH may name its topic by alias, carries properties that pass on with
+ * the message, and its acknowledgement says why it was refused. */
 #include "broker/internal.h"
 
 #include <stdio.h>
@@ -46,8 +48,8 @@ static void reply_own(struct broker *b, struct session *s, const char *leaf, con
     char topic[512];
     size_t tlen;
     if (devtopic_in(s, leaf, strlen(leaf), DEVTOPIC_BROKER, topic, sizeof topic, &tlen) < 0) return;
-    struct msg *m =
-        msg_new((const uint8_t *)topic, tlen, (const uint8_t *)text, strlen(text), 1, false);
+    struct msg *m = msg_new((const uint8_t *)topic, tlen, (const uint8_t *)text, strlen(text), 1,
+                            false, NULL, 0);
     if (!m) return;
     session_deliver_direct(b, s, m);
     msg_unref(m);
@@ -91,55 +93,127 @@ static void token_request(struct broker *b, struct client *c)
     free(jwt);
 }
 
-int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish *p)
+/* The acknowledgement properties for c: none in 3.1.1 (NULL). */
+static const struct mqtt_props *ack_props(const struct client *c)
+{
+    return client_v5(c) ? &mqtt_props_none : NULL;
+}
+
+/* A 5.0 PUBLISH's properties: the topic its alias stands for, the rules on
+ * what a client may send, and the message made with what passes on. */
+static int publish_v5_msg(struct broker *b, const struct mqtt_packet *pk, const char *topic,
+                          size_t tlen, struct msg **out)
+{
+    const struct mqtt_props *pr = &pk->props;
+    const struct mqtt_publish *p = &pk->publish;
+    ENSURE(!mqtt_props_has(pr, MQTT_PROP_SUBSCRIPTION_ID), ERR_PROTO);
+    struct buf props;
+    buf_init(&props, 0);
+    uint64_t drop = 1ull << MQTT_PROP_TOPIC_ALIAS | 1ull << MQTT_PROP_MESSAGE_EXPIRY |
+                    1ull << MQTT_PROP_SUBSCRIPTION_ID;
+    int rc = pr->raw_len ? mqtt_props_copy(&props, pr, drop) : 0;
+    *out = rc < 0 ? NULL
+                  : msg_new((const uint8_t *)topic, tlen, p->payload, p->payload_len, p->qos,
+                            p->retain, buf_head(&props), buf_used(&props));
+    buf_free(&props);
+    GUARD(rc);
+    ENSURE(*out, ERR_NOMEM);
+    uint32_t expiry = mqtt_props_has(pr, MQTT_PROP_MESSAGE_EXPIRY) ? pr->message_expiry : 0;
+    long cap = b->cfg.max_message_expiry;
+    if (cap > 0 && (!expiry || expiry > (unsigned long)cap)) expiry = (uint32_t)cap;
+    if (expiry) (*out)->expire_at = time(NULL) + expiry;
+    return 0;
+}
+
+/* Why a PUBLISH goes nowhere: 0 when it may be routed, else the 5.0
+ * reason code it is acknowledged with. */
+static uint8_t publish_refusal(struct broker *b, struct session *s, const struct mqtt_packet *pk,
+                               struct mqtt_bytes name, int route_rc)
+{
+    const struct mqtt_publish *p = &pk->publish;
+    if (route_rc == 0 && !acl_may_publish(s->acl, (const char *)name.p, name.len)) {
+        log_debug("client %s: publish to '%.*s' denied by authorization rules", s->client_id,
+                  (int)name.len, (const char *)name.p);
+        b->stats.acl_denied_publish++;
+        return MQTT_RC_NOT_AUTHORIZED;
+    }
+    if (route_rc == 0 &&
+        topic_levels((const char *)name.p, name.len) > (size_t)b->cfg.max_topic_levels) {
+        /* A deep retained topic would hold one node per level. */
+        log_debug("client %s: publish to a topic of more than %ld levels dropped", s->client_id,
+                  b->cfg.max_topic_levels);
+        return MQTT_RC_TOPIC_NAME_INVALID;
+    }
+    if (route_rc == ERR_FORBIDDEN) {
+        log_info("client %s: publish to '%.*s' refused", s->client_id, (int)name.len,
+                 (const char *)name.p);
+        reply_own(b, s, "s/e", "41,0,Topic not allowed");
+        return MQTT_RC_NOT_AUTHORIZED;
+    }
+    if (pk->version == MQTT_V5 && pk->props.payload_format == 1 &&
+        !mqtt_utf8_valid(p->payload, p->payload_len))
+        return MQTT_RC_PAYLOAD_FORMAT_INVALID;
+    return 0;
+}
+
+/* Routes an accepted PUBLISH (and answers device requests it carries). */
+static int publish_route(struct broker *b, struct client *c, const struct mqtt_packet *pk,
+                         struct mqtt_bytes name, const char *topic, size_t tlen)
 {
     struct session *s = c->session;
+    const struct mqtt_publish *p = &pk->publish;
+    bool uat = name.len == 5 && !memcmp(name.p, "s/uat", 5);
+    bool us = name.len == 4 && !memcmp(name.p, "s/us", 4);
+    if (s->gated && (uat || us)) {
+        s->gated = false;
+        b->cfg.wake(c);
+    }
+    struct msg *m;
+    if (pk->version == MQTT_V5) {
+        GUARD(publish_v5_msg(b, pk, topic, tlen, &m));
+    } else {
+        m = msg_new((const uint8_t *)topic, tlen, p->payload, p->payload_len, p->qos, p->retain,
+                    NULL, 0);
+        ENSURE(m, ERR_NOMEM);
+    }
+    int rc = broker_publish(b, s->space, m, s);
+    msg_unref(m);
+    GUARD(rc);
+    if (uat) {
+        token_request(b, c);
+        if (c->session != s || c->kicked) return ERR_CLOSED; /* taken over meanwhile */
+    }
+    return 0;
+}
+
+int handle_publish(struct broker *b, struct client *c, const struct mqtt_packet *pk)
+{
+    struct session *s = c->session;
+    const struct mqtt_publish *p = &pk->publish;
     if (p->qos == 2 && rx_has(s, p->packet_id))
-        return mqtt_encode_ack(&c->out, MQTT_PUBREC, p->packet_id); /* duplicate */
+        return mqtt_encode_ack(&c->out, MQTT_PUBREC, p->packet_id, 0, ack_props(c)); /* dup */
+    if (p->qos == 2 && client_v5(c) && s->n_rx >= (unsigned)b->cfg.max_receive) {
+        c->close_reason = MQTT_RC_RECEIVE_MAX_EXCEEDED;
+        return ERR_PROTO;
+    }
+    struct mqtt_bytes name = p->topic;
+    if (client_v5(c) && mqtt_props_has(&pk->props, MQTT_PROP_TOPIC_ALIAS))
+        GUARD(alias_in(c, pk->props.topic_alias, &name));
 
     char topic[65536 + 320];
     size_t tlen;
-    int rc = devtopic_in(s, (const char *)p->topic.p, p->topic.len, DEVTOPIC_PUBLISH, topic,
-                         sizeof topic, &tlen);
-    if (rc == 0 && !acl_may_publish(s->acl, (const char *)p->topic.p, p->topic.len)) {
-        /* 3.1.1 has no negative PUBACK: acknowledged, delivered to nobody. */
-        log_debug("client %s: publish to '%.*s' denied by authorization rules", s->client_id,
-                  (int)p->topic.len, (const char *)p->topic.p);
-        b->stats.acl_denied_publish++;
-    } else if (rc == 0 && topic_levels((const char *)p->topic.p, p->topic.len) >
-                              (size_t)b->cfg.max_topic_levels) {
-        /* Dropped as a refused publish is in 3.1.1: acknowledged, delivered
-         * to nobody (a deep retained topic would hold one node per level). */
-        log_debug("client %s: publish to a topic of more than %ld levels dropped", s->client_id,
-                  b->cfg.max_topic_levels);
-    } else if (rc == ERR_FORBIDDEN) {
-        log_info("client %s: publish to '%.*s' refused", s->client_id, (int)p->topic.len,
-                 (const char *)p->topic.p);
-        reply_own(b, s, "s/e", "41,0,Topic not allowed");
-    } else if (rc < 0) {
-        return rc;
-    } else {
-        bool uat = p->topic.len == 5 && !memcmp(p->topic.p, "s/uat", 5);
-        bool us = p->topic.len == 4 && !memcmp(p->topic.p, "s/us", 4);
-        if (s->gated && (uat || us)) {
-            s->gated = false;
-            b->cfg.wake(c);
-        }
-        struct msg *m =
-            msg_new((const uint8_t *)topic, tlen, p->payload, p->payload_len, p->qos, p->retain);
-        if (!m) return ERR_NOMEM;
-        rc = broker_publish(b, s->space, m);
-        msg_unref(m);
-        GUARD(rc);
-        if (uat) {
-            token_request(b, c);
-            if (c->session != s || c->kicked) return ERR_CLOSED; /* taken over meanwhile */
-        }
-    }
-    if (p->qos == 1) return mqtt_encode_ack(&c->out, MQTT_PUBACK, p->packet_id);
+    int rc = devtopic_in(s, (const char *)name.p, name.len, DEVTOPIC_PUBLISH, topic, sizeof topic,
+                         &tlen);
+    if (rc < 0 && rc != ERR_FORBIDDEN) return rc;
+    /* 3.1.1 has no negative PUBACK: a refused PUBLISH is acknowledged and
+     * delivered to nobody; 5.0 says why in the acknowledgement. */
+    uint8_t reason = publish_refusal(b, s, pk, name, rc);
+    if (!reason) GUARD(publish_route(b, c, pk, name, topic, tlen));
+    if (p->qos == 1)
+        return mqtt_encode_ack(&c->out, MQTT_PUBACK, p->packet_id, reason, ack_props(c));
     if (p->qos == 2) {
-        GUARD(rx_add(b, s, p->packet_id));
-        return mqtt_encode_ack(&c->out, MQTT_PUBREC, p->packet_id);
+        if (!reason || !client_v5(c)) GUARD(rx_add(b, s, p->packet_id));
+        return mqtt_encode_ack(&c->out, MQTT_PUBREC, p->packet_id, reason, ack_props(c));
     }
     return 0;
 }
@@ -171,12 +245,14 @@ static void inflight_remove(struct broker *b, struct client *c, struct qitem **p
  * mosquitto does. PUBACK or PUBCOMP for an unknown id is a late duplicate and
  * ignored; PUBREC for an unknown or already released id is answered with
  * PUBREL (4.3.3), so a client that lost our PUBREL can finish. */
-int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id)
+int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id, uint8_t reason)
 {
     struct session *s = c->session;
     if (type == MQTT_PUBREL) {
+        /* 5.0: a PUBREL for an id we do not hold is answered 0x92. */
+        uint8_t answer = rx_has(s, id) ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND;
         rx_del(s, id);
-        return mqtt_encode_ack(&c->out, MQTT_PUBCOMP, id);
+        return mqtt_encode_ack(&c->out, MQTT_PUBCOMP, id, answer, ack_props(c));
     }
     struct qitem *prev;
     struct qitem **pp = find_inflight(s, id, &prev);
@@ -189,8 +265,14 @@ int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t
         return 0;
     case MQTT_PUBREC:
         ENSURE(!it || it->state != Q_WAIT_PUBACK, ERR_PROTO);
+        /* 5.0: a PUBREC with an error reason ends the flow (4.3.3). */
+        if (it && client_v5(c) && reason >= 0x80) {
+            inflight_remove(b, c, pp, prev);
+            return 0;
+        }
         if (it) it->state = Q_WAIT_PUBCOMP;
-        return mqtt_encode_ack(&c->out, MQTT_PUBREL, id);
+        return mqtt_encode_ack(&c->out, MQTT_PUBREL, id, it ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND,
+                               ack_props(c));
     case MQTT_PUBCOMP:
         if (!it) return 0;
         ENSURE(it->state == Q_WAIT_PUBCOMP, ERR_PROTO);

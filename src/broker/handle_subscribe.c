@@ -1,5 +1,8 @@
-/* SUBSCRIBE and UNSUBSCRIBE: the session's filter list, the topic tree, and
- * retained messages sent for each new subscription. */
+/* SUBSCRIBE and UNSUBSCRIBE: the session's filter list, the topic tree (or
+ * a shared subscription's group), and retained messages sent for each new
+ * subscription. 5.0 adds subscription options (No Local, Retain As
+ * Published, Retain Handling), subscription identifiers and reason codes;
+ * $share/{group}/{filter} works in both versions. */
 #include "broker/internal.h"
 
 #include <stdlib.h>
@@ -9,10 +12,25 @@
 
 #define MAX_FILTERS_PER_PACKET 256
 
-static struct sub *session_find_sub(struct session *s, const char *f, uint16_t len)
+/* One filter of a SUBSCRIBE as the client wrote it, split. */
+struct want {
+    struct mqtt_bytes filter; /* without $share/{group}/ */
+    struct mqtt_bytes group;  /* .p NULL: not shared */
+    uint8_t opts;             /* QoS and 5.0 options */
+    uint32_t id;              /* subscription identifier; 0: none */
+};
+
+static struct sub *session_find_sub(struct session *s, const char *f, uint16_t len,
+                                    const struct want *w)
 {
-    for (unsigned i = 0; i < s->n_subs; i++)
-        if (s->subs[i].len == len && !memcmp(s->subs[i].filter, f, len)) return &s->subs[i];
+    for (unsigned i = 0; i < s->n_subs; i++) {
+        struct sub *sub = &s->subs[i];
+        if (sub->len != len || memcmp(sub->filter, f, len)) continue;
+        if (!w->group.p
+                ? !sub->share
+                : sub->share && share_named(sub->share, (const char *)w->group.p, w->group.len))
+            return sub;
+    }
     return NULL;
 }
 
@@ -24,35 +42,28 @@ static bool session_sub_fits(const struct broker *b, const struct session *s, si
            s->sub_bytes + cost <= (size_t)b->cfg.max_subscription_bytes;
 }
 
-static int session_add_sub(struct session *s, const char *f, uint16_t len, uint8_t qos, size_t cost)
+static struct sub *session_add_sub(struct session *s, const char *f, uint16_t len, size_t cost)
 {
     if (s->n_subs == s->cap_subs) {
         unsigned n = s->cap_subs ? s->cap_subs * 2 : 4;
         struct sub *subs = realloc(s->subs, n * sizeof *subs);
-        if (!subs) return ERR_NOMEM;
+        if (!subs) return NULL;
         s->subs = subs;
         s->cap_subs = n;
     }
     char *copy = strndup(f, len);
-    if (!copy) return ERR_NOMEM;
-    s->subs[s->n_subs++] = (struct sub){copy, len, qos, (uint32_t)cost};
+    if (!copy) return NULL;
+    struct sub *sub = &s->subs[s->n_subs++];
+    *sub = (struct sub){.filter = copy, .len = len, .cost = (uint32_t)cost};
     s->sub_bytes += cost;
-    return 0;
-}
-
-static void session_del_sub(struct session *s, const char *f, uint16_t len)
-{
-    struct sub *sub = session_find_sub(s, f, len);
-    if (!sub) return;
-    s->sub_bytes -= sub->cost;
-    free(sub->filter);
-    *sub = s->subs[--s->n_subs];
+    return sub;
 }
 
 struct retained_ctx {
     struct broker *b;
     struct session *s;
     uint8_t qos;
+    uint32_t id;
 };
 
 static void send_retained(void *value, void *arg)
@@ -63,74 +74,142 @@ static void send_retained(void *value, void *arg)
         r->b->stats.acl_denied_delivery++;
         return;
     }
-    session_enqueue(r->b, r->s, m, m->qos < r->qos ? m->qos : r->qos, true);
+    struct delivery d = {m->qos < r->qos ? m->qos : r->qos, true, r->id ? 1 : 0, &r->id};
+    session_enqueue(r->b, r->s, m, &d);
 }
 
-/* One filter of a SUBSCRIBE: its SUBACK return code. */
-static uint8_t subscribe_one(struct broker *b, struct session *s, struct mqtt_bytes f, uint8_t qos)
+/* Splits $share/{group}/{filter}; false when it is a malformed one. */
+static bool split_share(struct want *w)
 {
-    char filter[65536 + 320];
-    size_t flen;
-    if (!topic_filter_valid((const char *)f.p, f.len) ||
-        topic_levels((const char *)f.p, f.len) > (size_t)b->cfg.max_topic_levels ||
-        devtopic_in(s, (const char *)f.p, f.len, DEVTOPIC_SUBSCRIBE, filter, sizeof filter, &flen) <
-            0 ||
-        flen > UINT16_MAX)
-        return MQTT_SUBACK_FAILURE;
-    enum acl_verdict v = acl_may_subscribe(s->acl, (const char *)f.p, f.len);
-    if (v == ACL_DENIED) {
-        log_debug("client %s: subscription to '%.*s' denied by authorization rules", s->client_id,
-                  (int)f.len, (const char *)f.p);
-        b->stats.acl_denied_subscribe++;
-        return MQTT_SUBACK_FAILURE;
-    }
-    if (v == ACL_PER_TOPIC) s->acl_recheck = true;
-    struct sub *old = session_find_sub(s, filter, (uint16_t)flen);
+    static const char prefix[] = "$share/";
+    size_t n = sizeof prefix - 1;
+    const uint8_t *p = w->filter.p;
+    if (w->filter.len < n || memcmp(p, prefix, n)) return true;
+    const uint8_t *slash = memchr(p + n, '/', w->filter.len - n);
+    if (!slash || slash == p + n) return false;
+    w->group = (struct mqtt_bytes){p + n, (uint16_t)(slash - (p + n))};
+    if (memchr(w->group.p, '+', w->group.len) || memchr(w->group.p, '#', w->group.len))
+        return false;
+    w->filter = (struct mqtt_bytes){slash + 1, (uint16_t)(w->filter.len - (slash + 1 - p))};
+    return w->filter.len > 0;
+}
+
+/* Puts the subscription in place: the tree or the share group, the
+ * session's list, and the retained messages it is owed. */
+static uint8_t subscribe_apply(struct broker *b, struct session *s, const struct want *w,
+                               const char *filter, size_t flen)
+{
+    uint8_t qos = w->opts & MQTT_SUB_QOS;
+    struct sub *old = session_find_sub(s, filter, (uint16_t)flen, w);
     size_t cost = topic_filter_cost(flen, topic_levels(filter, flen));
     if (!old && !session_sub_fits(b, s, cost)) {
         log_info("client %s: subscription refused, limit of %ld subscriptions or %ld bytes",
                  s->client_id, b->cfg.max_subscriptions, b->cfg.max_subscription_bytes);
-        return MQTT_SUBACK_FAILURE;
+        return MQTT_RC_QUOTA_EXCEEDED;
     }
-    if (topic_subscribe(s->space->tree, filter, flen, s, qos) < 0) return MQTT_SUBACK_FAILURE;
-    if (old) {
-        old->qos = qos;
-    } else if (session_add_sub(s, filter, (uint16_t)flen, qos, cost) < 0) {
-        topic_unsubscribe(s->space->tree, filter, flen, s);
-        return MQTT_SUBACK_FAILURE;
+    struct sub *sub = old ? old : session_add_sub(s, filter, (uint16_t)flen, cost);
+    if (!sub) return MQTT_RC_UNSPECIFIED;
+    sub->qos = qos;
+    sub->opts = w->opts & (MQTT_SUB_NO_LOCAL | MQTT_SUB_RETAIN_AS_PUB);
+    sub->id = w->id;
+    if (sub->opts || sub->id) s->sub_detail = true;
+    int rc = w->group.p ? share_join(s->space, (const char *)w->group.p, w->group.len, filter, flen,
+                                     s, sub, &sub->share)
+                        : topic_subscribe(s->space->tree, filter, flen, s, qos);
+    if (rc < 0) {
+        if (!old) { /* nothing in the tree yet: just forget it */
+            s->sub_bytes -= sub->cost;
+            free(sub->filter);
+            *sub = s->subs[--s->n_subs];
+        }
+        return MQTT_RC_UNSPECIFIED;
     }
-    struct retained_ctx r = {b, s, qos};
-    topic_retain_match(s->space->tree, filter, flen, send_retained, &r);
+    unsigned handling = (w->opts & MQTT_SUB_RETAIN_HANDLING) >> 4;
+    if (!w->group.p && (handling == 0 || (handling == 1 && !old))) {
+        struct retained_ctx r = {b, s, qos, w->id};
+        topic_retain_match(s->space->tree, filter, flen, send_retained, &r);
+    }
     return qos;
 }
 
-int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_list *l)
+/* One filter of a SUBSCRIBE: its 5.0 reason code (the granted QoS, or why
+ * not). ERR_PROTO for No Local on a shared subscription (3.8.3.1). */
+static int subscribe_one(struct broker *b, struct session *s, struct want *w)
 {
+    char filter[65536 + 320];
+    size_t flen;
+    if (!split_share(w)) return MQTT_RC_TOPIC_FILTER_INVALID;
+    if (w->group.p && !b->cfg.shared_subscriptions) return MQTT_RC_SHARED_SUB_UNSUPPORTED;
+    if (w->group.p && (w->opts & MQTT_SUB_NO_LOCAL)) return ERR_PROTO;
+    const char *f = (const char *)w->filter.p;
+    if (!topic_filter_valid(f, w->filter.len) ||
+        topic_levels(f, w->filter.len) > (size_t)b->cfg.max_topic_levels)
+        return MQTT_RC_TOPIC_FILTER_INVALID;
+    if (devtopic_in(s, f, w->filter.len, DEVTOPIC_SUBSCRIBE, filter, sizeof filter, &flen) < 0 ||
+        flen > UINT16_MAX)
+        return MQTT_RC_NOT_AUTHORIZED;
+    enum acl_verdict v = acl_may_subscribe(s->acl, f, w->filter.len);
+    if (v == ACL_DENIED) {
+        /* 0x80, as in 3.1.1: the rules are not revealed to the client. */
+        log_debug("client %s: subscription to '%.*s' denied by authorization rules", s->client_id,
+                  (int)w->filter.len, f);
+        b->stats.acl_denied_subscribe++;
+        return MQTT_RC_UNSPECIFIED;
+    }
+    if (v == ACL_PER_TOPIC) s->acl_recheck = true;
+    return subscribe_apply(b, s, w, filter, flen);
+}
+
+int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packet *p)
+{
+    const struct mqtt_list *l = &p->list;
+    uint8_t rcs[MAX_FILTERS_PER_PACKET];
+    ENSURE(l->count <= MAX_FILTERS_PER_PACKET, ERR_LIMIT);
+    bool v5 = client_v5(c);
+    uint32_t id =
+        v5 && mqtt_props_has(&p->props, MQTT_PROP_SUBSCRIPTION_ID) ? p->props.subscription_id : 0;
+    size_t pos = 0, n = 0;
+    struct want w = {.id = id};
+    while (mqtt_topic_next(l, &pos, &w.filter, &w.opts) == 1) {
+        w.group = (struct mqtt_bytes){NULL, 0};
+        int rc = subscribe_one(b, c->session, &w);
+        if (rc < 0) {
+            c->close_reason = MQTT_RC_PROTOCOL_ERROR;
+            return rc;
+        }
+        /* 3.1.1 knows one failure code. */
+        rcs[n++] = !v5 && rc >= 0x80 ? MQTT_SUBACK_FAILURE : (uint8_t)rc;
+    }
+    /* The SUBACK goes out before the retained messages queued above. */
+    return mqtt_encode_suback(&c->out, l->packet_id, rcs, n, v5 ? &mqtt_props_none : NULL);
+}
+
+int handle_unsubscribe(struct broker *b, struct client *c, const struct mqtt_packet *p)
+{
+    (void)b;
+    const struct mqtt_list *l = &p->list;
+    struct session *s = c->session;
     uint8_t rcs[MAX_FILTERS_PER_PACKET];
     ENSURE(l->count <= MAX_FILTERS_PER_PACKET, ERR_LIMIT);
     size_t pos = 0, n = 0;
-    struct mqtt_bytes f;
-    uint8_t qos;
-    while (mqtt_topic_next(l, &pos, &f, &qos) == 1) rcs[n++] = subscribe_one(b, c->session, f, qos);
-    /* The SUBACK goes out before the retained messages queued above. */
-    return mqtt_encode_suback(&c->out, l->packet_id, rcs, n);
-}
-
-int handle_unsubscribe(struct broker *b, struct client *c, const struct mqtt_list *l)
-{
-    (void)b;
-    struct session *s = c->session;
-    size_t pos = 0;
-    struct mqtt_bytes f;
+    struct want w = {0};
     char filter[65536 + 320];
     size_t flen;
-    while (mqtt_topic_next(l, &pos, &f, NULL) == 1) {
-        if (devtopic_in(s, (const char *)f.p, f.len, DEVTOPIC_SUBSCRIBE, filter, sizeof filter,
-                        &flen) < 0 ||
-            flen > UINT16_MAX)
-            continue;
-        topic_unsubscribe(s->space->tree, filter, flen, s);
-        session_del_sub(s, filter, (uint16_t)flen);
+    while (mqtt_topic_next(l, &pos, &w.filter, NULL) == 1) {
+        w.group = (struct mqtt_bytes){NULL, 0};
+        uint8_t rc = MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+        struct sub *sub = NULL;
+        if (split_share(&w) &&
+            devtopic_in(s, (const char *)w.filter.p, w.filter.len, DEVTOPIC_SUBSCRIBE, filter,
+                        sizeof filter, &flen) == 0 &&
+            flen <= UINT16_MAX)
+            sub = session_find_sub(s, filter, (uint16_t)flen, &w);
+        if (sub) {
+            session_del_sub(s, sub);
+            rc = MQTT_RC_SUCCESS;
+        }
+        rcs[n++] = rc;
     }
-    return mqtt_encode_ack(&c->out, MQTT_UNSUBACK, l->packet_id);
+    return mqtt_encode_unsuback(&c->out, l->packet_id, rcs, n,
+                                client_v5(c) ? &mqtt_props_none : NULL);
 }

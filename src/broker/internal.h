@@ -18,8 +18,10 @@ struct msg {
     uint8_t qos;
     bool retain;
     uint16_t topic_len;
+    uint32_t props_len; /* 5.0 properties passed on as they came (encoded) */
+    time_t expire_at;   /* Message Expiry: not delivered from then on; 0: never */
     size_t payload_len;
-    char data[]; /* topic, then payload */
+    char data[]; /* topic, payload, properties */
 };
 
 enum qstate { Q_QUEUED, Q_WAIT_PUBACK, Q_WAIT_PUBREC, Q_WAIT_PUBCOMP };
@@ -30,7 +32,17 @@ struct qitem {
     uint16_t packet_id;
     uint8_t qos;
     uint8_t state; /* enum qstate */
-    bool retain;   /* sent because of a new subscription (RETAIN 1) */
+    bool retain;   /* the RETAIN flag it goes out with */
+    uint16_t n_ids;
+    uint32_t sub_ids[]; /* 5.0 subscription identifiers of the matching filters */
+};
+
+/* How one message reaches one session: what session_enqueue needs. */
+struct delivery {
+    uint8_t qos;
+    bool retain;
+    uint16_t n_ids;
+    const uint32_t *sub_ids;
 };
 
 struct qlist {
@@ -38,17 +50,23 @@ struct qlist {
     unsigned count;
 };
 
+struct share;
+
 struct sub {
-    char *filter;
+    char *filter; /* as routed (without $share/{group}/) */
     uint16_t len;
     uint8_t qos;
-    uint32_t cost; /* counted against max_subscription_bytes */
+    uint8_t opts;        /* 5.0 options: MQTT_SUB_NO_LOCAL, MQTT_SUB_RETAIN_AS_PUB */
+    uint32_t id;         /* 5.0 subscription identifier; 0: none */
+    uint32_t cost;       /* counted against max_subscription_bytes */
+    struct share *share; /* a shared subscription's group; NULL: not shared */
 };
 
 /* A tenant's topic space: its own subscriptions and retained messages. */
 struct space {
     char *tenant;
     struct topic_tree *tree;
+    struct map shares; /* "group\x01filter" -> struct share */
 };
 
 struct session {
@@ -56,7 +74,12 @@ struct session {
     char *client_id;
     struct space *space;
     struct client *client; /* NULL while offline */
-    bool clean;
+    uint32_t expiry;       /* seconds it outlives its connection; SESSION_FOREVER */
+    bool expiry_was_zero;  /* 5.0: a DISCONNECT may not raise it from 0 */
+    bool sub_detail;       /* a subscription has 5.0 options or an identifier */
+    uint32_t will_delay;   /* 5.0 Will Delay Interval of the will */
+    uint32_t will_expiry;  /* 5.0 Message Expiry Interval of the will; 0: none */
+    time_t will_at;        /* a delayed will goes out then; 0: none pending */
     uint16_t next_id;
     time_t offline_since;  /* persistent sessions without a client */
     struct qlist inflight; /* sent, awaiting PUBACK/PUBREC/PUBCOMP */
@@ -74,6 +97,16 @@ struct session {
     bool resend_pending;     /* in-flight messages wait for the gate to open */
     uint64_t match_gen;      /* routing: last publish that matched this session */
     uint8_t match_qos;
+    uint64_t share_gen; /* routing: last publish a shared subscription gave it */
+    uint8_t share_qos;
+    uint32_t share_id;
+};
+
+#define SESSION_FOREVER UINT32_MAX
+
+/* A 5.0 will's timing, from its properties. */
+struct session_will {
+    uint32_t delay, expiry;
 };
 
 struct broker {
@@ -87,8 +120,13 @@ struct broker {
     struct broker_stats stats;
 };
 
+/* props: 5.0 properties to pass on, encoded (props_len 0: none). */
 struct msg *msg_new(const uint8_t *topic, size_t tlen, const uint8_t *payload, size_t plen,
-                    uint8_t qos, bool retain);
+                    uint8_t qos, bool retain, const uint8_t *props, size_t props_len);
+static inline const uint8_t *msg_props(const struct msg *m)
+{
+    return (const uint8_t *)m->data + m->topic_len + m->payload_len;
+}
 void msg_unref(struct msg *m);
 static inline const uint8_t *msg_payload(const struct msg *m)
 {
@@ -99,11 +137,18 @@ struct space *space_get(struct broker *b, const char *tenant);
 void session_free(struct broker *b, struct session *s);
 
 /* Routes m to every session of space subscribed to its topic, and stores
- * or clears the retained copy. */
-MUST_USE int broker_publish(struct broker *b, struct space *sp, struct msg *m);
-/* Queues m for s at qos (drops QoS 0 when offline; counts drops). retain
- * is the RETAIN flag it goes out with. */
-void session_enqueue(struct broker *b, struct session *s, struct msg *m, uint8_t qos, bool retain);
+ * or clears the retained copy. from is the publishing session (No Local),
+ * NULL for the broker's own messages and wills. Returns how many sessions
+ * it was queued for, or a negative code. */
+MUST_USE int broker_publish(struct broker *b, struct space *sp, struct msg *m,
+                            const struct session *from);
+/* Queues m for s (drops QoS 0 when offline, and expired messages; counts
+ * drops). */
+void session_enqueue(struct broker *b, struct session *s, struct msg *m, const struct delivery *d);
+/* The session ends now: its will goes out (delayed or not), then it is freed. */
+void session_end(struct broker *b, struct session *s);
+/* Publishes s's will now and forgets it. */
+void session_will_fire(struct broker *b, struct session *s);
 /* Writes every in-flight message of c's session again (after a reconnect). */
 MUST_USE int broker_resend_inflight(struct broker *b, struct client *c);
 void qlist_push(struct qlist *l, struct qitem *it);
@@ -128,11 +173,46 @@ bool session_may_read(const struct session *s, const struct msg *m);
 /* Queues m for s alone if one of its filters matches m's topic. */
 void session_deliver_direct(struct broker *b, struct session *s, struct msg *m);
 
-MUST_USE int handle_connect(struct broker *b, struct client *c, const struct mqtt_connect *p,
+/* Removes subscription sub of s from the tree (or its share group) and
+ * from s's list. */
+void session_del_sub(struct session *s, struct sub *sub);
+
+/* ---- shared subscriptions (share.c) ---- */
+/* Adds s to the group of $share/{group}/{filter} (filter as routed). */
+MUST_USE int share_join(struct space *sp, const char *group, size_t glen, const char *filter,
+                        size_t flen, struct session *s, const struct sub *sub, struct share **out);
+void share_leave(struct space *sp, struct share *sh, struct session *s);
+/* Is sh the group named group (its filter is compared by the caller)? */
+bool share_named(const struct share *sh, const char *group, size_t glen);
+/* A tree subscriber that is a share group, not a session? */
+static inline bool share_is(const void *subscriber)
+{
+    return (uintptr_t)subscriber & 1;
+}
+/* The member a message goes to (round robin, connected ones first). Sets
+ * its qos and subscription id. */
+struct session *share_pick(const void *subscriber, uint8_t *qos, uint32_t *id);
+void share_free_all(struct space *sp);
+
+/* ---- MQTT 5.0 per-connection state (alias.c) ---- */
+/* Topic aliases the client set (in) and the broker set (out). */
+struct aliases;
+MUST_USE int alias_init(struct client *c, uint16_t in_max, uint16_t out_max, size_t in_budget);
+void alias_free(struct client *c);
+/* Resolves a PUBLISH's topic and alias: sets *topic. ERR_PROTO when the
+ * alias is unknown or beyond the maximum (reason 0x94 set on c). */
+MUST_USE int alias_in(struct client *c, uint16_t alias, struct mqtt_bytes *topic);
+/* The alias to send topic with: returns it (0: none) and whether the topic
+ * must still be sent (*send_topic: the alias is new). */
+uint16_t alias_out(struct client *c, const char *topic, size_t len, bool *send_topic);
+
+MUST_USE int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet *p,
                             time_t now);
-MUST_USE int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish *p);
-MUST_USE int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id);
-MUST_USE int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_list *l);
-MUST_USE int handle_unsubscribe(struct broker *b, struct client *c, const struct mqtt_list *l);
+MUST_USE int handle_publish(struct broker *b, struct client *c, const struct mqtt_packet *p);
+/* reason: a 5.0 ack's reason code (0 in 3.1.1). */
+MUST_USE int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
+                        uint8_t reason);
+MUST_USE int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packet *p);
+MUST_USE int handle_unsubscribe(struct broker *b, struct client *c, const struct mqtt_packet *p);
 
 #endif

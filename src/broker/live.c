@@ -94,6 +94,7 @@ int broker_disconnect(struct broker *b, const char *tenant, const char *client_i
     struct session *s = map_get(&b->sessions, key, (size_t)klen);
     if (s && s->client && !s->client->kicked) {
         s->client->kicked = true;
+        s->client->close_reason = MQTT_RC_ADMINISTRATIVE_ACTION;
         b->cfg.wake(s->client);
         rc = 0;
     }

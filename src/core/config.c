@@ -73,7 +73,20 @@ static const struct option options[] = {
     G_LONG("max_inflight", max_inflight, 1, 65535, 20,
            "unacknowledged QoS 1/2 messages sent to one client at a time"),
     G_LONG("session_expiry", session_expiry, 0, 315360000, 604800,
-           "seconds an offline persistent session is kept (0: forever)"),
+           "seconds an offline MQTT 3.1.1 persistent session is kept (0: forever)"),
+    G_LONG("max_session_expiry", max_session_expiry, -1, 4294967295, -1,
+           "largest MQTT 5.0 Session Expiry Interval granted, in seconds; more is lowered "
+           "and the client told (-1: session_expiry; 0: no limit)"),
+    G_LONG("max_message_expiry", max_message_expiry, 0, 4294967295, 0,
+           "largest Message Expiry Interval, in seconds; messages without one get it "
+           "(0: none)"),
+    G_LONG("max_topic_alias", max_topic_alias, 0, 65535, 64,
+           "MQTT 5.0 topic aliases per connection, each way (0: none)"),
+    G_LONG("max_receive", max_receive, 1, 65535, 100,
+           "MQTT 5.0 Receive Maximum: unacknowledged QoS 2 messages a client may send; "
+           "more closes the connection"),
+    G_BOOL("shared_subscriptions", shared_subscriptions, 1,
+           "allow shared subscriptions ($share/{group}/{filter})"),
     G_LONG("max_queued", max_queued, 0, 10000000, 1000,
            "messages queued per session beyond max_inflight; more are dropped"),
     G_LONG("max_topic_levels", max_topic_levels, 1, 65535, 128,

@@ -43,6 +43,11 @@ struct config {
     long max_subscriptions;
     long max_subscription_bytes;
     long session_expiry;
+    long max_session_expiry;
+    long max_message_expiry;
+    long max_topic_alias;
+    long max_receive;
+    bool shared_subscriptions;
     long handshake_timeout;
     long connect_timeout;
     long max_keepalive;

@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "mqtt/codec.h"
+
+const struct mqtt_props mqtt_props_none;
+
 enum prop_type { T_BYTE, T_U16, T_U32, T_VARINT, T_UTF8, T_BINARY, T_PAIR };
 
 #define W(x) (1u << MQTT_IN_##x)
@@ -176,6 +180,22 @@ int mqtt_props_next(const struct mqtt_props *p, enum mqtt_prop_id want, size_t *
     return 0;
 }
 
+int mqtt_props_copy(struct buf *out, const struct mqtt_props *p, uint64_t drop)
+{
+    struct rd r = rd_make(p->raw, p->raw_len);
+    struct mqtt_props scratch;
+    memset(&scratch, 0, sizeof scratch);
+    while (rd_left(&r)) {
+        size_t start = r.pos;
+        uint32_t id, num;
+        GUARD(rd_varint(&r, &id));
+        ENSURE(id <= MQTT_PROP_ID_MAX && defs[id].where, ERR_MALFORMED);
+        GUARD(read_value(&r, &defs[id], &scratch, &num));
+        if (!((drop >> id) & 1)) GUARD(buf_append(out, p->raw + start, r.pos - start));
+    }
+    return 0;
+}
+
 static size_t varint_len(uint32_t v)
 {
     return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : 4;
@@ -208,7 +228,13 @@ size_t mqtt_props_size(const struct mqtt_props *p)
     for (size_t i = 0; i < p->n_sub_ids && p->sub_ids; i++) n += 1 + varint_len(p->sub_ids[i]);
     for (size_t i = 0; i < p->n_users && p->users; i++)
         n += 5 + p->users[i].key.len + p->users[i].value.len;
-    return n;
+    return n + p->tail_len;
+}
+
+size_t mqtt_props_wire_size(const struct mqtt_props *p)
+{
+    size_t n = mqtt_props_size(p);
+    return varint_len((uint32_t)n) + n;
 }
 
 static int put_lp16(struct buf *out, const struct mqtt_bytes *b)
@@ -257,5 +283,5 @@ int mqtt_props_encode(struct buf *out, enum mqtt_props_where where, const struct
         GUARD(put_lp16(out, &p->users[i].key));
         GUARD(put_lp16(out, &p->users[i].value));
     }
-    return 0;
+    return p->tail_len ? buf_append(out, p->tail, p->tail_len) : 0;
 }

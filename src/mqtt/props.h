@@ -9,7 +9,12 @@
 #include <stdint.h>
 
 #include "core/buf.h"
-#include "mqtt/codec.h"
+
+/* Borrowed bytes (a parsed string passes mqtt_text_valid). */
+struct mqtt_bytes {
+    const uint8_t *p;
+    uint16_t len;
+};
 
 enum mqtt_prop_id {
     MQTT_PROP_PAYLOAD_FORMAT = 0x01,
@@ -82,7 +87,14 @@ struct mqtt_props {
     size_t n_sub_ids;
     const uint8_t *raw; /* parsing: the property bytes, for mqtt_props_next */
     size_t raw_len;
+    /* Encoding: properties already encoded (mqtt_props_copy), written
+     * after the others as they are. */
+    const uint8_t *tail;
+    size_t tail_len;
 };
+
+/* No properties: what a 5.0 packet without any is encoded with. */
+extern const struct mqtt_props mqtt_props_none;
 
 static inline bool mqtt_props_has(const struct mqtt_props *p, enum mqtt_prop_id id)
 {
@@ -102,8 +114,15 @@ MUST_USE int mqtt_props_parse(struct rd *r, enum mqtt_props_where where, struct 
 int mqtt_props_next(const struct mqtt_props *p, enum mqtt_prop_id id, size_t *pos,
                     struct mqtt_user_prop *user, uint32_t *sub_id);
 
+/* Appends the parsed properties of p, less those whose id has its bit set
+ * in drop (1 << id), to out as encoded bytes (no length in front): what
+ * mqtt_props.tail takes. */
+MUST_USE int mqtt_props_copy(struct buf *out, const struct mqtt_props *p, uint64_t drop);
+
 /* Bytes the properties take encoded, without the length in front. */
 size_t mqtt_props_size(const struct mqtt_props *p);
+/* The same with the length in front: what they add to a packet. */
+size_t mqtt_props_wire_size(const struct mqtt_props *p);
 /* Appends the property length and the properties. Only properties allowed
  * in where are written; ERR_INVALID when p has one that is not. */
 MUST_USE int mqtt_props_encode(struct buf *out, enum mqtt_props_where where,

@@ -44,6 +44,7 @@
 #define OUT_PAUSE  (1024 * 1024)
 #define OUT_RESUME (64 * 1024)
 #define TICK_MS    250
+#define LINGER_MS  2000
 #define EV_WAKE    63 /* epoll tag of the eventfd; listener tags are their index */
 
 struct listener {
@@ -53,7 +54,10 @@ struct listener {
     X509_STORE *ca;
 };
 
-enum conn_state { CONN_HANDSHAKE, CONN_MQTT };
+/* CONN_LINGER: the broker closed a 5.0 client with a DISCONNECT; what the
+ * client still sends is read and dropped until it closes or LINGER_MS pass,
+ * so the DISCONNECT is not lost to a reset (4.13). */
+enum conn_state { CONN_HANDSHAKE, CONN_MQTT, CONN_LINGER };
 
 struct conn {
     struct client cl; /* first: server_wake casts back */
@@ -296,6 +300,50 @@ static void conn_close(struct conn *c, bool abnormal)
     free(c);
 }
 
+/* Ends a connection the way the broker left it: one whose client was sent
+ * a DISCONNECT lingers (CONN_LINGER), any other closes at once. */
+static void conn_finish(struct conn *c, bool abnormal)
+{
+    if (c->dead || !c->cl.said_goodbye || c->state != CONN_MQTT) {
+        conn_close(c, abnormal);
+        return;
+    }
+    broker_close(c->w->srv->broker, &c->cl, abnormal);
+    conn_flush(c);
+    if (c->dead) {
+        conn_close(c, abnormal);
+        return;
+    }
+    if (c->ssl)
+        SSL_shutdown(c->ssl);
+    else
+        shutdown(c->fd, SHUT_WR);
+    c->state = CONN_LINGER;
+    c->deadline_ms = now_ms() + LINGER_MS;
+    conn_set_events(c, false, false);
+}
+
+/* Reads and drops what a lingering connection receives; closes it at the
+ * end of its input. */
+static void conn_linger_read(struct conn *c)
+{
+    uint8_t *rbuf = c->w->rbuf;
+    for (;;) {
+        ssize_t n;
+        if (c->ssl) {
+            ERR_clear_error();
+            n = SSL_read(c->ssl, rbuf, READ_CHUNK);
+            if (n <= 0 && SSL_get_error(c->ssl, (int)n) == SSL_ERROR_WANT_READ) return;
+        } else {
+            n = recv(c->fd, rbuf, READ_CHUNK, 0);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        }
+        if (n <= 0) break;
+    }
+    c->dead = true;
+    conn_close(c, false);
+}
+
 static void conn_accept(struct worker *w, struct listener *l, int fd, const struct sockaddr *sa)
 {
     struct server *s = w->srv;
@@ -452,6 +500,23 @@ static void conn_auth_resume(struct conn *c)
         conn_readable(c); /* TLS may hold records that epoll cannot see */
 }
 
+/* A packet that does not parse closes the connection. A CONNECT of an
+ * unknown level is answered CONNACK 1 (3.1.1); a 5.0 CONNECT that breaks a
+ * rule gets CONNACK 0x81/0x82, a 5.0 client's later packet a DISCONNECT. */
+static void conn_refuse_packet(struct conn *c, const struct mqtt_packet *p, int rc)
+{
+    bool connect = p->type == MQTT_CONNECT && c->cl.state == CLIENT_NEW;
+    uint8_t reason = rc == ERR_PROTO ? MQTT_RC_PROTOCOL_ERROR : MQTT_RC_MALFORMED;
+    log_info("%s: %s packet, closing", c->cl.peer,
+             rc == ERR_PROTO ? "protocol error in a" : "malformed");
+    if (rc == ERR_PROTO_VERSION && connect)
+        ignore_result(mqtt_encode_connack(&c->cl.out, false, MQTT_CONNACK_BAD_PROTOCOL, NULL));
+    else if (connect && p->version == MQTT_V5)
+        ignore_result(mqtt_encode_connack(&c->cl.out, false, reason, &mqtt_props_none));
+    else
+        broker_say_goodbye(&c->cl, reason);
+}
+
 /* Hands every whole frame in data to the broker; returns bytes used, or a
  * negative code when the connection must close. Stops before a CONNECT
  * whose password check has to wait. */
@@ -466,22 +531,21 @@ static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *a
         if (rc < 0) {
             log_info("%s: %s, closing", c->cl.peer,
                      rc == ERR_TOO_LARGE ? "packet exceeds max_packet_size" : "malformed packet");
+            broker_say_goodbye(&c->cl, broker_close_reason(&c->cl, rc));
             return rc;
         }
         struct mqtt_packet p;
-        rc = mqtt_parse(data + used, flen, &p);
-        if (rc == ERR_PROTO_VERSION && c->cl.state == CLIENT_NEW) {
-            ignore_result(mqtt_encode_connack(&c->cl.out, false, MQTT_CONNACK_BAD_PROTOCOL));
-            return rc;
-        }
+        rc = mqtt_parse(data + used, flen, c->cl.protocol_level, &p);
         if (rc < 0) {
-            log_info("%s: malformed packet, closing", c->cl.peer);
+            conn_refuse_packet(c, &p, rc);
             return rc;
         }
         if (p.type == MQTT_CONNECT && c->cl.state == CLIENT_NEW && conn_auth_defer(c, &p.connect))
             break;
         used += flen;
         rc = broker_handle(s->broker, &c->cl, &p, time(NULL));
+        if (rc < 0 && rc != ERR_CLOSED && rc != ERR_NOT_AUTHORIZED)
+            broker_say_goodbye(&c->cl, broker_close_reason(&c->cl, rc));
         if (rc < 0) {
             /* DISCONNECT and refused CONNECTs end normally: no will. */
             *abnormal = !(rc == ERR_CLOSED || rc == ERR_NOT_AUTHORIZED);
@@ -603,12 +667,16 @@ static bool conn_readable(struct conn *c)
     if (c->dead) goto close;
     return true;
 close:
-    conn_close(c, abnormal);
+    conn_finish(c, abnormal);
     return false;
 }
 
 static void conn_event(struct conn *c, uint32_t events)
 {
+    if (c->state == CONN_LINGER) {
+        conn_linger_read(c);
+        return;
+    }
     if (c->state == CONN_HANDSHAKE) {
         conn_handshake(c);
         if (c->dead) {
@@ -640,14 +708,17 @@ static void worker_tick(struct worker *w)
     }
     for (struct conn *c = w->conns; c; c = next) {
         next = c->next;
-        if (c->deadline_ms && now > c->deadline_ms) {
+        if (c->deadline_ms && now > c->deadline_ms && c->state == CONN_LINGER) {
+            conn_close(c, false);
+        } else if (c->deadline_ms && now > c->deadline_ms) {
             log_info("%s: %s timeout, closing", c->cl.peer,
                      c->state == CONN_HANDSHAKE ? "handshake" : "CONNECT");
             conn_close(c, false);
         } else if (c->cl.state == CLIENT_ACTIVE && c->cl.keepalive &&
                    now - c->last_rx_ms > (uint64_t)c->cl.keepalive * 1500) {
             log_info("%s: keepalive expired, closing", c->cl.peer);
-            conn_close(c, true);
+            broker_say_goodbye(&c->cl, MQTT_RC_KEEPALIVE_TIMEOUT);
+            conn_finish(c, true);
         }
     }
 }
@@ -659,10 +730,12 @@ static void worker_drain_dirty(struct worker *w)
         struct conn *c = w->dirty[--w->n_dirty];
         c->cl.dirty = false;
         pthread_mutex_unlock(&w->dirty_lock);
-        if (c->auth_job) {
+        if (c->state == CONN_LINGER) {
+            /* nothing more goes out */
+        } else if (c->auth_job) {
             conn_auth_resume(c);
         } else if (broker_drain(w->srv->broker, &c->cl) == ERR_CLOSED) {
-            conn_close(c, false);
+            conn_finish(c, false);
         } else {
             bool resumed = conn_flush(c);
             if (c->dead)
@@ -733,7 +806,10 @@ static void *worker_main(void *arg)
             next_tick = now_ms() + TICK_MS;
         }
     }
-    while (w->conns) conn_close(w->conns, false);
+    while (w->conns) {
+        broker_say_goodbye(&w->conns->cl, MQTT_RC_SHUTTING_DOWN);
+        conn_close(w->conns, false);
+    }
     return NULL;
 }
 

@@ -44,6 +44,10 @@ static int setup(void **state)
                                .max_topic_levels = cfg.max_topic_levels,
                                .max_subscriptions = cfg.max_subscriptions,
                                .max_subscription_bytes = cfg.max_subscription_bytes,
+                               .max_topic_alias = 4,
+                               .max_receive = 3,
+                               .max_packet_size = cfg.max_packet_size,
+                               .shared_subscriptions = true,
                                .auth = f->auth,
                                .wake = wake};
     assert_int_equal(broker_new(&bc, &f->b), 0);
@@ -70,7 +74,7 @@ static int teardown(void **state)
 static int feed(struct fixture *f, struct client *c, struct buf *tmp)
 {
     struct mqtt_packet p;
-    assert_int_equal(mqtt_parse(buf_head(tmp), buf_used(tmp), &p), 0);
+    assert_int_equal(mqtt_parse(buf_head(tmp), buf_used(tmp), c->protocol_level, &p), 0);
     int rc = broker_handle(f->b, c, &p, NOW);
     buf_free(tmp);
     buf_init(tmp, 0);
@@ -86,7 +90,7 @@ static int send_connect(struct fixture *f, struct client *c, const char *id, uin
                              .clean_session = clean,
                              .keepalive = 60,
                              .client_id = {(const uint8_t *)id, (uint16_t)strlen(id)}};
-    assert_int_equal(mqtt_encode_connect(&t, &m), 0);
+    assert_int_equal(mqtt_encode_connect(&t, &m, NULL, NULL), 0);
     int rc = feed(f, c, &t);
     buf_free(&t);
     return rc;
@@ -96,7 +100,7 @@ static int send_ack(struct fixture *f, struct client *c, enum mqtt_type type, ui
 {
     struct buf t;
     buf_init(&t, 0);
-    assert_int_equal(mqtt_encode_ack(&t, type, id), 0);
+    assert_int_equal(mqtt_encode_ack(&t, type, id, 0, NULL), 0);
     int rc = feed(f, c, &t);
     buf_free(&t);
     return rc;
@@ -107,7 +111,7 @@ static void next_out(struct client *c, struct mqtt_packet *p)
 {
     size_t fl = 0;
     assert_int_equal(mqtt_frame(buf_head(&c->out), buf_used(&c->out), 0, &fl), 1);
-    assert_int_equal(mqtt_parse(buf_head(&c->out), fl, p), 0);
+    assert_int_equal(mqtt_parse(buf_head(&c->out), fl, c->protocol_level, p), 0);
     buf_consume(&c->out, fl);
 }
 
@@ -139,7 +143,7 @@ static uint16_t deliver_one(struct fixture *f, uint8_t qos)
     expect_connack(&f->sub, false, 0);
     expect_connack(&f->pub, false, 0);
     struct mqtt_bytes filter = BYTES("t");
-    assert_int_equal(mqtt_encode_subscribe(&t, 1, &filter, &qos, 1), 0);
+    assert_int_equal(mqtt_encode_subscribe(&t, 1, &filter, &qos, 1, NULL), 0);
     assert_int_equal(feed(f, &f->sub, &t), 0);
     struct mqtt_packet p;
     next_out(&f->sub, &p);

@@ -43,7 +43,7 @@ static void frame_and_parse(const struct buf *b, struct mqtt_packet *pkt)
     assert_int_equal(mqtt_frame(p, len, len, &fl), 1);
     assert_int_equal(fl, len);
     assert_int_equal(mqtt_frame(p, len, len - 1, &fl), ERR_TOO_LARGE);
-    assert_int_equal(mqtt_parse(p, len, pkt), 0);
+    assert_int_equal(mqtt_parse(p, len, 4, pkt), 0);
 }
 
 static void connect_round_trip(const struct mqtt_connect *in)
@@ -51,7 +51,7 @@ static void connect_round_trip(const struct mqtt_connect *in)
     struct buf b;
     struct mqtt_packet pkt;
     buf_init(&b, 0);
-    assert_int_equal(mqtt_encode_connect(&b, in), 0);
+    assert_int_equal(mqtt_encode_connect(&b, in, NULL, NULL), 0);
     frame_and_parse(&b, &pkt);
     assert_int_equal(pkt.type, MQTT_CONNECT);
     assert_int_equal(pkt.flags, 0);
@@ -117,7 +117,7 @@ static void test_connect_round_trip_v31(void **state)
     connect_round_trip(&c);
     struct buf b;
     buf_init(&b, 0);
-    assert_int_equal(mqtt_encode_connect(&b, &c), 0);
+    assert_int_equal(mqtt_encode_connect(&b, &c, NULL, NULL), 0);
     assert_memory_equal(buf_head(&b) + 2, "\x00\x06MQIsdp\x03", 9);
     buf_free(&b);
 }
@@ -130,7 +130,7 @@ static void test_connack_round_trip(void **state)
             struct buf b;
             struct mqtt_packet pkt;
             buf_init(&b, 0);
-            assert_int_equal(mqtt_encode_connack(&b, sp, rc), 0);
+            assert_int_equal(mqtt_encode_connack(&b, sp, rc, NULL), 0);
             assert_int_equal(buf_used(&b), 4);
             frame_and_parse(&b, &pkt);
             assert_int_equal(pkt.type, MQTT_CONNACK);
@@ -147,7 +147,9 @@ static void publish_round_trip(const struct mqtt_publish *in)
     struct mqtt_packet pkt;
     buf_init(&b, 0);
     assert_int_equal(mqtt_encode_publish(&b, in), 0);
-    assert_int_equal(buf_used(&b), mqtt_publish_size(in->topic.len, in->payload_len, in->qos));
+    assert_int_equal(buf_used(&b),
+                     mqtt_publish_size(in->topic.len, in->payload_len, in->qos,
+                                       in->props ? mqtt_props_wire_size(in->props) : 0));
     frame_and_parse(&b, &pkt);
     const struct mqtt_publish *p = &pkt.publish;
     assert_int_equal(pkt.type, MQTT_PUBLISH);
@@ -212,7 +214,7 @@ static void test_ack_round_trip_all_types(void **state)
         struct buf b;
         struct mqtt_packet pkt;
         buf_init(&b, 0);
-        assert_int_equal(mqtt_encode_ack(&b, types[i], (uint16_t)(0x1234 + i)), 0);
+        assert_int_equal(mqtt_encode_ack(&b, types[i], (uint16_t)(0x1234 + i), 0, NULL), 0);
         assert_int_equal(buf_used(&b), 4);
         assert_int_equal(buf_head(&b)[0], types[i] << 4 | (types[i] == MQTT_PUBREL ? 2 : 0));
         frame_and_parse(&b, &pkt);
@@ -230,7 +232,7 @@ static void test_subscribe_round_trip(void **state)
     struct buf b;
     struct mqtt_packet pkt;
     buf_init(&b, 0);
-    assert_int_equal(mqtt_encode_subscribe(&b, 42, filters, qos, 3), 0);
+    assert_int_equal(mqtt_encode_subscribe(&b, 42, filters, qos, 3, NULL), 0);
     assert_int_equal(buf_head(&b)[0], 0x82);
     frame_and_parse(&b, &pkt);
     assert_int_equal(pkt.type, MQTT_SUBSCRIBE);
@@ -257,7 +259,7 @@ static void test_unsubscribe_round_trip(void **state)
     struct buf b;
     struct mqtt_packet pkt;
     buf_init(&b, 0);
-    assert_int_equal(mqtt_encode_unsubscribe(&b, 9, filters, 2), 0);
+    assert_int_equal(mqtt_encode_unsubscribe(&b, 9, filters, 2, NULL), 0);
     assert_int_equal(buf_head(&b)[0], 0xa2);
     frame_and_parse(&b, &pkt);
     assert_int_equal(pkt.type, MQTT_UNSUBSCRIBE);
@@ -284,7 +286,7 @@ static void test_suback_round_trip(void **state)
     struct buf b;
     struct mqtt_packet pkt;
     buf_init(&b, 0);
-    assert_int_equal(mqtt_encode_suback(&b, 0xbeef, rcs, 4), 0);
+    assert_int_equal(mqtt_encode_suback(&b, 0xbeef, rcs, 4, NULL), 0);
     frame_and_parse(&b, &pkt);
     assert_int_equal(pkt.type, MQTT_SUBACK);
     assert_int_equal(pkt.list.packet_id, 0xbeef);
@@ -292,6 +294,11 @@ static void test_suback_round_trip(void **state)
     assert_int_equal(pkt.list.len, 4);
     assert_memory_equal(pkt.list.p, rcs, 4);
     buf_free(&b);
+}
+
+static int encode_disconnect_v311(struct buf *b)
+{
+    return mqtt_encode_disconnect(b, 0, NULL);
 }
 
 static void test_empty_packets_round_trip(void **state)
@@ -303,7 +310,7 @@ static void test_empty_packets_round_trip(void **state)
         uint8_t byte0;
     } cases[] = {{mqtt_encode_pingreq, MQTT_PINGREQ, 0xc0},
                  {mqtt_encode_pingresp, MQTT_PINGRESP, 0xd0},
-                 {mqtt_encode_disconnect, MQTT_DISCONNECT, 0xe0}};
+                 {encode_disconnect_v311, MQTT_DISCONNECT, 0xe0}};
     for (size_t i = 0; i < 3; i++) {
         struct buf b;
         struct mqtt_packet pkt;
@@ -332,7 +339,7 @@ static void test_frame_partial_stream(void **state)
                                    .payload_len = 3};
     assert_int_equal(mqtt_encode_pingreq(&b), 0);
     assert_int_equal(mqtt_encode_publish(&b, &p), 0);
-    assert_int_equal(mqtt_encode_ack(&b, MQTT_PUBREL, 5), 0);
+    assert_int_equal(mqtt_encode_ack(&b, MQTT_PUBREL, 5, 0, NULL), 0);
     const uint8_t *s = buf_head(&b);
     size_t total = buf_used(&b), off = 0, avail = 0, fl = 0;
     enum mqtt_type seen[3];
@@ -345,7 +352,7 @@ static void test_frame_partial_stream(void **state)
         if (rc == 0) continue;
         struct mqtt_packet pkt;
         assert_int_equal(fl, avail);
-        assert_int_equal(mqtt_parse(s + off, fl, &pkt), 0);
+        assert_int_equal(mqtt_parse(s + off, fl, 4, &pkt), 0);
         assert_true(n < 3);
         seen[n++] = pkt.type;
         off += fl;
@@ -388,7 +395,7 @@ static void test_frame_remaining_length_boundaries(void **state)
         assert_int_equal(mqtt_frame(h, 1 + n, 0, &fl), 0);
         assert_int_equal(mqtt_frame(h, 1 + n, total, &fl), 0);
         assert_int_equal(mqtt_frame(h, 1 + n, total - 1, &fl), ERR_TOO_LARGE);
-        assert_int_equal(mqtt_publish_size(1, cases[i].rl - 3, 0), total);
+        assert_int_equal(mqtt_publish_size(1, cases[i].rl - 3, 0, 0), total);
         if (cases[i].rl > 2097152) continue;
 
         /* Whole PUBLISH of exactly that remaining length, encoded and parsed. */
@@ -405,7 +412,7 @@ static void test_frame_remaining_length_boundaries(void **state)
         assert_int_equal(mqtt_frame(buf_head(&b), total - 1, 0, &fl), 0);
         assert_int_equal(mqtt_frame(buf_head(&b), total, total, &fl), 1);
         assert_int_equal(fl, total);
-        assert_int_equal(mqtt_parse(buf_head(&b), total, &pkt), 0);
+        assert_int_equal(mqtt_parse(buf_head(&b), total, 4, &pkt), 0);
         assert_int_equal(pkt.publish.payload_len, cases[i].rl - 3);
         buf_free(&b);
         free(payload);
@@ -428,7 +435,7 @@ static void test_frame_varint_too_long(void **state)
     assert_int_equal(mqtt_frame((const uint8_t *)"\xc0\x80\x00", 3, 0, &fl), 1);
     assert_int_equal(fl, 3);
     struct mqtt_packet pkt;
-    assert_int_equal(mqtt_parse((const uint8_t *)"\xc0\x80\x00", 3, &pkt), 0);
+    assert_int_equal(mqtt_parse((const uint8_t *)"\xc0\x80\x00", 3, 4, &pkt), 0);
     assert_int_equal(pkt.type, MQTT_PINGREQ);
 }
 
@@ -462,9 +469,9 @@ static void test_encode_publish_too_large(void **state)
     p.payload_len = SIZE_MAX;
     assert_int_equal(mqtt_encode_publish(&b, &p), ERR_TOO_LARGE);
     assert_int_equal(buf_used(&b), 0);
-    assert_int_equal(mqtt_publish_size(1, MQTT_MAX_REMAINING - 4, 1), SIZE_MAX);
-    assert_int_equal(mqtt_publish_size(1, MQTT_MAX_REMAINING - 5, 1), MQTT_MAX_REMAINING + 5);
-    assert_int_equal(mqtt_publish_size(65536, 0, 0), SIZE_MAX);
+    assert_int_equal(mqtt_publish_size(1, MQTT_MAX_REMAINING - 4, 1, 0), SIZE_MAX);
+    assert_int_equal(mqtt_publish_size(1, MQTT_MAX_REMAINING - 5, 1, 0), MQTT_MAX_REMAINING + 5);
+    assert_int_equal(mqtt_publish_size(65536, 0, 0, 0), SIZE_MAX);
     buf_free(&b);
 }
 
@@ -479,14 +486,14 @@ static void test_encode_too_many_entries(void **state)
     for (size_t i = 0; i < n; i++) f[i] = BYTES("a");
     struct buf b;
     buf_init(&b, 0);
-    assert_int_equal(mqtt_encode_subscribe(&b, 1, f, q, n), ERR_TOO_LARGE);
-    assert_int_equal(mqtt_encode_unsubscribe(&b, 1, f, n), ERR_TOO_LARGE);
-    assert_int_equal(mqtt_encode_suback(&b, 1, q, n), ERR_TOO_LARGE);
+    assert_int_equal(mqtt_encode_subscribe(&b, 1, f, q, n, NULL), ERR_TOO_LARGE);
+    assert_int_equal(mqtt_encode_unsubscribe(&b, 1, f, n, NULL), ERR_TOO_LARGE);
+    assert_int_equal(mqtt_encode_suback(&b, 1, q, n, NULL), ERR_TOO_LARGE);
     assert_int_equal(buf_used(&b), 0);
     /* One fewer fits, and parses back with the full count. */
     struct mqtt_packet pkt;
-    assert_int_equal(mqtt_encode_subscribe(&b, 1, f, q, n - 1), 0);
-    assert_int_equal(mqtt_parse(buf_head(&b), buf_used(&b), &pkt), 0);
+    assert_int_equal(mqtt_encode_subscribe(&b, 1, f, q, n - 1, NULL), 0);
+    assert_int_equal(mqtt_parse(buf_head(&b), buf_used(&b), 4, &pkt), 0);
     assert_int_equal(pkt.list.count, 65535);
     buf_free(&b);
     free(f);
@@ -518,22 +525,22 @@ static void test_encode_rejects_invalid_arguments(void **state)
     p.qos = 1;
     p.packet_id = 0;
     assert_int_equal(mqtt_encode_publish(&b, &p), ERR_INVALID);
-    assert_int_equal(mqtt_encode_ack(&b, MQTT_PUBACK, 0), ERR_INVALID);
-    assert_int_equal(mqtt_encode_ack(&b, MQTT_CONNACK, 1), ERR_INVALID);
+    assert_int_equal(mqtt_encode_ack(&b, MQTT_PUBACK, 0, 0, NULL), ERR_INVALID);
+    assert_int_equal(mqtt_encode_ack(&b, MQTT_CONNACK, 1, 0, NULL), ERR_INVALID);
     const uint8_t bad_rc = 3, q3 = 3;
-    assert_int_equal(mqtt_encode_suback(&b, 1, &bad_rc, 1), ERR_INVALID);
-    assert_int_equal(mqtt_encode_suback(&b, 1, &bad_rc, 0), ERR_INVALID);
+    assert_int_equal(mqtt_encode_suback(&b, 1, &bad_rc, 1, NULL), ERR_INVALID);
+    assert_int_equal(mqtt_encode_suback(&b, 1, &bad_rc, 0, NULL), ERR_INVALID);
     const struct mqtt_bytes empty = {NULL, 0}, a = BYTES("a");
-    assert_int_equal(mqtt_encode_subscribe(&b, 1, &empty, &bad_rc, 1), ERR_INVALID);
-    assert_int_equal(mqtt_encode_subscribe(&b, 1, &a, &q3, 1), ERR_INVALID);
-    assert_int_equal(mqtt_encode_subscribe(&b, 0, &a, &bad_rc, 0), ERR_INVALID);
-    assert_int_equal(mqtt_encode_unsubscribe(&b, 1, &a, 0), ERR_INVALID);
+    assert_int_equal(mqtt_encode_subscribe(&b, 1, &empty, &bad_rc, 1, NULL), ERR_INVALID);
+    assert_int_equal(mqtt_encode_subscribe(&b, 1, &a, &q3, 1, NULL), ERR_INVALID);
+    assert_int_equal(mqtt_encode_subscribe(&b, 0, &a, &bad_rc, 0, NULL), ERR_INVALID);
+    assert_int_equal(mqtt_encode_unsubscribe(&b, 1, &a, 0, NULL), ERR_INVALID);
     struct mqtt_connect c = {.protocol_level = 4, .has_password = true};
-    assert_int_equal(mqtt_encode_connect(&b, &c), ERR_INVALID);
+    assert_int_equal(mqtt_encode_connect(&b, &c, NULL, NULL), ERR_INVALID);
     c.has_password = false;
     c.will = true;
     c.will_qos = 3;
-    assert_int_equal(mqtt_encode_connect(&b, &c), ERR_INVALID);
+    assert_int_equal(mqtt_encode_connect(&b, &c, NULL, NULL), ERR_INVALID);
     assert_int_equal(buf_used(&b), 0);
     buf_free(&b);
 }
@@ -640,11 +647,11 @@ static const struct bad_case bad_cases[] = {
          ERR_PROTO_VERSION),
     CASE("connect mqisdp level 2", "\x10\x0f\x00\x06MQIsdp\x02\x00\x00\x0a\x00\x01p",
          ERR_PROTO_VERSION),
-    CASE("connect mqtt level 5 with properties",
-         "\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01"
+    CASE("connect mqtt level 6",
+         "\x10\x0e\x00\x04MQTT\x06\x02\x00\x3c\x00\x00\x01"
          "a",
          ERR_PROTO_VERSION),
-    CASE("connect mqtt level 5 nothing after", "\x10\x07\x00\x04MQTT\x05", ERR_PROTO_VERSION),
+    CASE("connect mqtt level 5 nothing after", "\x10\x07\x00\x04MQTT\x05", ERR_MALFORMED),
     CASE("connect mqtt level 3",
          "\x10\x0d\x00\x04MQTT\x03\x02\x00\x3c\x00\x01"
          "a",
@@ -754,7 +761,7 @@ static void test_parse_malformed_table(void **state)
             assert_int_equal(mqtt_frame(p, c->len, 0, &fl), 1);
             assert_int_equal(fl, c->len);
         }
-        int rc = mqtt_parse(p, c->len, &pkt);
+        int rc = mqtt_parse(p, c->len, 4, &pkt);
         if (rc != c->want) print_error("case \"%s\": got %d, want %d\n", c->name, rc, c->want);
         assert_int_equal(rc, c->want);
     }
@@ -768,17 +775,17 @@ static void test_parse_connect_accepts_controls(void **state)
     struct mqtt_packet pkt;
     const char ok311[] = "\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01"
                          "a";
-    assert_int_equal(mqtt_parse((const uint8_t *)ok311, sizeof ok311 - 1, &pkt), 0);
+    assert_int_equal(mqtt_parse((const uint8_t *)ok311, sizeof ok311 - 1, 4, &pkt), 0);
     assert_int_equal(pkt.connect.protocol_level, 4);
     assert_true(pkt.connect.clean_session);
     assert_int_equal(pkt.connect.keepalive, 60);
     const char ok31[] = "\x10\x0f\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x01"
                         "a";
-    assert_int_equal(mqtt_parse((const uint8_t *)ok31, sizeof ok31 - 1, &pkt), 0);
+    assert_int_equal(mqtt_parse((const uint8_t *)ok31, sizeof ok31 - 1, 4, &pkt), 0);
     assert_int_equal(pkt.connect.protocol_level, 3);
     const char will[] = "\x10\x12\x00\x04MQTT\x04\x36\x00\x3c\x00\x01"
                         "a\x00\x01t\x00\x00";
-    assert_int_equal(mqtt_parse((const uint8_t *)will, sizeof will - 1, &pkt), 0);
+    assert_int_equal(mqtt_parse((const uint8_t *)will, sizeof will - 1, 4, &pkt), 0);
     assert_true(pkt.connect.will);
     assert_int_equal(pkt.connect.will_qos, 2);
     assert_true(pkt.connect.will_retain);
@@ -860,18 +867,18 @@ static int parse_with_field(int field, const char *s)
         c.will_topic = t;
         c.has_username = field == 2;
         c.username = t;
-        rc = mqtt_encode_connect(&b, &c);
+        rc = mqtt_encode_connect(&b, &c, NULL, NULL);
     } else if (field == 3) {
         struct mqtt_publish p = {.topic = t, .payload = (const uint8_t *)"x", .payload_len = 1};
         rc = mqtt_encode_publish(&b, &p);
     } else if (field == 4) {
-        rc = mqtt_encode_subscribe(&b, 7, &t, &qos, 1);
+        rc = mqtt_encode_subscribe(&b, 7, &t, &qos, 1, NULL);
     } else {
-        rc = mqtt_encode_unsubscribe(&b, 7, &t, 1);
+        rc = mqtt_encode_unsubscribe(&b, 7, &t, 1, NULL);
     }
     assert_int_equal(rc, 0);
     struct mqtt_packet pkt;
-    rc = mqtt_parse(buf_head(&b), buf_used(&b), &pkt);
+    rc = mqtt_parse(buf_head(&b), buf_used(&b), 4, &pkt);
     buf_free(&b);
     return rc;
 }
@@ -914,7 +921,7 @@ static void test_parse_binary_fields_take_control_characters(void **state)
     buf_init(&b, 0);
     assert_int_equal(mqtt_encode_publish(&b, &p), 0);
     struct mqtt_packet pkt;
-    assert_int_equal(mqtt_parse(buf_head(&b), buf_used(&b), &pkt), 0);
+    assert_int_equal(mqtt_parse(buf_head(&b), buf_used(&b), 4, &pkt), 0);
     assert_int_equal(pkt.publish.payload_len, 2);
     buf_free(&b);
 }
@@ -941,13 +948,13 @@ static void test_parse_v31_connect_ignores_unused_bits(void **state)
     (void)state;
     struct mqtt_packet pkt;
     const char reserved[] = "\x10\x0f\x00\x06MQIsdp\x03\x01\x00\x0a\x00\x01p";
-    assert_int_equal(mqtt_parse((const uint8_t *)reserved, sizeof reserved - 1, &pkt), 0);
+    assert_int_equal(mqtt_parse((const uint8_t *)reserved, sizeof reserved - 1, 4, &pkt), 0);
     assert_int_equal(pkt.connect.protocol_level, 3);
     assert_false(pkt.connect.clean_session);
     const char qos1[] = "\x14\x0f\x00\x06MQIsdp\x03\x01\x00\x0a\x00\x01p";
-    assert_int_equal(mqtt_parse((const uint8_t *)qos1, sizeof qos1 - 1, &pkt), 0);
+    assert_int_equal(mqtt_parse((const uint8_t *)qos1, sizeof qos1 - 1, 4, &pkt), 0);
     const char v311[] = "\x14\x0d\x00\x04MQTT\x04\x02\x00\x0a\x00\x01p";
-    assert_int_equal(mqtt_parse((const uint8_t *)v311, sizeof v311 - 1, &pkt), ERR_MALFORMED);
+    assert_int_equal(mqtt_parse((const uint8_t *)v311, sizeof v311 - 1, 4, &pkt), ERR_MALFORMED);
 }
 
 static void test_topic_next_stops_at_bounds(void **state)

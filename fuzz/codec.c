@@ -1,7 +1,8 @@
-/* libFuzzer target for the MQTT codec: frames and parses the input as a
- * stream of packets, walks SUBSCRIBE/UNSUBSCRIBE lists, and re-encodes each
- * packet it accepted, which must parse back to the same packet (and to the
- * same bytes when the sender used the minimal length encoding). */
+/* libFuzzer target for the MQTT codec, 3.1.1 and 5.0: frames the input as a
+ * stream of packets and parses each frame in both layouts, walks
+ * SUBSCRIBE/UNSUBSCRIBE lists, and re-encodes each packet it accepted, which
+ * must parse back to the same packet, properties included (and to the same
+ * bytes when the sender used the minimal encodings). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ static void walk_list(const struct mqtt_list *l, bool subscribe)
     while (mqtt_topic_next(l, &pos, &f, &q)) {
         CHECK(f.len > 0 && text_ok(f));
         CHECK(f.p >= l->p && f.p + f.len <= l->p + l->len);
-        CHECK(subscribe ? q <= 2 : q == 0);
+        CHECK(subscribe ? (q & MQTT_SUB_QOS) <= 2 : q == 0);
         n++;
     }
     CHECK(n == l->count && pos == l->len);
@@ -116,9 +117,20 @@ static bool list_eq(const struct mqtt_list *a, const struct mqtt_list *b)
            a->len == b->len && (a->len == 0 || memcmp(a->p, b->p, a->len) == 0);
 }
 
+static bool props_eq(const struct mqtt_props *a, const struct mqtt_props *b)
+{
+    return a->has == b->has && a->raw_len == b->raw_len &&
+           (a->raw_len == 0 || memcmp(a->raw, b->raw, a->raw_len) == 0);
+}
+
 static bool packet_eq(const struct mqtt_packet *a, const struct mqtt_packet *b)
 {
-    if (a->type != b->type || a->flags != b->flags) return false;
+    if (a->type != b->type || a->flags != b->flags || a->version != b->version ||
+        a->reason != b->reason)
+        return false;
+    if (a->version == MQTT_V5 &&
+        (!props_eq(&a->props, &b->props) || !props_eq(&a->will_props, &b->will_props)))
+        return false;
     switch (a->type) {
     case MQTT_CONNECT: return connect_eq(&a->connect, &b->connect);
     case MQTT_CONNACK:
@@ -128,20 +140,28 @@ static bool packet_eq(const struct mqtt_packet *a, const struct mqtt_packet *b)
     case MQTT_SUBSCRIBE:
     case MQTT_UNSUBSCRIBE:
     case MQTT_SUBACK: return list_eq(&a->list, &b->list);
+    case MQTT_UNSUBACK:
+        return a->version == MQTT_V5 ? list_eq(&a->list, &b->list) : a->packet_id == b->packet_id;
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBREL:
-    case MQTT_PUBCOMP:
-    case MQTT_UNSUBACK: return a->packet_id == b->packet_id;
+    case MQTT_PUBCOMP: return a->packet_id == b->packet_id;
     case MQTT_PINGREQ:
     case MQTT_PINGRESP:
-    case MQTT_DISCONNECT: return true;
+    case MQTT_DISCONNECT:
+    case MQTT_AUTH: return true;
     }
     return false;
 }
 
+/* A parsed property list, to encode again as it came. */
+static struct mqtt_props as_tail(const struct mqtt_props *p)
+{
+    return (struct mqtt_props){.tail = p->raw, .tail_len = p->raw_len};
+}
+
 /* Re-encodes a SUBSCRIBE or UNSUBSCRIBE from its walked entries. */
-static int encode_list(struct buf *b, const struct mqtt_packet *pkt)
+static int encode_list(struct buf *b, const struct mqtt_packet *pkt, const struct mqtt_props *pp)
 {
     const struct mqtt_list *l = &pkt->list;
     struct mqtt_bytes *f = malloc((l->count + 1) * sizeof *f);
@@ -150,8 +170,8 @@ static int encode_list(struct buf *b, const struct mqtt_packet *pkt)
     size_t pos = 0, n = 0;
     while (n < l->count && mqtt_topic_next(l, &pos, &f[n], &q[n])) n++;
     CHECK(n == l->count);
-    int rc = pkt->type == MQTT_SUBSCRIBE ? mqtt_encode_subscribe(b, l->packet_id, f, q, n, NULL)
-                                         : mqtt_encode_unsubscribe(b, l->packet_id, f, n, NULL);
+    int rc = pkt->type == MQTT_SUBSCRIBE ? mqtt_encode_subscribe(b, l->packet_id, f, q, n, pp)
+                                         : mqtt_encode_unsubscribe(b, l->packet_id, f, n, pp);
     free(f);
     free(q);
     return rc;
@@ -159,25 +179,56 @@ static int encode_list(struct buf *b, const struct mqtt_packet *pkt)
 
 static int encode(struct buf *b, const struct mqtt_packet *pkt)
 {
+    bool v5 = pkt->version == MQTT_V5;
+    struct mqtt_props props = as_tail(&pkt->props), will = as_tail(&pkt->will_props);
+    const struct mqtt_props *pp = v5 ? &props : NULL;
+    struct mqtt_publish pub = pkt->publish;
+    const struct mqtt_list *l = &pkt->list;
     switch (pkt->type) {
-    case MQTT_CONNECT: return mqtt_encode_connect(b, &pkt->connect, NULL, NULL);
+    case MQTT_CONNECT: return mqtt_encode_connect(b, &pkt->connect, pp, v5 ? &will : NULL);
     case MQTT_CONNACK:
-        return mqtt_encode_connack(b, pkt->connack.session_present, pkt->connack.rc, NULL);
-    case MQTT_PUBLISH: return mqtt_encode_publish(b, &pkt->publish);
+        return mqtt_encode_connack(b, pkt->connack.session_present, pkt->connack.rc, pp);
+    case MQTT_PUBLISH: pub.props = pp; return mqtt_encode_publish(b, &pub);
     case MQTT_SUBSCRIBE:
-    case MQTT_UNSUBSCRIBE: return encode_list(b, pkt);
-    case MQTT_SUBACK:
-        return mqtt_encode_suback(b, pkt->list.packet_id, pkt->list.p, pkt->list.count, NULL);
+    case MQTT_UNSUBSCRIBE: return encode_list(b, pkt, pp);
+    case MQTT_SUBACK: return mqtt_encode_suback(b, l->packet_id, l->p, l->count, pp);
+    case MQTT_UNSUBACK:
+        return v5 ? mqtt_encode_unsuback(b, l->packet_id, l->p, l->count, pp)
+                  : mqtt_encode_ack(b, pkt->type, pkt->packet_id, 0, NULL);
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP: return mqtt_encode_ack(b, pkt->type, pkt->packet_id, pkt->reason, pp);
+    case MQTT_PINGREQ: return mqtt_encode_pingreq(b);
+    case MQTT_PINGRESP: return mqtt_encode_pingresp(b);
+    case MQTT_DISCONNECT: return mqtt_encode_disconnect(b, pkt->reason, pp);
+    case MQTT_AUTH: return mqtt_encode_auth(b, pkt->reason, pp);
+    }
+    return ERR_INTERNAL;
+}
+
+/* 5.0 acknowledgements, DISCONNECT and AUTH may spell out a success reason
+ * and an empty property list that the encoder leaves out. */
+static bool may_shrink(const struct mqtt_packet *pkt)
+{
+    if (pkt->version != MQTT_V5) return false;
+    switch (pkt->type) {
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBREL:
     case MQTT_PUBCOMP:
-    case MQTT_UNSUBACK: return mqtt_encode_ack(b, pkt->type, pkt->packet_id, 0, NULL);
-    case MQTT_PINGREQ: return mqtt_encode_pingreq(b);
-    case MQTT_PINGRESP: return mqtt_encode_pingresp(b);
-    case MQTT_DISCONNECT: return mqtt_encode_disconnect(b, 0, NULL);
+    case MQTT_DISCONNECT:
+    case MQTT_AUTH: return true;
+    default: return false;
     }
-    return ERR_INTERNAL;
+}
+
+/* Bytes the properties of a parsed packet take on the wire. */
+static size_t props_wire(const struct mqtt_packet *pkt)
+{
+    if (pkt->version != MQTT_V5) return 0;
+    struct mqtt_props t = as_tail(&pkt->props);
+    return mqtt_props_wire_size(&t);
 }
 
 /* Length of the fixed header of a frame mqtt_frame accepted. */
@@ -202,20 +253,40 @@ static void round_trip(const uint8_t *frame, size_t len, const struct mqtt_packe
     CHECK(encode(&b, pkt) == 0);
     CHECK(mqtt_frame(buf_head(&b), buf_used(&b), buf_used(&b), &fl) == 1);
     CHECK(fl == buf_used(&b));
-    CHECK(mqtt_parse(buf_head(&b), fl, 4, &again) == 0);
+    CHECK(mqtt_parse(buf_head(&b), fl, pkt->version, &again) == 0);
     struct mqtt_packet want = *pkt;
     if (want.type == MQTT_CONNECT) want.flags = 0;
     CHECK(packet_eq(&want, &again));
     if (pkt->type == MQTT_PUBLISH)
         CHECK(fl == mqtt_publish_size(pkt->publish.topic.len, pkt->publish.payload_len,
-                                      pkt->publish.qos));
+                                      pkt->publish.qos, props_wire(pkt)));
     /* A 3.1 CONNECT may carry unused bits (fixed header, reserved flag) that
      * are not re-encoded. */
     bool v31 = pkt->type == MQTT_CONNECT && pkt->connect.protocol_level == 3;
     size_t h = header_len(frame);
-    if (h == minimal_header_len(len - h) && !v31)
+    if (h == minimal_header_len(len - h) && !v31 && !(may_shrink(pkt) && fl < len))
         CHECK(fl == len && memcmp(buf_head(&b), frame, len) == 0);
     buf_free(&b);
+}
+
+/* Parses one frame as 3.1.1 and as 5.0 (a CONNECT says its own version). */
+static void parse_both(const uint8_t *p, size_t fl)
+{
+    static struct mqtt_packet pkt; /* large: kept off the stack */
+    for (uint8_t version = MQTT_V311; version <= MQTT_V5; version++) {
+        int rc = mqtt_parse(p, fl, version, &pkt);
+        CHECK(rc == 0 || rc == ERR_MALFORMED || rc == ERR_PROTO_VERSION || rc == ERR_PROTO);
+        CHECK(rc != ERR_PROTO_VERSION || p[0] >> 4 == MQTT_CONNECT);
+        if (rc != 0) continue;
+        CHECK(pkt.type == p[0] >> 4);
+        if (pkt.type == MQTT_SUBSCRIBE || pkt.type == MQTT_UNSUBSCRIBE)
+            walk_list(&pkt.list, pkt.type == MQTT_SUBSCRIBE);
+        if (pkt.type == MQTT_CONNECT)
+            CHECK(text_ok(pkt.connect.client_id) && text_ok(pkt.connect.will_topic) &&
+                  text_ok(pkt.connect.username));
+        if (pkt.type == MQTT_PUBLISH) CHECK(text_ok(pkt.publish.topic));
+        round_trip(p, fl, &pkt);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -240,20 +311,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
 
-        struct mqtt_packet pkt;
-        rc = mqtt_parse(p, fl, 4, &pkt);
-        CHECK(rc == 0 || rc == ERR_MALFORMED || rc == ERR_PROTO_VERSION);
-        CHECK(rc != ERR_PROTO_VERSION || p[0] >> 4 == MQTT_CONNECT);
-        if (rc == 0) {
-            CHECK(pkt.type == p[0] >> 4);
-            if (pkt.type == MQTT_SUBSCRIBE || pkt.type == MQTT_UNSUBSCRIBE)
-                walk_list(&pkt.list, pkt.type == MQTT_SUBSCRIBE);
-            if (pkt.type == MQTT_CONNECT)
-                CHECK(text_ok(pkt.connect.client_id) && text_ok(pkt.connect.will_topic) &&
-                      text_ok(pkt.connect.username));
-            if (pkt.type == MQTT_PUBLISH) CHECK(text_ok(pkt.publish.topic));
-            round_trip(p, fl, &pkt);
-        }
+        parse_both(p, fl);
         off += fl;
     }
     return 0;

@@ -128,6 +128,7 @@ int rd_varint(struct rd *r, uint32_t *v)
         GUARD(rd_u8(r, &b));
         x |= (uint32_t)(b & 0x7f) << (7 * i);
         if (!(b & 0x80)) {
+            ENSURE(i == 0 || b != 0, ERR_MALFORMED); /* more bytes than needed */
             *v = x;
             return 0;
         }

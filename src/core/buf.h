@@ -62,8 +62,8 @@ static inline size_t rd_left(const struct rd *r)
 MUST_USE int rd_u8(struct rd *r, uint8_t *v);
 MUST_USE int rd_u16(struct rd *r, uint16_t *v);
 MUST_USE int rd_u32(struct rd *r, uint32_t *v);
-/* MQTT's variable byte integer: ERR_MALFORMED when truncated or longer
- * than four bytes. */
+/* MQTT's variable byte integer: ERR_MALFORMED when truncated, longer than
+ * four bytes, or longer than its value needs (5.0, 1.5.5). */
 MUST_USE int rd_varint(struct rd *r, uint32_t *v);
 /* Points *p at the next n bytes (no copy). */
 MUST_USE int rd_bytes(struct rd *r, size_t n, const uint8_t **p);

@@ -392,6 +392,8 @@ int mqtt_parse(const uint8_t *frame, size_t len, uint8_t version, struct mqtt_pa
     unsigned type = frame[0] >> 4, flags = frame[0] & 0x0f;
     packet_init(out, type, flags, version);
     bool v5 = out->version == MQTT_V5;
+    /* 5.0 forbids longer encodings than needed (1.5.5); 3.1.1 does not. */
+    ENSURE(!v5 || (size_t)n == varint_size(rl), ERR_MALFORMED);
     ENSURE(type >= MQTT_CONNECT && (type <= MQTT_DISCONNECT || (v5 && type == MQTT_AUTH)),
            ERR_MALFORMED);
     /* PUBLISH carries its own flags; CONNECT's depend on the protocol. */

@@ -222,7 +222,8 @@ size_t mqtt_props_size(const struct mqtt_props *p)
 {
     size_t n = 0;
     for (uint32_t id = 1; id <= MQTT_PROP_ID_MAX; id++) {
-        if (id == MQTT_PROP_USER_PROPERTY || id == MQTT_PROP_SUBSCRIPTION_ID) continue;
+        if (id == MQTT_PROP_USER_PROPERTY || (id == MQTT_PROP_SUBSCRIPTION_ID && p->sub_ids))
+            continue;
         if (mqtt_props_has(p, (enum mqtt_prop_id)id) && defs[id].where) n += one_size(p, id);
     }
     for (size_t i = 0; i < p->n_sub_ids && p->sub_ids; i++) n += 1 + varint_len(p->sub_ids[i]);
@@ -271,7 +272,8 @@ int mqtt_props_encode(struct buf *out, enum mqtt_props_where where, const struct
     ENSURE(len < (1u << 28), ERR_TOO_LARGE);
     GUARD(buf_put_varint(out, (uint32_t)len));
     for (uint32_t id = 1; id <= MQTT_PROP_ID_MAX; id++) {
-        if (id == MQTT_PROP_USER_PROPERTY || id == MQTT_PROP_SUBSCRIPTION_ID) continue;
+        if (id == MQTT_PROP_USER_PROPERTY || (id == MQTT_PROP_SUBSCRIPTION_ID && p->sub_ids))
+            continue;
         if (mqtt_props_has(p, (enum mqtt_prop_id)id)) GUARD(put_one(out, p, id));
     }
     for (size_t i = 0; i < p->n_sub_ids && p->sub_ids; i++) {

@@ -70,7 +70,9 @@ struct mqtt_user_prop {
 /* One packet's properties. has has bit (1 << id) for each present one.
  * Parsing fills the first subscription identifier and counts user
  * properties and identifiers; mqtt_props_next walks all of them. For
- * encoding, users/n_users and sub_ids/n_sub_ids name the repeated ones. */
+ * encoding, users/n_users and sub_ids/n_sub_ids name the repeated ones
+ * (without sub_ids, a has bit for MQTT_PROP_SUBSCRIPTION_ID writes
+ * subscription_id once). */
 struct mqtt_props {
     uint64_t has;
     uint8_t payload_format, request_problem_info, request_response_info;

@@ -35,6 +35,7 @@ struct lg_opts {
     int payload;        /* pubsub: payload bytes (>= 16) */
     int keepalive;      /* seconds put in CONNECT */
     bool plain_id;      /* ClientId = CN instead of d:<CN>:<n> */
+    uint8_t version;    /* MQTT_V311 or MQTT_V5 */
     pid_t broker_pid;   /* 0: no CPU accounting */
 };
 
@@ -42,6 +43,9 @@ enum lg_state { ST_FREE, ST_TCP, ST_TLS, ST_MQTT, ST_DONE };
 enum lg_role { ROLE_HANDSHAKE, ROLE_IDLE, ROLE_SUB, ROLE_PUB };
 
 /* Hook results: keep going, or close the connection normally. */
+/* The properties a packet of this run carries: none in 5.0, NULL in 3.1.1. */
+#define lg_props(lg) ((lg)->o.version == MQTT_V5 ? &mqtt_props_none : NULL)
+
 #define LG_CONTINUE 0
 #define LG_CLOSE    1
 

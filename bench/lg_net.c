@@ -207,7 +207,7 @@ int lg_queue_connect(struct lg *lg, struct lg_conn *c)
     else
         snprintf(id, sizeof id, "d:%s:%llu", dev->cn, (unsigned long long)lg->client_seq++);
     struct mqtt_connect cn = {
-        .protocol_level = 4,
+        .protocol_level = lg->o.version,
         .clean_session = true,
         .keepalive = (uint16_t)lg->o.keepalive,
         .client_id = {(const uint8_t *)id, (uint16_t)strlen(id)},
@@ -243,7 +243,7 @@ static int conn_dispatch(struct lg *lg, struct lg_conn *c)
         int rc = mqtt_frame(buf_head(&c->in), buf_used(&c->in), LG_MAX_PACKET, &flen);
         if (rc <= 0) return rc;
         struct mqtt_packet p;
-        GUARD(mqtt_parse(buf_head(&c->in), flen, 4, &p));
+        GUARD(mqtt_parse(buf_head(&c->in), flen, lg->o.version, &p));
         rc = lg_on_packet(lg, c, &p);
         buf_consume(&c->in, flen);
         if (rc != LG_CONTINUE) return rc;

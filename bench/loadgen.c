@@ -68,10 +68,10 @@ static int on_connack(struct lg *lg, struct lg_conn *c, const struct mqtt_packet
         int n = snprintf(topic, sizeof topic, "bench/%d", c->idx);
         struct mqtt_bytes f = {(const uint8_t *)topic, (uint16_t)n};
         uint8_t qos = (uint8_t)lg->o.qos;
-        GUARD(mqtt_encode_subscribe(&c->out, 1, &f, &qos, 1, NULL));
+        GUARD(mqtt_encode_subscribe(&c->out, 1, &f, &qos, 1, lg_props(lg)));
         /* A device announces itself on s/us before anything is delivered to
          * it (the platform rule certmq enforces; elsewhere a plain publish). */
-        struct mqtt_publish hello = {.topic = {(const uint8_t *)"s/us", 4}};
+        struct mqtt_publish hello = {.topic = {(const uint8_t *)"s/us", 4}, .props = lg_props(lg)};
         GUARD(mqtt_encode_publish(&c->out, &hello));
         return LG_CONTINUE;
     }
@@ -87,7 +87,7 @@ static int on_connack(struct lg *lg, struct lg_conn *c, const struct mqtt_packet
  * number and CLOCK_MONOTONIC send time (same process, so comparable). */
 static int on_message(struct lg *lg, struct lg_conn *c, const struct mqtt_publish *m)
 {
-    if (m->qos == 1) GUARD(mqtt_encode_ack(&c->out, MQTT_PUBACK, m->packet_id, 0, NULL));
+    if (m->qos == 1) GUARD(mqtt_encode_ack(&c->out, MQTT_PUBACK, m->packet_id, 0, lg_props(lg)));
     if (m->payload_len < 16) return ERR_MALFORMED;
     uint64_t seq, sent;
     memcpy(&seq, m->payload, 8);
@@ -153,6 +153,7 @@ int lg_on_fill(struct lg *lg, struct lg_conn *c)
             .topic = {(const uint8_t *)topic, (uint16_t)tn},
             .payload = payload,
             .payload_len = plen,
+            .props = lg_props(lg),
         };
         if (m.qos) {
             m.packet_id = c->next_pid;
@@ -345,6 +346,7 @@ static void usage(FILE *f)
                "  -d, --duration S   seconds measured (5); idle: hold time, 0 = until SIGTERM\n"
                "  --warmup S         seconds before measuring (1)\n"
                "  --qos 0|1          pubsub QoS (0)\n"
+               "  --mqtt 3|5         protocol: 3.1.1 (3, default) or 5.0\n"
                "  --window N         pubsub: messages in flight per publisher (100)\n"
                "  --payload N        pubsub payload bytes, >= 16 (64)\n"
                "  --keepalive S      CONNECT keepalive (0 = none)\n"
@@ -403,6 +405,13 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
     case 'L': return parse_int(arg, 16, 4096, &o->payload);
     case 'k': return parse_int(arg, 0, 65535, &o->keepalive);
     case 'I': o->plain_id = true; return 0;
+    case 'V': {
+        int v;
+        GUARD(parse_int(arg, 3, 5, &v));
+        ENSURE(v == 3 || v == 5, ERR_INVALID);
+        o->version = v == 5 ? MQTT_V5 : MQTT_V311;
+        return 0;
+    }
     case 'B':
         GUARD(parse_int(arg, 1, 1 << 30, &pid));
         o->broker_pid = pid;
@@ -414,12 +423,25 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
 static int parse_args(int argc, char **argv, struct lg_opts *o)
 {
     static const struct option longopts[] = {
-        {"host", 1, 0, 'H'},       {"port", 1, 0, 'p'},      {"sni", 1, 0, 'S'},
-        {"cafile", 1, 0, 'A'},     {"devices", 1, 0, 'D'},   {"max-devices", 1, 0, 'M'},
-        {"conns", 1, 0, 'c'},      {"pending", 1, 0, 'P'},   {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 'w'},     {"qos", 1, 0, 'q'},       {"window", 1, 0, 'W'},
-        {"payload", 1, 0, 'L'},    {"keepalive", 1, 0, 'k'}, {"plain-id", 0, 0, 'I'},
-        {"broker-pid", 1, 0, 'B'}, {"help", 0, 0, 'h'},      {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},
+        {"port", 1, 0, 'p'},
+        {"sni", 1, 0, 'S'},
+        {"cafile", 1, 0, 'A'},
+        {"devices", 1, 0, 'D'},
+        {"max-devices", 1, 0, 'M'},
+        {"conns", 1, 0, 'c'},
+        {"pending", 1, 0, 'P'},
+        {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'w'},
+        {"qos", 1, 0, 'q'},
+        {"window", 1, 0, 'W'},
+        {"payload", 1, 0, 'L'},
+        {"keepalive", 1, 0, 'k'},
+        {"plain-id", 0, 0, 'I'},
+        {"broker-pid", 1, 0, 'B'},
+        {"mqtt", 1, 0, 'V'},
+        {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
     if (argc < 2 || parse_mode(argv[1], &o->mode) < 0) return ERR_INVALID;
     *o = (struct lg_opts){.mode = o->mode,
@@ -430,7 +452,8 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
                           .duration = 5,
                           .warmup = 1,
                           .window = 100,
-                          .payload = 64};
+                          .payload = 64,
+                          .version = MQTT_V311};
     o->conns = o->mode == LG_HANDSHAKE ? 32 : o->mode == LG_PUBSUB ? 10 : 1000;
     optind = 2;
     int opt;

@@ -59,7 +59,8 @@ static int read_body(const char *ct, const uint8_t *body, size_t n, uint64_t see
 static bool ref_names_file(const uint8_t *h, size_t n)
 {
     for (size_t i = 0; i + 11 <= n; i++)
-        if (strncasecmp((const char *)h + i, "name=", 5) == 0 && memcmp(h + i + 5, "\"file\"", 6) == 0 &&
+        if (strncasecmp((const char *)h + i, "name=", 5) == 0 &&
+            memcmp(h + i + 5, "\"file\"", 6) == 0 &&
             (i == 0 || !(isalnum(h[i - 1]) || h[i - 1] == '-' || h[i - 1] == '_')))
             return true;
     return false;
@@ -67,8 +68,7 @@ static bool ref_names_file(const uint8_t *h, size_t n)
 
 /* The reference: "\r\n" + body searched whole. 0 and the file's bytes, or
  * ERR_INVALID. */
-static int reference(const char *boundary, size_t bl, const uint8_t *body, size_t n,
-                     struct out *o)
+static int reference(const char *boundary, size_t bl, const uint8_t *body, size_t n, struct out *o)
 {
     uint8_t d[4 + MULTIPART_BOUNDARY_MAX];
     if (bl == 0 || bl > MULTIPART_BOUNDARY_MAX) return ERR_INVALID;
@@ -125,8 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     int rc3 = memchr(data, 0, (size_t)(nl - data)) ? rc : reference(b, bl, body, n, &ref);
     if (rc != rc2 || rc != rc3) abort();
-    if (rc == 0 && (whole.len != pieces.len || memcmp(whole.p, pieces.p, whole.len) != 0))
-        abort();
+    if (rc == 0 && (whole.len != pieces.len || memcmp(whole.p, pieces.p, whole.len) != 0)) abort();
     if (rc == 0 && rc3 == 0 && !memchr(data, 0, (size_t)(nl - data)) &&
         (whole.len != ref.len || memcmp(whole.p, ref.p, whole.len) != 0))
         abort();

@@ -66,8 +66,7 @@ static void build_fail(struct multipart *m)
     }
 }
 
-int multipart_new(const char *content_type, multipart_sink sink, void *arg,
-                  struct multipart **out)
+int multipart_new(const char *content_type, multipart_sink sink, void *arg, struct multipart **out)
 {
     struct multipart *m = calloc(1, sizeof *m);
     ENSURE(m, ERR_NOMEM);

@@ -21,11 +21,11 @@ struct csv_block;
 
 struct csv {
     char sep;
-    size_t ncols;             /* header fields */
-    size_t nrows;             /* data rows, header excluded */
-    char **cells;             /* (nrows + 1) * ncols, row 0 is the header; never NULL */
-    size_t *line;             /* source line number of each row (row 0 = header) */
-    struct csv_block *arena;  /* owns every cell's text */
+    size_t ncols;            /* header fields */
+    size_t nrows;            /* data rows, header excluded */
+    char **cells;            /* (nrows + 1) * ncols, row 0 is the header; never NULL */
+    size_t *line;            /* source line number of each row (row 0 = header) */
+    struct csv_block *arena; /* owns every cell's text */
 };
 
 /* Parses len bytes. On success fills out (release with csv_free). Rows

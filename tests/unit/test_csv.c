@@ -211,7 +211,8 @@ static void test_csv_stream_holds_rows_not_input(void **state)
     memset(row, ' ', sizeof row);
     memcpy(row, "dev,CERTIFICATES,", 17);
     row[sizeof row - 1] = '\n';
-    for (int i = 0; i < 2000; i++) assert_int_equal(csv_stream_feed(s, (uint8_t *)row, sizeof row), 0);
+    for (int i = 0; i < 2000; i++)
+        assert_int_equal(csv_stream_feed(s, (uint8_t *)row, sizeof row), 0);
     /* 1.2 MB of input; held: the rows' cells and one copy of each text */
     assert_true(csv_stream_held(s) < 200 * 1024);
     assert_int_equal(csv_stream_finish(s, &c), 0);

@@ -1,8 +1,9 @@
 /* libmicrohttpd glue for the REST API: route table, the decisions made on a
  * request's head (target, framing, route, credentials, role, length) before
- * its body is read, body collection under the limits, dispatch and the reply
- * helpers. Handlers run on the daemon's pool threads and touch only the
- * store and the trust index, both thread-safe. */
+ * its body is read, body collection under the limits (bulk CSV is parsed
+ * as it arrives instead, csvupload.c), dispatch and the reply helpers.
+ * Handlers run on the daemon's pool threads and touch only the store and
+ * the trust index, both thread-safe. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>

@@ -173,8 +173,7 @@ static json_t *result_json(const struct csv *c, const struct row *rows, size_t n
 
 int api_h_bulk_register(struct api_req *r)
 {
-    const char *data = NULL;
-    size_t len = 0, created = 0, pw_rows = 0;
+    size_t created = 0, pw_rows = 0;
     struct csv c;
     struct row *rows = NULL;
     int rc = 0;
@@ -182,9 +181,13 @@ int api_h_bulk_register(struct api_req *r)
         return api_reply_error(r, 403,
                                "Bulk registration needs ROLE_TENANT_ADMIN or "
                                "ROLE_DEVICE_CONTROL_ADMIN");
-    if (api_body_file(r, &data, &len) < 0)
+    ENSURE(r->upload, ERR_INTERNAL); /* the route is streamed (http.c) */
+    rc = api_csv_upload_finish(r->upload, &c);
+    r->upload = NULL;
+    if (rc == ERR_INVALID)
         return api_reply_error(r, 400, "The multipart body has no part named file");
-    if (csv_parse((const uint8_t *)data, len, &c) < 0)
+    if (rc == ERR_NOMEM) return rc;
+    if (rc < 0)
         return api_reply_error(r, 422,
                                "The file is not valid CSV (header row, separator ',', ';' or "
                                "tab, balanced quotes, no row longer than the header)");

@@ -24,6 +24,8 @@
 #define API_MAX_CERT_BULK 100
 
 struct api_conn;
+struct api_csv_upload;
+struct csv;
 
 struct api_login;
 
@@ -63,6 +65,9 @@ struct api_req {
     int nseg;
     const char *body; /* NUL-terminated copy of the request body */
     size_t body_len;
+    /* A streamed route's body, parsed as it came (then body is ""): the
+     * handler takes it with api_csv_upload_finish and sets it NULL. */
+    struct api_csv_upload *upload;
     /* the authenticated caller */
     char tenant[STORE_TENANT_MAX];
     char user[STORE_NAME_MAX];
@@ -104,6 +109,18 @@ json_t *api_body_json(struct api_req *r);
 /* The multipart part named "file" (or the whole body when the request is
  * not multipart). ERR_INVALID when a multipart body has no such part. */
 int api_body_file(struct api_req *r, const char **data, size_t *len);
+/* csvupload.c: the CSV file of an upload (multipart part "file", or the
+ * whole body when not multipart), parsed while the body arrives so that it
+ * is never held whole. Feed errors are kept for finish. */
+MUST_USE int api_csv_upload_new(const struct api_req *r, struct api_csv_upload **out);
+void api_csv_upload_feed(struct api_csv_upload *u, const char *p, size_t n);
+/* Bytes of memory u holds now: the rows so far and the readers' windows. */
+size_t api_csv_upload_held(const struct api_csv_upload *u);
+/* The body has ended: 0 and the table in out (csv_free); ERR_INVALID when
+ * a multipart body has no complete part named "file", ERR_MALFORMED when
+ * the file is not valid CSV. Frees u in every case. */
+MUST_USE int api_csv_upload_finish(struct api_csv_upload *u, struct csv *out);
+void api_csv_upload_free(struct api_csv_upload *u);
 /* "<scheme>://<host><path>" into a malloc'ed string; path is printf-style. */
 char *api_url(const struct api_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -1,8 +1,9 @@
 /* libmicrohttpd glue for the REST API: route table, the decisions made on a
  * request's head (target, framing, route, credentials, role, length) before
- * its body is read, body collection under the limits, dispatch and the reply
- * helpers. Handlers run on the daemon's pool threads and touch only the
- * store and the trust index, both thread-safe. */
+ * its body is read, body collection under the limits (bulk CSV is parsed
+ * as it arrives instead, csvupload.c), dispatch and the reply helpers.
+ * Handlers run on the daemon's pool threads and touch only the store and
+ * the trust index, both thread-safe. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -537,6 +538,7 @@ struct conn_state {
     bool too_large;   /* body over http_max_body */
     bool over_budget; /* body over http_max_body_total */
     size_t reserved;  /* bytes taken from the shared body budget */
+    size_t received;  /* body bytes of a streamed route so far */
     struct buf body;
     struct api_login login;
     bool auth_parked; /* the password check is running: check_head goes on after it */
@@ -569,6 +571,56 @@ static enum MHD_Result add_framing(void *cls, enum MHD_ValueKind kind, const cha
 }
 
 static void check_head_after_auth(struct api *a, struct conn_state *cs, int rc);
+
+/* Routes whose body is parsed as it arrives (r->upload), never held. */
+static bool route_streamed(const struct route *rt)
+{
+    return rt->fn == api_h_bulk_register;
+}
+
+static void stream_drop(struct conn_state *cs)
+{
+    api_csv_upload_free(cs->r.upload);
+    cs->r.upload = NULL;
+}
+
+/* A streamed route holds the rows parsed from its body, never the body:
+ * the shared budget is taken for what the parser holds, as that grows
+ * (stream_body), not for the declared length. */
+static void start_stream(struct api *a, struct conn_state *cs)
+{
+    struct api_req *r = &cs->r;
+    if (api_csv_upload_new(r, &r->upload) < 0) {
+        ignore_result(api_reply_error(r, 503, "Out of memory; retry later"));
+        return;
+    }
+    size_t held = api_csv_upload_held(r->upload);
+    if (api_budget_take(a, held) < 0) {
+        stream_drop(cs);
+        ignore_result(api_reply_error(r, 503, "Too many request bodies in transit; retry later"));
+        return;
+    }
+    cs->reserved = held;
+}
+
+/* A body chunk of a streamed route: counted against http_max_body, parsed,
+ * and the growth of what the parser holds taken from the shared budget.
+ * Past either limit the parse is dropped and the rest of the body with it. */
+static void stream_body(struct api *a, struct conn_state *cs, const char *data, size_t n)
+{
+    if (n > a->max_body - cs->received) {
+        cs->too_large = true;
+    } else {
+        cs->received += n;
+        api_csv_upload_feed(cs->r.upload, data, n);
+        size_t held = api_csv_upload_held(cs->r.upload);
+        if (held > cs->reserved && api_budget_take(a, held - cs->reserved) < 0)
+            cs->over_budget = true;
+        else if (held > cs->reserved)
+            cs->reserved = held;
+    }
+    if (cs->too_large || cs->over_budget) stream_drop(cs);
+}
 
 /* Refusals on the request line and headers: the reply is set in cs->r
  * when the request is refused. Its body is then never read. */
@@ -632,6 +684,8 @@ static void check_head_after_auth(struct api *a, struct conn_state *cs, int rc)
     if (r->status) return;
     if (f.n_length && f.length > a->max_body) {
         ignore_result(api_reply_error(r, 413, "The request body is too large"));
+    } else if (route_streamed(cs->route)) {
+        start_stream(a, cs);
     } else if (f.n_length && api_budget_take(a, (size_t)f.length + 1) < 0) {
         ignore_result(api_reply_error(r, 503, "Too many request bodies in transit; retry later"));
     } else if (f.n_length) {
@@ -672,6 +726,10 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct api_req *r
 static void take_body(struct api *a, struct conn_state *cs, const char *data, size_t n)
 {
     if (cs->too_large || cs->over_budget) return;
+    if (cs->r.upload) {
+        stream_body(a, cs, data, n);
+        return;
+    }
     size_t after = buf_used(&cs->body) + n + 1;
     if (after > cs->reserved && api_budget_take(a, after - cs->reserved) < 0) {
         cs->over_budget = true;
@@ -747,6 +805,7 @@ void api_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     api_login_end(cls, &cs->login);
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) api_conn_head_done(cls, conn, false);
     api_budget_give(cls, cs->reserved);
+    api_csv_upload_free(cs->r.upload);
     buf_free(&cs->body);
     free(cs->r.resp);
     free(cs->r.location);

@@ -9,6 +9,9 @@
 
 const struct mqtt_props mqtt_props_none;
 
+/* Bits of every identifier in the table (has may hold no others). */
+#define ALL_IDS ((2ull << MQTT_PROP_ID_MAX) - 2)
+
 enum prop_type { T_BYTE, T_U16, T_U32, T_VARINT, T_UTF8, T_BINARY, T_PAIR };
 
 #define W(x) (1u << MQTT_IN_##x)
@@ -221,10 +224,11 @@ static size_t one_size(const struct mqtt_props *p, uint32_t id)
 size_t mqtt_props_size(const struct mqtt_props *p)
 {
     size_t n = 0;
-    for (uint32_t id = 1; id <= MQTT_PROP_ID_MAX; id++) {
+    for (uint64_t m = p->has & ALL_IDS; m; m &= m - 1) {
+        uint32_t id = (uint32_t)__builtin_ctzll(m);
         if (id == MQTT_PROP_USER_PROPERTY || (id == MQTT_PROP_SUBSCRIPTION_ID && p->sub_ids))
             continue;
-        if (mqtt_props_has(p, (enum mqtt_prop_id)id) && defs[id].where) n += one_size(p, id);
+        if (defs[id].where) n += one_size(p, id);
     }
     for (size_t i = 0; i < p->n_sub_ids && p->sub_ids; i++) n += 1 + varint_len(p->sub_ids[i]);
     for (size_t i = 0; i < p->n_users && p->users; i++)
@@ -263,18 +267,19 @@ static int put_one(struct buf *out, const struct mqtt_props *p, uint32_t id)
 
 int mqtt_props_encode(struct buf *out, enum mqtt_props_where where, const struct mqtt_props *p)
 {
-    for (uint32_t id = 1; id <= MQTT_PROP_ID_MAX; id++)
-        if (mqtt_props_has(p, (enum mqtt_prop_id)id) && !def_for(id, where)) return ERR_INVALID;
+    for (uint64_t m = p->has; m; m &= m - 1)
+        if (!def_for((uint32_t)__builtin_ctzll(m), where)) return ERR_INVALID;
     if ((p->n_users && !def_for(MQTT_PROP_USER_PROPERTY, where)) ||
         (p->n_sub_ids && !def_for(MQTT_PROP_SUBSCRIPTION_ID, where)))
         return ERR_INVALID;
     size_t len = mqtt_props_size(p);
     ENSURE(len < (1u << 28), ERR_TOO_LARGE);
     GUARD(buf_put_varint(out, (uint32_t)len));
-    for (uint32_t id = 1; id <= MQTT_PROP_ID_MAX; id++) {
+    for (uint64_t m = p->has; m; m &= m - 1) { /* set bits only, in id order */
+        uint32_t id = (uint32_t)__builtin_ctzll(m);
         if (id == MQTT_PROP_USER_PROPERTY || (id == MQTT_PROP_SUBSCRIPTION_ID && p->sub_ids))
             continue;
-        if (mqtt_props_has(p, (enum mqtt_prop_id)id)) GUARD(put_one(out, p, id));
+        GUARD(put_one(out, p, id));
     }
     for (size_t i = 0; i < p->n_sub_ids && p->sub_ids; i++) {
         GUARD(buf_put_u8(out, MQTT_PROP_SUBSCRIPTION_ID));

@@ -27,6 +27,7 @@
 #include "identity/trust.h"
 #include "net/server.h"
 #include "pki/pki.h"
+#include "store/sessions.h"
 #include "store/store.h"
 #include "token/service.h"
 
@@ -73,6 +74,7 @@ struct app {
     struct token_service *tokens;
     struct auth *auth;
     struct broker *broker;
+    struct sstore *sessions; /* durable sessions; NULL with persistence off */
     struct server *srv;
     struct api *apis[CONFIG_MAX_LISTENERS];
     size_t n_apis;
@@ -165,6 +167,23 @@ static void on_retain(void *arg, const char *tenant, const char *topic, size_t t
     if (store_retained_put(app->store, tenant, topic, tlen, payload, plen, qos) < 0)
         log_error("retained message on '%.*s' could not be stored", (int)(tlen > 200 ? 200 : tlen),
                   topic);
+}
+
+/* Durable sessions: the session store beside the main database, read back
+ * before the listeners open, then written as sessions change. */
+static int open_sessions(struct app *app)
+{
+    const struct config *cfg = &app->cfg;
+    if (!cfg->persistence) return 0;
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/sessions.db", cfg->data_dir);
+    ENSURE(n > 0 && (size_t)n < sizeof path, ERR_INVALID);
+    if (sstore_open(path, &app->sessions) < 0 ||
+        broker_persist_load(app->broker, app->sessions, time(NULL)) < 0) {
+        log_error("cannot read the sessions from %s", path);
+        return ERR_DB;
+    }
+    return broker_persist_start(app->broker, app->sessions, cfg->persistence_commit_interval);
 }
 
 static int restore_retained(void *arg, const char *tenant, const void *topic, size_t tlen,
@@ -402,6 +421,7 @@ static int app_start(struct app *app)
         log_error("cannot read the retained messages from the store");
         return ERR_DB;
     }
+    GUARD(open_sessions(app));
     int rc = server_new(cfg, app->broker, &app->srv, err, sizeof err);
     if (rc < 0) {
         log_error("%s", err);
@@ -421,6 +441,8 @@ static void app_stop(struct app *app)
 {
     for (size_t i = 0; i < app->n_apis; i++) api_stop(app->apis[i]);
     if (app->srv) server_stop(app->srv);
+    if (app->broker) broker_persist_stop(app->broker);
+    sstore_close(app->sessions);
     if (app->auth) auth_log_counters(app->auth);
     broker_free(app->broker);
     auth_free(app->auth);

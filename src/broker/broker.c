@@ -22,6 +22,8 @@ struct msg *msg_new(const uint8_t *topic, size_t tlen, const uint8_t *payload, s
     m->topic_len = (uint16_t)tlen;
     m->props_len = (uint32_t)props_len;
     m->expire_at = 0;
+    m->pid = 0;
+    m->durable_refs = 0;
     m->payload_len = plen;
     memcpy(m->data, topic, tlen);
     if (plen) memcpy(m->data + tlen, payload, plen);
@@ -61,10 +63,11 @@ void qitem_free(struct qitem *it)
     free(it);
 }
 
-static void qlist_clear(struct qlist *l)
+/* The items of a session that ends (its store record goes with it). */
+static void qlist_clear(struct broker *b, struct qlist *l)
 {
     struct qitem *it;
-    while ((it = qlist_pop(l))) qitem_free(it);
+    while ((it = qlist_pop(l))) item_forget(b, it);
 }
 
 int broker_new(const struct broker_config *cfg, struct broker **out)
@@ -75,6 +78,7 @@ int broker_new(const struct broker_config *cfg, struct broker **out)
     pthread_mutex_init(&b->lock, NULL);
     map_init(&b->spaces);
     map_init(&b->sessions);
+    buf_init(&b->journal, 0);
     *out = b;
     return 0;
 }
@@ -124,6 +128,8 @@ void broker_free(struct broker *b)
     map_each(&b->spaces, free_space_cb, NULL);
     map_free(&b->spaces);
     free(b->hits);
+    buf_free(&b->journal);
+    free(b->await);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }
@@ -147,8 +153,9 @@ struct space *space_get(struct broker *b, const char *tenant)
     return sp;
 }
 
-void session_del_sub(struct session *s, struct sub *sub)
+void session_del_sub(struct broker *b, struct session *s, struct sub *sub)
 {
+    persist_sub(b, s, sub, true);
     if (sub->share)
         share_leave(s->space, sub->share, s);
     else
@@ -161,10 +168,11 @@ void session_del_sub(struct session *s, struct sub *sub)
 /* Removes the session from the registry and the topic tree and frees it. */
 void session_free(struct broker *b, struct session *s)
 {
-    while (s->n_subs) session_del_sub(s, &s->subs[s->n_subs - 1]);
+    persist_session_del(b, s);
+    while (s->n_subs) session_del_sub(b, s, &s->subs[s->n_subs - 1]);
     free(s->subs);
-    qlist_clear(&s->inflight);
-    qlist_clear(&s->queue);
+    qlist_clear(b, &s->inflight);
+    qlist_clear(b, &s->queue);
     free(s->rx_ids);
     msg_unref(s->will);
     acl_matcher_free(s->acl);
@@ -201,8 +209,11 @@ void session_enqueue(struct broker *b, struct session *s, struct msg *m, const s
     it->state = Q_QUEUED;
     it->packet_id = 0;
     it->retain = d->retain;
+    it->maybe_sent = false;
+    it->seq = it->jseq = 0;
     it->n_ids = d->n_ids;
     if (d->n_ids) memcpy(it->sub_ids, d->sub_ids, d->n_ids * sizeof it->sub_ids[0]);
+    persist_item_put(b, s, it);
     bool was_empty = s->queue.count == 0;
     qlist_push(&s->queue, it);
     if (s->client && was_empty) b->cfg.wake(s->client);
@@ -390,7 +401,7 @@ static int send_publish(struct client *c, const struct qitem *it, bool dup, time
     const char *topic = devtopic_out(c->session, it->msg->data, it->msg->topic_len, &tlen);
     struct mqtt_publish p = {
         .qos = it->qos,
-        .dup = dup,
+        .dup = dup || it->maybe_sent,
         .retain = it->retain,
         .topic = {(const uint8_t *)topic, (uint16_t)tlen},
         .packet_id = it->packet_id,
@@ -472,7 +483,7 @@ static int drain_one(struct broker *b, struct client *c, struct qitem *it, time_
     }
     if (rc == 1) {
         b->stats.msgs_too_large++;
-        qitem_free(it);
+        item_done(b, it);
         return 0;
     }
     b->stats.msgs_out++;
@@ -482,6 +493,7 @@ static int drain_one(struct broker *b, struct client *c, struct qitem *it, time_
         qitem_free(it);
     } else {
         it->state = it->qos == 1 ? Q_WAIT_PUBACK : Q_WAIT_PUBREC;
+        persist_item_upd(b, it);
         qlist_push(&s->inflight, it);
     }
     return 0;
@@ -496,7 +508,9 @@ int broker_drain(struct broker *b, struct client *c)
         goto out;
     }
     struct session *s = c->session;
-    if (!s || c->state != CLIENT_ACTIVE || s->gated) goto out;
+    if (!s || c->state != CLIENT_ACTIVE) goto out;
+    GUARD_GOTO(rc, persist_release_acks(b, c), out);
+    if (s->gated) goto out;
     if (s->resend_pending) {
         s->resend_pending = false;
         GUARD_GOTO(rc, broker_resend_inflight(b, c), out);
@@ -505,10 +519,14 @@ int broker_drain(struct broker *b, struct client *c)
     while (s->queue.head && buf_used(&c->out) < DRAIN_HIGH_WATER) {
         struct qitem *it = s->queue.head;
         if (it->qos > 0 && s->inflight.count >= c->inflight_max) break;
+        if (it->jseq > b->durable_seq) { /* not stored yet: after the commit */
+            persist_await(b, c);
+            break;
+        }
         qlist_pop(&s->queue);
         if (msg_expired(it->msg, now)) {
             b->stats.msgs_expired++;
-            qitem_free(it);
+            item_done(b, it);
             continue;
         }
         GUARD_GOTO(rc, drain_one(b, c, it, now), out);
@@ -565,6 +583,8 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
         if (s->expiry == 0) {
             session_end(b, s);
         } else {
+            s->offline_since = now;
+            persist_session(b, s);
             /* Offline sessions keep QoS 1/2 only; in-flight QoS 0 is gone. */
             struct qlist keep = {0};
             struct qitem *it;
@@ -579,6 +599,7 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
         }
     }
     alias_free(c);
+    persist_client_gone(b, c);
     c->session = NULL;
     c->state = CLIENT_GONE;
     pthread_mutex_unlock(&b->lock);
@@ -648,7 +669,7 @@ int session_set_acl(struct broker *b, struct session *s, struct acl_matcher *m)
         }
         log_info("client %s: subscription to '%.*s' dropped: no longer allowed", s->client_id,
                  (int)len, f);
-        session_del_sub(s, sub);
+        session_del_sub(b, s, sub);
         dropped++;
     }
     (void)b;
@@ -761,6 +782,7 @@ static int handle_disconnect(struct broker *b, struct client *c, const struct mq
         }
         long cap = b->cfg.max_session_expiry;
         s->expiry = cap && v > (unsigned long)cap ? (uint32_t)cap : v;
+        persist_session(b, s);
     }
     if (client_v5(c) && p->reason == MQTT_RC_DISCONNECT_WITH_WILL) {
         c->will_on_disconnect = true;

@@ -26,6 +26,7 @@ struct auth;
 struct auth_result;
 struct broker;
 struct session;
+struct sstore;
 
 enum client_state { CLIENT_NEW, CLIENT_ACTIVE, CLIENT_GONE };
 
@@ -62,6 +63,8 @@ struct client {
     uint16_t inflight_max;   /* max_inflight, or the client's Receive Maximum if lower */
     uint32_t max_packet_out; /* the client's Maximum Packet Size; 0: no limit */
     struct aliases *aliases; /* topic aliases both ways; NULL: none */
+    struct ackq *acks;       /* acknowledgements waiting for a commit (persist.c) */
+    bool awaiting;           /* on the broker's list to wake after a commit */
 };
 
 /* The client speaks MQTT 5.0. */
@@ -153,6 +156,15 @@ MUST_USE int broker_restore_retained(struct broker *b, const char *tenant, const
 void broker_say_goodbye(struct client *c, uint8_t reason);
 /* The reason a 5.0 client is told when a handler's error code closes it. */
 uint8_t broker_close_reason(const struct client *c, int rc);
+
+/* Durable sessions. broker_persist_load reads the session store back (at
+ * start, before any client); broker_persist_start then journals every
+ * change of a session with an expiry and commits it every commit_ms
+ * milliseconds; broker_persist_stop commits the rest and stops (after the
+ * network layer closed every client). st stays the caller's. */
+MUST_USE int broker_persist_load(struct broker *b, struct sstore *st, time_t now);
+MUST_USE int broker_persist_start(struct broker *b, struct sstore *st, long commit_ms);
+void broker_persist_stop(struct broker *b);
 
 /* Frees sessions past their expiry interval and publishes delayed wills
  * that are due. Any thread; takes the broker lock. Returns how many

@@ -68,8 +68,8 @@ static void assign_id(char *id, size_t n)
         k += snprintf(id + k, n - k, "%02x", r[i]);
 }
 
-static struct session *session_new(struct broker *b, struct space *sp, const char *key, size_t klen,
-                                   const char *client_id)
+struct session *session_new(struct broker *b, struct space *sp, const char *key, size_t klen,
+                            const char *client_id)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -343,6 +343,9 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet 
     s->will_expiry = w.expiry;
     s->expiry = ci.expiry;
     s->expiry_was_zero = ci.expiry == 0;
+    if (s->durable && !(b->sstore && s->expiry)) persist_session_del(b, s);
+    s->durable = b->sstore && s->expiry;
+    persist_session(b, s);
     long max_ka = b->cfg.max_keepalive;
     c->keepalive = cp->keepalive;
     if (max_ka && (cp->keepalive == 0 || cp->keepalive > max_ka)) c->keepalive = (uint16_t)max_ka;

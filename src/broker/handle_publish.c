@@ -19,7 +19,7 @@ static bool rx_has(const struct session *s, uint16_t id)
     return false;
 }
 
-static int rx_add(struct broker *b, struct session *s, uint16_t id)
+int session_rx_add(struct broker *b, struct session *s, uint16_t id)
 {
     if (s->n_rx == s->cap_rx) {
         if (s->cap_rx >= (unsigned)b->cfg.max_inflight * 4 + 64) return ERR_LIMIT;
@@ -33,13 +33,44 @@ static int rx_add(struct broker *b, struct session *s, uint16_t id)
     return 0;
 }
 
-static void rx_del(struct session *s, uint16_t id)
+static int rx_add(struct broker *b, struct session *s, uint16_t id)
+{
+    GUARD(session_rx_add(b, s, id));
+    persist_rx(b, s, id, false);
+    return 0;
+}
+
+static void rx_del(struct broker *b, struct session *s, uint16_t id)
 {
     for (unsigned i = 0; i < s->n_rx; i++)
         if (s->rx_ids[i] == id) {
             s->rx_ids[i] = s->rx_ids[--s->n_rx];
+            persist_rx(b, s, id, true);
             return;
         }
+}
+
+/* Answers a PUBLISH or PUBREL. With persistence, the answer waits until
+ * what the PUBLISH stored is committed (journal records appended since
+ * before), and answers keep their order behind one that waits. */
+static int answer(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
+                  uint8_t reason, uint64_t before)
+{
+    if (b->sstore && (b->jseq != before || persist_acks_pending(c)))
+        return persist_defer_ack(b, c, type, id, reason);
+    return mqtt_encode_ack(&c->out, type, id, reason, client_v5(c) ? &mqtt_props_none : NULL);
+}
+
+/* The session store cannot be written: a QoS 1/2 PUBLISH is not taken
+ * (5.0: PUBACK/PUBREC 0x97; 3.1.1 has no way to say so: the connection
+ * closes without an acknowledgement, and the client sends it again). */
+static int refuse_unstorable(struct client *c, const struct mqtt_publish *p)
+{
+    log_warn("client %s: QoS %u publish refused: the session store cannot be written",
+             c->session->client_id, p->qos);
+    if (!client_v5(c)) return ERR_DB;
+    return mqtt_encode_ack(&c->out, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id,
+                           MQTT_RC_QUOTA_EXCEEDED, &mqtt_props_none);
 }
 
 /* Sends text to this client's own s/<leaf> topic (token, error report). */
@@ -190,8 +221,10 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_packet 
 {
     struct session *s = c->session;
     const struct mqtt_publish *p = &pk->publish;
+    uint64_t before = b->jseq;
     if (p->qos == 2 && rx_has(s, p->packet_id))
-        return mqtt_encode_ack(&c->out, MQTT_PUBREC, p->packet_id, 0, ack_props(c)); /* dup */
+        return answer(b, c, MQTT_PUBREC, p->packet_id, 0, before); /* duplicate */
+    if (p->qos && b->persist_broken) return refuse_unstorable(c, p);
     if (p->qos == 2 && client_v5(c) && s->n_rx >= (unsigned)b->cfg.max_receive) {
         c->close_reason = MQTT_RC_RECEIVE_MAX_EXCEEDED;
         return ERR_PROTO;
@@ -209,11 +242,10 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_packet 
      * delivered to nobody; 5.0 says why in the acknowledgement. */
     uint8_t reason = publish_refusal(b, s, pk, name, rc);
     if (!reason) GUARD(publish_route(b, c, pk, name, topic, tlen));
-    if (p->qos == 1)
-        return mqtt_encode_ack(&c->out, MQTT_PUBACK, p->packet_id, reason, ack_props(c));
+    if (p->qos == 1) return answer(b, c, MQTT_PUBACK, p->packet_id, reason, before);
     if (p->qos == 2) {
         if (!reason || !client_v5(c)) GUARD(rx_add(b, s, p->packet_id));
-        return mqtt_encode_ack(&c->out, MQTT_PUBREC, p->packet_id, reason, ack_props(c));
+        return answer(b, c, MQTT_PUBREC, p->packet_id, reason, before);
     }
     return 0;
 }
@@ -235,7 +267,7 @@ static void inflight_remove(struct broker *b, struct client *c, struct qitem **p
     *pp = it->next;
     if (s->inflight.tail == it) s->inflight.tail = prev;
     s->inflight.count--;
-    qitem_free(it);
+    item_done(b, it);
     if (s->queue.count) b->cfg.wake(c); /* room for more */
 }
 
@@ -250,9 +282,10 @@ int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t
     struct session *s = c->session;
     if (type == MQTT_PUBREL) {
         /* 5.0: a PUBREL for an id we do not hold is answered 0x92. */
-        uint8_t answer = rx_has(s, id) ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND;
-        rx_del(s, id);
-        return mqtt_encode_ack(&c->out, MQTT_PUBCOMP, id, answer, ack_props(c));
+        uint8_t why = rx_has(s, id) ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND;
+        rx_del(b, s, id);
+        /* PUBCOMP needs nothing stored first: it waits only behind held answers. */
+        return answer(b, c, MQTT_PUBCOMP, id, why, b->jseq);
     }
     struct qitem *prev;
     struct qitem **pp = find_inflight(s, id, &prev);
@@ -270,7 +303,10 @@ int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t
             inflight_remove(b, c, pp, prev);
             return 0;
         }
-        if (it) it->state = Q_WAIT_PUBCOMP;
+        if (it && it->state != Q_WAIT_PUBCOMP) {
+            it->state = Q_WAIT_PUBCOMP;
+            persist_item_upd(b, it);
+        }
         return mqtt_encode_ack(&c->out, MQTT_PUBREL, id, it ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND,
                                ack_props(c));
     case MQTT_PUBCOMP:

@@ -124,6 +124,7 @@ static uint8_t subscribe_apply(struct broker *b, struct session *s, const struct
         }
         return MQTT_RC_UNSPECIFIED;
     }
+    persist_sub(b, s, sub, false);
     unsigned handling = (w->opts & MQTT_SUB_RETAIN_HANDLING) >> 4;
     if (!w->group.p && (handling == 0 || (handling == 1 && !old))) {
         struct retained_ctx r = {b, s, qos, w->id};
@@ -184,9 +185,21 @@ int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packe
     return mqtt_encode_suback(&c->out, l->packet_id, rcs, n, v5 ? &mqtt_props_none : NULL);
 }
 
+int session_restore_sub(struct broker *b, struct session *s, const char *filter, size_t flen,
+                        const char *group, size_t glen, uint8_t qos, uint8_t opts, uint32_t id)
+{
+    ENSURE(flen && flen <= UINT16_MAX && glen <= UINT16_MAX && qos <= 2, ERR_MALFORMED);
+    /* Retain Handling 2 (0x20): no retained messages for a restored one. */
+    struct want w = {.filter = {(const uint8_t *)filter, (uint16_t)flen},
+                     .group = {glen ? (const uint8_t *)group : NULL, (uint16_t)glen},
+                     .opts = (uint8_t)(qos | (opts & ~MQTT_SUB_RETAIN_HANDLING) | 0x20),
+                     .id = id};
+    uint8_t rc = subscribe_apply(b, s, &w, filter, flen);
+    return rc < 0x80 ? 0 : ERR_NOMEM;
+}
+
 int handle_unsubscribe(struct broker *b, struct client *c, const struct mqtt_packet *p)
 {
-    (void)b;
     const struct mqtt_list *l = &p->list;
     struct session *s = c->session;
     uint8_t rcs[MAX_FILTERS_PER_PACKET];
@@ -205,7 +218,7 @@ int handle_unsubscribe(struct broker *b, struct client *c, const struct mqtt_pac
             flen <= UINT16_MAX)
             sub = session_find_sub(s, filter, (uint16_t)flen, &w);
         if (sub) {
-            session_del_sub(s, sub);
+            session_del_sub(b, s, sub);
             rc = MQTT_RC_SUCCESS;
         }
         rcs[n++] = rc;

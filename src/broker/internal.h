@@ -5,12 +5,14 @@
 #define CERTMQ_BROKER_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "identity/acl.h"
 #include "broker/broker.h"
 #include "broker/topic.h"
 #include "core/map.h"
 #include "identity/auth.h"
+#include "store/sessions.h"
 
 /* A published message, shared by every queue it sits in. */
 struct msg {
@@ -18,8 +20,10 @@ struct msg {
     uint8_t qos;
     bool retain;
     uint16_t topic_len;
-    uint32_t props_len; /* 5.0 properties passed on as they came (encoded) */
-    time_t expire_at;   /* Message Expiry: not delivered from then on; 0: never */
+    uint32_t props_len;    /* 5.0 properties passed on as they came (encoded) */
+    time_t expire_at;      /* Message Expiry: not delivered from then on; 0: never */
+    uint64_t pid;          /* its id in the session store; 0: not stored */
+    unsigned durable_refs; /* stored items that hold it */
     size_t payload_len;
     char data[]; /* topic, payload, properties */
 };
@@ -31,8 +35,11 @@ struct qitem {
     struct msg *msg;
     uint16_t packet_id;
     uint8_t qos;
-    uint8_t state; /* enum qstate */
-    bool retain;   /* the RETAIN flag it goes out with */
+    uint8_t state;   /* enum qstate */
+    bool retain;     /* the RETAIN flag it goes out with */
+    bool maybe_sent; /* restored: it may have gone out before the stop (DUP) */
+    uint64_t seq;    /* its id in the session store; 0: not stored */
+    uint64_t jseq;   /* goes out only once this many journal records are committed */
     uint16_t n_ids;
     uint32_t sub_ids[]; /* 5.0 subscription identifiers of the matching filters */
 };
@@ -75,6 +82,7 @@ struct session {
     struct space *space;
     struct client *client; /* NULL while offline */
     uint32_t expiry;       /* seconds it outlives its connection; SESSION_FOREVER */
+    bool durable;          /* kept in the session store (persist.c) */
     bool expiry_was_zero;  /* 5.0: a DISCONNECT may not raise it from 0 */
     bool sub_detail;       /* a subscription has 5.0 options or an identifier */
     uint32_t will_delay;   /* 5.0 Will Delay Interval of the will */
@@ -118,6 +126,20 @@ struct broker {
     struct session **hits; /* routing scratch */
     size_t n_hits, cap_hits;
     struct broker_stats stats;
+    /* persistence (persist.c): sstore NULL when off */
+    struct sstore *sstore;
+    struct buf journal;   /* records not yet committed */
+    uint64_t jseq;        /* records appended since start */
+    uint64_t durable_seq; /* records committed */
+    uint64_t next_msg_pid, next_item_seq;
+    bool persist_broken;   /* the last commit failed: QoS 1/2 publishes are refused */
+    bool restoring;        /* reading the store back: nothing is journaled */
+    struct client **await; /* clients to wake after the next commit */
+    size_t n_await, cap_await;
+    long commit_ms;
+    pthread_t committer;
+    bool committer_running;
+    atomic_bool persist_stop;
 };
 
 /* props: 5.0 properties to pass on, encoded (props_len 0: none). */
@@ -175,7 +197,40 @@ void session_deliver_direct(struct broker *b, struct session *s, struct msg *m);
 
 /* Removes subscription sub of s from the tree (or its share group) and
  * from s's list. */
-void session_del_sub(struct session *s, struct sub *sub);
+void session_del_sub(struct broker *b, struct session *s, struct sub *sub);
+
+/* Creates a session in sp (map key key) without a client. */
+struct session *session_new(struct broker *b, struct space *sp, const char *key, size_t klen,
+                            const char *client_id);
+/* Puts back a stored subscription (no retained messages, no journal). */
+MUST_USE int session_restore_sub(struct broker *b, struct session *s, const char *filter,
+                                 size_t flen, const char *group, size_t glen, uint8_t qos,
+                                 uint8_t opts, uint32_t id);
+/* Remembers an incoming QoS 2 id awaiting PUBREL (no journal). */
+MUST_USE int session_rx_add(struct broker *b, struct session *s, uint16_t id);
+
+/* ---- durable sessions (persist.c, restore.c) ---- */
+/* Journal records for a durable session's changes (nothing when it is not). */
+void persist_session(struct broker *b, struct session *s);
+void persist_session_del(struct broker *b, struct session *s);
+void persist_sub(struct broker *b, struct session *s, const struct sub *sub, bool del);
+/* A QoS 1/2 item queued for a durable session: stored, with its message. */
+void persist_item_put(struct broker *b, struct session *s, struct qitem *it);
+void persist_item_upd(struct broker *b, const struct qitem *it);
+void persist_rx(struct broker *b, struct session *s, uint16_t id, bool del);
+/* An item is done with (acknowledged, expired, dropped): out of the store
+ * and freed. item_forget: its session's deletion removes it from the store. */
+void item_done(struct broker *b, struct qitem *it);
+void item_forget(struct broker *b, struct qitem *it);
+/* Acknowledgements held until the records journaled so far are committed. */
+MUST_USE int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
+                               uint8_t reason);
+bool persist_acks_pending(const struct client *c);
+/* Writes the held acknowledgements that are now committed (owner thread). */
+MUST_USE int persist_release_acks(struct broker *b, struct client *c);
+/* c is woken after the next commit. */
+void persist_await(struct broker *b, struct client *c);
+void persist_client_gone(struct broker *b, struct client *c);
 
 /* ---- shared subscriptions (share.c) ---- */
 /* Adds s to the group of $share/{group}/{filter} (filter as routed). */
@@ -184,6 +239,8 @@ MUST_USE int share_join(struct space *sp, const char *group, size_t glen, const 
 void share_leave(struct space *sp, struct share *sh, struct session *s);
 /* Is sh the group named group (its filter is compared by the caller)? */
 bool share_named(const struct share *sh, const char *group, size_t glen);
+/* The group's name (NUL-terminated). */
+const char *share_group(const struct share *sh);
 /* A tree subscriber that is a share group, not a session? */
 static inline bool share_is(const void *subscriber)
 {

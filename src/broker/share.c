@@ -17,6 +17,7 @@ struct member {
 
 struct share {
     char *key; /* group \x01 filter */
+    char *group;
     size_t klen;
     char *filter;
     uint16_t flen;
@@ -45,11 +46,14 @@ static struct share *share_get(struct space *sp, const char *group, size_t glen,
     sh = calloc(1, sizeof *sh);
     if (!sh) return NULL;
     sh->key = strndup(key, (size_t)klen);
+    sh->group = strndup(group, glen);
     sh->klen = (size_t)klen;
     sh->filter = strndup(filter, flen);
     sh->flen = (uint16_t)flen;
-    if (!sh->key || !sh->filter || map_put(&sp->shares, sh->key, sh->klen, sh, NULL) < 0) {
+    if (!sh->key || !sh->group || !sh->filter ||
+        map_put(&sp->shares, sh->key, sh->klen, sh, NULL) < 0) {
         free(sh->key);
+        free(sh->group);
         free(sh->filter);
         free(sh);
         return NULL;
@@ -62,6 +66,7 @@ static void share_drop(struct space *sp, struct share *sh)
     map_del(&sp->shares, sh->key, sh->klen);
     free(sh->m);
     free(sh->key);
+    free(sh->group);
     free(sh->filter);
     free(sh);
 }
@@ -97,6 +102,11 @@ int share_join(struct space *sp, const char *group, size_t glen, const char *fil
     sh->m[sh->n++] = (struct member){s, sub->qos, sub->id};
     *out = sh;
     return 0;
+}
+
+const char *share_group(const struct share *sh)
+{
+    return sh->group;
 }
 
 bool share_named(const struct share *sh, const char *group, size_t glen)
@@ -141,6 +151,7 @@ static void free_cb(const char *key, void *value, void *arg)
     struct share *sh = value;
     free(sh->m);
     free(sh->key);
+    free(sh->group);
     free(sh->filter);
     free(sh);
 }

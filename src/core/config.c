@@ -85,6 +85,12 @@ static const struct option options[] = {
     G_LONG("max_receive", max_receive, 1, 65535, 100,
            "MQTT 5.0 Receive Maximum: unacknowledged QoS 2 messages a client may send; "
            "more closes the connection"),
+    G_BOOL("persistence", persistence, 1,
+           "keep sessions that outlive their connection, their subscriptions and queued "
+           "QoS 1/2 messages in data_dir/sessions.db (they survive a restart or a crash)"),
+    G_LONG("persistence_commit_interval", persistence_commit_interval, 1, 1000, 2,
+           "milliseconds between commits of session changes; a QoS 1/2 message stored for a "
+           "session is acknowledged and delivered after the commit"),
     G_BOOL("shared_subscriptions", shared_subscriptions, 1,
            "allow shared subscriptions ($share/{group}/{filter})"),
     G_LONG("max_queued", max_queued, 0, 10000000, 1000,

@@ -48,6 +48,8 @@ struct config {
     long max_topic_alias;
     long max_receive;
     bool shared_subscriptions;
+    bool persistence;
+    long persistence_commit_interval;
     long handshake_timeout;
     long connect_timeout;
     long max_keepalive;

@@ -1,0 +1,176 @@
+/* Reading the session store back at start (before any client connects):
+ * sessions with their identity, expiry and will, their subscriptions (the
+ * topic tree and share groups again), the messages queued or in flight for
+ * them in the order they were queued, and the incoming QoS 2 ids awaiting
+ * PUBREL. Sessions that expired while the broker was down end here (their
+ * wills go out). What was possibly sent before the stop goes out again
+ * with DUP set. */
+#include "broker/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+struct restore {
+    struct broker *b;
+    struct map msgs; /* pid (8 bytes) -> struct msg, one reference held */
+    time_t now;
+    size_t sessions, items;
+};
+
+static void copy_str(char *dst, size_t cap, struct jstr s)
+{
+    size_t n = s.len < cap - 1 ? s.len : cap - 1;
+    memcpy(dst, s.p, n);
+    dst[n] = 0;
+}
+
+static struct session *find(struct broker *b, struct jstr key)
+{
+    return map_get(&b->sessions, (const char *)key.p, key.len);
+}
+
+static struct msg *msg_from(const struct jrec *r)
+{
+    struct msg *m = msg_new(r->topic.p, r->topic.len, r->payload.p, r->payload.len, r->qos,
+                            r->retain, r->props.p, r->props.len);
+    if (m) m->expire_at = r->expire_at;
+    return m;
+}
+
+static int restore_session(struct restore *rs, const struct jrec *r)
+{
+    struct broker *b = rs->b;
+    char tenant[sizeof((struct auth_result *)0)->tenant];
+    copy_str(tenant, sizeof tenant, r->tenant);
+    char *client_id = strndup((const char *)r->client_id.p, r->client_id.len);
+    ENSURE(client_id, ERR_NOMEM);
+    struct space *sp = space_get(b, tenant);
+    struct session *s =
+        sp ? session_new(b, sp, (const char *)r->key.p, r->key.len, client_id) : NULL;
+    free(client_id);
+    ENSURE(s, ERR_NOMEM);
+    struct auth_result *w = &s->who;
+    memcpy(w->tenant, tenant, sizeof tenant);
+    copy_str(w->identity, sizeof w->identity, r->identity);
+    copy_str(w->anchor_fp, sizeof w->anchor_fp, r->anchor);
+    w->kind = r->kind;
+    w->device = r->device;
+    w->has_user_name = r->has_user_name;
+    w->roles = r->roles;
+    s->durable = true;
+    s->expiry = r->expiry;
+    s->expiry_was_zero = false;
+    s->offline_since = r->offline_since ? r->offline_since : rs->now;
+    if (r->has_will) {
+        s->will = msg_from(r);
+        ENSURE(s->will, ERR_NOMEM);
+        s->will_delay = r->will_delay;
+        s->will_expiry = r->will_expiry;
+        /* Connected when the broker stopped: the connection was lost. */
+        uint32_t delay = s->will_delay < s->expiry ? s->will_delay : s->expiry;
+        s->will_at = s->offline_since + delay + 1;
+    }
+    struct acl_matcher *acl = NULL;
+    if (b->cfg.acl_compile && b->cfg.acl_compile(b->cfg.acl_arg, w, s->client_id, &acl) < 0)
+        log_error("session %s: authorization rules could not be compiled", s->client_id);
+    session_set_acl(b, s, acl);
+    rs->sessions++;
+    return 0;
+}
+
+static int restore_sub(struct restore *rs, const struct jrec *r)
+{
+    struct session *s = find(rs->b, r->key);
+    if (!s) return 0;
+    return session_restore_sub(rs->b, s, (const char *)r->filter.p, r->filter.len,
+                               (const char *)r->group.p, r->group.len, r->qos, r->opts, r->sub_id);
+}
+
+static int restore_msg(struct restore *rs, const struct jrec *r)
+{
+    struct msg *m = msg_from(r);
+    ENSURE(m, ERR_NOMEM);
+    m->pid = r->pid;
+    if (r->pid > rs->b->next_msg_pid) rs->b->next_msg_pid = r->pid;
+    if (map_put(&rs->msgs, (const char *)&m->pid, sizeof m->pid, m, NULL) < 0) {
+        msg_unref(m);
+        return ERR_NOMEM;
+    }
+    return 0;
+}
+
+static int restore_item(struct restore *rs, const struct jrec *r)
+{
+    struct broker *b = rs->b;
+    struct session *s = find(b, r->key);
+    struct msg *m = map_get(&rs->msgs, (const char *)&r->pid, sizeof r->pid);
+    if (r->seq > b->next_item_seq) b->next_item_seq = r->seq;
+    if (!s || !m) return 0;
+    struct qitem *it = calloc(1, sizeof *it + r->n_ids * sizeof it->sub_ids[0]);
+    ENSURE(it, ERR_NOMEM);
+    it->msg = m;
+    m->refs++;
+    m->durable_refs++;
+    it->qos = r->qos;
+    it->retain = r->retain;
+    it->state = r->state;
+    it->packet_id = r->packet_id;
+    it->seq = r->seq;
+    it->maybe_sent = true;
+    it->n_ids = r->n_ids;
+    for (uint16_t i = 0; i < r->n_ids; i++) it->sub_ids[i] = journal_id(r, i);
+    if (it->state != Q_QUEUED && it->packet_id) {
+        qlist_push(&s->inflight, it);
+        if (it->packet_id > s->next_id) s->next_id = it->packet_id;
+    } else {
+        it->state = Q_QUEUED;
+        it->packet_id = 0;
+        qlist_push(&s->queue, it);
+    }
+    rs->items++;
+    return 0;
+}
+
+static int restore_one(void *arg, const struct jrec *r)
+{
+    struct restore *rs = arg;
+    switch ((enum jtype)r->type) {
+    case J_SESSION_PUT: return restore_session(rs, r);
+    case J_SUB_PUT: return restore_sub(rs, r);
+    case J_MSG_PUT: return restore_msg(rs, r);
+    case J_ITEM_PUT: return restore_item(rs, r);
+    case J_RX_PUT: {
+        struct session *s = find(rs->b, r->key);
+        return s ? session_rx_add(rs->b, s, r->packet_id) : 0;
+    }
+    default: return ERR_MALFORMED;
+    }
+}
+
+static void drop_msg(const char *key, void *value, void *arg)
+{
+    (void)key;
+    (void)arg;
+    msg_unref(value);
+}
+
+int broker_persist_load(struct broker *b, struct sstore *st, time_t now)
+{
+    struct restore rs = {.b = b, .now = now};
+    map_init(&rs.msgs);
+    b->sstore = st;
+    pthread_mutex_lock(&b->lock);
+    b->restoring = true;
+    int rc = sstore_load(st, restore_one, &rs);
+    b->restoring = false;
+    pthread_mutex_unlock(&b->lock);
+    map_each(&rs.msgs, drop_msg, NULL);
+    map_free(&rs.msgs);
+    if (rc < 0) return rc;
+    int expired = broker_expire_sessions(b, now);
+    log_info("persistence: %zu session(s) and %zu queued message(s) restored%s",
+             rs.sessions - expired, rs.items, expired ? ", expired ones ended" : "");
+    return 0;
+}

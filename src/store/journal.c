@@ -152,7 +152,8 @@ static int get_life(struct rd *r, struct jrec *o)
     GUARD(get_u64(r, &off));
     o->offline_since = (int64_t)off;
     GUARD(rd_u8(r, &w));
-    o->has_will = w != 0;
+    ENSURE(w <= 1, ERR_MALFORMED);
+    o->has_will = w;
     if (!o->has_will) return 0;
     GUARD(rd_u32(r, &o->will_delay));
     GUARD(rd_u32(r, &o->will_expiry));

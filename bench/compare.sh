@@ -6,6 +6,8 @@
 # Usage: bench/compare.sh [--record] [--seconds S] [--repeat N] [--idle-conns K]
 #                         [--acl-rules N]  (the QoS 0 run again with N tenant
 #                         authorization rules per client; 0: skip; default 100)
+#                         [--only GROUPS]  (comma list of handshake, pubsub,
+#                         acl, idle: run only those; rows of the others: n/a)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +21,7 @@ idle_conns=5000
 devices=64
 acl_rules=100  # rules for the authorization row (the matching one last)
 acl_now=0      # set while that row runs: start_broker installs the rules
+only=handshake,pubsub,acl,idle
 broker_cpu=0
 gen_cpu=1
 
@@ -29,7 +32,8 @@ while [ $# -gt 0 ]; do
     --repeat) repeat=$2; shift ;;
     --idle-conns) idle_conns=$2; shift ;;
     --acl-rules) acl_rules=$2; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --only) only=$2; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -303,13 +307,18 @@ measure_idle() {
 
 brokers=(certmq mosquitto)
 echo "compare.sh: best of $repeat runs of ${secs}s per metric, broker on CPU $broker_cpu, load generator on CPU $gen_cpu" >&2
-measure_handshake rsa
-measure_handshake ec
-measure_pubsub 0
-measure_pubsub 1
-measure_pubsub 0 5
-measure_pubsub 1 5
-if [ "$acl_rules" -gt 0 ]; then
+wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+if wanted handshake; then
+  measure_handshake rsa
+  measure_handshake ec
+fi
+if wanted pubsub; then
+  measure_pubsub 0
+  measure_pubsub 1
+  measure_pubsub 0 5
+  measure_pubsub 1 5
+fi
+if wanted acl && [ "$acl_rules" -gt 0 ]; then
   # certmq alone, with the rules: the row compares it with certmq without.
   saved=("${brokers[@]}"); brokers=(certmq); acl_now=1
   run_metric "pubsub/qos0/acl$acl_rules" rsa pubsub --qos 0 -c 10 --window 100 --payload 64 \
@@ -317,7 +326,9 @@ if [ "$acl_rules" -gt 0 ]; then
   [ -n "${BEST[certmq]:-}" ] && R[certmq.msg0_acl]=$(kv "${BEST[certmq]}" rate)
   brokers=("${saved[@]}"); acl_now=0
 fi
-for b in "${brokers[@]}"; do measure_idle "$b"; done
+if wanted idle; then
+  for b in "${brokers[@]}"; do measure_idle "$b"; done
+fi
 
 # row LABEL KEY TARGET [SCALE]: certmq, mosquitto and their ratio; a value
 # marked (g) was limited by the load generator.

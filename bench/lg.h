@@ -16,7 +16,7 @@
 #include "core/buf.h"
 #include "mqtt/codec.h"
 
-enum lg_mode { LG_HANDSHAKE, LG_PUBSUB, LG_IDLE };
+enum lg_mode { LG_HANDSHAKE, LG_PUBSUB, LG_IDLE, LG_PATH };
 
 struct lg_opts {
     enum lg_mode mode;
@@ -127,5 +127,9 @@ void lg_hist_add(struct lg_hist *h, uint64_t v);
 uint64_t lg_hist_quantile(const struct lg_hist *h, double q);
 /* User + system CPU seconds the process has used, all threads; < 0 if unknown. */
 double lg_proc_cpu(pid_t pid);
+
+/* path mode (lg_path.c): the broker's per-message CPU cost, 3.1.1 vs 5.0,
+ * in-process. */
+int lg_run_path(const struct lg_opts *o);
 
 #endif

@@ -8,17 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct alias_slot {
-    char *topic;
-    uint16_t len;
-};
-
-struct aliases {
-    uint16_t in_max, out_max, out_used;
-    size_t in_bytes, in_budget;
-    struct alias_slot *in, *out;
-};
-
 int alias_init(struct client *c, uint16_t in_max, uint16_t out_max, size_t in_budget)
 {
     alias_free(c);

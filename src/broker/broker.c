@@ -409,6 +409,11 @@ static int send_publish(struct client *c, const struct qitem *it, bool dup, time
         .payload_len = it->msg->payload_len,
     };
     if (!client_v5(c)) return mqtt_encode_publish(&c->out, &p);
+    bool plain = !it->msg->props_len && !it->msg->expire_at && !it->n_ids && !alias_out_enabled(c);
+    if (plain && !c->max_packet_out) { /* the common case: no properties at all */
+        p.props = &mqtt_props_none;
+        return mqtt_encode_publish(&c->out, &p);
+    }
     struct mqtt_props pr;
     memset(&pr, 0, sizeof pr);
     publish_props(&pr, it, now);

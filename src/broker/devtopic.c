@@ -63,8 +63,11 @@ int devtopic_in(const struct session *s, const char *t, size_t len, enum devtopi
     } else if (starts(t, len, "devices/")) {
         /* The static space has no devices: devices/... is a plain name there. */
         n = snprintf(out, cap, "$%.*s", (int)len, t);
-    } else {
-        n = snprintf(out, cap, "%.*s", (int)len, t);
+    } else { /* most topics: as they are */
+        if (len >= cap || len > 65535) return ERR_TOO_LARGE;
+        memcpy(out, t, len);
+        out[len] = 0;
+        n = (int)len;
     }
     if (n < 0 || (size_t)n >= cap || n > 65535) return ERR_TOO_LARGE;
     *out_len = (size_t)n;

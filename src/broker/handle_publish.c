@@ -138,15 +138,21 @@ static int publish_v5_msg(struct broker *b, const struct mqtt_packet *pk, const 
     const struct mqtt_props *pr = &pk->props;
     const struct mqtt_publish *p = &pk->publish;
     ENSURE(!mqtt_props_has(pr, MQTT_PROP_SUBSCRIPTION_ID), ERR_PROTO);
-    struct buf props;
-    buf_init(&props, 0);
     uint64_t drop = 1ull << MQTT_PROP_TOPIC_ALIAS | 1ull << MQTT_PROP_MESSAGE_EXPIRY |
                     1ull << MQTT_PROP_SUBSCRIPTION_ID;
-    int rc = pr->raw_len ? mqtt_props_copy(&props, pr, drop) : 0;
-    *out = rc < 0 ? NULL
-                  : msg_new((const uint8_t *)topic, tlen, p->payload, p->payload_len, p->qos,
-                            p->retain, buf_head(&props), buf_used(&props));
-    buf_free(&props);
+    int rc = 0;
+    if (!pr->raw_len) { /* no properties: nothing to copy */
+        *out = msg_new((const uint8_t *)topic, tlen, p->payload, p->payload_len, p->qos, p->retain,
+                       NULL, 0);
+    } else {
+        struct buf props;
+        buf_init(&props, 0);
+        rc = mqtt_props_copy(&props, pr, drop);
+        *out = rc < 0 ? NULL
+                      : msg_new((const uint8_t *)topic, tlen, p->payload, p->payload_len, p->qos,
+                                p->retain, buf_head(&props), buf_used(&props));
+        buf_free(&props);
+    }
     GUARD(rc);
     ENSURE(*out, ERR_NOMEM);
     uint32_t expiry = mqtt_props_has(pr, MQTT_PROP_MESSAGE_EXPIRY) ? pr->message_expiry : 0;

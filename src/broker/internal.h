@@ -253,12 +253,25 @@ void share_free_all(struct space *sp);
 
 /* ---- MQTT 5.0 per-connection state (alias.c) ---- */
 /* Topic aliases the client set (in) and the broker set (out). */
-struct aliases;
+struct alias_slot {
+    char *topic;
+    uint16_t len;
+};
+struct aliases {
+    uint16_t in_max, out_max, out_used;
+    size_t in_bytes, in_budget;
+    struct alias_slot *in, *out;
+};
 MUST_USE int alias_init(struct client *c, uint16_t in_max, uint16_t out_max, size_t in_budget);
 void alias_free(struct client *c);
 /* Resolves a PUBLISH's topic and alias: sets *topic. ERR_PROTO when the
  * alias is unknown or beyond the maximum (reason 0x94 set on c). */
 MUST_USE int alias_in(struct client *c, uint16_t alias, struct mqtt_bytes *topic);
+/* Does the client take aliases from the broker? */
+static inline bool alias_out_enabled(const struct client *c)
+{
+    return c->aliases && c->aliases->out_max;
+}
 /* The alias to send topic with: returns it (0: none) and whether the topic
  * must still be sent (*send_topic: the alias is new). */
 uint16_t alias_out(struct client *c, const char *topic, size_t len, bool *send_topic);

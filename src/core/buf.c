@@ -45,23 +45,12 @@ int buf_reserve(struct buf *b, size_t n)
     return 0;
 }
 
-int buf_append(struct buf *b, const void *p, size_t n)
+int buf_append_slow(struct buf *b, const void *p, size_t n)
 {
     GUARD(buf_reserve(b, n));
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
-}
-
-int buf_put_u8(struct buf *b, uint8_t v)
-{
-    return buf_append(b, &v, 1);
-}
-
-int buf_put_u16(struct buf *b, uint16_t v)
-{
-    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
-    return buf_append(b, x, 2);
 }
 
 int buf_put_u32(struct buf *b, uint32_t v)

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/err.h"
 
@@ -24,9 +25,26 @@ void buf_init(struct buf *b, size_t max);
 void buf_free(struct buf *b);
 /* Room for n more bytes at data + len (compacts or grows). */
 MUST_USE int buf_reserve(struct buf *b, size_t n);
-MUST_USE int buf_append(struct buf *b, const void *p, size_t n);
-MUST_USE int buf_put_u8(struct buf *b, uint8_t v);
-MUST_USE int buf_put_u16(struct buf *b, uint16_t v); /* big endian */
+/* buf_append when it has to make room first. */
+MUST_USE int buf_append_slow(struct buf *b, const void *p, size_t n);
+/* Appends n bytes: inline when they fit (encoders reserve a packet whole,
+ * then append its fields). */
+MUST_USE static inline int buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (b->cap - b->len < n) return buf_append_slow(b, p, n);
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+MUST_USE static inline int buf_put_u8(struct buf *b, uint8_t v)
+{
+    return buf_append(b, &v, 1);
+}
+MUST_USE static inline int buf_put_u16(struct buf *b, uint16_t v) /* big endian */
+{
+    uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    return buf_append(b, x, 2);
+}
 MUST_USE int buf_put_u32(struct buf *b, uint32_t v); /* big endian */
 /* MQTT's variable byte integer (1-4 bytes; v < 268435456). */
 MUST_USE int buf_put_varint(struct buf *b, uint32_t v);

@@ -140,11 +140,11 @@ static int parse_one(struct rd *r, enum mqtt_props_where where, struct mqtt_prop
     return 0;
 }
 
-int mqtt_props_parse(struct rd *r, enum mqtt_props_where where, struct mqtt_props *out)
+int mqtt_props_parse_list(struct rd *r, enum mqtt_props_where where, struct mqtt_props *out)
 {
-    memset(out, 0, sizeof *out);
     uint32_t len, n_subids = 0;
     GUARD(rd_varint(r, &len));
+    memset(out, 0, sizeof *out);
     const uint8_t *p;
     GUARD(rd_bytes(r, len, &p));
     struct rd pr = rd_make(p, len);
@@ -223,6 +223,7 @@ static size_t one_size(const struct mqtt_props *p, uint32_t id)
 
 size_t mqtt_props_size(const struct mqtt_props *p)
 {
+    if (!p->has && !p->n_users && !p->n_sub_ids) return p->tail_len;
     size_t n = 0;
     for (uint64_t m = p->has & ALL_IDS; m; m &= m - 1) {
         uint32_t id = (uint32_t)__builtin_ctzll(m);
@@ -238,6 +239,7 @@ size_t mqtt_props_size(const struct mqtt_props *p)
 
 size_t mqtt_props_wire_size(const struct mqtt_props *p)
 {
+    if (p == &mqtt_props_none) return 1;
     size_t n = mqtt_props_size(p);
     return varint_len((uint32_t)n) + n;
 }
@@ -267,6 +269,8 @@ static int put_one(struct buf *out, const struct mqtt_props *p, uint32_t id)
 
 int mqtt_props_encode(struct buf *out, enum mqtt_props_where where, const struct mqtt_props *p)
 {
+    if (p == &mqtt_props_none || (!p->has && !p->n_users && !p->n_sub_ids && !p->tail_len))
+        return buf_put_u8(out, 0);
     for (uint64_t m = p->has; m; m &= m - 1)
         if (!def_for((uint32_t)__builtin_ctzll(m), where)) return ERR_INVALID;
     if ((p->n_users && !def_for(MQTT_PROP_USER_PROPERTY, where)) ||

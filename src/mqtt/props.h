@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/buf.h"
 
@@ -67,7 +68,9 @@ struct mqtt_user_prop {
     struct mqtt_bytes key, value;
 };
 
-/* One packet's properties. has has bit (1 << id) for each present one.
+/* One packet's properties. has has bit (1 << id) for each present one; the
+ * numbers of absent ones are 0, but a byte string (content_type and those
+ * after it) is set only when its bit is: check mqtt_props_has first.
  * Parsing fills the first subscription identifier and counts user
  * properties and identifiers; mqtt_props_next walks all of them. For
  * encoding, users/n_users and sub_ids/n_sub_ids name the repeated ones
@@ -108,7 +111,18 @@ static inline bool mqtt_props_has(const struct mqtt_props *p, enum mqtt_prop_id 
  * not allowed in this packet, bad UTF-8) or ERR_PROTO (0x82: a property that
  * may appear once appears twice, or a value the spec forbids, such as a
  * Receive Maximum of 0). */
-MUST_USE int mqtt_props_parse(struct rd *r, enum mqtt_props_where where, struct mqtt_props *out);
+MUST_USE int mqtt_props_parse_list(struct rd *r, enum mqtt_props_where where,
+                                   struct mqtt_props *out);
+/* mqtt_props_parse_list, with the common case (no properties) inline. */
+MUST_USE static inline int mqtt_props_parse(struct rd *r, enum mqtt_props_where where,
+                                            struct mqtt_props *out)
+{
+    if (!rd_left(r) || r->p[r->pos] != 0) return mqtt_props_parse_list(r, where, out);
+    r->pos++;
+    memset(out, 0, offsetof(struct mqtt_props, content_type)); /* strings stay unset */
+    out->n_users = out->n_sub_ids = out->raw_len = out->tail_len = 0;
+    return 0;
+}
 
 /* Iterates the parsed user properties (id MQTT_PROP_USER_PROPERTY) or
  * subscription identifiers (MQTT_PROP_SUBSCRIPTION_ID; value in *sub_id).

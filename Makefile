@@ -66,8 +66,7 @@ fuzz-long: fuzz
 	done
 
 test: deps build build-asan
-	cd build && ctest --output-on-failure -j 1
-	cd build-asan && ctest --output-on-failure -j 1
+	scripts/run-tests.sh
 	@$(MAKE) --no-print-directory fuzz-run
 
 # `make install [PREFIX=/usr/local] [DESTDIR=]`: the binary, certmq(1) and the

@@ -64,10 +64,12 @@ _HANDED_OUT = set()
 def free_port():
     """A port below the ephemeral range (so no client connection takes it
     before the broker binds it), free on every address, IPv4 and IPv6, and
-    not handed out before in this test session."""
+    not handed out before in this test session (nor outside CERTMQ_PORTS)."""
     import random
+    # CERTMQ_PORTS=LO-HI keeps suites that run side by side apart.
+    lo, hi = (int(x) for x in os.environ.get("CERTMQ_PORTS", "20000-32000").split("-"))
     for _ in range(200):
-        port = random.randrange(20000, 32000)
+        port = random.randrange(lo, hi)
         if port in _HANDED_OUT:
             continue
         try:
@@ -81,6 +83,12 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def default_ports_allowed():
+    """May a test use the fixed default ports (8883, 8080)? Not in a suite
+    that runs beside another (CERTMQ_DEFAULT_PORTS=0): only one may."""
+    return os.environ.get("CERTMQ_DEFAULT_PORTS", "1") != "0"
 
 
 def terminate(proc, timeout=10):

@@ -169,6 +169,36 @@ static void on_retain(void *arg, const char *tenant, const char *topic, size_t t
                   topic);
 }
 
+/* When devices were last seen: read back at start, written every
+ * SEEN_FLUSH_S seconds and at stop (one transaction for all news). */
+#define SEEN_FLUSH_S 10
+
+static int restore_seen(void *arg, const struct store_seen *r)
+{
+    activity_restore(arg, r->tenant, r->cn, &(struct device_seen){r->last_seen, r->not_after});
+    return 0;
+}
+
+static void flush_seen(struct app *app)
+{
+    struct seen_row *v = NULL;
+    size_t n = 0;
+    if (!app->activity || activity_take_dirty(app->activity, &v, &n) < 0 || !n) {
+        free(v);
+        return;
+    }
+    struct store_seen *rows = malloc(n * sizeof *rows);
+    if (rows) {
+        for (size_t i = 0; i < n; i++)
+            rows[i] =
+                (struct store_seen){v[i].tenant, v[i].cn, v[i].seen.last_seen, v[i].seen.not_after};
+        if (store_device_seen_put(app->store, rows, n) < 0)
+            log_warn("cannot write when %zu device(s) were last seen", n);
+    }
+    free(rows);
+    free(v);
+}
+
 /* Durable sessions: the session store beside the main database, read back
  * before the listeners open, then written as sessions change. */
 static int open_sessions(struct app *app)
@@ -390,6 +420,8 @@ static int app_start(struct app *app)
     GUARD(pwcheck_new(app->trust, &pc, &app->pwcheck));
     GUARD(auth_new(cfg, app->trust, app->store, app->pwcheck, &app->auth));
     GUARD(activity_new(cfg->refusals_per_tenant, &app->activity));
+    if (store_device_seen_list(app->store, restore_seen, app->activity) < 0)
+        log_warn("cannot read when devices were last seen; the inventory starts without it");
     auth_set_activity(app->auth, app->activity);
     struct broker_config bc = {
         .max_inflight = cfg->max_inflight,
@@ -442,6 +474,7 @@ static void app_stop(struct app *app)
     for (size_t i = 0; i < app->n_apis; i++) api_stop(app->apis[i]);
     if (app->srv) server_stop(app->srv);
     if (app->broker) broker_persist_stop(app->broker);
+    if (app->store) flush_seen(app);
     sstore_close(app->sessions);
     if (app->auth) auth_log_counters(app->auth);
     broker_free(app->broker);
@@ -476,12 +509,16 @@ static void reload_tls(struct app *app)
 }
 
 /* Waits for signals: SIGHUP reloads TLS material and the acl_file,
- * SIGINT/SIGTERM return. */
+ * SIGINT/SIGTERM return; between them, writes when devices were seen. */
 static void run_until_stopped(struct app *app, const sigset_t *set)
 {
     for (;;) {
-        int sig;
-        if (sigwait(set, &sig) != 0) continue;
+        struct timespec every = {SEEN_FLUSH_S, 0};
+        int sig = sigtimedwait(set, NULL, &every);
+        if (sig < 0) { /* timeout (or EINTR): the periodic work */
+            flush_seen(app);
+            continue;
+        }
         if (sig == SIGHUP) {
             reload_tls(app);
             acl_reload(app);

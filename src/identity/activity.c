@@ -128,15 +128,20 @@ out:
     return rc;
 }
 
-void activity_seen(struct activity *a, const char *tenant, const char *cn, int64_t now,
-                   int64_t not_after)
+/* What is kept per device: what was seen, and whether the store has it. */
+struct seen_entry {
+    struct device_seen v;
+    bool dirty;
+};
+
+static void put_seen(struct activity *a, const char *tenant, const char *cn,
+                     const struct device_seen *v, bool dirty)
 {
-    if (!a) return;
     char key[256];
     int kl = snprintf(key, sizeof key, "%s\x01%s", tenant, cn);
     if (kl < 0 || (size_t)kl >= sizeof key) return;
     pthread_mutex_lock(&a->lock);
-    struct device_seen *d = map_get(&a->seen, key, (size_t)kl);
+    struct seen_entry *d = map_get(&a->seen, key, (size_t)kl);
     if (!d) {
         d = calloc(1, sizeof *d);
         if (d && map_put(&a->seen, key, (size_t)kl, d, NULL) < 0) {
@@ -144,11 +149,66 @@ void activity_seen(struct activity *a, const char *tenant, const char *cn, int64
             d = NULL;
         }
     }
-    if (d) {
-        d->last_seen = now;
-        d->not_after = not_after;
+    if (d && (dirty || !d->v.last_seen)) {
+        d->v = *v;
+        d->dirty = d->dirty || dirty;
     }
     pthread_mutex_unlock(&a->lock);
+}
+
+void activity_seen(struct activity *a, const char *tenant, const char *cn, int64_t now,
+                   int64_t not_after)
+{
+    if (!a) return;
+    put_seen(a, tenant, cn, &(struct device_seen){now, not_after}, true);
+}
+
+void activity_restore(struct activity *a, const char *tenant, const char *cn,
+                      const struct device_seen *v)
+{
+    put_seen(a, tenant, cn, v, false);
+}
+
+struct take {
+    struct seen_row *v;
+    size_t n, cap;
+    bool nomem;
+};
+
+static void take_dirty(const char *key, void *value, void *arg)
+{
+    struct take *t = arg;
+    struct seen_entry *d = value;
+    if (!d->dirty || t->nomem) return;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        struct seen_row *v = realloc(t->v, cap * sizeof *v);
+        if (!v) {
+            t->nomem = true;
+            return;
+        }
+        t->v = v;
+        t->cap = cap;
+    }
+    struct seen_row *r = &t->v[t->n];
+    const char *sep = strchr(key, '\x01');
+    if (!sep) return;
+    snprintf(r->tenant, sizeof r->tenant, "%.*s", (int)(sep - key), key);
+    snprintf(r->cn, sizeof r->cn, "%s", sep + 1);
+    r->seen = d->v;
+    d->dirty = false;
+    t->n++;
+}
+
+int activity_take_dirty(struct activity *a, struct seen_row **out, size_t *n)
+{
+    struct take t = {0};
+    pthread_mutex_lock(&a->lock);
+    map_each(&a->seen, take_dirty, &t);
+    pthread_mutex_unlock(&a->lock);
+    *out = t.v;
+    *n = t.n;
+    return t.nomem ? ERR_NOMEM : 0; /* the rest stay dirty for the next time */
 }
 
 bool activity_device(struct activity *a, const char *tenant, const char *cn,
@@ -158,8 +218,8 @@ bool activity_device(struct activity *a, const char *tenant, const char *cn,
     int kl = snprintf(key, sizeof key, "%s\x01%s", tenant, cn);
     if (!a || kl < 0 || (size_t)kl >= sizeof key) return false;
     pthread_mutex_lock(&a->lock);
-    struct device_seen *d = map_get(&a->seen, key, (size_t)kl);
-    if (d) *out = *d;
+    struct seen_entry *d = map_get(&a->seen, key, (size_t)kl);
+    if (d) *out = d->v;
     pthread_mutex_unlock(&a->lock);
     return d != NULL;
 }

@@ -1,7 +1,9 @@
 /* What the broker saw of each tenant's devices, for the operator's live
  * view: a bounded ring of the latest refused connection attempts per tenant
- * and, per registered device, when it last connected and its certificate's
- * notAfter. In memory only (a restart starts empty); one mutex guards it. */
+ * (in memory only: a restart starts it empty) and, per registered device,
+ * when it last connected and its certificate's notAfter (written to the
+ * store from time to time by the caller: activity_take_dirty, and read back
+ * at start: activity_restore). One mutex guards it. */
 #ifndef CERTMQ_IDENTITY_ACTIVITY_H
 #define CERTMQ_IDENTITY_ACTIVITY_H
 
@@ -40,7 +42,21 @@ MUST_USE int activity_refusals(struct activity *a, const char *tenant, struct re
 /* A device of tenant connected at now with a certificate valid to not_after. */
 void activity_seen(struct activity *a, const char *tenant, const char *cn, int64_t now,
                    int64_t not_after);
-/* What was seen of one device: false when it never connected since start. */
+/* Puts back what the store kept of a device (at start; newer news wins). */
+void activity_restore(struct activity *a, const char *tenant, const char *cn,
+                      const struct device_seen *v);
+
+/* One device's news, to write to the store. */
+struct seen_row {
+    char tenant[64];
+    char cn[128];
+    struct device_seen seen;
+};
+/* The devices seen since the last call: *out (free()) holds *n rows. */
+MUST_USE int activity_take_dirty(struct activity *a, struct seen_row **out, size_t *n);
+
+/* What was seen of one device: false when it never connected (as far as
+ * the store remembers). */
 bool activity_device(struct activity *a, const char *tenant, const char *cn,
                      struct device_seen *out);
 

@@ -57,6 +57,10 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS authz_roles(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE "
     "CASCADE,"
     " user TEXT NOT NULL, roles TEXT NOT NULL, PRIMARY KEY(tenant, user));",
+    /* 6: when each device last connected, and its certificate's notAfter */
+    "CREATE TABLE IF NOT EXISTS device_seen(tenant TEXT NOT NULL REFERENCES tenants(id) ON "
+    "DELETE CASCADE, cn TEXT NOT NULL, last_seen INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+    " PRIMARY KEY(tenant, cn));",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -108,6 +112,8 @@ enum q {
     Q_AUTHZ_ROLES_PUT,
     Q_AUTHZ_ROLES_DELETE,
     Q_AUTHZ_ROLES_LIST,
+    Q_SEEN_PUT,
+    Q_SEEN_LIST,
     Q_COUNT
 };
 
@@ -124,6 +130,11 @@ static const char *const sql[Q_COUNT] = {
                           " ON CONFLICT(tenant, user) DO UPDATE SET roles = excluded.roles",
     [Q_AUTHZ_ROLES_DELETE] = "DELETE FROM authz_roles WHERE tenant = ? AND user = ?",
     [Q_AUTHZ_ROLES_LIST] = "SELECT tenant, user, roles FROM authz_roles",
+    [Q_SEEN_PUT] = "INSERT INTO device_seen(tenant, cn, last_seen, not_after)"
+                   " SELECT ?1, ?2, ?3, ?4 WHERE EXISTS(SELECT 1 FROM tenants WHERE id = ?1)"
+                   " ON CONFLICT(tenant, cn) DO UPDATE SET last_seen = excluded.last_seen,"
+                   " not_after = excluded.not_after",
+    [Q_SEEN_LIST] = "SELECT tenant, cn, last_seen, not_after FROM device_seen",
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
@@ -1341,4 +1352,45 @@ int store_authz_rules_list(struct store *st, store_authz_cb cb, void *arg)
 int store_authz_roles_list(struct store *st, store_authz_cb cb, void *arg)
 {
     return authz_list(st, Q_AUTHZ_ROLES_LIST, cb, arg);
+}
+
+/* ---- when devices were last seen ---- */
+
+int store_device_seen_put(struct store *st, const struct store_seen *v, size_t n)
+{
+    lock(st);
+    int rc = tx_begin(st);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        sqlite3_stmt *s = stmt(st, Q_SEEN_PUT);
+        if (!s) {
+            rc = ERR_DB;
+            break;
+        }
+        bind_text(s, 1, v[i].tenant);
+        bind_text(s, 2, v[i].cn);
+        sqlite3_bind_int64(s, 3, v[i].last_seen);
+        sqlite3_bind_int64(s, 4, v[i].not_after);
+        rc = exec_done(st, s);
+    }
+    rc = tx_end(st, rc);
+    unlock(st);
+    return rc;
+}
+
+static int seen_row(sqlite3_stmt *s, const struct visit *v)
+{
+    struct store_seen r = {(const char *)sqlite3_column_text(s, 0),
+                           (const char *)sqlite3_column_text(s, 1), sqlite3_column_int64(s, 2),
+                           sqlite3_column_int64(s, 3)};
+    return ((store_seen_cb)v->cb)(v->arg, &r);
+}
+
+int store_device_seen_list(struct store *st, store_seen_cb cb, void *arg)
+{
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_SEEN_LIST);
+    if (s) rc = each_row(st, s, seen_row, &(struct visit){(void (*)(void))cb, arg});
+    unlock(st);
+    return rc;
 }

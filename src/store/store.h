@@ -202,4 +202,15 @@ MUST_USE int store_authz_roles_put(struct store *st, const char *tenant, const c
                                    const char *roles);
 MUST_USE int store_authz_roles_list(struct store *st, store_authz_cb cb, void *arg);
 
+/* When a device last connected and its certificate's notAfter (Unix
+ * seconds), written in batches; rows of a tenant that no longer exists are
+ * skipped. */
+struct store_seen {
+    const char *tenant, *cn;
+    int64_t last_seen, not_after;
+};
+MUST_USE int store_device_seen_put(struct store *st, const struct store_seen *v, size_t n);
+typedef int (*store_seen_cb)(void *arg, const struct store_seen *r);
+MUST_USE int store_device_seen_list(struct store *st, store_seen_cb cb, void *arg);
+
 #endif

@@ -194,3 +194,22 @@ def test_refused_password_logins_of_known_users_are_listed(server, clients, tena
     assert rows[0]["clientId"] == "pw-client" and rows[0]["anchorFingerprint"] is None
     assert "ghost" not in {r["cn"] for r in rows}, "an unknown user got into the ring"
     assert server.call("GET", "/devices/refusals?pageSize=1000", b).json["refusals"] == []
+
+
+def test_last_seen_and_not_after_survive_a_restart(server, pki, clients, tenants):
+    """Last in the module: it restarts the server. What the inventory knows
+    of a device comes back from the store, the refusal ring (in memory, as
+    the issue asks) does not."""
+    a, _, _ = tenants
+    dev = server.connect_device(clients, pki.a2)
+    dev.disconnect()
+    before = {d["id"]: d for d in server.call("GET", "/devices?pageSize=100", a).json["devices"]}
+    assert before["a2"]["lastSeen"] and before["a2"]["notAfter"], before
+    server.stop()  # SIGTERM: what was seen is written at stop
+    server.start()
+    after = {d["id"]: d for d in server.call("GET", "/devices?pageSize=100", a).json["devices"]}
+    assert after["a2"]["connected"] is False
+    assert after["a2"]["lastSeen"] == before["a2"]["lastSeen"], (before["a2"], after["a2"])
+    assert after["a2"]["notAfter"] == before["a2"]["notAfter"], (before["a2"], after["a2"])
+    r = server.call("GET", "/devices?pageSize=100&expiringWithinDays=400", a)
+    assert "a2" in {d["id"] for d in r.json["devices"]}, r

@@ -480,10 +480,11 @@ static int kicked(struct client *c)
 static int drain_one(struct broker *b, struct client *c, struct qitem *it, time_t now)
 {
     struct session *s = c->session;
-    if (it->qos > 0) it->packet_id = next_packet_id(s);
+    bool assigned = it->packet_id != 0; /* a stored QoS 2 item: id committed first */
+    if (it->qos > 0 && !assigned) it->packet_id = next_packet_id(s);
     int rc = send_publish(c, it, false, now);
     if (rc < 0) {
-        qitem_free(it);
+        item_done(b, it);
         return rc;
     }
     if (rc == 1) {
@@ -498,10 +499,27 @@ static int drain_one(struct broker *b, struct client *c, struct qitem *it, time_
         qitem_free(it);
     } else {
         it->state = it->qos == 1 ? Q_WAIT_PUBACK : Q_WAIT_PUBREC;
-        persist_item_upd(b, it);
+        if (!assigned) persist_item_upd(b, it);
         qlist_push(&s->inflight, it);
     }
     return 0;
+}
+
+/* Stored QoS 2 messages at the head of s's queue get their packet ids (as
+ * many as the in-flight window takes), journaled; they go out after the
+ * commit, so a restart resends each with the id the receiver may already
+ * hold (exactly once across a crash). */
+static void assign_ahead(struct broker *b, struct client *c, struct session *s)
+{
+    unsigned room = c->inflight_max > s->inflight.count ? c->inflight_max - s->inflight.count : 0;
+    for (struct qitem *it = s->queue.head; it && room; it = it->next, room--) {
+        if (it->qos != 2 || !it->seq || it->packet_id) break;
+        it->packet_id = next_packet_id(s);
+        it->state = Q_WAIT_PUBREC;
+        persist_item_upd(b, it);
+        it->jseq = b->jseq;
+    }
+    persist_await(b, c);
 }
 
 int broker_drain(struct broker *b, struct client *c)
@@ -526,6 +544,10 @@ int broker_drain(struct broker *b, struct client *c)
         if (it->qos > 0 && s->inflight.count >= c->inflight_max) break;
         if (it->jseq > b->durable_seq) { /* not stored yet: after the commit */
             persist_await(b, c);
+            break;
+        }
+        if (it->qos == 2 && it->seq && !it->packet_id) {
+            assign_ahead(b, c, s);
             break;
         }
         qlist_pop(&s->queue);

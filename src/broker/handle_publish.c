@@ -124,12 +124,6 @@ static void token_request(struct broker *b, struct client *c)
     free(jwt);
 }
 
-/* The acknowledgement properties for c: none in 3.1.1 (NULL). */
-static const struct mqtt_props *ack_props(const struct client *c)
-{
-    return client_v5(c) ? &mqtt_props_none : NULL;
-}
-
 /* A 5.0 PUBLISH's properties: the topic its alias stands for, the rules on
  * what a client may send, and the message made with what passes on. */
 static int publish_v5_msg(struct broker *b, const struct mqtt_packet *pk, const char *topic,
@@ -309,12 +303,13 @@ int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t
             inflight_remove(b, c, pp, prev);
             return 0;
         }
+        uint64_t before = b->jseq;
         if (it && it->state != Q_WAIT_PUBCOMP) {
             it->state = Q_WAIT_PUBCOMP;
             persist_item_upd(b, it);
         }
-        return mqtt_encode_ack(&c->out, MQTT_PUBREL, id, it ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND,
-                               ack_props(c));
+        /* A stored message's PUBREL waits for its new state's commit. */
+        return answer(b, c, MQTT_PUBREL, id, it ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND, before);
     case MQTT_PUBCOMP:
         if (!it) return 0;
         ENSURE(it->state == Q_WAIT_PUBCOMP, ERR_PROTO);

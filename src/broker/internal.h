@@ -225,6 +225,8 @@ void item_forget(struct broker *b, struct qitem *it);
 /* Acknowledgements held until the records journaled so far are committed. */
 MUST_USE int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
                                uint8_t reason);
+/* The same for a whole encoded packet (a SUBACK that stored a subscription). */
+MUST_USE int persist_defer_packet(struct broker *b, struct client *c, const uint8_t *p, size_t n);
 bool persist_acks_pending(const struct client *c);
 /* Writes the held acknowledgements that are now committed (owner thread). */
 MUST_USE int persist_release_acks(struct broker *b, struct client *c);

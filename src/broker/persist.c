@@ -177,6 +177,8 @@ struct pending_ack {
     uint64_t need; /* journal records that must be committed first */
     uint16_t id;
     uint8_t type, reason;
+    uint8_t *raw; /* or a whole encoded packet (SUBACK, UNSUBACK) */
+    size_t raw_len;
 };
 
 struct ackq {
@@ -203,8 +205,7 @@ bool persist_acks_pending(const struct client *c)
     return c->acks && c->acks->n;
 }
 
-int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
-                      uint8_t reason)
+static int defer(struct broker *b, struct client *c, struct pending_ack a)
 {
     struct ackq *q = c->acks;
     if (!q) {
@@ -224,9 +225,26 @@ int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, u
             q->cap = cap;
         }
     }
-    q->v[q->head + q->n++] = (struct pending_ack){b->jseq, id, (uint8_t)type, reason};
+    a.need = b->jseq;
+    q->v[q->head + q->n++] = a;
     persist_await(b, c);
     return 0;
+}
+
+int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
+                      uint8_t reason)
+{
+    return defer(b, c, (struct pending_ack){.id = id, .type = (uint8_t)type, .reason = reason});
+}
+
+int persist_defer_packet(struct broker *b, struct client *c, const uint8_t *p, size_t n)
+{
+    uint8_t *raw = malloc(n);
+    ENSURE(raw, ERR_NOMEM);
+    memcpy(raw, p, n);
+    int rc = defer(b, c, (struct pending_ack){.raw = raw, .raw_len = n});
+    if (rc < 0) free(raw);
+    return rc;
 }
 
 int persist_release_acks(struct broker *b, struct client *c)
@@ -234,8 +252,13 @@ int persist_release_acks(struct broker *b, struct client *c)
     struct ackq *q = c->acks;
     const struct mqtt_props *props = client_v5(c) ? &mqtt_props_none : NULL;
     while (q && q->n && q->v[q->head].need <= b->durable_seq) {
-        const struct pending_ack *a = &q->v[q->head];
-        GUARD(mqtt_encode_ack(&c->out, (enum mqtt_type)a->type, a->id, a->reason, props));
+        struct pending_ack *a = &q->v[q->head];
+        if (a->raw) {
+            GUARD(buf_append(&c->out, a->raw, a->raw_len));
+            free(a->raw);
+        } else {
+            GUARD(mqtt_encode_ack(&c->out, (enum mqtt_type)a->type, a->id, a->reason, props));
+        }
         q->head++;
         q->n--;
     }
@@ -252,6 +275,7 @@ void persist_client_gone(struct broker *b, struct client *c)
                 break;
             }
     c->awaiting = false;
+    for (size_t i = 0; c->acks && i < c->acks->n; i++) free(c->acks->v[c->acks->head + i].raw);
     if (c->acks) free(c->acks->v);
     free(c->acks);
     c->acks = NULL;

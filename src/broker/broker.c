@@ -382,6 +382,21 @@ static void publish_props(struct mqtt_props *pr, const struct qitem *it, time_t 
     pr->n_sub_ids = it->n_ids;
 }
 
+/* Whether a Topic Alias keeps this PUBLISH within the client's Maximum
+ * Packet Size: the most it adds is its own 3 bytes, when the topic is still
+ * sent. Past that the PUBLISH goes without one (an alias assigned but never
+ * sent would be unknown to the client). */
+static bool alias_fits(const struct client *c, const struct mqtt_publish *p, struct mqtt_props *pr)
+{
+    if (!c->max_packet_out) return true;
+    pr->has |= 1ull << MQTT_PROP_TOPIC_ALIAS;
+    pr->topic_alias = UINT16_MAX;
+    size_t n = mqtt_publish_size(p->topic.len, p->payload_len, p->qos, mqtt_props_wire_size(pr));
+    pr->has &= ~(1ull << MQTT_PROP_TOPIC_ALIAS);
+    pr->topic_alias = 0;
+    return n <= c->max_packet_out;
+}
+
 /* Writes one PUBLISH for c. Returns 1 without writing it when it exceeds
  * the client's Maximum Packet Size (it counts as delivered, 3.1.2.11.4). */
 static int send_publish(struct client *c, const struct qitem *it, bool dup, time_t now)
@@ -404,8 +419,8 @@ static int send_publish(struct client *c, const struct qitem *it, bool dup, time
     if (c->max_packet_out && mqtt_publish_size(tlen, p.payload_len, p.qos,
                                                mqtt_props_wire_size(&pr)) > c->max_packet_out)
         return 1;
-    bool send_topic;
-    uint16_t alias = alias_out(c, topic, tlen, &send_topic);
+    bool send_topic = true;
+    uint16_t alias = alias_fits(c, &p, &pr) ? alias_out(c, topic, tlen, &send_topic) : 0;
     if (alias) {
         pr.has |= 1ull << MQTT_PROP_TOPIC_ALIAS;
         pr.topic_alias = alias;

@@ -319,3 +319,23 @@ def test_mosquitto_sub_prints_the_properties_paho_sent(port, paho5):
     out, err = ms.communicate(timeout=TIMEOUT)
     assert ms.returncode == 0, err
     assert out.strip() == f"{topic}|v|unit:C|text/plain"
+
+
+def test_maximum_packet_size_counts_the_topic_alias_the_broker_adds(raw, paho5):
+    """A message that fits the client's Maximum Packet Size without a topic
+    alias must not be sent with one that makes it too large: the broker
+    sends it without the alias (or not at all), never above the maximum."""
+    topic = unique_topic("mpsa")
+    payload = b"p" * 50
+    # QoS 0 PUBLISH: header 2 + topic length 2 + topic + properties (length 1
+    # + the Message Expiry Interval max_message_expiry gives it, 5) + payload.
+    exact = 2 + 2 + len(topic) + 6 + len(payload)
+    sub = raw("mpsa-sub", props((MAXIMUM_PACKET_SIZE, exact), (TOPIC_ALIAS_MAXIMUM, 4)))
+    assert sub.subscribe(1, [(topic, 0)]) == [0]
+    pub = paho5()
+    pub.publish(topic, payload)
+    pub.publish(topic, payload)
+    for _ in range(2):
+        m = sub.expect(3)
+        assert len(m.raw) <= exact, f"{len(m.raw)} bytes sent to a client allowing {exact}"
+        assert m.topic == topic, "an alias the client never learned"

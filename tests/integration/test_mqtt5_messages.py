@@ -339,3 +339,43 @@ def test_maximum_packet_size_counts_the_topic_alias_the_broker_adds(raw, paho5):
         m = sub.expect(3)
         assert len(m.raw) <= exact, f"{len(m.raw)} bytes sent to a client allowing {exact}"
         assert m.topic == topic, "an alias the client never learned"
+
+
+def test_retained_message_expires_and_carries_its_remaining_interval(raw, paho5):
+    topic = unique_topic("rexp")
+    pub = paho5()
+    pub.publish(topic + "/short", "s", qos=1, retain=True,
+                properties=pprops(MessageExpiryInterval=1))
+    pub.publish(topic + "/long", "l", qos=1, retain=True,
+                properties=pprops(MessageExpiryInterval=60))
+    time.sleep(2.2)  # the interval is the behaviour
+    sub = raw("rexp-sub")
+    assert sub.subscribe(1, [(topic + "/#", 0)]) == [0]
+    m = sub.expect(3)
+    assert (m.topic, m.retain) == (topic + "/long", True)
+    assert 50 <= m.props[MESSAGE_EXPIRY] < 60
+    assert sub.silent(), "an expired retained message was delivered"
+    pub.publish(topic + "/long", "", qos=1, retain=True)
+
+
+def test_broker_topic_aliases_start_afresh_on_a_resumed_session(port, raw, paho5):
+    topic = unique_topic("alias")
+    sub = raw("alias-resume", props((TOPIC_ALIAS_MAXIMUM, 4), (SESSION_EXPIRY, 30)))
+    assert sub.subscribe(1, [(topic, 1)]) == [1]
+    pub = paho5()
+    pub.publish(topic, "before", qos=1)
+    m = sub.expect(3)
+    assert m.topic == topic and TOPIC_ALIAS in m.props
+    sub.send(ack5(4, m.pid))
+    sub.send(disconnect5())
+    assert sub.is_closed()
+    back = Raw5(port)
+    ack = back.connect5("alias-resume", clean=False,
+                        properties=props((TOPIC_ALIAS_MAXIMUM, 4), (SESSION_EXPIRY, 0)))
+    assert ack.session_present
+    pub.publish(topic, "after", qos=1)
+    m = back.expect(3)
+    assert m.topic == topic, "an alias from the previous connection was reused"
+    back.send(ack5(4, m.pid))
+    back.send(disconnect5())
+    back.close()

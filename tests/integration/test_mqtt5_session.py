@@ -242,3 +242,29 @@ def test_shutdown_gets_disconnect_0x8b(tmp_path, certs):
         b.proc = None
     finally:
         b.stop()
+
+
+def test_assigned_client_identifier_resumes_its_session(broker):
+    c = Raw5(broker.ports["plain"])
+    ack = c.connect5("", properties=props((SESSION_EXPIRY, 20)))
+    assigned = ack.props[ASSIGNED_CLIENT_ID]
+    assert c.subscribe(1, [(unique_topic("aid"), 1)]) == [1]
+    c.send(disconnect5())
+    assert c.is_closed()
+    again, ack = reconnect(broker, assigned, expiry=0)
+    assert ack.session_present is True
+    again.send(disconnect5())
+    again.close()
+
+
+def test_will_goes_out_when_the_session_ends_before_the_will_delay(broker, raw, paho5):
+    topic = unique_topic("will")
+    sub = paho5()
+    sub.connect(broker.ports["plain"])
+    sub.subscribe(topic, qos=1)
+    c = raw("will-short-session", props((SESSION_EXPIRY, 1)),
+            will=(topic, b"session over", 1, False, props((WILL_DELAY, 25))))
+    c.abort()
+    t0 = time.monotonic()
+    assert sub.get().payload == b"session over"
+    assert time.monotonic() - t0 < 5, "the will waited for its delay, past the session"

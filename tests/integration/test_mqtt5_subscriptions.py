@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 
 from conftest import TIMEOUT, Broker, unique_topic
-from mqtt5 import SHARED_SUB_AVAILABLE, Client5, Raw5, disconnect5, pprops
+from mqtt5 import SHARED_SUB_AVAILABLE, Client5, Raw5, disconnect5, pprops, subscribe5
 
 BROKER_LISTENERS = ("plain",)
 
@@ -244,3 +244,23 @@ def test_connack_does_not_deny_shared_subscriptions_by_default(port):
     ack = c.connect5("share-default")
     assert SHARED_SUB_AVAILABLE not in ack.props
     c.close()
+
+
+def test_no_local_on_a_shared_subscription_is_a_protocol_error(port):
+    c = Raw5(port)
+    assert c.connect5("share-nolocal").reason == 0
+    c.send(subscribe5(1, [("$share/g/t", 0x04 | 1)]))
+    assert c.goodbye().reason == 0x82
+    c.close()
+
+
+def test_retained_message_sent_on_subscribe_carries_the_subscription_identifier(paho5):
+    topic = unique_topic("sidr")
+    pub = paho5()
+    pub.publish(topic, "kept", qos=1, retain=True)
+    sub = paho5()
+    sub.subscribe(topic, qos=1, properties=sub_id_props(11))
+    m = sub.get()
+    assert (m.payload, m.retain) == (b"kept", 1)
+    assert m.properties.SubscriptionIdentifier == [11]
+    pub.publish(topic, "", qos=1, retain=True)

@@ -201,6 +201,7 @@ void session_enqueue(struct broker *b, struct session *s, struct msg *m, const s
     it->state = Q_QUEUED;
     it->packet_id = 0;
     it->retain = d->retain;
+    it->held = false;
     it->n_ids = d->n_ids;
     if (d->n_ids) memcpy(it->sub_ids, d->sub_ids, d->n_ids * sizeof it->sub_ids[0]);
     bool was_empty = s->queue.count == 0;
@@ -435,16 +436,55 @@ static int send_pubrel(struct client *c, uint16_t id)
     return mqtt_encode_ack(&c->out, MQTT_PUBREL, id, 0, client_v5(c) ? &mqtt_props_none : NULL);
 }
 
-/* Resends everything in flight after a reconnect (DUP set on PUBLISH). */
+/* Sends one in-flight item again after a reconnect: PUBREL for a QoS 2
+ * message the client has received, else the PUBLISH with DUP set. */
+static int resend_one(struct client *c, struct qitem *it, time_t now)
+{
+    it->held = false;
+    if (it->state == Q_WAIT_PUBCOMP) return send_pubrel(c, it->packet_id);
+    int rc = send_publish(c, it, true, now);
+    return rc < 0 ? rc : 0;
+}
+
+/* Resends what is in flight after a reconnect, as much of it as the
+ * client's Receive Maximum allows (4.9: unacknowledged QoS 1 and 2 messages
+ * count, resent or not); the rest is held and goes out as acknowledgements
+ * make room (resend_held). */
 int broker_resend_inflight(struct broker *b, struct client *c)
 {
     (void)b;
+    struct session *s = c->session;
     time_t now = time(NULL);
-    for (struct qitem *it = c->session->inflight.head; it; it = it->next) {
-        if (it->state == Q_WAIT_PUBCOMP)
-            GUARD(send_pubrel(c, it->packet_id));
-        else
-            GUARD(send_publish(c, it, true, now));
+    unsigned n = 0;
+    s->held_inflight = false;
+    for (struct qitem *it = s->inflight.head; it; it = it->next) {
+        if (n++ >= c->inflight_max) {
+            it->held = true;
+            s->held_inflight = true;
+            continue;
+        }
+        GUARD(resend_one(c, it, now));
+    }
+    return 0;
+}
+
+/* Resends held in-flight items while fewer than the client's Receive
+ * Maximum are out unacknowledged. */
+static int resend_held(struct client *c, time_t now)
+{
+    struct session *s = c->session;
+    unsigned out = 0;
+    for (struct qitem *it = s->inflight.head; it; it = it->next)
+        if (!it->held) out++;
+    s->held_inflight = false;
+    for (struct qitem *it = s->inflight.head; it; it = it->next) {
+        if (!it->held) continue;
+        if (out >= c->inflight_max) {
+            s->held_inflight = true;
+            break;
+        }
+        GUARD(resend_one(c, it, now));
+        out++;
     }
     return 0;
 }
@@ -517,6 +557,7 @@ int broker_drain(struct broker *b, struct client *c)
         GUARD_GOTO(rc, broker_resend_inflight(b, c), out);
     }
     time_t now = time(NULL);
+    if (s->held_inflight) GUARD_GOTO(rc, resend_held(c, now), out);
     while (s->queue.head && buf_used(&c->out) < DRAIN_HIGH_WATER) {
         struct qitem *it = s->queue.head;
         if (it->qos > 0 && s->inflight.count >= c->inflight_max) break;

@@ -236,7 +236,7 @@ static void inflight_remove(struct broker *b, struct client *c, struct qitem **p
     if (s->inflight.tail == it) s->inflight.tail = prev;
     s->inflight.count--;
     qitem_free(it);
-    if (s->queue.count) b->cfg.wake(c); /* room for more */
+    if (s->queue.count || s->held_inflight) b->cfg.wake(c); /* room for more */
 }
 
 /* The acknowledgements of messages we sent, checked against the flow each
@@ -270,7 +270,10 @@ int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t
             inflight_remove(b, c, pp, prev);
             return 0;
         }
-        if (it) it->state = Q_WAIT_PUBCOMP;
+        if (it) {
+            it->state = Q_WAIT_PUBCOMP;
+            it->held = false; /* the PUBREL below is its resend */
+        }
         return mqtt_encode_ack(&c->out, MQTT_PUBREL, id, it ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND,
                                ack_props(c));
     case MQTT_PUBCOMP:

@@ -33,6 +33,8 @@ struct qitem {
     uint8_t qos;
     uint8_t state; /* enum qstate */
     bool retain;   /* the RETAIN flag it goes out with */
+    bool held;     /* in flight from an earlier connection and not resent yet:
+                      beyond the client's Receive Maximum (broker_resend_inflight) */
     uint16_t n_ids;
     uint32_t sub_ids[]; /* 5.0 subscription identifiers of the matching filters */
 };
@@ -95,6 +97,7 @@ struct session {
     bool acl_recheck;        /* a subscription is allowed for some of its topics only */
     bool gated;              /* device: deliver nothing until it publishes s/uat or s/us */
     bool resend_pending;     /* in-flight messages wait for the gate to open */
+    bool held_inflight;      /* some in-flight items are held (qitem.held) */
     uint64_t match_gen;      /* routing: last publish that matched this session */
     uint8_t match_qos;
     uint64_t share_gen; /* routing: last publish a shared subscription gave it */

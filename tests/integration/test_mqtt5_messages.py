@@ -379,3 +379,34 @@ def test_broker_topic_aliases_start_afresh_on_a_resumed_session(port, raw, paho5
     back.send(ack5(4, m.pid))
     back.send(disconnect5())
     back.close()
+
+
+def test_resent_messages_after_reconnect_respect_the_new_receive_maximum(port, raw, paho5):
+    topic = unique_topic("rmr")
+    sub = raw("rm-resume", props((RECEIVE_MAXIMUM, 10), (SESSION_EXPIRY, 30)))
+    assert sub.subscribe(1, [(topic, 1)]) == [1]
+    pub = paho5()
+    for i in range(5):
+        pub.publish(topic, str(i), qos=1)
+    assert [sub.expect(3).payload for _ in range(5)] == [str(i).encode() for i in range(5)]
+    sub.abort()  # none acknowledged
+    back = Raw5(port)
+    ack = back.connect5("rm-resume", clean=False,
+                        properties=props((RECEIVE_MAXIMUM, 2), (SESSION_EXPIRY, 0)))
+    assert ack.session_present
+    pending = [back.expect(3), back.expect(3)]
+    assert back.silent(), "more unacknowledged PUBLISHes than the Receive Maximum of 2"
+    payloads = [m.payload for m in pending]
+    while len(payloads) < 5:  # each PUBACK makes room for one more resend
+        back.send(ack5(4, pending.pop(0).pid))
+        m = back.expect(3)
+        assert m.flags & 0x08, "a resent PUBLISH without DUP"
+        pending.append(m)
+        payloads.append(m.payload)
+    assert payloads == [str(i).encode() for i in range(5)]
+    for m in pending:
+        back.send(ack5(4, m.pid))
+    pub.publish(topic, "new", qos=1)
+    assert back.expect(3).payload == b"new"
+    back.send(disconnect5())
+    back.close()

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from conftest import SANITIZER_MARKERS, TIMEOUT, Broker, unique_topic
-from mqtt5 import (ASSIGNED_CLIENT_ID, SERVER_KEEPALIVE, SESSION_EXPIRY, WILL_DELAY, Client5,
-                   Raw5, connect5, disconnect5, pprops, props, raw5_connected)
+from mqtt5 import (ASSIGNED_CLIENT_ID, CONTENT_TYPE, MESSAGE_EXPIRY, SERVER_KEEPALIVE,
+                   SESSION_EXPIRY, USER_PROPERTY, WILL_DELAY, Client5, Raw5, disconnect5, pprops,
+                   props, raw5_connected)
 from paho.mqtt.packettypes import PacketTypes
 
 BROKER_OPTIONS = {"max_session_expiry": "30", "max_keepalive": "20"}
@@ -268,3 +269,33 @@ def test_will_goes_out_when_the_session_ends_before_the_will_delay(broker, raw, 
     t0 = time.monotonic()
     assert sub.get().payload == b"session over"
     assert time.monotonic() - t0 < 5, "the will waited for its delay, past the session"
+
+
+def test_server_keep_alive_is_the_one_enforced(tmp_path, certs):
+    """A client asking 60 s is told 1 s (max_keepalive 1) and dropped with
+    0x8D after 1.5 s of silence, not 90 s."""
+    b = Broker(tmp_path / "b", certs, {"max_keepalive": "1"}, listeners=("plain",)).start()
+    try:
+        c = Raw5(b.ports["plain"])
+        ack = c.connect5("ka-told", keepalive=60)
+        assert ack.props[SERVER_KEEPALIVE] == 1
+        assert c.goodbye(timeout=5).reason == 0x8D
+        c.close()
+    finally:
+        b.stop()
+
+
+def test_will_properties_pass_through(broker, raw, paho5):
+    topic = unique_topic("will")
+    sub = paho5()
+    sub.connect(broker.ports["plain"])
+    sub.subscribe(topic, qos=1)
+    wprops = props((USER_PROPERTY, ("why", "power")), (CONTENT_TYPE, "text/plain"),
+                   (MESSAGE_EXPIRY, 50))
+    c = raw("will-props", will=(topic, b"lost power", 1, False, wprops))
+    c.abort()
+    m = sub.get()
+    assert m.payload == b"lost power"
+    assert m.properties.UserProperty == [("why", "power")]
+    assert m.properties.ContentType == "text/plain"
+    assert 45 <= m.properties.MessageExpiryInterval <= 50

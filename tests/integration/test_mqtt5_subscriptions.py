@@ -12,7 +12,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 
-from conftest import TIMEOUT, Broker, unique_topic
+from conftest import TIMEOUT, Broker, packet, unique_topic
 from mqtt5 import SHARED_SUB_AVAILABLE, Client5, Raw5, disconnect5, pprops, subscribe5
 
 BROKER_LISTENERS = ("plain",)
@@ -264,3 +264,24 @@ def test_retained_message_sent_on_subscribe_carries_the_subscription_identifier(
     assert (m.payload, m.retain) == (b"kept", 1)
     assert m.properties.SubscriptionIdentifier == [11]
     pub.publish(topic, "", qos=1, retain=True)
+
+
+def test_shared_subscription_carries_its_subscription_identifier(paho5):
+    topic = unique_topic("share")
+    member = paho5()
+    member.subscribe(f"$share/ids/{topic}", qos=1, properties=sub_id_props(9))
+    paho5().publish(topic, "x", qos=1)
+    assert member.get().properties.SubscriptionIdentifier == [9]
+
+
+def test_unsuback_says_which_filters_had_no_subscription(port):
+    c = Raw5(port)
+    assert c.connect5("unsub5").reason == 0
+    assert c.subscribe(1, [("u/a", 1)]) == [1]
+    body = (2).to_bytes(2, "big") + b"\x00" + b"".join(
+        len(f).to_bytes(2, "big") + f for f in (b"u/a", b"u/never"))
+    c.send(packet(0xA2, body))
+    ack = c.expect(11)
+    assert (ack.pid, ack.codes) == (2, [0x00, 0x11])
+    c.send(disconnect5())
+    c.close()

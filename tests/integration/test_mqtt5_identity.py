@@ -13,7 +13,8 @@ from paho.mqtt.packettypes import PacketTypes
 
 from conftest import TIMEOUT
 from identity_pki import openssl, pki, server_fixture  # noqa: F401
-from mqtt5 import REASON_STRING, REQUEST_PROBLEM_INFO, Client5, Raw5, pprops, props
+from mqtt5 import (REASON_STRING, REQUEST_PROBLEM_INFO, TOPIC_ALIAS, Client5, Raw5, disconnect5,
+                   pprops, props, publish5)
 
 server = server_fixture("mqtt5-identity")
 
@@ -188,3 +189,45 @@ def test_disconnect_through_rest_sends_0x98(server, pki, tenant_a):
     assert r.status == 204, r
     assert c.goodbye().reason == 0x98
     c.close()
+
+
+def test_device_topic_alias_on_its_s_topics(server, pki, tenant_a, paho5):
+    """A 5.0 device names s/us by alias: the alias stands for its own s/us,
+    which the tenant application reads as devices/<ID>/s/us."""
+    auth, _ = tenant_a
+    app = paho5("backend5-alias", tls={"cafile": server.server_ca}, username=auth[0],
+                password=auth[1])
+    app.connect(server.mqtt_port, host="localhost")
+    app.subscribe("devices/a2/s/us", qos=1)
+    dev = raw_device(server, pki.a2)
+    dev.send(publish5("s/us", "100,a2", qos=1, pid=1, properties=props((TOPIC_ALIAS, 1))))
+    assert dev.expect(4).reason == 0
+    dev.send(publish5("", "200,t,21", qos=1, pid=2, properties=props((TOPIC_ALIAS, 1))))
+    assert dev.expect(4).reason == 0
+    got = [app.get(), app.get()]
+    assert [(m.topic, m.payload) for m in got] == [("devices/a2/s/us", b"100,a2"),
+                                                   ("devices/a2/s/us", b"200,t,21")]
+    dev.send(disconnect5())
+    dev.close()
+
+
+def test_refused_device_publish_is_acknowledged_with_0x87(server, pki, tenant_a):
+    dev = raw_device(server, pki.a2)
+    dev.send(publish5("s/dat", "forged token", qos=1, pid=3))
+    ack = dev.expect(4)
+    assert (ack.pid, ack.reason) == (3, 0x87)
+    dev.send(disconnect5())
+    dev.close()
+
+
+def test_response_information_for_a_device_is_usable_by_it(server, pki, tenant_a, paho5):
+    dev = device5(server, paho5, pki.a1)
+    dev.connect(server.mqtt_port, host="localhost",
+                properties=pprops(PacketTypes.CONNECT, RequestResponseInformation=1))
+    info = dev.connack_props.ResponseInformation
+    assert info
+    assert dev.subscribe(info + "/#", qos=1) == [1]
+    dev.publish("s/us", "100,a1", qos=1)  # opens the delivery gate
+    dev.publish(info + "/r1", "to myself", qos=1)
+    m = dev.get()
+    assert (m.topic, m.payload) == (info + "/r1", b"to myself")

@@ -9,8 +9,9 @@ import pytest
 
 from conftest import packet, unique_topic
 from mqtt5 import (AUTH_METHOD, CONTENT_TYPE, MAXIMUM_PACKET_SIZE, RECEIVE_MAXIMUM,
-                   SESSION_EXPIRY, TOPIC_ALIAS, TOPIC_ALIAS_MAXIMUM, USER_PROPERTY, Raw5, ack5,
-                   connect5, disconnect5, props, publish5, raw5_connected)
+                   SESSION_EXPIRY, SUBSCRIPTION_ID, TOPIC_ALIAS, TOPIC_ALIAS_MAXIMUM,
+                   USER_PROPERTY, Raw5, ack5, connect5, disconnect5, props, publish5,
+                   raw5_connected, subscribe5)
 
 BROKER_OPTIONS = {"max_receive": "3", "max_topic_alias": "4", "max_packet_size": "2048"}
 BROKER_LISTENERS = ("plain",)
@@ -187,3 +188,34 @@ def test_disconnect_with_will_message_publishes_the_will(raw):
     d.send(disconnect5(0x00))
     assert d.is_closed()
     assert sub.silent()
+
+
+@pytest.mark.parametrize("bad", [props((MAXIMUM_PACKET_SIZE, 0)),
+                                 props((TOPIC_ALIAS_MAXIMUM, 1), (TOPIC_ALIAS_MAXIMUM, 2))],
+                         ids=["maximum-packet-size-0", "property-twice"])
+def test_forbidden_connect_property_values_get_connack_0x82(port, bad):
+    c = Raw5(port)
+    c.send(connect5("bad-value", properties=bad))
+    assert c.expect(2).reason == 0x82
+    assert c.is_closed()
+    c.close()
+
+
+@pytest.mark.parametrize("options, reason", [(0xC1, 0x81), (0x31, 0x82)],
+                         ids=["reserved-bits", "retain-handling-3"])
+def test_bad_subscription_options(raw, options, reason):
+    c = raw(f"subopt-{options}")
+    c.send(subscribe5(1, [("t/x", options)]))
+    assert c.goodbye().reason == reason
+
+
+def test_subscription_identifier_zero_is_a_protocol_error(raw):
+    c = raw("subid-zero")
+    c.send(subscribe5(1, [("t/x", 0)], properties=props((SUBSCRIPTION_ID, 0))))
+    assert c.goodbye().reason == 0x82
+
+
+def test_subscription_identifier_in_a_client_publish_is_a_protocol_error(raw):
+    c = raw("subid-publish")
+    c.send(publish5("t/x", "x", properties=props((SUBSCRIPTION_ID, 3))))
+    assert c.goodbye().reason in (0x81, 0x82)

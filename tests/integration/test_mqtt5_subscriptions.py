@@ -5,6 +5,7 @@
 # member, in turn; 3.1.1 members too; mosquitto_sub -V 5 as a member;
 # shared_subscriptions false refuses them with 0x9E and CONNACK says so).
 import subprocess
+import threading
 import time
 from collections import Counter
 
@@ -285,3 +286,40 @@ def test_unsuback_says_which_filters_had_no_subscription(port):
     assert (ack.pid, ack.codes) == (2, [0x00, 0x11])
     c.send(disconnect5())
     c.close()
+
+
+def test_shared_messages_go_to_connected_members_while_one_is_offline(paho5, port):
+    topic = unique_topic("share")
+    online = paho5()
+    online.subscribe(f"$share/off/{topic}", qos=1)
+    away = Client5("share-away")
+    away.connect(port, properties=pprops(PacketTypes.CONNECT, SessionExpiryInterval=30))
+    away.subscribe(f"$share/off/{topic}", qos=1)
+    away.disconnect()  # its session (and membership) stays for 30 s
+    pub = paho5()
+    for i in range(4):
+        pub.publish(topic, str(i), qos=1)
+    assert sorted(int(online.get().payload) for _ in range(4)) == [0, 1, 2, 3]
+    back = Client5("share-away")
+    try:
+        back.connect(port, clean_start=False)
+        assert back.session_present
+        assert back.drain() == [], "a shared message went to the offline member too"
+    finally:
+        back.disconnect(properties=pprops(PacketTypes.DISCONNECT, SessionExpiryInterval=0))
+
+
+def test_unsubscribed_shared_member_gets_nothing_more(paho5):
+    topic = unique_topic("share")
+    stays, leaves = paho5(), paho5()
+    stays.subscribe(f"$share/u/{topic}", qos=1)
+    leaves.subscribe(f"$share/u/{topic}", qos=1)
+    done = threading.Event()
+    leaves.c.on_unsubscribe = lambda *a: done.set()
+    leaves.c.unsubscribe(f"$share/u/{topic}")
+    assert done.wait(TIMEOUT)
+    pub = paho5()
+    for i in range(4):
+        pub.publish(topic, str(i), qos=1)
+    assert sorted(int(stays.get().payload) for _ in range(4)) == [0, 1, 2, 3]
+    assert leaves.drain() == []

@@ -12,7 +12,8 @@ import time
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 
-from conftest import TIMEOUT, unique_topic
+from conftest import (CONNACK_OK, TIMEOUT, RawClient, publish_packet, subscribe_packet,
+                      unique_topic)
 from mqtt5 import (CONTENT_TYPE, MAXIMUM_PACKET_SIZE, MESSAGE_EXPIRY, PAYLOAD_FORMAT,
                    RECEIVE_MAXIMUM, REQUEST_RESPONSE_INFO, RESPONSE_INFO, SESSION_EXPIRY,
                    TOPIC_ALIAS, TOPIC_ALIAS_MAXIMUM, USER_PROPERTY, Client5, Raw5, ack5,
@@ -410,3 +411,30 @@ def test_resent_messages_after_reconnect_respect_the_new_receive_maximum(port, r
     assert back.expect(3).payload == b"new"
     back.send(disconnect5())
     back.close()
+
+
+def test_client_topic_aliases_do_not_outlive_the_connection(port, raw):
+    c = raw("alias-conn", props((SESSION_EXPIRY, 30)))
+    c.send(publish5(unique_topic("a"), "x", properties=props((TOPIC_ALIAS, 1))))
+    c.send(disconnect5())
+    assert c.is_closed()
+    again = Raw5(port)
+    assert again.connect5("alias-conn", clean=False).session_present
+    again.send(publish5("", "y", properties=props((TOPIC_ALIAS, 1))))
+    assert again.goodbye().reason == 0x82
+    again.close()
+
+
+def test_a_3_1_1_subscriber_gets_a_5_0_message_without_properties(port, paho5):
+    topic = unique_topic("v3")
+    old = RawClient(port)
+    try:
+        assert old.connect("v311-sub") == CONNACK_OK
+        old.send(subscribe_packet(1, [(topic, 0)]))
+        assert old.recv_packet() == b"\x90\x03\x00\x01\x00"
+        pub = paho5()
+        pub.publish(topic, "data", properties=pprops(UserProperty=[("k", "v")],
+                                                     ContentType="text/plain"))
+        assert old.recv_packet() == publish_packet(topic, "data")
+    finally:
+        old.close()

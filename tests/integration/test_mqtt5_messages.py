@@ -438,3 +438,23 @@ def test_a_3_1_1_subscriber_gets_a_5_0_message_without_properties(port, paho5):
         assert old.recv_packet() == publish_packet(topic, "data")
     finally:
         old.close()
+
+
+def test_qos2_to_a_client_with_receive_maximum_1_goes_one_at_a_time(port, paho5):
+    topic = unique_topic("rm2")
+    sub = Raw5(port)
+    try:
+        assert sub.connect5("rm2-sub", properties=props((RECEIVE_MAXIMUM, 1))).reason == 0
+        assert sub.subscribe(1, [(topic, 2)]) == [2]
+        pub = paho5()
+        pub.publish(topic, "one", qos=2)
+        pub.publish(topic, "two", qos=2)
+        first = sub.expect(3)
+        assert (first.payload, first.qos) == (b"one", 2)
+        sub.send(ack5(5, first.pid))  # PUBREC
+        assert sub.expect(6).pid == first.pid  # PUBREL
+        assert sub.silent(), "the second message before PUBCOMP"
+        sub.send(ack5(7, first.pid))  # PUBCOMP
+        assert sub.expect(3).payload == b"two"
+    finally:
+        sub.close()

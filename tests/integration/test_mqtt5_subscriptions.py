@@ -323,3 +323,20 @@ def test_unsubscribed_shared_member_gets_nothing_more(paho5):
         pub.publish(topic, str(i), qos=1)
     assert sorted(int(stays.get().payload) for _ in range(4)) == [0, 1, 2, 3]
     assert leaves.drain() == []
+
+
+def test_subscribing_again_replaces_the_subscription_identifier(paho5):
+    topic = unique_topic("sid")
+    sub = paho5()
+    pub = paho5()
+    sub.subscribe(topic, qos=1, properties=sub_id_props(5))
+    sub.subscribe(topic, qos=1, properties=sub_id_props(6))
+    pub.publish(topic, "a", qos=1)
+    assert sub.get().properties.SubscriptionIdentifier == [6]
+    sub.subscribe(topic, qos=1)
+    pub.publish(topic, "b", qos=1)
+    m = sub.get()
+    assert m.payload == b"b"
+    assert not hasattr(m.properties, "SubscriptionIdentifier")
+    assert sub.drain() == []
+

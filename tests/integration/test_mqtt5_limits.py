@@ -1,7 +1,8 @@
 # MQTT 5.0 limits and protocol errors on the wire (issue #8 items 1-2): what
 # the broker answers a client that breaks them, byte for byte, with
 # hand-made 5.0 packets (libraries refuse to send these): Receive Maximum
-# exceeded (0x93), a topic alias beyond the maximum (0x94), malformed or
+# exceeded (0x93), a topic alias beyond the maximum (0x94) or its memory
+# budget (0x97), malformed or
 # misplaced properties (0x81, 0x82), AUTH (0x8C), a CONNECT naming an
 # Authentication Method (CONNACK 0x8C), a packet above max_packet_size
 # (0x95). After each, the broker still serves others.
@@ -13,7 +14,8 @@ from mqtt5 import (AUTH_METHOD, CONTENT_TYPE, MAXIMUM_PACKET_SIZE, RECEIVE_MAXIM
                    USER_PROPERTY, Raw5, ack5, connect5, disconnect5, props, publish5,
                    raw5_connected, subscribe5)
 
-BROKER_OPTIONS = {"max_receive": "3", "max_topic_alias": "4", "max_packet_size": "2048"}
+BROKER_OPTIONS = {"max_receive": "3", "max_topic_alias": "4", "max_packet_size": "2048",
+                  "max_subscription_bytes": "1024"}
 BROKER_LISTENERS = ("plain",)
 
 
@@ -219,3 +221,15 @@ def test_subscription_identifier_in_a_client_publish_is_a_protocol_error(raw):
     c = raw("subid-publish")
     c.send(publish5("t/x", "x", properties=props((SUBSCRIPTION_ID, 3))))
     assert c.goodbye().reason in (0x81, 0x82)
+
+
+def test_topic_aliases_beyond_their_memory_budget_get_0x97(raw):
+    """The topics a client's aliases stand for are held within
+    max_subscription_bytes (1024 here): more is Quota Exceeded."""
+    c = raw("alias-quota")
+    for alias in (1, 2, 3):
+        c.send(publish5("q/" + str(alias) * 300, "x", qos=1, pid=alias,
+                        properties=props((TOPIC_ALIAS, alias))))
+        assert c.expect(4).pid == alias
+    c.send(publish5("q/" + "4" * 300, "x", qos=1, pid=4, properties=props((TOPIC_ALIAS, 4))))
+    assert c.goodbye().reason == 0x97

@@ -2,10 +2,10 @@
 # the broker answers a client that breaks them, byte for byte, with
 # hand-made 5.0 packets (libraries refuse to send these): Receive Maximum
 # exceeded (0x93), a topic alias beyond the maximum (0x94) or its memory
-# budget (0x97), malformed or
-# misplaced properties (0x81, 0x82), AUTH (0x8C), a CONNECT naming an
-# Authentication Method (CONNACK 0x8C), a packet above max_packet_size
-# (0x95). After each, the broker still serves others.
+# budget (0x97), malformed or misplaced properties and subscription options
+# (0x81, 0x82), AUTH (0x8C), a CONNECT naming an Authentication Method
+# (CONNACK 0x8C), a packet above max_packet_size (0x95). After each, the
+# broker still serves others.
 import pytest
 
 from conftest import packet, unique_topic

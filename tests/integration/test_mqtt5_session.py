@@ -4,7 +4,8 @@
 # max_session_expiry and CONNACK says so), will delay, Assigned Client
 # Identifier, Server Keep Alive, and the reason codes of the DISCONNECT the
 # broker sends (session taken over, keepalive timeout, shutting down).
-# Clients: paho 5.0, mosquitto_sub -V 5 and hand-made 5.0 packets.
+# Clients: paho 5.0, mosquitto_sub -V 5 -c -x and hand-made 5.0 packets.
+import subprocess
 import time
 
 import pytest
@@ -299,3 +300,47 @@ def test_will_properties_pass_through(broker, raw, paho5):
     assert m.properties.UserProperty == [("why", "power")]
     assert m.properties.ContentType == "text/plain"
     assert 45 <= m.properties.MessageExpiryInterval <= 50
+
+
+def test_mosquitto_sub_session_expiry_keeps_its_queued_message(broker, paho5):
+    """mosquitto_sub -V 5 -c -x 30 subscribes and leaves (-E); a QoS 1
+    message published meanwhile is waiting when it comes back."""
+    topic = unique_topic("msub")
+    base = ["mosquitto_sub", "-V", "5", "-h", "127.0.0.1", "-p", str(broker.ports["plain"]),
+            "-i", "msub-persist", "-c", "-x", "30", "-t", topic, "-q", "1"]
+    r = subprocess.run(base + ["-E"], capture_output=True, text=True, timeout=TIMEOUT + 5)
+    assert r.returncode == 0, r.stderr
+    publish_qos1(paho5, broker, topic, "waiting for you")
+    r = subprocess.run(base + ["-C", "1", "-W", str(int(TIMEOUT))], capture_output=True,
+                       text=True, timeout=TIMEOUT + 5)
+    assert (r.returncode, r.stdout) == (0, "waiting for you\n"), r.stderr
+
+
+def test_mosquitto_sub_will_with_delay_when_killed(broker, paho5):
+    """mosquitto_sub -V 5 --will-* with -D will will-delay-interval 1 and a
+    session that outlives it (-c -x 30), killed: the will arrives, later."""
+    topic = unique_topic("will")
+    sub = paho5()
+    sub.connect(broker.ports["plain"])
+    sub.subscribe(topic, qos=1)
+    ms = subprocess.Popen(["stdbuf", "-oL", "mosquitto_sub", "-V", "5", "-d", "-h", "127.0.0.1",
+                           "-p", str(broker.ports["plain"]), "-i", "msub-will", "-c", "-x", "30",
+                           "-t", "x/y", "--will-topic", topic, "--will-payload", "killed",
+                           "--will-qos", "1", "-D", "will", "will-delay-interval", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + TIMEOUT
+        while not any("SUBACK" in ln for ln in lines):
+            assert time.monotonic() < deadline and ms.poll() is None, lines
+            lines.append(ms.stdout.readline())
+        ms.kill()
+        ms.wait()
+        t0 = time.monotonic()
+        m = sub.get()
+        assert m.payload == b"killed"
+        assert time.monotonic() - t0 >= 0.9
+    finally:
+        if ms.poll() is None:
+            ms.kill()
+        ms.communicate()

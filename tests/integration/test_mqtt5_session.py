@@ -344,3 +344,18 @@ def test_mosquitto_sub_will_with_delay_when_killed(broker, paho5):
         if ms.poll() is None:
             ms.kill()
         ms.communicate()
+
+
+@pytest.mark.parametrize("options, told", [({"session_expiry": "100"}, 100),
+                                           ({"max_session_expiry": "0"}, None)],
+                         ids=["default-cap-is-session_expiry", "no-cap"])
+def test_max_session_expiry_defaults_to_session_expiry(tmp_path, certs, options, told):
+    b = Broker(tmp_path / "b", certs, options, listeners=("plain",)).start()
+    try:
+        c = Raw5(b.ports["plain"])
+        ack = c.connect5("forever", properties=props((SESSION_EXPIRY, 0xFFFFFFFF)))
+        assert ack.reason == 0 and ack.props.get(SESSION_EXPIRY) == told, ack
+        c.send(disconnect5(0, props((SESSION_EXPIRY, 0))))
+        c.close()
+    finally:
+        b.stop()

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import packet, unique_topic
 from mqtt5 import (AUTH_METHOD, CONTENT_TYPE, MAXIMUM_PACKET_SIZE, RECEIVE_MAXIMUM,
-                   SESSION_EXPIRY, SUBSCRIPTION_ID, TOPIC_ALIAS, TOPIC_ALIAS_MAXIMUM,
-                   USER_PROPERTY, Raw5, ack5, connect5, disconnect5, props, publish5,
-                   raw5_connected, subscribe5)
+                   RESPONSE_TOPIC, SESSION_EXPIRY, SUBSCRIPTION_ID, TOPIC_ALIAS,
+                   TOPIC_ALIAS_MAXIMUM, USER_PROPERTY, Raw5, ack5, connect5, disconnect5,
+                   props, publish5, raw5_connected, subscribe5)
 
 BROKER_OPTIONS = {"max_receive": "3", "max_topic_alias": "4", "max_packet_size": "2048",
                   "max_subscription_bytes": "1024"}
@@ -233,3 +233,28 @@ def test_topic_aliases_beyond_their_memory_budget_get_0x97(raw):
         assert c.expect(4).pid == alias
     c.send(publish5("q/" + "4" * 300, "x", qos=1, pid=4, properties=props((TOPIC_ALIAS, 4))))
     assert c.goodbye().reason == 0x97
+
+
+def test_response_topic_with_a_wildcard_is_a_protocol_error(raw):
+    c = raw("resp-wild")
+    c.send(publish5("t/x", "x", properties=props((RESPONSE_TOPIC, "replies/#"))))
+    assert c.goodbye().reason == 0x82
+
+
+def test_will_topic_with_a_wildcard_gets_connack_0x81(port):
+    """The codec holds a will topic to the rules of a PUBLISH topic, where a
+    wildcard makes the packet malformed (as mosquitto does)."""
+    c = Raw5(port)
+    c.send(connect5("will-wild", will=("w/#", b"x", 0, False, b"\x00")))
+    assert c.expect(2).reason == 0x81
+    assert c.is_closed()
+    c.close()
+
+
+def test_will_response_topic_with_a_wildcard_gets_connack_0x82(port):
+    c = Raw5(port)
+    c.send(connect5("will-resp-wild",
+                    will=("w/x", b"x", 0, False, props((RESPONSE_TOPIC, "r/+")))))
+    assert c.expect(2).reason == 0x82
+    assert c.is_closed()
+    c.close()

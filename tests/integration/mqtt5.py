@@ -390,15 +390,10 @@ class Client5:
             except queue.Empty:
                 return out
 
-    def disconnect(self, properties=None, reason=None):
+    def disconnect(self, properties=None):
+        """DISCONNECT (with properties, e.g. a new Session Expiry Interval)."""
         if self.connected.is_set() and not self.disconnected.is_set():
-            kw = {}
-            if properties is not None:
-                kw["properties"] = properties
-            if reason is not None:
-                from paho.mqtt.reasoncodes import ReasonCodes
-                kw["reasoncode"] = ReasonCodes(PacketTypes.DISCONNECT, identifier=reason)
-            self.c.disconnect(**kw)
+            self.c.disconnect(properties=properties)
             self.disconnected.wait(TIMEOUT)
         self.close()
 

@@ -258,3 +258,17 @@ def test_will_response_topic_with_a_wildcard_gets_connack_0x82(port):
     assert c.expect(2).reason == 0x82
     assert c.is_closed()
     c.close()
+
+
+def test_pubrel_for_an_unknown_packet_id_gets_pubcomp_0x92(raw):
+    c = raw("pubrel-unknown")
+    c.send(ack5(6, 77))
+    comp = c.expect(7)
+    assert (comp.pid, comp.reason) == (77, 0x92)
+
+
+def test_pubrec_for_an_unknown_packet_id_gets_pubrel_0x92(raw):
+    c = raw("pubrec-unknown")
+    c.send(ack5(5, 78))
+    rel = c.expect(6)
+    assert (rel.pid, rel.reason, rel.flags) == (78, 0x92, 0x02)

@@ -231,3 +231,27 @@ def test_response_information_for_a_device_is_usable_by_it(server, pki, tenant_a
     dev.publish(info + "/r1", "to myself", qos=1)
     m = dev.get()
     assert (m.topic, m.payload) == (info + "/r1", b"to myself")
+
+
+def test_tenants_stay_apart_for_5_0_clients(server, pki, tenant_a, paho5):
+    auth_b = server.tenant("m5b")
+    server.trust("m5b", auth_b, pki.ca_b.pem)
+    theirs = device5(server, paho5, pki.b1)
+    theirs.connect(server.mqtt_port, host="localhost")
+    theirs.publish("s/us", "100,b1", qos=1)
+    theirs.subscribe("plant/#", qos=1)
+    theirs.subscribe("$share/g/plant/#", qos=1)
+    ours = device5(server, paho5, pki.a3)
+    ours.connect(server.mqtt_port, host="localhost")
+    ours.publish("s/us", "100,a3", qos=1)
+    ours.subscribe("plant/#", qos=1)
+    ours.publish("plant/line", "tenant A only", qos=1, retain=True,
+                 properties=pprops(UserProperty=[("t", "a")]))
+    assert ours.get().payload == b"tenant A only"
+    assert theirs.drain() == []
+    late = device5(server, paho5, pki.b2)
+    late.connect(server.mqtt_port, host="localhost")
+    late.publish("s/us", "100,b2", qos=1)
+    late.subscribe("plant/#", qos=1)
+    assert late.drain() == [], "tenant B saw tenant A's retained message"
+    ours.publish("plant/line", "", qos=1, retain=True)

@@ -210,6 +210,7 @@ void session_enqueue(struct broker *b, struct session *s, struct msg *m, const s
     it->packet_id = 0;
     it->retain = d->retain;
     it->maybe_sent = false;
+    it->held = false;
     it->seq = it->jseq = 0;
     it->n_ids = d->n_ids;
     if (d->n_ids) memcpy(it->sub_ids, d->sub_ids, d->n_ids * sizeof it->sub_ids[0]);
@@ -393,6 +394,21 @@ static void publish_props(struct mqtt_props *pr, const struct qitem *it, time_t 
     pr->n_sub_ids = it->n_ids;
 }
 
+/* Whether a Topic Alias keeps this PUBLISH within the client's Maximum
+ * Packet Size: the most it adds is its own 3 bytes, when the topic is still
+ * sent. Past that the PUBLISH goes without one (an alias assigned but never
+ * sent would be unknown to the client). */
+static bool alias_fits(const struct client *c, const struct mqtt_publish *p, struct mqtt_props *pr)
+{
+    if (!c->max_packet_out) return true;
+    pr->has |= 1ull << MQTT_PROP_TOPIC_ALIAS;
+    pr->topic_alias = UINT16_MAX;
+    size_t n = mqtt_publish_size(p->topic.len, p->payload_len, p->qos, mqtt_props_wire_size(pr));
+    pr->has &= ~(1ull << MQTT_PROP_TOPIC_ALIAS);
+    pr->topic_alias = 0;
+    return n <= c->max_packet_out;
+}
+
 /* Writes one PUBLISH for c. Returns 1 without writing it when it exceeds
  * the client's Maximum Packet Size (it counts as delivered, 3.1.2.11.4). */
 static int send_publish(struct client *c, const struct qitem *it, bool dup, time_t now)
@@ -420,8 +436,8 @@ static int send_publish(struct client *c, const struct qitem *it, bool dup, time
     if (c->max_packet_out && mqtt_publish_size(tlen, p.payload_len, p.qos,
                                                mqtt_props_wire_size(&pr)) > c->max_packet_out)
         return 1;
-    bool send_topic;
-    uint16_t alias = alias_out(c, topic, tlen, &send_topic);
+    bool send_topic = true;
+    uint16_t alias = alias_fits(c, &p, &pr) ? alias_out(c, topic, tlen, &send_topic) : 0;
     if (alias) {
         pr.has |= 1ull << MQTT_PROP_TOPIC_ALIAS;
         pr.topic_alias = alias;
@@ -436,16 +452,55 @@ static int send_pubrel(struct client *c, uint16_t id)
     return mqtt_encode_ack(&c->out, MQTT_PUBREL, id, 0, client_v5(c) ? &mqtt_props_none : NULL);
 }
 
-/* Resends everything in flight after a reconnect (DUP set on PUBLISH). */
+/* Sends one in-flight item again after a reconnect: PUBREL for a QoS 2
+ * message the client has received, else the PUBLISH with DUP set. */
+static int resend_one(struct client *c, struct qitem *it, time_t now)
+{
+    it->held = false;
+    if (it->state == Q_WAIT_PUBCOMP) return send_pubrel(c, it->packet_id);
+    int rc = send_publish(c, it, true, now);
+    return rc < 0 ? rc : 0;
+}
+
+/* Resends what is in flight after a reconnect, as much of it as the
+ * client's Receive Maximum allows (4.9: unacknowledged QoS 1 and 2 messages
+ * count, resent or not); the rest is held and goes out as acknowledgements
+ * make room (resend_held). */
 int broker_resend_inflight(struct broker *b, struct client *c)
 {
     (void)b;
+    struct session *s = c->session;
     time_t now = time(NULL);
-    for (struct qitem *it = c->session->inflight.head; it; it = it->next) {
-        if (it->state == Q_WAIT_PUBCOMP)
-            GUARD(send_pubrel(c, it->packet_id));
-        else
-            GUARD(send_publish(c, it, true, now));
+    unsigned n = 0;
+    s->held_inflight = false;
+    for (struct qitem *it = s->inflight.head; it; it = it->next) {
+        if (n++ >= c->inflight_max) {
+            it->held = true;
+            s->held_inflight = true;
+            continue;
+        }
+        GUARD(resend_one(c, it, now));
+    }
+    return 0;
+}
+
+/* Resends held in-flight items while fewer than the client's Receive
+ * Maximum are out unacknowledged. */
+static int resend_held(struct client *c, time_t now)
+{
+    struct session *s = c->session;
+    unsigned out = 0;
+    for (struct qitem *it = s->inflight.head; it; it = it->next)
+        if (!it->held) out++;
+    s->held_inflight = false;
+    for (struct qitem *it = s->inflight.head; it; it = it->next) {
+        if (!it->held) continue;
+        if (out >= c->inflight_max) {
+            s->held_inflight = true;
+            break;
+        }
+        GUARD(resend_one(c, it, now));
+        out++;
     }
     return 0;
 }
@@ -539,6 +594,7 @@ int broker_drain(struct broker *b, struct client *c)
         GUARD_GOTO(rc, broker_resend_inflight(b, c), out);
     }
     time_t now = time(NULL);
+    if (s->held_inflight) GUARD_GOTO(rc, resend_held(c, now), out);
     while (s->queue.head && buf_used(&c->out) < DRAIN_HIGH_WATER) {
         struct qitem *it = s->queue.head;
         if (it->qos > 0 && s->inflight.count >= c->inflight_max) break;

@@ -268,7 +268,7 @@ static void inflight_remove(struct broker *b, struct client *c, struct qitem **p
     if (s->inflight.tail == it) s->inflight.tail = prev;
     s->inflight.count--;
     item_done(b, it);
-    if (s->queue.count) b->cfg.wake(c); /* room for more */
+    if (s->queue.count || s->held_inflight) b->cfg.wake(c); /* room for more */
 }
 
 /* The acknowledgements of messages we sent, checked against the flow each
@@ -304,9 +304,12 @@ int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t
             return 0;
         }
         uint64_t before = b->jseq;
-        if (it && it->state != Q_WAIT_PUBCOMP) {
-            it->state = Q_WAIT_PUBCOMP;
-            persist_item_upd(b, it);
+        if (it) {
+            if (it->state != Q_WAIT_PUBCOMP) {
+                it->state = Q_WAIT_PUBCOMP;
+                persist_item_upd(b, it);
+            }
+            it->held = false; /* the PUBREL below is its resend */
         }
         /* A stored message's PUBREL waits for its new state's commit. */
         return answer(b, c, MQTT_PUBREL, id, it ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND, before);

@@ -38,6 +38,8 @@ struct qitem {
     uint8_t state;   /* enum qstate */
     bool retain;     /* the RETAIN flag it goes out with */
     bool maybe_sent; /* restored: it may have gone out before the stop (DUP) */
+    bool held;       /* in flight from an earlier connection and not resent yet:
+                        beyond the client's Receive Maximum (broker_resend_inflight) */
     uint64_t seq;    /* its id in the session store; 0: not stored */
     uint64_t jseq;   /* goes out only once this many journal records are committed */
     uint16_t n_ids;
@@ -103,6 +105,7 @@ struct session {
     bool acl_recheck;        /* a subscription is allowed for some of its topics only */
     bool gated;              /* device: deliver nothing until it publishes s/uat or s/us */
     bool resend_pending;     /* in-flight messages wait for the gate to open */
+    bool held_inflight;      /* some in-flight items are held (qitem.held) */
     uint64_t match_gen;      /* routing: last publish that matched this session */
     uint8_t match_qos;
     uint64_t share_gen; /* routing: last publish a shared subscription gave it */

@@ -1,7 +1,8 @@
 /* The broker's families of GET /metrics: connections by tenant and kind,
  * sessions, retained messages, messages and bytes in and out by QoS, queue
- * drops, expired and too-large messages. Counters are copied under the broker lock, held once for
- * one pass over the sessions, and written after it is released. */
+ * drops, expired and too-large messages. Counters are copied under the
+ * broker lock, held once for one pass over the sessions, and written after
+ * it is released. */
 #include "broker/internal.h"
 
 #include <stdlib.h>
@@ -58,10 +59,10 @@ int broker_metrics_write(struct broker *b, FILE *out)
                    "messages dropped: queue full, or QoS 0 for an offline session");
     fprintf(out, "certmq_queue_drops_total %llu\n", (unsigned long long)st.msgs_dropped);
     metrics_family(out, "certmq_messages_expired_total", "counter",
-                   "messages not delivered: their Message Expiry Interval had passed");
+                   "messages not delivered because their Message Expiry Interval passed");
     fprintf(out, "certmq_messages_expired_total %llu\n", (unsigned long long)st.msgs_expired);
     metrics_family(out, "certmq_messages_too_large_total", "counter",
-                   "messages not sent: larger than the client's Maximum Packet Size");
+                   "messages not sent because they exceed the client's Maximum Packet Size");
     fprintf(out, "certmq_messages_too_large_total %llu\n", (unsigned long long)st.msgs_too_large);
     metrics_family(out, "certmq_authorization_denied_total", "counter",
                    "topic authorization refusals: PUBLISHes dropped, SUBSCRIBE filters refused, "

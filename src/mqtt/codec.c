@@ -320,11 +320,13 @@ static int parse_filters(struct rd *r, bool has_qos, struct mqtt_packet *out)
         if (has_qos) {
             uint8_t q;
             GUARD(rd_u8(r, &q));
-            if (v5) /* reserved bits, QoS 3, Retain Handling 3 (3.8.3.1) */
-                ENSURE(!(q & 0xc0) && (q & MQTT_SUB_QOS) <= 2 &&
+            if (v5) { /* reserved bits are malformed; QoS 3 and Retain
+                         Handling 3 are protocol errors (3.8.3.1) */
+                ENSURE(!(q & 0xc0), ERR_MALFORMED);
+                ENSURE((q & MQTT_SUB_QOS) <= 2 &&
                            (q & MQTT_SUB_RETAIN_HANDLING) != MQTT_SUB_RETAIN_HANDLING,
-                       ERR_MALFORMED);
-            else
+                       ERR_PROTO);
+            } else
                 ENSURE(q <= 2, ERR_MALFORMED); /* also the six reserved bits */
         }
         count++;

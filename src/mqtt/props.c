@@ -26,6 +26,7 @@ struct prop_def {
     bool repeats;      /* may appear more than once (PUBLISH for subscription ids) */
     bool zero_invalid; /* a value of 0 is a protocol error */
     bool boolean;      /* only 0 or 1 */
+    bool topic_name;   /* a topic name: not empty, no wildcards (MQTT-3.3.2-14) */
     uint16_t where;    /* bits of enum mqtt_props_where */
     size_t off;        /* field in struct mqtt_props (not for T_PAIR) */
 };
@@ -37,7 +38,7 @@ static const struct prop_def defs[MQTT_PROP_ID_MAX + 1] = {
     P(MQTT_PROP_PAYLOAD_FORMAT, T_BYTE, W(PUBLISH) | W(WILL), payload_format, .boolean = true),
     P(MQTT_PROP_MESSAGE_EXPIRY, T_U32, W(PUBLISH) | W(WILL), message_expiry),
     P(MQTT_PROP_CONTENT_TYPE, T_UTF8, W(PUBLISH) | W(WILL), content_type),
-    P(MQTT_PROP_RESPONSE_TOPIC, T_UTF8, W(PUBLISH) | W(WILL), response_topic),
+    P(MQTT_PROP_RESPONSE_TOPIC, T_UTF8, W(PUBLISH) | W(WILL), response_topic, .topic_name = true),
     P(MQTT_PROP_CORRELATION_DATA, T_BINARY, W(PUBLISH) | W(WILL), correlation_data),
     P(MQTT_PROP_SUBSCRIPTION_ID, T_VARINT, W(PUBLISH) | W(SUBSCRIBE), subscription_id,
       .zero_invalid = true),
@@ -130,6 +131,10 @@ static int parse_one(struct rd *r, enum mqtt_props_where where, struct mqtt_prop
     GUARD(read_value(r, d, out, &num));
     if (d->zero_invalid) ENSURE(num != 0, ERR_PROTO);
     if (d->boolean) ENSURE(num <= 1, ERR_PROTO);
+    if (d->topic_name) {
+        const struct mqtt_bytes *t = (const void *)((const uint8_t *)out + d->off);
+        ENSURE(t->len && !memchr(t->p, '+', t->len) && !memchr(t->p, '#', t->len), ERR_PROTO);
+    }
     if (id == MQTT_PROP_SUBSCRIPTION_ID) {
         ENSURE(num <= 268435455u, ERR_MALFORMED);
         if (seen) out->subscription_id = first_subid;

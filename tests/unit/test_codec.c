@@ -24,6 +24,25 @@ static bool bytes_eq(struct mqtt_bytes a, struct mqtt_bytes b)
  * more bytes; the whole packet, alone or followed by the start of another,
  * must be one frame of exactly its size; a max_packet one byte short must
  * refuse it. */
+/* 5.0 subscription options (3.8.3.1): reserved bits make the SUBSCRIBE
+ * malformed; QoS 3 and Retain Handling 3 are protocol errors. */
+static void test_parse_v5_subscribe_options(void **state)
+{
+    (void)state;
+    static const struct {
+        uint8_t options;
+        int rc;
+    } cases[] = {
+        {0x2e, 0},         {0x40, ERR_MALFORMED}, {0x80, ERR_MALFORMED}, {0xb0, ERR_MALFORMED},
+        {0x03, ERR_PROTO}, {0x30, ERR_PROTO}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* SUBSCRIBE id 1, no properties, filter "a", options. */
+        const uint8_t f[] = {0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', cases[i].options};
+        struct mqtt_packet pkt;
+        assert_int_equal(mqtt_parse(f, sizeof f, MQTT_V5, &pkt), cases[i].rc);
+    }
+}
+
 static void frame_and_parse(const struct buf *b, struct mqtt_packet *pkt)
 {
     const uint8_t *p = buf_head(b);
@@ -1005,6 +1024,7 @@ int main(void)
         cmocka_unit_test(test_text_valid),
         cmocka_unit_test(test_parse_v31_connect_ignores_unused_bits),
         cmocka_unit_test(test_topic_next_stops_at_bounds),
+        cmocka_unit_test(test_parse_v5_subscribe_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

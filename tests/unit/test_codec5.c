@@ -218,10 +218,11 @@ static void test_subscribe_options(void **state)
     assert_true(bytes_is(got, "b/#"));
     buf_free(&b);
 
-    /* Reserved bits, QoS 3 and Retain Handling 3 are malformed. */
+    /* Reserved bits are malformed; QoS 3 and Retain Handling 3 protocol
+     * errors (3.8.3.1). */
     assert_int_equal(parse_raw("\x82\x07\x00\x01\x00\x00\x01t\x40", 9, MQTT_V5), ERR_MALFORMED);
-    assert_int_equal(parse_raw("\x82\x07\x00\x01\x00\x00\x01t\x30", 9, MQTT_V5), ERR_MALFORMED);
-    assert_int_equal(parse_raw("\x82\x07\x00\x01\x00\x00\x01t\x03", 9, MQTT_V5), ERR_MALFORMED);
+    assert_int_equal(parse_raw("\x82\x07\x00\x01\x00\x00\x01t\x30", 9, MQTT_V5), ERR_PROTO);
+    assert_int_equal(parse_raw("\x82\x07\x00\x01\x00\x00\x01t\x03", 9, MQTT_V5), ERR_PROTO);
     assert_int_equal(parse_raw("\x82\x07\x00\x01\x00\x00\x01t\x2e", 9, MQTT_V5), 0);
     /* The same options byte is malformed in 3.1.1. */
     assert_int_equal(parse_raw("\x82\x06\x00\x01\x00\x01t\x2e", 8, MQTT_V311), ERR_MALFORMED);

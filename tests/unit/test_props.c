@@ -165,6 +165,15 @@ static void test_props_bad_values(void **state)
     assert_int_equal(parse_raw(pfi2, 2, MQTT_IN_PUBLISH, &out), ERR_PROTO);
     const uint8_t rpi2[] = {0x17, 2};
     assert_int_equal(parse_raw(rpi2, 2, MQTT_IN_CONNECT, &out), ERR_PROTO);
+    /* A Response Topic is a topic name: no wildcards, not empty. */
+    const uint8_t resp_hash[] = {0x08, 0, 3, 'a', '/', '#'};
+    assert_int_equal(parse_raw(resp_hash, 6, MQTT_IN_PUBLISH, &out), ERR_PROTO);
+    const uint8_t resp_plus[] = {0x08, 0, 3, '+', '/', 'a'};
+    assert_int_equal(parse_raw(resp_plus, 6, MQTT_IN_WILL, &out), ERR_PROTO);
+    const uint8_t resp_empty[] = {0x08, 0, 0};
+    assert_int_equal(parse_raw(resp_empty, 3, MQTT_IN_PUBLISH, &out), ERR_PROTO);
+    const uint8_t resp_ok[] = {0x08, 0, 3, 'a', '/', 'b'};
+    assert_int_equal(parse_raw(resp_ok, 6, MQTT_IN_PUBLISH, &out), 0);
     const uint8_t bad_utf8[] = {0x03, 0, 2, 0xc0, 0x80};
     assert_int_equal(parse_raw(bad_utf8, 5, MQTT_IN_PUBLISH, &out), ERR_MALFORMED);
     const uint8_t nul_in_key[] = {0x26, 0, 1, 0, 0, 0};

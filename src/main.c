@@ -18,6 +18,7 @@
 #include "core/datalock.h"
 #include "core/log.h"
 #include "core/seal.h"
+#include "ca/tenantca.h"
 #include "core/metrics.h"
 #include "identity/activity.h"
 #include "identity/auth.h"
@@ -71,6 +72,8 @@ struct app {
     struct authz *authz;
     struct activity *activity;
     struct token_service *tokens;
+    struct tenant_ca *ca;
+    char public_url[300];
     struct auth *auth;
     struct broker *broker;
     struct server *srv;
@@ -280,6 +283,20 @@ static int metrics_text(void *arg, char **text, size_t *len)
     return rc;
 }
 
+/* The API's base URL as devices reach it, named in issued certificates:
+ * public_url, else the first API listener on localhost. */
+static void public_url_default(struct app *app)
+{
+    const struct config *cfg = &app->cfg;
+    snprintf(app->public_url, sizeof app->public_url, "%s", cfg->public_url);
+    for (size_t i = 0; !app->public_url[0] && i < cfg->n_listeners; i++) {
+        const struct listener_config *l = &cfg->listeners[i];
+        if (l->protocol == PROTO_HTTP)
+            snprintf(app->public_url, sizeof app->public_url, "%s://localhost:%d",
+                     l->certfile[0] ? "https" : "http", l->port);
+    }
+}
+
 static int start_apis(struct app *app)
 {
     for (size_t i = 0; i < app->cfg.n_listeners; i++) {
@@ -316,6 +333,9 @@ static int start_apis(struct app *app)
             .activity = app->activity,
             .metrics_token = app->cfg.metrics_token,
             .console_dir = app->cfg.console_dir,
+            .ca = app->ca,
+            .enroll_token_max_validity = app->cfg.enroll_token_max_validity,
+            .est_max_csr_bytes = (size_t)app->cfg.est_max_csr_bytes,
         };
         GUARD(api_start(&ac, app->store, app->trust, &app->apis[app->n_apis]));
         app->n_apis++;
@@ -362,6 +382,14 @@ static int app_start(struct app *app)
         log_error("cannot open the device-token signing keys in the store");
         return ERR_DB;
     }
+    public_url_default(app);
+    struct ca_config cc = {
+        .ca_validity_days = cfg->ca_validity_days,
+        .public_url = app->public_url,
+        .anchor_changed = on_anchor_change,
+        .arg = app,
+    };
+    GUARD(tenant_ca_new(app->store, app->trust, app->seal, &cc, &app->ca));
     struct pwcheck_config pc = {
         .threads = (int)cfg->auth_threads,
         .queue_max = (int)cfg->auth_queue,
@@ -420,6 +448,7 @@ static void app_stop(struct app *app)
     activity_free(app->activity);
     pwcheck_free(app->pwcheck);
     token_service_free(app->tokens);
+    tenant_ca_free(app->ca);
     acl_rules_free(&app->static_acl);
     seal_free(app->seal);
     authz_free(app->authz);

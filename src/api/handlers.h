@@ -172,6 +172,15 @@ int api_h_connection_list(struct api_req *r);
 int api_h_connection_delete(struct api_req *r);
 int api_h_refusal_list(struct api_req *r);
 int api_h_metrics(struct api_req *r);
+int api_h_ca_create(struct api_req *r);
+int api_h_ca_get(struct api_req *r);
+int api_h_ca_delete(struct api_req *r);
+int api_h_ca_renew(struct api_req *r);
+int api_h_ca_issued_list(struct api_req *r);
+int api_h_enroll_token_create(struct api_req *r);
+int api_h_est_cacerts(struct api_req *r);
+int api_h_est_enroll(struct api_req *r);
+int api_h_est_reenroll(struct api_req *r);
 
 /* console.c: serves the web console for GET/HEAD requests no route took
  * ("/" and "/console/<file>"); false when the path is not the console's. */

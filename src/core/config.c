@@ -132,6 +132,16 @@ static const struct option options[] = {
     G_STR("console_dir", console_dir, "",
           "directory of the web console's files (empty: the source tree's web/ when run from "
           "the build directory, else the installed share/certmq/web)"),
+    G_LONG("ca_validity_days", ca_validity_days, 1, 36500, 3650,
+           "lifetime in days of a tenant CA certificate made or renewed by certmq"),
+    G_LONG("enroll_token_max_validity", enroll_token_max_validity, 60, 31536000, 2592000,
+           "longest validity in seconds an enrollment token may be given"),
+    G_LONG("est_max_csr_bytes", est_max_csr_bytes, 256, 1048576, 16384,
+           "largest certificate signing request accepted by EST and MQTT renewal, in bytes"),
+    G_STR("public_url", public_url, "",
+          "base URL of the HTTP API as devices reach it (https://host:8443), named in issued "
+          "certificates as their CRL distribution point (empty: the first API listener on "
+          "localhost)"),
     {"listener", OPT_STR, false, 0, 0, 0, 0, 0, NULL, NULL,
      "PORT [ADDR]: starts a listener block (options below apply to it)"},
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),

@@ -1,0 +1,446 @@
+/* Tenant CAs (tenantca.h): key generation and sealing, the CA certificate
+ * and its trust, device certificates from CSRs and their records. Store
+ * first, then the trust index, then the anchor hook. */
+#include "ca/tenantca.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "core/log.h"
+#include "core/seal.h"
+#include "identity/trust.h"
+
+struct tenant_ca {
+    struct store *st;
+    struct trust_index *ti;
+    const struct seal *seal;
+    struct ca_config cfg;
+    char public_url[512];
+};
+
+int tenant_ca_new(struct store *st, struct trust_index *ti, const struct seal *seal,
+                  const struct ca_config *cfg, struct tenant_ca **out)
+{
+    struct tenant_ca *ca = calloc(1, sizeof *ca);
+    ENSURE(ca, ERR_NOMEM);
+    ca->st = st;
+    ca->ti = ti;
+    ca->seal = seal;
+    ca->cfg = *cfg;
+    snprintf(ca->public_url, sizeof ca->public_url, "%s", cfg->public_url ? cfg->public_url : "");
+    size_t n = strlen(ca->public_url);
+    while (n && ca->public_url[n - 1] == '/') ca->public_url[--n] = 0;
+    ca->cfg.public_url = ca->public_url;
+    if (ca->cfg.ca_validity_days <= 0) ca->cfg.ca_validity_days = 3650;
+    *out = ca;
+    return 0;
+}
+
+void tenant_ca_free(struct tenant_ca *ca)
+{
+    free(ca);
+}
+
+/* ---- keys ---- */
+
+static int key_context(const char *tenant, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "certmq tenant ca key:%s", tenant);
+    return n > 0 && (size_t)n < cap ? 0 : ERR_INVALID;
+}
+
+static int key_make(const char *spec, EVP_PKEY **out)
+{
+    if (!spec || !*spec || !strcasecmp(spec, "ec:P-256"))
+        *out = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    else if (!strcasecmp(spec, "rsa:3072"))
+        *out = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072);
+    else if (!strcasecmp(spec, "rsa:4096"))
+        *out = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)4096);
+    else
+        return ERR_INVALID;
+    return *out ? 0 : ERR_INTERNAL;
+}
+
+static int key_seal(struct tenant_ca *ca, const char *tenant, EVP_PKEY *k, uint8_t **blob,
+                    size_t *blob_len)
+{
+    char ctx[STORE_TENANT_MAX + 64];
+    GUARD(key_context(tenant, ctx, sizeof ctx));
+    BIO *mem = BIO_new(BIO_s_mem());
+    ENSURE(mem, ERR_NOMEM);
+    int rc = ERR_INTERNAL;
+    char *pem = NULL;
+    if (PEM_write_bio_PrivateKey(mem, k, NULL, NULL, 0, NULL, NULL) == 1) {
+        long n = BIO_get_mem_data(mem, &pem);
+        rc = seal_wrap(ca->seal, ctx, pem, (size_t)n, blob, blob_len);
+        OPENSSL_cleanse(pem, (size_t)n);
+    }
+    BIO_free(mem);
+    return rc;
+}
+
+static int key_unseal(struct tenant_ca *ca, const char *tenant, const struct store_ca *row,
+                      EVP_PKEY **out)
+{
+    char ctx[STORE_TENANT_MAX + 64], *pem = NULL;
+    size_t n = 0;
+    GUARD(key_context(tenant, ctx, sizeof ctx));
+    int rc = seal_unwrap(ca->seal, ctx, row->sealed, row->sealed_len, &pem, &n);
+    if (rc < 0) {
+        log_error("tenant %s: its CA key cannot be opened with this key-encryption key", tenant);
+        return rc;
+    }
+    BIO *mem = BIO_new_mem_buf(pem, (int)n);
+    *out = mem ? PEM_read_bio_PrivateKey(mem, NULL, NULL, NULL) : NULL;
+    BIO_free(mem);
+    seal_secret_free(pem, n);
+    return *out ? 0 : ERR_INTERNAL;
+}
+
+/* ---- certificates ---- */
+
+static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+{
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+    ENSURE(e, ERR_INTERNAL);
+    int ok = X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+    return ok ? 0 : ERR_INTERNAL;
+}
+
+/* A random positive 127-bit serial. */
+static int set_serial(X509 *x)
+{
+    unsigned char b[16];
+    ENSURE(RAND_bytes(b, sizeof b) == 1, ERR_INTERNAL);
+    b[0] = (unsigned char)((b[0] & 0x7f) | 0x40);
+    BIGNUM *bn = BN_bin2bn(b, sizeof b, NULL);
+    int ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) != NULL;
+    BN_free(bn);
+    return ok ? 0 : ERR_INTERNAL;
+}
+
+/* Version 3, serial, validity [now - 5 min, now + days], subject, key. */
+static int cert_base(X509 *x, const X509_NAME *subject, EVP_PKEY *pub, time_t now, long days)
+{
+    ENSURE(X509_set_version(x, 2) == 1, ERR_INTERNAL);
+    GUARD(set_serial(x));
+    ENSURE(X509_time_adj_ex(X509_getm_notBefore(x), 0, -300, &now), ERR_INTERNAL);
+    ENSURE(X509_time_adj_ex(X509_getm_notAfter(x), (int)days, 0, &now), ERR_INTERNAL);
+    ENSURE(X509_set_subject_name(x, subject) == 1, ERR_INTERNAL);
+    ENSURE(X509_set_pubkey(x, pub) == 1, ERR_INTERNAL);
+    return 0;
+}
+
+static const EVP_MD *sign_md(EVP_PKEY *k)
+{
+    return EVP_PKEY_get_bits(k) > 3072 ? EVP_sha384() : EVP_sha256();
+}
+
+/* The self-signed CA certificate of key (subject "CN=<tenant> device CA"). */
+static int ca_cert_make(const char *tenant, EVP_PKEY *key, const X509_NAME *subject, time_t now,
+                        long days, X509 **out)
+{
+    int rc = ERR_INTERNAL;
+    X509 *x = X509_new();
+    X509_NAME *name = subject ? NULL : X509_NAME_new();
+    X509V3_CTX ctx;
+    ENSURE(x, ERR_NOMEM);
+    if (name) {
+        char cn[STORE_TENANT_MAX + 16];
+        snprintf(cn, sizeof cn, "%s device CA", tenant);
+        if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"certmq",
+                                        -1, -1, 0) ||
+            !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
+                                        -1, 0))
+            goto out;
+        subject = name;
+    }
+    GUARD_GOTO(rc, cert_base(x, subject, key, now, days), out);
+    rc = ERR_INTERNAL;
+    if (X509_set_issuer_name(x, subject) != 1) goto out;
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    if (add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") < 0 ||
+        add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
+        add_ext(x, &ctx, NID_subject_key_identifier, "hash") < 0 ||
+        add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") < 0)
+        goto out;
+    if (X509_sign(x, key, sign_md(key)) <= 0) goto out;
+    *out = x;
+    x = NULL;
+    rc = 0;
+out:
+    X509_NAME_free(name);
+    X509_free(x);
+    return rc;
+}
+
+/* Stores the CA certificate as a trusted certificate and indexes it. */
+static int trust_add(struct tenant_ca *ca, const char *tenant, X509 *x, char *fp)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    ENSURE(len > 0, ERR_INTERNAL);
+    struct store_cert c = {.enabled = true, .auto_registration = true, .pop_valid = true};
+    snprintf(c.tenant, sizeof c.tenant, "%s", tenant);
+    snprintf(c.name, sizeof c.name, "%s device CA (certmq)", tenant);
+    c.der = der;
+    c.der_len = (size_t)len;
+    c.created = (int64_t)time(NULL);
+    int rc = trust_fingerprint(x, c.fingerprint);
+    if (rc == 0) rc = store_cert_insert(ca->st, &c);
+    if (rc == 0) {
+        rc = trust_anchor_put(ca->ti, tenant, x, true, true, true);
+        if (rc < 0) ignore_result(store_cert_delete(ca->st, tenant, c.fingerprint));
+    }
+    OPENSSL_free(der);
+    if (rc < 0) return rc;
+    snprintf(fp, STORE_FP_MAX, "%s", c.fingerprint);
+    if (ca->cfg.anchor_changed) ca->cfg.anchor_changed(ca->cfg.arg, tenant, fp, true);
+    return 0;
+}
+
+static int row_cert(const struct store_ca *row, X509 **out)
+{
+    const unsigned char *p = row->der;
+    *out = d2i_X509(NULL, &p, (long)row->der_len);
+    return *out ? 0 : ERR_DB;
+}
+
+int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key, time_t now,
+                     char *fp)
+{
+    EVP_PKEY *k = NULL;
+    X509 *x = NULL;
+    uint8_t *blob = NULL;
+    unsigned char *der = NULL;
+    size_t blob_len = 0;
+    struct store_ca existing;
+    int rc = store_ca_get(ca->st, tenant, &existing);
+    if (rc == 0) store_ca_clear(&existing);
+    if (rc != ERR_NOT_FOUND) return rc == 0 ? ERR_EXISTS : rc;
+    GUARD(key_make(key, &k));
+    GUARD_GOTO(rc, ca_cert_make(tenant, k, NULL, now, ca->cfg.ca_validity_days, &x), out);
+    GUARD_GOTO(rc, key_seal(ca, tenant, k, &blob, &blob_len), out);
+    int len = i2d_X509(x, &der);
+    if (len <= 0) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    GUARD_GOTO(rc, store_ca_insert(ca->st, tenant, der, (size_t)len, blob, blob_len), out);
+    rc = trust_add(ca, tenant, x, fp);
+    if (rc < 0) ignore_result(store_ca_delete(ca->st, tenant));
+    if (rc == 0) log_info("audit tenant CA created: tenant=%s fp=%s", tenant, fp);
+out:
+    OPENSSL_free(der);
+    free(blob);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+int tenant_ca_cert(struct tenant_ca *ca, const char *tenant, X509 **out)
+{
+    struct store_ca row;
+    GUARD(store_ca_get(ca->st, tenant, &row));
+    int rc = row_cert(&row, out);
+    store_ca_clear(&row);
+    return rc;
+}
+
+long tenant_ca_renewal_days(struct tenant_ca *ca, const char *tenant)
+{
+    char v[32];
+    long days = CA_DEFAULT_RENEWAL;
+    if (store_option_get(ca->st, tenant, CA_OPT_CATEGORY, CA_OPT_RENEWAL_DAYS, v, sizeof v) == 0) {
+        char *end = NULL;
+        long d = strtol(v, &end, 10);
+        if (end != v && !*end && d >= 0 && d <= 36500) days = d;
+    }
+    return days;
+}
+
+/* Is x's notAfter within days of now? */
+static bool due(X509 *x, time_t now, long days)
+{
+    time_t limit = now + (time_t)days * 86400;
+    return X509_cmp_time(X509_get0_notAfter(x), &limit) <= 0;
+}
+
+int tenant_ca_renew(struct tenant_ca *ca, const char *tenant, time_t now, bool force, char *fp)
+{
+    struct store_ca row;
+    X509 *old = NULL, *x = NULL;
+    EVP_PKEY *k = NULL;
+    unsigned char *der = NULL;
+    GUARD(store_ca_get(ca->st, tenant, &row));
+    int rc = row_cert(&row, &old);
+    if (rc == 0 && !force && !due(old, now, tenant_ca_renewal_days(ca, tenant))) rc = ERR_CONFLICT;
+    if (rc == 0) rc = key_unseal(ca, tenant, &row, &k);
+    if (rc == 0)
+        rc = ca_cert_make(tenant, k, X509_get_subject_name(old), now, ca->cfg.ca_validity_days, &x);
+    int len = rc == 0 ? i2d_X509(x, &der) : 0;
+    if (rc == 0 && len <= 0) rc = ERR_INTERNAL;
+    if (rc == 0) rc = store_ca_update_cert(ca->st, tenant, der, (size_t)len);
+    if (rc == 0) rc = trust_add(ca, tenant, x, fp);
+    if (rc == 0) log_info("audit tenant CA renewed: tenant=%s fp=%s", tenant, fp);
+    OPENSSL_free(der);
+    X509_free(x);
+    X509_free(old);
+    EVP_PKEY_free(k);
+    store_ca_clear(&row);
+    return rc;
+}
+
+struct key_match {
+    EVP_PKEY *key;
+    char fps[16][STORE_FP_MAX];
+    size_t n;
+};
+
+static int collect_same_key(void *arg, const struct store_cert *c)
+{
+    struct key_match *m = arg;
+    const unsigned char *p = c->der;
+    X509 *x = d2i_X509(NULL, &p, (long)c->der_len);
+    if (x && m->n < 16 && EVP_PKEY_eq(X509_get0_pubkey(x), m->key) == 1)
+        snprintf(m->fps[m->n++], STORE_FP_MAX, "%s", c->fingerprint);
+    X509_free(x);
+    return 0;
+}
+
+int tenant_ca_delete(struct tenant_ca *ca, const char *tenant)
+{
+    X509 *x = NULL;
+    GUARD(tenant_ca_cert(ca, tenant, &x));
+    struct key_match m = {.key = X509_get0_pubkey(x)};
+    int rc = store_cert_list(ca->st, tenant, 0, 0, collect_same_key, &m);
+    if (rc == 0) rc = store_ca_delete(ca->st, tenant);
+    for (size_t i = 0; rc == 0 && i < m.n; i++) {
+        ignore_result(store_cert_delete(ca->st, tenant, m.fps[i]));
+        ignore_result(trust_anchor_remove(ca->ti, tenant, m.fps[i]));
+        if (ca->cfg.anchor_changed) ca->cfg.anchor_changed(ca->cfg.arg, tenant, m.fps[i], false);
+    }
+    if (rc == 0) log_info("audit tenant CA deleted: tenant=%s", tenant);
+    X509_free(x);
+    return rc;
+}
+
+/* ---- device certificates ---- */
+
+static long validity_days(struct tenant_ca *ca, const char *tenant)
+{
+    char v[32];
+    long days = CA_DEFAULT_VALIDITY;
+    if (store_option_get(ca->st, tenant, CA_OPT_CATEGORY, CA_OPT_VALIDITY_DAYS, v, sizeof v) ==
+        0) {
+        char *end = NULL;
+        long d = strtol(v, &end, 10);
+        if (end != v && !*end && d >= 1 && d <= 36500) days = d;
+    }
+    return days;
+}
+
+static int device_exts(struct tenant_ca *ca, const char *tenant, X509 *x, X509 *issuer)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    bool rsa = EVP_PKEY_get_base_id(X509_get0_pubkey(x)) == EVP_PKEY_RSA;
+    GUARD(add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE"));
+    GUARD(add_ext(x, &ctx, NID_key_usage,
+                  rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature"));
+    GUARD(add_ext(x, &ctx, NID_ext_key_usage, "clientAuth"));
+    GUARD(add_ext(x, &ctx, NID_subject_key_identifier, "hash"));
+    GUARD(add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always"));
+    if (ca->public_url[0]) {
+        char uri[700];
+        snprintf(uri, sizeof uri, "URI:%s/certificate-authority/%s/crl", ca->public_url, tenant);
+        GUARD(add_ext(x, &ctx, NID_crl_distribution_points, uri));
+    }
+    return 0;
+}
+
+static int device_cert(struct tenant_ca *ca, const struct tenant_ca_issue *in, X509 *issuer,
+                       EVP_PKEY *key, X509 **out)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    int rc = ERR_INTERNAL;
+    if (!x || !name ||
+        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)in->cn, -1,
+                                    -1, 0))
+        goto out;
+    GUARD_GOTO(rc, cert_base(x, name, X509_REQ_get0_pubkey(in->req), in->now,
+                             validity_days(ca, in->tenant)),
+               out);
+    rc = ERR_INTERNAL;
+    if (X509_set_issuer_name(x, X509_get_subject_name(issuer)) != 1) goto out;
+    GUARD_GOTO(rc, device_exts(ca, in->tenant, x, issuer), out);
+    rc = ERR_INTERNAL;
+    if (X509_sign(x, key, sign_md(key)) <= 0) goto out;
+    *out = x;
+    x = NULL;
+    rc = 0;
+out:
+    X509_NAME_free(name);
+    X509_free(x);
+    return rc;
+}
+
+static int record(struct tenant_ca *ca, const struct tenant_ca_issue *in, X509 *x)
+{
+    struct store_issuance rec = {.issued = (int64_t)in->now};
+    GUARD(trust_serial_of(x, rec.serial, sizeof rec.serial));
+    snprintf(rec.cn, sizeof rec.cn, "%s", in->cn);
+    snprintf(rec.method, sizeof rec.method, "%s", in->method);
+    snprintf(rec.actor, sizeof rec.actor, "%s", in->actor);
+    struct tm tm;
+    ENSURE(ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1, ERR_INTERNAL);
+    rec.not_after = (int64_t)timegm(&tm);
+    GUARD(store_issuance_add(ca->st, in->tenant, &rec));
+    log_info("audit certificate issued: tenant=%s cn=%s serial=%s method=%s by=%s", in->tenant,
+             in->cn, rec.serial, in->method, in->actor);
+    return 0;
+}
+
+int tenant_ca_issue(struct tenant_ca *ca, const struct tenant_ca_issue *in, STACK_OF(X509) * *chain)
+{
+    struct store_ca row;
+    X509 *issuer = NULL, *x = NULL;
+    EVP_PKEY *k = NULL;
+    GUARD(store_ca_get(ca->st, in->tenant, &row));
+    int rc = row_cert(&row, &issuer);
+    if (rc == 0) rc = key_unseal(ca, in->tenant, &row, &k);
+    if (rc == 0) rc = device_cert(ca, in, issuer, k, &x);
+    if (rc == 0) rc = record(ca, in, x);
+    if (rc == 0) {
+        *chain = sk_X509_new_null();
+        rc = ERR_NOMEM;
+        if (*chain && sk_X509_push(*chain, x)) {
+            x = NULL;
+            if (sk_X509_push(*chain, issuer)) {
+                issuer = NULL;
+                rc = 0;
+            }
+        }
+        if (rc < 0) {
+            sk_X509_pop_free(*chain, X509_free);
+            *chain = NULL;
+        }
+    }
+    X509_free(x);
+    X509_free(issuer);
+    EVP_PKEY_free(k);
+    store_ca_clear(&row);
+    return rc;
+}

@@ -1,0 +1,79 @@
+/* The tenant CA held by certmq: one per tenant, its key made here and kept
+ * only sealed under the server's key-encryption key (core/seal.h), its
+ * certificate one of the tenant's trusted certificates (autoRegistration
+ * on, proof of possession valid by construction). Issues device
+ * certificates from checked CSRs and records every issuance. Thread-safe
+ * (the store and trust index are). */
+#ifndef CERTMQ_CA_TENANTCA_H
+#define CERTMQ_CA_TENANTCA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <openssl/x509.h>
+
+#include "core/err.h"
+#include "store/store.h"
+
+struct seal;
+struct store;
+struct trust_index;
+struct tenant_ca;
+
+#define CA_OPT_CATEGORY       "certificate-authority"
+#define CA_OPT_VALIDITY_DAYS  "device-certificate.validity.days"
+#define CA_OPT_RENEWAL_DAYS   "renewal.window.days"
+#define CA_DEFAULT_VALIDITY   365
+#define CA_DEFAULT_RENEWAL    30
+
+struct ca_config {
+    long ca_validity_days; /* lifetime of a tenant CA certificate */
+    /* Base URL the tenant CRL is served under ("https://host:8443"), named
+     * in issued certificates as their CRL distribution point; "" or NULL:
+     * none is named. */
+    const char *public_url;
+    /* Told when a CA certificate became or stopped being a trusted
+     * certificate of tenant (may be NULL). */
+    void (*anchor_changed)(void *arg, const char *tenant, const char *fp, bool enabled);
+    void *arg;
+};
+
+/* st, ti and seal are borrowed and must outlive the service. */
+MUST_USE int tenant_ca_new(struct store *st, struct trust_index *ti, const struct seal *seal,
+                           const struct ca_config *cfg, struct tenant_ca **out);
+void tenant_ca_free(struct tenant_ca *ca);
+
+/* Makes the tenant's CA: key "ec:P-256" (default when NULL), "rsa:3072" or
+ * "rsa:4096"; ERR_EXISTS when it has one, ERR_INVALID for another key.
+ * fp (STORE_FP_MAX) receives its trusted certificate's fingerprint. */
+MUST_USE int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key,
+                              time_t now, char *fp);
+/* The tenant's CA certificate (*out: X509_free); ERR_NOT_FOUND when none. */
+MUST_USE int tenant_ca_cert(struct tenant_ca *ca, const char *tenant, X509 **out);
+/* A new CA certificate with the same key and subject, trusted beside the
+ * old one (chains of certificates it issued verify under either). Allowed
+ * within the tenant's renewal window before notAfter (option
+ * certificate-authority / renewal.window.days, default 30) unless force;
+ * ERR_CONFLICT outside it. fp receives the new fingerprint. */
+MUST_USE int tenant_ca_renew(struct tenant_ca *ca, const char *tenant, time_t now, bool force,
+                             char *fp);
+/* Removes the CA and every trusted certificate of its key. */
+MUST_USE int tenant_ca_delete(struct tenant_ca *ca, const char *tenant);
+
+struct tenant_ca_issue {
+    const char *tenant;
+    X509_REQ *req;      /* checked by ca_csr_parse; its key is certified */
+    const char *cn;     /* the device id: the certificate's only subject CN */
+    const char *method; /* recorded: "est-enroll", "est-reenroll", "mqtt-renew" */
+    const char *actor;  /* recorded: who asked */
+    time_t now;
+};
+/* Issues a device certificate (CN, clientAuth, the tenant's validity) and
+ * records it. *chain: the certificate then the CA (sk_X509_pop_free). */
+MUST_USE int tenant_ca_issue(struct tenant_ca *ca, const struct tenant_ca_issue *in,
+                             STACK_OF(X509) * *chain);
+/* The days within which a certificate counts as due for renewal. */
+long tenant_ca_renewal_days(struct tenant_ca *ca, const char *tenant);
+
+#endif

@@ -1,0 +1,369 @@
+# Certificate lifecycle through the tenant CA and EST (RFC 7030), with
+# clients nobody here wrote: curl for HTTP, `openssl req` for every CSR,
+# `openssl pkcs7 -print_certs` on the answers, mosquitto_pub connecting with
+# the enrolled certificate. Covers the tenant CA resource, one-time
+# enrollment tokens, simpleenroll / simplereenroll in both URL forms, the
+# issuance records, and each bad input's clear refusal that issues nothing.
+import base64
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from apiserver import assert_json_error, make_tenant
+from conftest import TIMEOUT
+from test_tokens import DeviceServer, request_token
+
+TENANT = "life1"
+OTHER = "life2"
+PKCS7 = "application/pkcs7-mime"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory, certs):
+    s = DeviceServer(tmp_path_factory.mktemp("lifecycle"), certs).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(srv):
+    auth = make_tenant(srv, TENANT)
+    r = srv.call("POST", "/certificate-authority", auth)
+    assert r.status == 201, r
+    return auth
+
+
+@pytest.fixture(scope="module")
+def other_admin(srv):
+    auth = make_tenant(srv, OTHER)
+    r = srv.call("POST", "/certificate-authority", auth, {"keyAlgorithm": "RSA", "keySize": 3072})
+    assert r.status == 201, r
+    return auth
+
+
+def run(cmd, data=None):
+    r = subprocess.run(cmd, input=data, capture_output=True, timeout=60)
+    assert r.returncode == 0, (cmd, r.stderr.decode())
+    return r.stdout
+
+
+def make_csr(d, cn, key="ec", name=None):
+    """openssl req: a new key and a CSR for CN; returns (key path, base64 DER)."""
+    name = name or cn
+    keyf = d / f"{name}.key"
+    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key == "ec" \
+        else ["-newkey", key]
+    der = run(["openssl", "req", "-new", *newkey, "-nodes", "-keyout", str(keyf),
+               "-subj", f"/CN={cn}", "-outform", "DER"])
+    return keyf, base64.encodebytes(der)
+
+
+def token_for(srv, auth, device, tenant=TENANT, validity=86400):
+    r = srv.call("POST", f"/tenant/tenants/{tenant}/enrollment-tokens", auth,
+                 {"deviceId": device, "validitySeconds": validity})
+    assert r.status == 201, r
+    return r.json
+
+
+def est(srv, path, body, auth=None, bearer=None):
+    headers = {"Content-Type": "application/pkcs10"}
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    return srv.call("POST", "/.well-known/est" + path, auth, data=body, headers=headers)
+
+
+def print_certs(body):
+    """The PEM certificates of a base64 certs-only PKCS#7, by openssl."""
+    der = base64.b64decode(body)
+    return run(["openssl", "pkcs7", "-inform", "DER", "-print_certs"], der).decode()
+
+
+def split_pem(text):
+    out, cur = [], []
+    for line in text.splitlines():
+        if line.startswith("-----BEGIN CERTIFICATE"):
+            cur = [line]
+        elif line.startswith("-----END CERTIFICATE"):
+            out.append("\n".join(cur + [line]) + "\n")
+            cur = []
+        elif cur:
+            cur.append(line)
+    return out
+
+
+def cert_text(pem):
+    return run(["openssl", "x509", "-noout", "-text"], pem.encode()).decode()
+
+
+def issued_count(srv, auth):
+    r = srv.call("GET", "/certificate-authority/issued-certificates?pageSize=2000", auth)
+    assert r.status == 200, r
+    return len(r.json["certificates"])
+
+
+def enroll(srv, auth, d, device, path="/simpleenroll"):
+    tok = token_for(srv, auth, device)
+    keyf, csr = make_csr(d, device)
+    r = est(srv, path, csr, auth=(device, tok["token"]))
+    assert r.status == 200, r
+    assert r.headers["content-type"].startswith(PKCS7), r.headers
+    assert "smime-type=certs-only" in r.headers["content-type"]
+    chain = d / f"{device}.chain.pem"
+    chain.write_text(print_certs(r.body))
+    return keyf, chain
+
+
+def mosquitto_pub(srv, certs, chain, keyf, client_id, topic="s/us", msg="100,hello"):
+    return subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(srv.mqtt_port), "--cafile", certs.ca_pem,
+         "--cert", str(chain), "--key", str(keyf), "-i", client_id, "-t", topic, "-m", msg,
+         "-q", "1"], capture_output=True, timeout=TIMEOUT + 5)
+
+
+# ---------------------------------------------------------------- the tenant CA
+
+def test_tenant_ca_is_a_trusted_certificate_with_auto_registration_and_pop(srv, admin):
+    r = srv.call("GET", "/certificate-authority", admin)
+    assert r.status == 200, r
+    ca = r.json
+    assert ca["tenantCertificateAuthority"] is True
+    assert ca["autoRegistrationEnabled"] is True
+    assert ca["proofOfPossessionValid"] is True
+    assert ca["status"] == "ENABLED"
+    assert ca["algorithmName"].upper().startswith("EC")
+    assert "PRIVATE" not in r.body.decode()
+    listed = srv.call("GET", f"/tenant/tenants/{TENANT}/trusted-certificates", admin).json
+    assert ca["fingerprint"] in [c["fingerprint"] for c in listed["certificates"]]
+
+
+def test_second_ca_is_a_conflict(srv, admin):
+    assert_json_error(srv.call("POST", "/certificate-authority", admin), 409)
+
+
+def test_rsa_ca_on_request_and_bad_key_choice_refused(srv, other_admin):
+    r = srv.call("GET", "/certificate-authority", other_admin)
+    assert r.status == 200 and r.json["algorithmName"].upper().startswith("RSA"), r
+    t = make_tenant(srv, "life3")
+    assert_json_error(srv.call("POST", "/certificate-authority", t,
+                               {"keyAlgorithm": "RSA", "keySize": 1024}), 422)
+    assert_json_error(srv.call("GET", "/certificate-authority", t), 404)
+
+
+def test_ca_key_is_stored_sealed(srv, admin):
+    db = sqlite3.connect(srv.data / "certmq.db")
+    try:
+        (blob,) = db.execute("SELECT key_sealed FROM tenant_ca WHERE tenant = ?",
+                             (TENANT,)).fetchone()
+    finally:
+        db.close()
+    assert blob[:4] == b"CMQS"
+    assert b"PRIVATE KEY" not in blob
+
+
+def test_renew_outside_window_refused_then_forced(srv, other_admin):
+    before = srv.call("GET", "/certificate-authority", other_admin).json
+    assert_json_error(srv.call("POST", "/certificate-authority/renew", other_admin), 422)
+    r = srv.call("POST", "/certificate-authority/renew?force=true", other_admin)
+    assert r.status == 200, r
+    assert r.json["fingerprint"] != before["fingerprint"]
+    assert r.json["subject"] == before["subject"]
+    # same key: the public key of both certificates is the same
+    def pub(c):
+        pem = "-----BEGIN CERTIFICATE-----\n" + c["certInPemFormat"] + "\n-----END CERTIFICATE-----\n"
+        return run(["openssl", "x509", "-noout", "-pubkey"], pem.encode())
+    assert pub(r.json) == pub(before)
+
+
+def test_delete_needs_confirmation_and_removes_trust(srv):
+    t = make_tenant(srv, "life4")
+    assert srv.call("POST", "/certificate-authority", t).status == 201
+    fp = srv.call("GET", "/certificate-authority", t).json["fingerprint"]
+    assert_json_error(srv.call("DELETE", "/certificate-authority", t), 400)
+    assert srv.call("DELETE", "/certificate-authority?confirm=true", t).status == 204
+    assert_json_error(srv.call("GET", "/certificate-authority", t), 404)
+    assert srv.call("GET", f"/tenant/tenants/life4/trusted-certificates/{fp}", t).status == 404
+
+
+# ---------------------------------------------------------------- enrollment tokens
+
+def test_enrollment_token_is_shown_once_and_stored_as_hash(srv, admin):
+    tok = token_for(srv, admin, "dev-hash", validity=600)
+    assert tok["deviceId"] == "dev-hash" and len(tok["token"]) >= 32
+    assert tok["validUntil"].endswith("Z")
+    db = sqlite3.connect(srv.data / "certmq.db")
+    try:
+        rows = db.execute("SELECT * FROM enroll_tokens").fetchall()
+    finally:
+        db.close()
+    assert rows and tok["token"] not in repr(rows)
+
+
+def test_enrollment_token_validity_is_bounded(srv, admin):
+    r = srv.call("POST", f"/tenant/tenants/{TENANT}/enrollment-tokens", admin,
+                 {"deviceId": "dev-x", "validitySeconds": 10 ** 9})
+    assert_json_error(r, 422)
+    r = srv.call("POST", f"/tenant/tenants/{TENANT}/enrollment-tokens", admin,
+                 {"deviceId": "bad:id", "validitySeconds": 60})
+    assert_json_error(r, 422)
+
+
+def test_other_tenant_admin_cannot_make_tokens_here(srv, admin, other_admin):
+    r = srv.call("POST", f"/tenant/tenants/{TENANT}/enrollment-tokens", other_admin,
+                 {"deviceId": "dev-y", "validitySeconds": 60})
+    assert_json_error(r, 403)
+
+
+# ---------------------------------------------------------------- EST
+
+def test_cacerts_labelled_and_by_credential(srv, admin, tmp_path):
+    ca = srv.call("GET", "/certificate-authority", admin).json
+    r = srv.call("GET", f"/.well-known/est/{TENANT}/cacerts")
+    assert r.status == 200, r
+    assert r.headers["content-type"].startswith(PKCS7)
+    pems = split_pem(print_certs(r.body))
+    assert len(pems) == 1
+    assert ca["certInPemFormat"] in pems[0].replace("\n", "")
+    assert_json_error(srv.call("GET", "/.well-known/est/cacerts"), 400)
+    tok = token_for(srv, admin, "dev-cacerts")
+    r = srv.call("GET", "/.well-known/est/cacerts", ("dev-cacerts", tok["token"]))
+    assert r.status == 200 and split_pem(print_certs(r.body)) == pems, r
+
+
+def test_enroll_with_curl_and_openssl_then_connect_with_mosquitto(srv, admin, certs, tmp_path):
+    n0 = issued_count(srv, admin)
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-1")
+    pems = split_pem(chain.read_text())
+    assert len(pems) == 2  # the certificate, then the tenant CA
+    text = cert_text(pems[0])
+    assert "Subject: CN = dev-1" in text
+    assert "TLS Web Client Authentication" in text
+    assert "CA:FALSE" in text
+    assert f"/certificate-authority/{TENANT}/crl" in text  # CRL distribution point
+    ca = srv.call("GET", "/certificate-authority", admin).json
+    assert ca["certInPemFormat"] in pems[1].replace("\n", "")
+    # validity: the tenant's default of 365 days
+    end = run(["openssl", "x509", "-noout", "-enddate"], pems[0].encode()).decode()
+    not_after = time.mktime(time.strptime(end.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z"))
+    assert abs(not_after - time.time() - 365 * 86400) < 2 * 86400
+    r = mosquitto_pub(srv, certs, chain, keyf, "dev-1")
+    assert r.returncode == 0, (r.stderr, srv.stderr()[-2000:])
+    recs = srv.call("GET", "/certificate-authority/issued-certificates", admin).json
+    assert issued_count(srv, admin) == n0 + 1
+    assert recs["certificates"][0]["commonName"] == "dev-1"
+    assert recs["certificates"][0]["method"] == "est-enroll"
+
+
+def test_enroll_labelled_url(srv, admin, certs, tmp_path):
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-label", path=f"/{TENANT}/simpleenroll")
+    assert mosquitto_pub(srv, certs, chain, keyf, "dev-label").returncode == 0
+
+
+def test_device_certificate_validity_follows_tenant_option(srv, admin, tmp_path):
+    r = srv.call("POST", "/tenant/options", admin,
+                 {"category": "certificate-authority", "key": "device-certificate.validity.days",
+                  "value": "30"})
+    assert r.status in (200, 201), r
+    try:
+        _, chain = enroll(srv, admin, tmp_path, "dev-30")
+        pem = split_pem(chain.read_text())[0]
+        end = run(["openssl", "x509", "-noout", "-enddate"], pem.encode()).decode()
+        not_after = time.mktime(time.strptime(end.strip().split("=", 1)[1],
+                                              "%b %d %H:%M:%S %Y %Z"))
+        assert abs(not_after - time.time() - 30 * 86400) < 2 * 86400
+    finally:
+        srv.call("DELETE", "/tenant/options/certificate-authority/device-certificate.validity.days",
+                 admin)
+
+
+def refused(srv, admin, r, status, words):
+    assert_json_error(r, status)
+    assert words.lower() in r.json["message"].lower(), r
+    srv.assert_alive()
+
+
+def test_used_token_refused(srv, admin, tmp_path):
+    tok = token_for(srv, admin, "dev-once")
+    _, csr = make_csr(tmp_path, "dev-once")
+    assert est(srv, "/simpleenroll", csr, auth=("dev-once", tok["token"])).status == 200
+    n = issued_count(srv, admin)
+    r = est(srv, "/simpleenroll", csr, auth=("dev-once", tok["token"]))
+    refused(srv, admin, r, 401, "already used")
+    assert issued_count(srv, admin) == n
+
+
+def test_bad_inputs_issue_nothing_and_leave_the_token_usable(srv, admin, tmp_path):
+    tok = token_for(srv, admin, "dev-bad")
+    auth = ("dev-bad", tok["token"])
+    n = issued_count(srv, admin)
+    # wrong token, and a right token for another device id
+    _, csr = make_csr(tmp_path, "dev-bad")
+    refused(srv, admin, est(srv, "/simpleenroll", csr, auth=("dev-bad", "x" * 43)), 401,
+            "invalid enrollment token")
+    refused(srv, admin, est(srv, "/simpleenroll", csr, auth=("dev-other", tok["token"])), 401,
+            "invalid enrollment token")
+    refused(srv, admin, est(srv, "/simpleenroll", csr), 401, "deviceId")
+    # CN mismatch
+    _, other = make_csr(tmp_path, "someone-else")
+    refused(srv, admin, est(srv, "/simpleenroll", other, auth=auth), 403, "common name")
+    # weak key: RSA-1024
+    _, weak = make_csr(tmp_path, "dev-bad", key="rsa:1024", name="weak")
+    refused(srv, admin, est(srv, "/simpleenroll", weak, auth=auth), 422, "2048")
+    # a CSR whose signature does not verify: the last byte of the DER flipped
+    der = bytearray(base64.decodebytes(csr))
+    der[-1] ^= 0x01
+    refused(srv, admin, est(srv, "/simpleenroll", base64.encodebytes(bytes(der)), auth=auth), 400,
+            "signature")
+    # garbage base64
+    refused(srv, admin, est(srv, "/simpleenroll", b"!!! not base64 ***", auth=auth), 400,
+            "PKCS#10")
+    # the token of this tenant on another tenant's label
+    refused(srv, admin, est(srv, f"/{OTHER}/simpleenroll", csr, auth=auth), 403, "another tenant")
+    assert issued_count(srv, admin) == n
+    # none of that spent the token
+    assert est(srv, "/simpleenroll", csr, auth=auth).status == 200
+
+
+def test_expired_token_refused(srv, admin, tmp_path):
+    tok = token_for(srv, admin, "dev-exp", validity=1)
+    auth = ("dev-exp", tok["token"])
+    _, csr = make_csr(tmp_path, "dev-exp")
+    _, probe = make_csr(tmp_path, "not-dev-exp")
+    n = issued_count(srv, admin)
+    # A CSR for another CN is refused without spending the token: 403 while
+    # the token is valid, 401 once it expired (one second after it was made).
+    deadline = time.monotonic() + TIMEOUT
+    while est(srv, "/simpleenroll", probe, auth=auth).status == 403:
+        assert time.monotonic() < deadline, "the token never expired"
+        time.sleep(0.1)
+    refused(srv, admin, est(srv, "/simpleenroll", csr, auth=auth), 401, "expired")
+    assert issued_count(srv, admin) == n
+
+
+def test_reenroll_with_device_token_and_new_key(srv, admin, certs, clients, tmp_path):
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-re")
+    c = clients("dev-re", tls={"cafile": certs.ca_pem, "certfile": str(chain),
+                               "keyfile": str(keyf)})
+    c.connect(srv.mqtt_port)
+    jwt = request_token(c)
+    c.disconnect()
+    newkey, csr = make_csr(tmp_path, "dev-re", name="dev-re-new")
+    r = est(srv, "/simplereenroll", csr, bearer=jwt)
+    assert r.status == 200, r
+    newchain = tmp_path / "dev-re-new.pem"
+    newchain.write_text(print_certs(r.body))
+    assert mosquitto_pub(srv, certs, newchain, newkey, "dev-re").returncode == 0
+    recs = srv.call("GET", "/certificate-authority/issued-certificates", admin).json
+    assert recs["certificates"][0]["method"] == "est-reenroll"
+    # labelled form, the device's own tenant: also fine; another tenant: 403
+    assert est(srv, f"/{TENANT}/simplereenroll", csr, bearer=jwt).status == 200
+    n = issued_count(srv, admin)
+    refused(srv, admin, est(srv, f"/{OTHER}/simplereenroll", csr, bearer=jwt), 403,
+            "another tenant")
+    # another device's CN, no token, a forged token
+    _, other = make_csr(tmp_path, "dev-1", name="steal")
+    refused(srv, admin, est(srv, "/simplereenroll", other, bearer=jwt), 403, "common name")
+    refused(srv, admin, est(srv, "/simplereenroll", csr), 401, "token")
+    refused(srv, admin, est(srv, "/simplereenroll", csr, bearer=jwt[:-4] + "AAAA"), 401, "token")
+    assert issued_count(srv, admin) == n

@@ -367,3 +367,29 @@ def test_reenroll_with_device_token_and_new_key(srv, admin, certs, clients, tmp_
     refused(srv, admin, est(srv, "/simplereenroll", csr), 401, "token")
     refused(srv, admin, est(srv, "/simplereenroll", csr, bearer=jwt[:-4] + "AAAA"), 401, "token")
     assert issued_count(srv, admin) == n
+
+
+def test_bulk_csv_enrollment_token_column(srv, admin, certs, tmp_path):
+    csv = tmp_path / "devices.csv"
+    csv.write_text("ID;AUTH_TYPE;TYPE;ENROLLMENT_TOKEN\n"
+                   "dev-csv;CERTIFICATES;sensor;factory-secret-0001\n"
+                   "dev-short;CERTIFICATES;sensor;short\n")
+    r = srv.call("POST", "/devicecontrol/bulkNewDeviceRequests", admin, files={"file": csv})
+    assert r.status == 201, r
+    assert r.json["numberOfCreated"] == 1
+    assert [f["deviceId"] for f in r.json["failedCreationList"]] == ["dev-short"]
+    keyf, csr = make_csr(tmp_path, "dev-csv")
+    r = est(srv, "/simpleenroll", csr, auth=("dev-csv", "factory-secret-0001"))
+    assert r.status == 200, r
+    chain = tmp_path / "dev-csv.pem"
+    chain.write_text(print_certs(r.body))
+    assert mosquitto_pub(srv, certs, chain, keyf, "dev-csv").returncode == 0
+    refused(srv, admin, est(srv, "/simpleenroll", csr, auth=("dev-csv", "factory-secret-0001")),
+            401, "already used")
+    # the token is no device property and not stored in the clear
+    db = sqlite3.connect(srv.data / "certmq.db")
+    try:
+        dump = "\n".join(db.iterdump())
+    finally:
+        db.close()
+    assert "factory-secret-0001" not in dump

@@ -2,7 +2,8 @@
  * tenant follows from the credential) and labelled with the tenant
  * (/.well-known/est/{tenantId}/...): cacerts, simpleenroll (one-time
  * enrollment token as Basic deviceId:token) and simplereenroll (the
- * device's token from MQTT as Bearer). These routes authenticate here, not
+ * device's current certificate over mutual TLS, or its token from MQTT as
+ * Bearer). These routes authenticate here, not
  * in http.c: their credentials are not tenant users'. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,8 @@
 #include "ca/csr.h"
 #include "ca/enroll.h"
 #include "ca/tenantca.h"
+#include "identity/policy.h"
+#include "identity/trust.h"
 
 #define EST_CERTS_ONLY "application/pkcs7-mime; smime-type=certs-only"
 #define EST_CACERTS    "application/pkcs7-mime"
@@ -171,8 +174,9 @@ static int bearer_device(struct api_req *r, char *tenant, char *cn, size_t cap)
         r->api->cfg.bearer_check(r->api->cfg.hook_arg, h + 7, tenant, STORE_TENANT_MAX, user,
                                  sizeof user) != 0) {
         ignore_result(api_reply_error(r, 401,
-                                      "Re-enrollment needs the device's token (Authorization: "
-                                      "Bearer, from s/uat)"));
+                                      "Re-enrollment needs the device's current certificate "
+                                      "(mutual TLS) or its token (Authorization: Bearer, from "
+                                      "s/uat)"));
         return ERR_AUTH;
     }
     if (strncmp(user, "device_", 7) != 0) {
@@ -187,14 +191,58 @@ static int bearer_device(struct api_req *r, char *tenant, char *cn, size_t cap)
     return 0;
 }
 
+/* The device whose certificate the client presented over mutual TLS, by
+ * the broker's own chain policy at now; a revoked serial (tenant CRL) is
+ * refused whether or not the tenant enforces its CRL on connect. 1 when no
+ * certificate was presented; a 403 reply and negative when it does not
+ * pass. */
+static int cert_device(struct api_req *r, char *tenant, char *cn, size_t cap)
+{
+    X509 *leaf = NULL;
+    STACK_OF(X509) *rest = NULL;
+    char serial[STORE_SERIAL_MAX], why[200];
+    if (api_peer_chain(r, &leaf, &rest) < 0) return 1;
+    struct ident_input in = {.leaf = leaf,
+                             .chain = rest,
+                             .now = time(NULL),
+                             .max_chain_length = r->api->cfg.max_chain_length,
+                             .require_ca_in_chain = r->api->cfg.require_ca_in_chain,
+                             .allow_v1_leaf = r->api->cfg.allow_v1_leaf};
+    struct ident_decision d;
+    int rc = ident_decide(r->api->ti, &in, &d);
+    bool revoked = false;
+    if (rc == 0 && d.accepted && trust_serial_of(leaf, serial, sizeof serial) == 0) {
+        trust_read_lock(r->api->ti);
+        revoked = trust_crl_revoked_locked(r->api->ti, d.tenant, serial);
+        trust_read_unlock(r->api->ti);
+    }
+    X509_free(leaf);
+    sk_X509_pop_free(rest, X509_free);
+    if (rc < 0 || !d.accepted || revoked) {
+        snprintf(why, sizeof why, "The client certificate is refused: %s",
+                 revoked ? "revoked" : ident_reason_str(d.reason));
+        ignore_result(api_reply_error(r, 403, why));
+        return ERR_FORBIDDEN;
+    }
+    if (label(r) && strcmp(label(r), d.tenant) != 0) {
+        ignore_result(api_reply_error(r, 403, "This device belongs to another tenant"));
+        return ERR_FORBIDDEN;
+    }
+    snprintf(tenant, STORE_TENANT_MAX, "%s", d.tenant);
+    snprintf(cn, cap, "%s", d.cn);
+    return 0;
+}
+
 int api_h_est_reenroll(struct api_req *r)
 {
     char tenant[STORE_TENANT_MAX], cn[STORE_NAME_MAX];
     if (!ca_enabled(r)) return 0;
-    if (bearer_device(r, tenant, cn, sizeof cn) < 0) return 0;
+    int rc = api_header(r, MHD_HTTP_HEADER_AUTHORIZATION) ? 1 : cert_device(r, tenant, cn, sizeof cn);
+    if (rc < 0) return 0;
+    if (rc == 1 && bearer_device(r, tenant, cn, sizeof cn) < 0) return 0;
     X509_REQ *req = checked_csr(r, cn);
     if (!req) return 0;
-    int rc = issue_reply(r, tenant, cn, req, "est-reenroll", cn);
+    rc = issue_reply(r, tenant, cn, req, "est-reenroll", cn);
     X509_REQ_free(req);
     return rc;
 }

@@ -200,6 +200,10 @@ MUST_USE int api_pop_check(const char *body, size_t len, const char *code, X509 
  * (store_cert_clear) and *x (X509_free) belong to the caller. */
 MUST_USE int api_cert_load(struct api_req *r, const char *tenant, struct store_cert *c, X509 **x);
 
+/* peercert.c: the certificates the client presented over HTTPS, leaf and
+ * the rest (X509_free, sk_X509_pop_free); ERR_NOT_FOUND when none. */
+MUST_USE int api_peer_chain(struct api_req *r, X509 **leaf, STACK_OF(X509) * *rest);
+
 /* ---- between http.c (requests) and listener.c (daemon, limits) ---- */
 
 /* libmicrohttpd callbacks of http.c, registered by listener.c. */

@@ -132,3 +132,37 @@ def test_reenroll_refusals_issue_nothing(srv, admin, other_admin, certs, tmp_pat
     assert status == 403 and b"revoked" in body, body
     assert issued_count(srv, admin) == n
     srv.assert_alive()
+
+
+def pki(*args):
+    from conftest import CERTMQ_BIN
+    return subprocess.run([CERTMQ_BIN, "pki", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_pki_enroll_and_reenroll_against_the_server(srv, admin, certs, tmp_path):
+    tok = token_for(srv, admin, "pki-dev", tenant=TENANT)
+    out = tmp_path / "dev"
+    url = f"https://localhost:{srv.port}"
+    r = pki("enroll", "--url", url, "--id", "pki-dev", "--token", tok["token"], "--out", str(out),
+            "--cafile", certs.ca_pem)
+    assert r.returncode == 0, r.stderr
+    key, chain = out / "pki-dev.key", out / "pki-dev.chain.pem"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert len(split_pem(chain.read_text())) == 2
+    assert mosquitto_pub(srv, certs, chain, key, "pki-dev").returncode == 0
+    # the token is spent: a second enrollment is refused with the server's reason
+    r = pki("enroll", "--url", url, "--id", "pki-dev", "--token", tok["token"], "--out",
+            str(tmp_path / "again"), "--cafile", certs.ca_pem)
+    assert r.returncode == 1 and "already used" in r.stderr, r.stderr
+    # renewal with the current certificate, labelled form, a new key
+    new = tmp_path / "renewed"
+    r = pki("reenroll", "--url", url, "--tenant", TENANT, "--cert", str(chain), "--key", str(key),
+            "--out", str(new), "--cafile", certs.ca_pem)
+    assert r.returncode == 0, r.stderr
+    assert (new / "pki-dev.key").read_text() != key.read_text()
+    assert mosquitto_pub(srv, certs, new / "pki-dev.chain.pem", new / "pki-dev.key",
+                         "pki-dev").returncode == 0
+    # the server is verified: without its CA the client refuses to talk
+    r = pki("enroll", "--url", url, "--id", "pki-dev2", "--token", "x" * 43, "--out",
+            str(tmp_path / "nocafile"))
+    assert r.returncode == 1 and "TLS" in r.stderr, r.stderr

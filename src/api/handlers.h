@@ -177,6 +177,11 @@ int api_h_ca_get(struct api_req *r);
 int api_h_ca_delete(struct api_req *r);
 int api_h_ca_renew(struct api_req *r);
 int api_h_ca_issued_list(struct api_req *r);
+int api_h_ca_revoke(struct api_req *r);
+int api_h_ca_crl(struct api_req *r);
+/* tenantca.c: revokes what the tenant CA issued for a device being deleted
+ * and tells the broker (0 when there is no CA or nothing to revoke). */
+MUST_USE int api_ca_revoke_device(struct api_req *r, const char *tenant, const char *cn);
 int api_h_enroll_token_create(struct api_req *r);
 int api_h_est_cacerts(struct api_req *r);
 int api_h_est_enroll(struct api_req *r);

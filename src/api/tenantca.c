@@ -133,17 +133,23 @@ int api_h_ca_delete(struct api_req *r)
 
 struct issued_ctx {
     json_t *items;
+    struct trust_index *ti;
+    const char *tenant;
 };
 
 static int add_issuance(void *arg, const struct store_issuance *i)
 {
     struct issued_ctx *ic = arg;
+    trust_read_lock(ic->ti);
+    bool revoked = trust_crl_revoked_locked(ic->ti, ic->tenant, i->serial);
+    trust_read_unlock(ic->ti);
     char na[40], at[40];
     api_iso_time(i->not_after, na, sizeof na);
     api_iso_time(i->issued, at, sizeof at);
-    json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:s, s:o}", "serialNumberInHex", i->serial,
+    json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:s, s:o, s:b}", "serialNumberInHex", i->serial,
                           "commonName", api_json_text(i->cn), "notAfter", na, "issuedAt", at,
-                          "method", i->method, "issuedTo", api_json_text(i->actor));
+                          "method", i->method, "issuedTo", api_json_text(i->actor), "revoked",
+                          revoked);
     return j && json_array_append_new(ic->items, j) == 0 ? 0 : ERR_NOMEM;
 }
 
@@ -154,13 +160,52 @@ int api_h_ca_issued_list(struct api_req *r)
     if (!tenant) return 0;
     GUARD(api_paging(r, &page, &size));
     GUARD(store_issuance_count(r->api->st, tenant, &total));
-    struct issued_ctx ic = {json_array()};
+    struct issued_ctx ic = {json_array(), r->api->ti, tenant};
     int rc = store_issuance_list(r->api->st, tenant, (page - 1) * size, size, add_issuance, &ic);
     if (rc < 0) {
         json_decref(ic.items);
         return rc;
     }
     return api_reply_json(r, 200, api_page(r, "certificates", ic.items, page, size, total));
+}
+
+int api_h_ca_revoke(struct api_req *r)
+{
+    const char *tenant = own_tenant(r);
+    if (!tenant) return 0;
+    int rc = tenant_ca_revoke(r->api->cfg.ca, tenant, r->seg[2], time(NULL));
+    if (rc == ERR_NOT_FOUND)
+        return api_reply_error(r, 404, "The tenant CA issued no certificate with this serial");
+    GUARD(rc);
+    if (r->api->cfg.on_crl_change) r->api->cfg.on_crl_change(r->api->cfg.hook_arg, tenant);
+    return api_reply_empty(r, 204);
+}
+
+int api_ca_revoke_device(struct api_req *r, const char *tenant, const char *cn)
+{
+    size_t n = 0;
+    if (!r->api->cfg.ca) return 0;
+    int rc = tenant_ca_revoke_cn(r->api->cfg.ca, tenant, cn, time(NULL), &n);
+    if (rc == 0 && n && r->api->cfg.on_crl_change)
+        r->api->cfg.on_crl_change(r->api->cfg.hook_arg, tenant);
+    return rc;
+}
+
+/* The CA's CRL, public as a CRL distribution point is (no credentials). */
+int api_h_ca_crl(struct api_req *r)
+{
+    unsigned char *der = NULL;
+    size_t len = 0;
+    if (!r->api->cfg.ca) return api_reply_error(r, 404, "The certificate authority is not enabled");
+    int rc = tenant_ca_crl(r->api->cfg.ca, r->seg[1], time(NULL), &der, &len);
+    if (rc == ERR_NOT_FOUND)
+        return api_reply_error(r, 404, "This tenant has no certificate authority");
+    GUARD(rc);
+    char *copy = malloc(len);
+    if (copy) memcpy(copy, der, len);
+    OPENSSL_free(der);
+    ENSURE(copy, ERR_NOMEM);
+    return api_reply_raw(r, 200, "application/pkix-crl", copy, len);
 }
 
 /* ---- enrollment tokens ---- */

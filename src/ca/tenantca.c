@@ -217,6 +217,21 @@ static int row_cert(const struct store_ca *row, X509 **out)
     return *out ? 0 : ERR_DB;
 }
 
+/* A tenant CA's revocations must bite: its CA turns on the tenant's CRL
+ * check (option configuration / crl.offline.check.enabled) unless the
+ * tenant set that option itself. */
+static void crl_check_on(struct tenant_ca *ca, const char *tenant)
+{
+    char v[16];
+    if (store_option_get(ca->st, tenant, "configuration", "crl.offline.check.enabled", v,
+                         sizeof v) != ERR_NOT_FOUND)
+        return;
+    if (store_option_set(ca->st, tenant, "configuration", "crl.offline.check.enabled", "true") ==
+        0)
+        ignore_result(
+            trust_option_set(ca->ti, tenant, "configuration", "crl.offline.check.enabled", "true"));
+}
+
 int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key, time_t now,
                      char *fp)
 {
@@ -240,7 +255,10 @@ int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key, 
     GUARD_GOTO(rc, store_ca_insert(ca->st, tenant, der, (size_t)len, blob, blob_len), out);
     rc = trust_add(ca, tenant, x, fp);
     if (rc < 0) ignore_result(store_ca_delete(ca->st, tenant));
-    if (rc == 0) log_info("audit tenant CA created: tenant=%s fp=%s", tenant, fp);
+    if (rc == 0) {
+        crl_check_on(ca, tenant);
+        log_info("audit tenant CA created: tenant=%s fp=%s", tenant, fp);
+    }
 out:
     OPENSSL_free(der);
     free(blob);
@@ -441,6 +459,163 @@ int tenant_ca_issue(struct tenant_ca *ca, const struct tenant_ca_issue *in, STAC
     X509_free(x);
     X509_free(issuer);
     EVP_PKEY_free(k);
+    store_ca_clear(&row);
+    return rc;
+}
+
+/* ---- revocation ---- */
+
+static int revoke_serial(struct tenant_ca *ca, const char *tenant, const char *serial, time_t now)
+{
+    struct store_crl_entry e = {.revoked = (int64_t)now};
+    snprintf(e.serial, sizeof e.serial, "%s", serial);
+    GUARD(store_crl_add(ca->st, tenant, &e, 1));
+    GUARD(trust_crl_add(ca->ti, tenant, e.serial));
+    log_info("audit certificate revoked: tenant=%s serial=%s", tenant, serial);
+    return 0;
+}
+
+int tenant_ca_revoke(struct tenant_ca *ca, const char *tenant, const char *serial, time_t now)
+{
+    struct store_issuance rec;
+    char norm[STORE_SERIAL_MAX];
+    ENSURE(trust_serial_normalize(serial, norm, sizeof norm) == 0, ERR_NOT_FOUND);
+    GUARD(store_issuance_get(ca->st, tenant, norm, &rec));
+    return revoke_serial(ca, tenant, norm, now);
+}
+
+struct cn_match {
+    const char *cn;
+    int64_t now;
+    char serials[64][STORE_SERIAL_MAX];
+    size_t n;
+};
+
+static int match_cn(void *arg, const struct store_issuance *i)
+{
+    struct cn_match *m = arg;
+    if (m->n < 64 && strcmp(i->cn, m->cn) == 0 && i->not_after > m->now)
+        snprintf(m->serials[m->n++], STORE_SERIAL_MAX, "%s", i->serial);
+    return 0;
+}
+
+int tenant_ca_revoke_cn(struct tenant_ca *ca, const char *tenant, const char *cn, time_t now,
+                        size_t *n)
+{
+    struct cn_match *m = calloc(1, sizeof *m);
+    ENSURE(m, ERR_NOMEM);
+    m->cn = cn;
+    m->now = (int64_t)now;
+    int rc = store_issuance_list(ca->st, tenant, 0, 0, match_cn, m);
+    for (size_t i = 0; rc == 0 && i < m->n; i++) rc = revoke_serial(ca, tenant, m->serials[i], now);
+    *n = rc == 0 ? m->n : 0;
+    free(m);
+    return rc;
+}
+
+/* The revoked entries, collected first: the store's list callback may not
+ * call back into the store. */
+struct crl_list {
+    struct store_crl_entry *e;
+    size_t n, cap;
+};
+
+static int collect_crl(void *arg, const char *tenant, const struct store_crl_entry *e)
+{
+    struct crl_list *l = arg;
+    (void)tenant;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct store_crl_entry *ne = realloc(l->e, cap * sizeof *ne);
+        ENSURE(ne, ERR_NOMEM);
+        l->e = ne;
+        l->cap = cap;
+    }
+    l->e[l->n++] = *e;
+    return 0;
+}
+
+static int crl_revoked_entry(X509_CRL *crl, const struct store_crl_entry *e)
+{
+    BIGNUM *bn = NULL;
+    X509_REVOKED *rv = X509_REVOKED_new();
+    ASN1_TIME *t = ASN1_TIME_set(NULL, (time_t)e->revoked);
+    int rc = ERR_INTERNAL;
+    ASN1_INTEGER *sn = NULL;
+    if (rv && t && BN_hex2bn(&bn, e->serial) > 0 && (sn = BN_to_ASN1_INTEGER(bn, NULL)) &&
+        X509_REVOKED_set_serialNumber(rv, sn) == 1 && X509_REVOKED_set_revocationDate(rv, t) == 1 &&
+        X509_CRL_add0_revoked(crl, rv) == 1) {
+        rv = NULL;
+        rc = 0;
+    }
+    ASN1_INTEGER_free(sn);
+    BN_free(bn);
+    ASN1_TIME_free(t);
+    X509_REVOKED_free(rv);
+    return rc;
+}
+
+static int crl_build(struct tenant_ca *ca, const char *tenant, X509 *issuer, EVP_PKEY *k,
+                     time_t now, X509_CRL **out)
+{
+    struct crl_list l = {0};
+    struct store_issuance rec;
+    X509_CRL *crl = X509_CRL_new();
+    ASN1_TIME *last = ASN1_TIME_set(NULL, now), *next = ASN1_TIME_adj(NULL, now, 0, CA_CRL_HOURS * 3600);
+    ASN1_INTEGER *num = ASN1_INTEGER_new();
+    X509V3_CTX ctx;
+    int rc = store_crl_list(ca->st, tenant, collect_crl, &l);
+    if (rc == 0 && (!crl || !last || !next || !num)) rc = ERR_NOMEM;
+    if (rc == 0 && (X509_CRL_set_version(crl, 1) != 1 ||
+                    X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)) != 1 ||
+                    X509_CRL_set1_lastUpdate(crl, last) != 1 ||
+                    X509_CRL_set1_nextUpdate(crl, next) != 1))
+        rc = ERR_INTERNAL;
+    for (size_t i = 0; rc == 0 && i < l.n; i++)
+        if (store_issuance_get(ca->st, tenant, l.e[i].serial, &rec) == 0)
+            rc = crl_revoked_entry(crl, &l.e[i]);
+    if (rc == 0) {
+        X509V3_set_ctx(&ctx, issuer, NULL, NULL, crl, 0);
+        X509_EXTENSION *aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
+        ASN1_INTEGER_set_int64(num, (int64_t)now);
+        if (!aki || X509_CRL_add_ext(crl, aki, -1) != 1 ||
+            X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) != 1 || X509_CRL_sort(crl) != 1 ||
+            X509_CRL_sign(crl, k, sign_md(k)) <= 0)
+            rc = ERR_INTERNAL;
+        X509_EXTENSION_free(aki);
+    }
+    if (rc == 0) {
+        *out = crl;
+        crl = NULL;
+    }
+    free(l.e);
+    X509_CRL_free(crl);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    ASN1_INTEGER_free(num);
+    return rc;
+}
+
+int tenant_ca_crl(struct tenant_ca *ca, const char *tenant, time_t now, unsigned char **der,
+                  size_t *len)
+{
+    struct store_ca row;
+    X509 *issuer = NULL;
+    EVP_PKEY *k = NULL;
+    X509_CRL *crl = NULL;
+    GUARD(store_ca_get(ca->st, tenant, &row));
+    int rc = row_cert(&row, &issuer);
+    if (rc == 0) rc = key_unseal(ca, tenant, &row, &k);
+    if (rc == 0) rc = crl_build(ca, tenant, issuer, k, now, &crl);
+    if (rc == 0) {
+        *der = NULL;
+        int n = i2d_X509_CRL(crl, der);
+        rc = n > 0 ? 0 : ERR_INTERNAL;
+        *len = n > 0 ? (size_t)n : 0;
+    }
+    X509_CRL_free(crl);
+    EVP_PKEY_free(k);
+    X509_free(issuer);
     store_ca_clear(&row);
     return rc;
 }

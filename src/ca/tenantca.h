@@ -46,6 +46,8 @@ void tenant_ca_free(struct tenant_ca *ca);
 
 /* Makes the tenant's CA: key "ec:P-256" (default when NULL), "rsa:3072" or
  * "rsa:4096"; ERR_EXISTS when it has one, ERR_INVALID for another key.
+ * Turns on the tenant's CRL check (configuration / crl.offline.check.enabled)
+ * unless the tenant has set that option, so that revocations bite.
  * fp (STORE_FP_MAX) receives its trusted certificate's fingerprint. */
 MUST_USE int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key,
                               time_t now, char *fp);
@@ -73,6 +75,19 @@ struct tenant_ca_issue {
  * records it. *chain: the certificate then the CA (sk_X509_pop_free). */
 MUST_USE int tenant_ca_issue(struct tenant_ca *ca, const struct tenant_ca_issue *in,
                              STACK_OF(X509) * *chain);
+/* Revokes a certificate the tenant CA issued: its serial (normalized hex)
+ * goes on the tenant's CRL (store, then index). ERR_NOT_FOUND when the CA
+ * issued no such serial. The caller tells the broker (on_crl_change). */
+MUST_USE int tenant_ca_revoke(struct tenant_ca *ca, const char *tenant, const char *serial,
+                              time_t now);
+/* Revokes every unexpired certificate issued for cn; *n says how many. */
+MUST_USE int tenant_ca_revoke_cn(struct tenant_ca *ca, const char *tenant, const char *cn,
+                                 time_t now, size_t *n);
+/* The CA's CRL (DER, *der: OPENSSL_free): the revoked serials it issued,
+ * signed by the CA key, valid CA_CRL_HOURS. ERR_NOT_FOUND without a CA. */
+#define CA_CRL_HOURS 24
+MUST_USE int tenant_ca_crl(struct tenant_ca *ca, const char *tenant, time_t now,
+                           unsigned char **der, size_t *len);
 /* The days within which a certificate counts as due for renewal. */
 long tenant_ca_renewal_days(struct tenant_ca *ca, const char *tenant);
 

@@ -393,3 +393,75 @@ def test_bulk_csv_enrollment_token_column(srv, admin, certs, tmp_path):
     finally:
         db.close()
     assert "factory-secret-0001" not in dump
+
+
+# ---------------------------------------------------------------- revocation
+
+def serial_of(chain):
+    pem = split_pem(chain.read_text())[0]
+    out = run(["openssl", "x509", "-noout", "-serial"], pem.encode()).decode()
+    return out.strip().split("=", 1)[1]
+
+
+def crl_url(chain):
+    text = cert_text(split_pem(chain.read_text())[0])
+    line = [x for x in text.splitlines() if "URI:" in x][0]
+    return line.split("URI:", 1)[1].strip()
+
+
+def test_revoke_disconnects_refuses_and_lists_in_the_served_crl(srv, admin, certs, clients,
+                                                                tmp_path):
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-rev")
+    c = clients("dev-rev", tls={"cafile": certs.ca_pem, "certfile": str(chain),
+                                "keyfile": str(keyf)})
+    c.connect(srv.mqtt_port)
+    serial = serial_of(chain)
+    r = srv.call("POST", f"/certificate-authority/issued-certificates/{serial}/revoke", admin)
+    assert r.status == 204, r
+    assert c.disconnected.wait(TIMEOUT), "the revoked device stayed connected"
+    assert mosquitto_pub(srv, certs, chain, keyf, "dev-rev").returncode != 0
+    recs = srv.call("GET", "/certificate-authority/issued-certificates?pageSize=2000", admin).json
+    assert [x["revoked"] for x in recs["certificates"] if x["serialNumberInHex"] == serial.lstrip("0")
+            or x["serialNumberInHex"] == serial] == [True]
+    # the CRL at the URL the certificate names, fetched without credentials
+    url = crl_url(chain)
+    assert url.startswith(f"http://localhost:{srv.port}/")
+    crl = tmp_path / "tenant.crl"
+    out = subprocess.run(["curl", "-sS", "-o", str(crl), "-w", "%{http_code}",
+                          url.replace("localhost", "127.0.0.1")], capture_output=True)
+    assert out.stdout == b"200", out
+    ca = srv.call("GET", "/certificate-authority", admin).json
+    capem = tmp_path / "ca.pem"
+    capem.write_text("-----BEGIN CERTIFICATE-----\n" + ca["certInPemFormat"] +
+                     "\n-----END CERTIFICATE-----\n")
+    v = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(crl), "-CAfile",
+                        str(capem), "-noout", "-text"], capture_output=True, text=True)
+    assert v.returncode == 0 and "verify OK" in v.stderr + v.stdout, v
+    assert serial.upper().lstrip("0") in v.stdout.replace(":", "").upper(), v.stdout
+    # openssl verify with that CRL says revoked too
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_text(split_pem(chain.read_text())[0])
+    crlpem = tmp_path / "crl.pem"
+    crlpem.write_text(run(["openssl", "crl", "-inform", "DER", "-in", str(crl)]).decode())
+    v = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(capem), "-CRLfile",
+                        str(crlpem), str(leaf)], capture_output=True, text=True)
+    assert v.returncode != 0 and "revoked" in (v.stdout + v.stderr).lower(), v
+
+
+def test_revoke_unknown_serial_and_other_tenants_serial(srv, admin, other_admin, tmp_path):
+    assert_json_error(srv.call("POST", "/certificate-authority/issued-certificates/ABCDEF/revoke",
+                               admin), 404)
+    _, chain = enroll(srv, admin, tmp_path, "dev-mine")
+    r = srv.call("POST", f"/certificate-authority/issued-certificates/{serial_of(chain)}/revoke",
+                 other_admin)
+    assert_json_error(r, 404)
+    assert_json_error(srv.call("GET", "/certificate-authority/nosuchtenant/crl"), 404)
+
+
+def test_deleting_the_device_revokes_its_certificates(srv, admin, certs, tmp_path):
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-del")
+    assert mosquitto_pub(srv, certs, chain, keyf, "dev-del").returncode == 0  # auto-registered
+    r = srv.call("DELETE", f"/user/{TENANT}/users/device_dev-del", admin)
+    assert r.status == 204, r
+    # auto-registration would admit it again; the revocation keeps it out
+    assert mosquitto_pub(srv, certs, chain, keyf, "dev-del").returncode != 0

@@ -386,6 +386,7 @@ static int app_start(struct app *app)
     struct ca_config cc = {
         .ca_validity_days = cfg->ca_validity_days,
         .public_url = app->public_url,
+        .max_csr_bytes = (size_t)cfg->est_max_csr_bytes,
         .anchor_changed = on_anchor_change,
         .arg = app,
     };
@@ -413,6 +414,8 @@ static int app_start(struct app *app)
         .wake = server_wake,
         .issue_token = issue_token,
         .token_arg = app->tokens,
+        .renew_cert = tenant_ca_renew_cert,
+        .renew_arg = app->ca,
         .on_retain = on_retain,
         .retain_arg = app,
         .acl_compile = acl_compile_hook,

@@ -74,6 +74,14 @@ struct broker_config {
      * without the broker lock. */
     int (*issue_token)(void *arg, const char *tenant, const char *cn, time_t now, char **jwt);
     void *token_arg;
+    /* Renews the certificate of device cn in tenant from the CSR it
+     * published on s/ucr (bytes borrowed): 0 and *out the certificate chain
+     * (PEM) for its s/dcr, or negative and *out the "<code>,0,<reason>" line
+     * for its s/e; *out is the caller's (free). NULL: s/ucr answers an
+     * error. Called without the broker lock. */
+    int (*renew_cert)(void *arg, const char *tenant, const char *cn, const uint8_t *csr,
+                      size_t len, time_t now, char **out);
+    void *renew_arg;
     /* Keeps a retained message (plen 0: its removal) beyond a restart.
      * Called with the broker lock held. NULL: retained messages live in
      * memory only. */

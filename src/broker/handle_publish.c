@@ -1,7 +1,8 @@
 /* PUBLISH from a client and the acknowledgement packets of both QoS flows:
  * PUBACK/PUBREC/PUBCOMP for messages we sent, PUBREL for QoS 2 messages we
  * received (delivered on PUBLISH, the id remembered until PUBREL). Also the
- * device requests carried by PUBLISH: s/uat asks for a token. */
+ * device requests carried by PUBLISH: s/uat asks for a token, s/ucr for a
+ * renewed certificate. */
 #include "broker/internal.h"
 
 #include <stdio.h>
@@ -91,6 +92,32 @@ static void token_request(struct broker *b, struct client *c)
     free(jwt);
 }
 
+/* s/ucr: the device publishes a CSR (PEM or base64 DER) and gets its new
+ * certificate chain on s/dcr, or the reason on s/e. The CSR is copied and
+ * signed without the broker lock. */
+static void cert_request(struct broker *b, struct client *c, const struct mqtt_publish *p)
+{
+    struct session *s = c->session;
+    if (s->who.kind != AUTH_CERTIFICATE_DEVICE || !b->cfg.renew_cert) {
+        reply_own(b, s, "s/e", "40,0,Certificates are renewed for certificate devices only");
+        return;
+    }
+    char tenant[sizeof s->who.tenant], cn[sizeof s->who.identity], *out = NULL;
+    memcpy(tenant, s->who.tenant, sizeof tenant);
+    memcpy(cn, s->who.identity, sizeof cn);
+    uint8_t *csr = malloc(p->payload_len ? p->payload_len : 1);
+    if (!csr) return;
+    if (p->payload_len) memcpy(csr, p->payload, p->payload_len);
+    pthread_mutex_unlock(&b->lock);
+    int rc = b->cfg.renew_cert(b->cfg.renew_arg, tenant, cn, csr, p->payload_len, time(NULL), &out);
+    pthread_mutex_lock(&b->lock);
+    free(csr);
+    if (c->session == s && !c->kicked) /* else taken over meanwhile: s may be gone */
+        reply_own(b, s, rc == 0 ? "s/dcr" : "s/e",
+                  out ? out : "50,0,Certificate could not be issued");
+    free(out);
+}
+
 int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish *p)
 {
     struct session *s = c->session;
@@ -121,7 +148,8 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish
     } else {
         bool uat = p->topic.len == 5 && !memcmp(p->topic.p, "s/uat", 5);
         bool us = p->topic.len == 4 && !memcmp(p->topic.p, "s/us", 4);
-        if (s->gated && (uat || us)) {
+        bool ucr = p->topic.len == 5 && !memcmp(p->topic.p, "s/ucr", 5);
+        if (s->gated && (uat || us || ucr)) {
             s->gated = false;
             b->cfg.wake(c);
         }
@@ -131,8 +159,11 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish
         rc = broker_publish(b, s->space, m);
         msg_unref(m);
         GUARD(rc);
-        if (uat) {
-            token_request(b, c);
+        if (uat || ucr) {
+            if (uat)
+                token_request(b, c);
+            else
+                cert_request(b, c, p);
             if (c->session != s || c->kicked) return ERR_CLOSED; /* taken over meanwhile */
         }
     }

@@ -45,6 +45,11 @@ int tenant_ca_new(struct store *st, struct trust_index *ti, const struct seal *s
     return 0;
 }
 
+size_t tenant_ca_max_csr(const struct tenant_ca *ca)
+{
+    return ca->cfg.max_csr_bytes ? ca->cfg.max_csr_bytes : 16384;
+}
+
 void tenant_ca_free(struct tenant_ca *ca)
 {
     free(ca);

@@ -33,6 +33,7 @@ struct ca_config {
      * in issued certificates as their CRL distribution point; "" or NULL:
      * none is named. */
     const char *public_url;
+    size_t max_csr_bytes; /* CSRs on s/ucr; 0: 16 KiB */
     /* Told when a CA certificate became or stopped being a trusted
      * certificate of tenant (may be NULL). */
     void (*anchor_changed)(void *arg, const char *tenant, const char *fp, bool enabled);
@@ -43,6 +44,8 @@ struct ca_config {
 MUST_USE int tenant_ca_new(struct store *st, struct trust_index *ti, const struct seal *seal,
                            const struct ca_config *cfg, struct tenant_ca **out);
 void tenant_ca_free(struct tenant_ca *ca);
+/* The largest CSR accepted (ca_config.max_csr_bytes). */
+size_t tenant_ca_max_csr(const struct tenant_ca *ca);
 
 /* Makes the tenant's CA: key "ec:P-256" (default when NULL), "rsa:3072" or
  * "rsa:4096"; ERR_EXISTS when it has one, ERR_INVALID for another key.
@@ -88,6 +91,11 @@ MUST_USE int tenant_ca_revoke_cn(struct tenant_ca *ca, const char *tenant, const
 #define CA_CRL_HOURS 24
 MUST_USE int tenant_ca_crl(struct tenant_ca *ca, const char *tenant, time_t now,
                            unsigned char **der, size_t *len);
+/* The broker's renew_cert hook (broker.h) over this service (arg): renewal
+ * over MQTT by the rules of EST simplereenroll (renew.c). 0 and *out the
+ * new chain as PEM, or negative and *out the "<code>,0,<reason>" line. */
+int tenant_ca_renew_cert(void *arg, const char *tenant, const char *cn, const uint8_t *csr,
+                         size_t len, time_t now, char **out);
 /* The days within which a certificate counts as due for renewal. */
 long tenant_ca_renewal_days(struct tenant_ca *ca, const char *tenant);
 

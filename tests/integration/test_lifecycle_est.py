@@ -465,3 +465,69 @@ def test_deleting_the_device_revokes_its_certificates(srv, admin, certs, tmp_pat
     assert r.status == 204, r
     # auto-registration would admit it again; the revocation keeps it out
     assert mosquitto_pub(srv, certs, chain, keyf, "dev-del").returncode != 0
+
+
+# ---------------------------------------------------------------- renewal over MQTT
+
+def pem_csr(d, cn, name, key="ec"):
+    keyf = d / f"{name}.key"
+    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key == "ec" \
+        else ["-newkey", key]
+    pem = run(["openssl", "req", "-new", *newkey, "-nodes", "-keyout", str(keyf), "-subj",
+               f"/CN={cn}"])
+    return keyf, pem
+
+
+def test_renewal_over_mqtt_with_paho(srv, admin, certs, clients, tmp_path):
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-mq")
+    c = clients("dev-mq", tls={"cafile": certs.ca_pem, "certfile": str(chain),
+                               "keyfile": str(keyf)})
+    c.connect(srv.mqtt_port)
+    c.subscribe("s/dcr", 0)
+    c.subscribe("s/e", 0)
+    n = issued_count(srv, admin)
+    newkey, csr = pem_csr(tmp_path, "dev-mq", "dev-mq-new")
+    c.publish("s/ucr", csr, qos=1)
+    m = c.get_on("s/dcr")
+    pems = split_pem(m.payload.decode())
+    assert len(pems) == 2
+    assert "Subject: CN = dev-mq" in cert_text(pems[0])
+    newchain = tmp_path / "dev-mq-new.pem"
+    newchain.write_text("".join(pems))
+    # (another ClientId of the same device: "dev-mq" would take over c's session)
+    assert mosquitto_pub(srv, certs, newchain, newkey, "d:dev-mq").returncode == 0
+    recs = srv.call("GET", "/certificate-authority/issued-certificates", admin).json
+    assert recs["certificates"][0]["method"] == "mqtt-renew"
+    assert issued_count(srv, admin) == n + 1
+    # the base64 DER form (as EST sends it) works too
+    _, der_b64 = make_csr(tmp_path, "dev-mq", name="dev-mq-b64")
+    c.publish("s/ucr", der_b64, qos=1)
+    assert len(split_pem(c.get_on("s/dcr").payload.decode())) == 2
+
+
+def test_renewal_over_mqtt_refusals_name_the_reason(srv, admin, certs, clients, tmp_path):
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-mqbad")
+    c = clients("dev-mqbad", tls={"cafile": certs.ca_pem, "certfile": str(chain),
+                                  "keyfile": str(keyf)})
+    c.connect(srv.mqtt_port)
+    c.subscribe("s/dcr", 0)
+    c.subscribe("s/e", 0)
+    n = issued_count(srv, admin)
+    cases = [(pem_csr(tmp_path, "someone-else", "mq-other")[1], "common name"),
+             (pem_csr(tmp_path, "dev-mqbad", "mq-weak", key="rsa:1024")[1], "2048"),
+             (b"!!! not a csr", "PKCS#10")]
+    for payload, words in cases:
+        c.publish("s/ucr", payload, qos=1)
+        text = c.get_on("s/e").payload.decode()
+        code, template, message = text.split(",", 2)
+        assert code == "40" and template == "0" and words.lower() in message.lower(), text
+    assert [m for m in c.drain() if m.topic == "s/dcr"] == []
+    assert issued_count(srv, admin) == n
+    # a tenant user (password login) gets no certificate either
+    u = clients("mq-user", tls={"cafile": certs.ca_pem}, username=f"{TENANT}/admin",
+                password=admin[1])
+    u.connect(srv.mqtt_port)
+    u.subscribe("s/e", 0)
+    u.publish("s/ucr", pem_csr(tmp_path, "admin", "mq-admin")[1], qos=1)
+    assert u.get_on("s/e").payload.decode().startswith("40,0,")
+    assert issued_count(srv, admin) == n

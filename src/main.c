@@ -275,6 +275,7 @@ static int metrics_text(void *arg, char **text, size_t *len)
     if (!f) return ERR_NOMEM;
     int rc = broker_metrics_write(app->broker, f);
     metrics_write(f);
+    tenant_ca_metrics_write(app->ca, f);
     if (fclose(f) != 0 && rc == 0) rc = ERR_NOMEM;
     if (rc < 0) {
         free(*text);
@@ -416,6 +417,7 @@ static int app_start(struct app *app)
         .token_arg = app->tokens,
         .renew_cert = tenant_ca_renew_cert,
         .renew_arg = app->ca,
+        .renew_notice = tenant_ca_renew_notice,
         .on_retain = on_retain,
         .retain_arg = app,
         .acl_compile = acl_compile_hook,

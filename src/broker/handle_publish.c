@@ -118,6 +118,23 @@ static void cert_request(struct broker *b, struct client *c, const struct mqtt_p
     free(out);
 }
 
+/* Once per connection, as the device's gate opens: a certificate due for
+ * renewal earns a notice on its s/ds (see broker_config.renew_notice). */
+static void renew_notice(struct broker *b, struct client *c)
+{
+    struct session *s = c->session;
+    if (s->who.kind != AUTH_CERTIFICATE_DEVICE || !c->not_after || !b->cfg.renew_notice) return;
+    char tenant[sizeof s->who.tenant], cn[sizeof s->who.identity];
+    memcpy(tenant, s->who.tenant, sizeof tenant);
+    memcpy(cn, s->who.identity, sizeof cn);
+    int64_t not_after = c->not_after;
+    pthread_mutex_unlock(&b->lock);
+    char *text = b->cfg.renew_notice(b->cfg.renew_arg, tenant, cn, not_after, time(NULL));
+    pthread_mutex_lock(&b->lock);
+    if (text && c->session == s && !c->kicked) reply_own(b, s, "s/ds", text);
+    free(text);
+}
+
 int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish *p)
 {
     struct session *s = c->session;
@@ -152,6 +169,8 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_publish
         if (s->gated && (uat || us || ucr)) {
             s->gated = false;
             b->cfg.wake(c);
+            renew_notice(b, c);
+            if (c->session != s || c->kicked) return ERR_CLOSED; /* taken over meanwhile */
         }
         struct msg *m =
             msg_new((const uint8_t *)topic, tlen, p->payload, p->payload_len, p->qos, p->retain);

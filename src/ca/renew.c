@@ -64,3 +64,22 @@ int tenant_ca_renew_cert(void *arg, const char *tenant, const char *cn, const ui
     sk_X509_pop_free(chain, X509_free);
     return rc < 0 ? refuse(out, ERR_INTERNAL, "Certificate could not be issued") : 0;
 }
+
+char *tenant_ca_renew_notice(void *arg, const char *tenant, const char *cn, int64_t not_after,
+                             time_t now)
+{
+    struct tenant_ca *ca = arg;
+    long days = tenant_ca_renewal_days(ca, tenant);
+    if (days <= 0 || not_after > (int64_t)now + (int64_t)days * 86400) return NULL;
+    struct tm tm;
+    time_t t = (time_t)not_after;
+    char when[32], *text = NULL;
+    if (!gmtime_r(&t, &tm) || !strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm)) return NULL;
+    if (asprintf(&text,
+                 "73,%s,The certificate of %s expires within %ld days: publish a CSR on s/ucr "
+                 "for a new one on s/dcr",
+                 when, cn, days) < 0)
+        return NULL;
+    tenant_ca_count_notice(ca);
+    return text;
+}

@@ -3,6 +3,7 @@
  * first, then the trust index, then the anchor hook. */
 #include "ca/tenantca.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,13 @@
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/seal.h"
 #include "identity/trust.h"
 
 struct tenant_ca {
+    _Atomic uint64_t issued[3]; /* est-enroll, est-reenroll, mqtt-renew */
+    _Atomic uint64_t notices;
     struct store *st;
     struct trust_index *ti;
     const struct seal *seal;
@@ -43,6 +47,26 @@ int tenant_ca_new(struct store *st, struct trust_index *ti, const struct seal *s
     if (ca->cfg.ca_validity_days <= 0) ca->cfg.ca_validity_days = 3650;
     *out = ca;
     return 0;
+}
+
+void tenant_ca_count_notice(struct tenant_ca *ca)
+{
+    atomic_fetch_add(&ca->notices, 1);
+}
+
+void tenant_ca_metrics_write(struct tenant_ca *ca, FILE *out)
+{
+    static const char *const method[3] = {"est-enroll", "est-reenroll", "mqtt-renew"};
+    metrics_family(out, "certmq_certificates_issued_total", "counter",
+                   "device certificates issued by tenant CAs, by how they were asked for");
+    for (int i = 0; i < 3; i++)
+        fprintf(out, "certmq_certificates_issued_total{method=\"%s\"} %llu\n", method[i],
+                (unsigned long long)atomic_load(&ca->issued[i]));
+    metrics_family(out, "certmq_certificate_renewal_notices_total", "counter",
+                   "notices sent on s/ds to connected devices whose certificate is within the "
+                   "tenant's renewal window");
+    fprintf(out, "certmq_certificate_renewal_notices_total %llu\n",
+            (unsigned long long)atomic_load(&ca->notices));
 }
 
 size_t tenant_ca_max_csr(const struct tenant_ca *ca)
@@ -285,7 +309,7 @@ long tenant_ca_renewal_days(struct tenant_ca *ca, const char *tenant)
 {
     char v[32];
     long days = CA_DEFAULT_RENEWAL;
-    if (store_option_get(ca->st, tenant, CA_OPT_CATEGORY, CA_OPT_RENEWAL_DAYS, v, sizeof v) == 0) {
+    if (trust_option_get(ca->ti, tenant, CA_OPT_CATEGORY, CA_OPT_RENEWAL_DAYS, v, sizeof v) == 0) {
         char *end = NULL;
         long d = strtol(v, &end, 10);
         if (end != v && !*end && d >= 0 && d <= 36500) days = d;
@@ -365,8 +389,7 @@ static long validity_days(struct tenant_ca *ca, const char *tenant)
 {
     char v[32];
     long days = CA_DEFAULT_VALIDITY;
-    if (store_option_get(ca->st, tenant, CA_OPT_CATEGORY, CA_OPT_VALIDITY_DAYS, v, sizeof v) ==
-        0) {
+    if (trust_option_get(ca->ti, tenant, CA_OPT_CATEGORY, CA_OPT_VALIDITY_DAYS, v, sizeof v) == 0) {
         char *end = NULL;
         long d = strtol(v, &end, 10);
         if (end != v && !*end && d >= 1 && d <= 36500) days = d;
@@ -431,6 +454,8 @@ static int record(struct tenant_ca *ca, const struct tenant_ca_issue *in, X509 *
     ENSURE(ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1, ERR_INTERNAL);
     rec.not_after = (int64_t)timegm(&tm);
     GUARD(store_issuance_add(ca->st, in->tenant, &rec));
+    int k = !strcmp(in->method, "est-enroll") ? 0 : !strcmp(in->method, "est-reenroll") ? 1 : 2;
+    atomic_fetch_add(&ca->issued[k], 1);
     log_info("audit certificate issued: tenant=%s cn=%s serial=%s method=%s by=%s", in->tenant,
              in->cn, rec.serial, in->method, in->actor);
     return 0;

@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <openssl/x509.h>
@@ -44,6 +46,9 @@ struct ca_config {
 MUST_USE int tenant_ca_new(struct store *st, struct trust_index *ti, const struct seal *seal,
                            const struct ca_config *cfg, struct tenant_ca **out);
 void tenant_ca_free(struct tenant_ca *ca);
+/* Prometheus families: certificates issued by method, renewal notices. */
+void tenant_ca_metrics_write(struct tenant_ca *ca, FILE *out);
+void tenant_ca_count_notice(struct tenant_ca *ca);
 /* The largest CSR accepted (ca_config.max_csr_bytes). */
 size_t tenant_ca_max_csr(const struct tenant_ca *ca);
 
@@ -96,6 +101,10 @@ MUST_USE int tenant_ca_crl(struct tenant_ca *ca, const char *tenant, time_t now,
  * new chain as PEM, or negative and *out the "<code>,0,<reason>" line. */
 int tenant_ca_renew_cert(void *arg, const char *tenant, const char *cn, const uint8_t *csr,
                          size_t len, time_t now, char **out);
+/* The broker's renew_notice hook (broker.h): "73,<notAfter>,<text>" for
+ * s/ds when not_after is within the tenant's renewal window, else NULL. */
+char *tenant_ca_renew_notice(void *arg, const char *tenant, const char *cn, int64_t not_after,
+                             time_t now);
 /* The days within which a certificate counts as due for renewal. */
 long tenant_ca_renewal_days(struct tenant_ca *ca, const char *tenant);
 

@@ -531,3 +531,44 @@ def test_renewal_over_mqtt_refusals_name_the_reason(srv, admin, certs, clients, 
     u.publish("s/ucr", pem_csr(tmp_path, "admin", "mq-admin")[1], qos=1)
     assert u.get_on("s/e").payload.decode().startswith("40,0,")
     assert issued_count(srv, admin) == n
+
+
+# ---------------------------------------------------------------- expiry
+
+def test_renewal_notice_once_per_connection_within_the_window(srv, admin, certs, clients,
+                                                               tmp_path):
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-old")
+    tls = {"cafile": certs.ca_pem, "certfile": str(chain), "keyfile": str(keyf)}
+    # 365 days left, default window 30 days: no notice
+    c = clients("dev-old", tls=tls)
+    c.connect(srv.mqtt_port)
+    c.subscribe("s/ds", 0)
+    c.publish("s/us", b"100,hello", qos=1)
+    assert [m for m in c.drain() if m.topic == "s/ds"] == []
+    c.disconnect()
+    r = srv.call("POST", "/tenant/options", admin,
+                 {"category": "certificate-authority", "key": "renewal.window.days",
+                  "value": "400"})
+    assert r.status in (200, 201), r
+    try:
+        c = clients("dev-old", tls=tls)
+        c.connect(srv.mqtt_port)
+        c.subscribe("s/ds", 0)
+        c.publish("s/us", b"100,hello", qos=1)
+        text = c.get_on("s/ds").payload.decode()
+        code, when, message = text.split(",", 2)
+        assert code == "73" and when.endswith("Z") and "s/ucr" in message, text
+        c.publish("s/us", b"100,again", qos=1)
+        assert [m for m in c.drain() if m.topic == "s/ds"] == []  # once per connection
+        from apiserver import ADMIN
+        metrics = srv.call("GET", "/metrics", ADMIN).body.decode()
+        notices = [x for x in metrics.splitlines()
+                   if x.startswith("certmq_certificate_renewal_notices_total ")]
+        assert notices and int(notices[0].split()[1]) >= 1, metrics[-2000:]
+        assert 'certmq_certificates_issued_total{method="est-enroll"}' in metrics
+        # devices listed as expiring within 400 days include it
+        r = srv.call("GET", "/devices?expiringWithinDays=400&pageSize=2000", admin)
+        assert r.status == 200, r
+        assert "dev-old" in r.body.decode()
+    finally:
+        srv.call("DELETE", "/tenant/options/certificate-authority/renewal.window.days", admin)

@@ -3,6 +3,7 @@
  * first, then the trust index, then the anchor hook. */
 #include "ca/tenantca.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
+#include "core/map.h"
 #include "core/metrics.h"
 #include "core/seal.h"
 #include "identity/trust.h"
@@ -29,7 +31,26 @@ struct tenant_ca {
     const struct seal *seal;
     struct ca_config cfg;
     char public_url[512];
+    /* tenant -> struct ca_keys: the CA certificate and its opened key, so
+     * an issuance neither reads the store nor decodes them again; dropped
+     * on renew and delete (lock: keys_lock). */
+    pthread_mutex_t keys_lock;
+    struct map keys;
 };
+
+struct ca_keys {
+    X509 *cert;
+    EVP_PKEY *key;
+};
+
+static void keys_free(void *v)
+{
+    struct ca_keys *k = v;
+    if (!k) return;
+    X509_free(k->cert);
+    EVP_PKEY_free(k->key);
+    free(k);
+}
 
 int tenant_ca_new(struct store *st, struct trust_index *ti, const struct seal *seal,
                   const struct ca_config *cfg, struct tenant_ca **out)
@@ -45,6 +66,8 @@ int tenant_ca_new(struct store *st, struct trust_index *ti, const struct seal *s
     while (n && ca->public_url[n - 1] == '/') ca->public_url[--n] = 0;
     ca->cfg.public_url = ca->public_url;
     if (ca->cfg.ca_validity_days <= 0) ca->cfg.ca_validity_days = 3650;
+    pthread_mutex_init(&ca->keys_lock, NULL);
+    map_init(&ca->keys);
     *out = ca;
     return 0;
 }
@@ -76,6 +99,10 @@ size_t tenant_ca_max_csr(const struct tenant_ca *ca)
 
 void tenant_ca_free(struct tenant_ca *ca)
 {
+    if (!ca) return;
+    map_clear(&ca->keys, keys_free);
+    map_free(&ca->keys);
+    pthread_mutex_destroy(&ca->keys_lock);
     free(ca);
 }
 
@@ -261,6 +288,48 @@ static void crl_check_on(struct tenant_ca *ca, const char *tenant)
             trust_option_set(ca->ti, tenant, "configuration", "crl.offline.check.enabled", "true"));
 }
 
+static void keys_forget(struct tenant_ca *ca, const char *tenant)
+{
+    pthread_mutex_lock(&ca->keys_lock);
+    struct ca_keys *k = map_del(&ca->keys, tenant, strlen(tenant));
+    pthread_mutex_unlock(&ca->keys_lock);
+    keys_free(k);
+}
+
+/* The tenant's CA certificate and key, each with a reference for the
+ * caller: from the cache, else from the store (then cached). */
+static int keys_get(struct tenant_ca *ca, const char *tenant, X509 **cert, EVP_PKEY **key)
+{
+    pthread_mutex_lock(&ca->keys_lock);
+    struct ca_keys *k = map_get(&ca->keys, tenant, strlen(tenant));
+    if (k && X509_up_ref(k->cert) == 1 && EVP_PKEY_up_ref(k->key) == 1) {
+        *cert = k->cert;
+        *key = k->key;
+        pthread_mutex_unlock(&ca->keys_lock);
+        return 0;
+    }
+    pthread_mutex_unlock(&ca->keys_lock);
+    struct store_ca row;
+    GUARD(store_ca_get(ca->st, tenant, &row));
+    k = calloc(1, sizeof *k);
+    int rc = k ? row_cert(&row, &k->cert) : ERR_NOMEM;
+    if (rc == 0) rc = key_unseal(ca, tenant, &row, &k->key);
+    store_ca_clear(&row);
+    if (rc == 0 && (X509_up_ref(k->cert) != 1 || EVP_PKEY_up_ref(k->key) != 1)) rc = ERR_INTERNAL;
+    if (rc < 0) {
+        keys_free(k);
+        return rc;
+    }
+    *cert = k->cert;
+    *key = k->key;
+    void *old = NULL;
+    pthread_mutex_lock(&ca->keys_lock);
+    if (map_put(&ca->keys, tenant, strlen(tenant), k, &old) < 0) old = k; /* not cached */
+    pthread_mutex_unlock(&ca->keys_lock);
+    keys_free(old);
+    return 0;
+}
+
 int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key, time_t now,
                      char *fp)
 {
@@ -339,6 +408,7 @@ int tenant_ca_renew(struct tenant_ca *ca, const char *tenant, time_t now, bool f
     int len = rc == 0 ? i2d_X509(x, &der) : 0;
     if (rc == 0 && len <= 0) rc = ERR_INTERNAL;
     if (rc == 0) rc = store_ca_update_cert(ca->st, tenant, der, (size_t)len);
+    keys_forget(ca, tenant);
     if (rc == 0) rc = trust_add(ca, tenant, x, fp);
     if (rc == 0) log_info("audit tenant CA renewed: tenant=%s fp=%s", tenant, fp);
     OPENSSL_free(der);
@@ -373,6 +443,7 @@ int tenant_ca_delete(struct tenant_ca *ca, const char *tenant)
     struct key_match m = {.key = X509_get0_pubkey(x)};
     int rc = store_cert_list(ca->st, tenant, 0, 0, collect_same_key, &m);
     if (rc == 0) rc = store_ca_delete(ca->st, tenant);
+    keys_forget(ca, tenant);
     for (size_t i = 0; rc == 0 && i < m.n; i++) {
         ignore_result(store_cert_delete(ca->st, tenant, m.fps[i]));
         ignore_result(trust_anchor_remove(ca->ti, tenant, m.fps[i]));
@@ -463,13 +534,10 @@ static int record(struct tenant_ca *ca, const struct tenant_ca_issue *in, X509 *
 
 int tenant_ca_issue(struct tenant_ca *ca, const struct tenant_ca_issue *in, STACK_OF(X509) * *chain)
 {
-    struct store_ca row;
     X509 *issuer = NULL, *x = NULL;
     EVP_PKEY *k = NULL;
-    GUARD(store_ca_get(ca->st, in->tenant, &row));
-    int rc = row_cert(&row, &issuer);
-    if (rc == 0) rc = key_unseal(ca, in->tenant, &row, &k);
-    if (rc == 0) rc = device_cert(ca, in, issuer, k, &x);
+    GUARD(keys_get(ca, in->tenant, &issuer, &k));
+    int rc = device_cert(ca, in, issuer, k, &x);
     if (rc == 0) rc = record(ca, in, x);
     if (rc == 0) {
         *chain = sk_X509_new_null();
@@ -489,7 +557,6 @@ int tenant_ca_issue(struct tenant_ca *ca, const struct tenant_ca_issue *in, STAC
     X509_free(x);
     X509_free(issuer);
     EVP_PKEY_free(k);
-    store_ca_clear(&row);
     return rc;
 }
 
@@ -629,14 +696,11 @@ static int crl_build(struct tenant_ca *ca, const char *tenant, X509 *issuer, EVP
 int tenant_ca_crl(struct tenant_ca *ca, const char *tenant, time_t now, unsigned char **der,
                   size_t *len)
 {
-    struct store_ca row;
     X509 *issuer = NULL;
     EVP_PKEY *k = NULL;
     X509_CRL *crl = NULL;
-    GUARD(store_ca_get(ca->st, tenant, &row));
-    int rc = row_cert(&row, &issuer);
-    if (rc == 0) rc = key_unseal(ca, tenant, &row, &k);
-    if (rc == 0) rc = crl_build(ca, tenant, issuer, k, now, &crl);
+    GUARD(keys_get(ca, tenant, &issuer, &k));
+    int rc = crl_build(ca, tenant, issuer, k, now, &crl);
     if (rc == 0) {
         *der = NULL;
         int n = i2d_X509_CRL(crl, der);
@@ -646,6 +710,5 @@ int tenant_ca_crl(struct tenant_ca *ca, const char *tenant, time_t now, unsigned
     X509_CRL_free(crl);
     EVP_PKEY_free(k);
     X509_free(issuer);
-    store_ca_clear(&row);
     return rc;
 }

@@ -212,9 +212,9 @@ int api_h_bulk_register(struct api_req *r)
         return api_reply_error(r, 422,
                                "The file is not valid CSV (header row, separator ',', ';' or "
                                "tab, balanced quotes, no row longer than the header)");
-    struct cols k = {csv_col(&c, "ID"),   csv_col(&c, "AUTH_TYPE"),
+    struct cols k = {csv_col(&c, "ID"),          csv_col(&c, "AUTH_TYPE"),
                      csv_col(&c, "CREDENTIALS"), csv_col(&c, "TYPE"),
-                     csv_col(&c, "NAME"), csv_col(&c, "ENROLLMENT_TOKEN")};
+                     csv_col(&c, "NAME"),        csv_col(&c, "ENROLLMENT_TOKEN")};
     for (size_t col = 0; col < c.ncols; col++) {
         if (text_printable(c.cells[col])) continue;
         rc = api_reply_error(r, 422,

@@ -54,8 +54,8 @@ static void tenant_of_credential(struct api_req *r, char *tenant, size_t cap)
     tenant[0] = 0;
     if (!h) return;
     if (!strncasecmp(h, "Bearer ", 7) && r->api->cfg.bearer_check) {
-        if (r->api->cfg.bearer_check(r->api->cfg.hook_arg, h + 7, tenant, cap, user,
-                                     sizeof user) != 0)
+        if (r->api->cfg.bearer_check(r->api->cfg.hook_arg, h + 7, tenant, cap, user, sizeof user) !=
+            0)
             tenant[0] = 0;
         return;
     }
@@ -237,7 +237,8 @@ int api_h_est_reenroll(struct api_req *r)
 {
     char tenant[STORE_TENANT_MAX], cn[STORE_NAME_MAX];
     if (!ca_enabled(r)) return 0;
-    int rc = api_header(r, MHD_HTTP_HEADER_AUTHORIZATION) ? 1 : cert_device(r, tenant, cn, sizeof cn);
+    int rc =
+        api_header(r, MHD_HTTP_HEADER_AUTHORIZATION) ? 1 : cert_device(r, tenant, cn, sizeof cn);
     if (rc < 0) return 0;
     if (rc == 1 && bearer_device(r, tenant, cn, sizeof cn) < 0) return 0;
     X509_REQ *req = checked_csr(r, cn);

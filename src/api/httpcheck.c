@@ -128,7 +128,8 @@ static int basic_parse(const char *value, size_t len, struct httpcheck_basic *ou
     if (memchr(dec, '\0', (size_t)n))
         rc = ERR_MALFORMED;
     else
-        rc = pair ? split_pair((char *)dec, (size_t)n, out) : split_basic((char *)dec, (size_t)n, out);
+        rc = pair ? split_pair((char *)dec, (size_t)n, out)
+                  : split_basic((char *)dec, (size_t)n, out);
 out:
     OPENSSL_cleanse(dec, sizeof dec);
     return rc;

@@ -102,8 +102,8 @@ int api_h_ca_renew(struct api_req *r)
     char fp[STORE_FP_MAX];
     if (!tenant) return 0;
     const char *force = api_query(r, "force");
-    int rc = tenant_ca_renew(r->api->cfg.ca, tenant, time(NULL), force && !strcmp(force, "true"),
-                             fp);
+    int rc =
+        tenant_ca_renew(r->api->cfg.ca, tenant, time(NULL), force && !strcmp(force, "true"), fp);
     if (rc == ERR_NOT_FOUND)
         return api_reply_error(r, 404, "This tenant has no certificate authority");
     if (rc == ERR_CONFLICT)
@@ -146,10 +146,10 @@ static int add_issuance(void *arg, const struct store_issuance *i)
     char na[40], at[40];
     api_iso_time(i->not_after, na, sizeof na);
     api_iso_time(i->issued, at, sizeof at);
-    json_t *j = json_pack("{s:s, s:o, s:s, s:s, s:s, s:o, s:b}", "serialNumberInHex", i->serial,
-                          "commonName", api_json_text(i->cn), "notAfter", na, "issuedAt", at,
-                          "method", i->method, "issuedTo", api_json_text(i->actor), "revoked",
-                          revoked);
+    json_t *j =
+        json_pack("{s:s, s:o, s:s, s:s, s:s, s:o, s:b}", "serialNumberInHex", i->serial,
+                  "commonName", api_json_text(i->cn), "notAfter", na, "issuedAt", at, "method",
+                  i->method, "issuedTo", api_json_text(i->actor), "revoked", revoked);
     return j && json_array_append_new(ic->items, j) == 0 ? 0 : ERR_NOMEM;
 }
 

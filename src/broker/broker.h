@@ -79,8 +79,8 @@ struct broker_config {
      * (PEM) for its s/dcr, or negative and *out the "<code>,0,<reason>" line
      * for its s/e; *out is the caller's (free). NULL: s/ucr answers an
      * error. Called without the broker lock. */
-    int (*renew_cert)(void *arg, const char *tenant, const char *cn, const uint8_t *csr,
-                      size_t len, time_t now, char **out);
+    int (*renew_cert)(void *arg, const char *tenant, const char *cn, const uint8_t *csr, size_t len,
+                      time_t now, char **out);
     void *renew_arg;
     /* The notice for a certificate device whose certificate (valid to
      * not_after) is within its tenant's renewal window, or NULL (the

@@ -77,13 +77,14 @@ bool ca_key_strong(EVP_PKEY *k, char *why, size_t cap)
     case EVP_PKEY_RSA_PSS:
     case EVP_PKEY_DSA:
         if (bits >= 2048) return true;
-        if (why) snprintf(why, cap, "Key too weak: RSA keys need at least 2048 bits (this has %d)",
-                          bits);
+        if (why)
+            snprintf(why, cap, "Key too weak: RSA keys need at least 2048 bits (this has %d)",
+                     bits);
         return false;
     case EVP_PKEY_EC:
         if (bits >= 256) return true;
-        if (why) snprintf(why, cap, "Key too weak: EC keys need at least 256 bits (this has %d)",
-                          bits);
+        if (why)
+            snprintf(why, cap, "Key too weak: EC keys need at least 256 bits (this has %d)", bits);
         return false;
     case EVP_PKEY_ED25519:
     case EVP_PKEY_ED448: return true;
@@ -96,8 +97,7 @@ static bool hash_strong(X509_REQ *req)
 {
     int md = NID_undef, pk = NID_undef;
     if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &md, &pk)) return false;
-    return md != NID_md5 && md != NID_sha1 && md != NID_md4 && md != NID_md2 &&
-           md != NID_md5_sha1;
+    return md != NID_md5 && md != NID_sha1 && md != NID_md4 && md != NID_md2 && md != NID_md5_sha1;
 }
 
 int ca_csr_parse(const char *body, size_t len, X509_REQ **out, char *why, size_t cap)
@@ -110,8 +110,7 @@ int ca_csr_parse(const char *body, size_t len, X509_REQ **out, char *why, size_t
     bool pem = memmem(body, len, PEM_CSR_MARK, strlen(PEM_CSR_MARK)) != NULL;
     X509_REQ *req = pem ? from_pem(body, len) : from_b64(body, len);
     if (!req) {
-        say(why, cap,
-            "The body is not a PKCS#10 certificate signing request (base64 DER or PEM)");
+        say(why, cap, "The body is not a PKCS#10 certificate signing request (base64 DER or PEM)");
         return ERR_MALFORMED;
     }
     EVP_PKEY *k = X509_REQ_get0_pubkey(req);

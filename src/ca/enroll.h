@@ -29,9 +29,9 @@ MUST_USE int enroll_token_put(struct store *st, const char *tenant, const char *
 /* Why a presented token does not authorise an enrollment. */
 enum enroll_refusal {
     ENROLL_OK = 0,
-    ENROLL_UNKNOWN,    /* no such token, or bound to another device */
-    ENROLL_USED,       /* spent already */
-    ENROLL_EXPIRED,    /* past its validity */
+    ENROLL_UNKNOWN,     /* no such token, or bound to another device */
+    ENROLL_USED,        /* spent already */
+    ENROLL_EXPIRED,     /* past its validity */
     ENROLL_WRONG_TENANT /* the URL names another tenant */
 };
 /* Checks a token presented for device (and, when tenant is not NULL, for

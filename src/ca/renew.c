@@ -47,7 +47,8 @@ int tenant_ca_renew_cert(void *arg, const char *tenant, const char *cn, const ui
     X509_REQ *req = NULL;
     STACK_OF(X509) *chain = NULL;
     *out = NULL;
-    if (len > max) return refuse(out, ERR_TOO_LARGE, "The certificate signing request is too large");
+    if (len > max)
+        return refuse(out, ERR_TOO_LARGE, "The certificate signing request is too large");
     int rc = ca_csr_parse((const char *)csr, len, &req, why, sizeof why);
     if (rc < 0) return refuse(out, rc, why);
     if (ca_csr_cn(req, subject, sizeof subject) < 0 || strcmp(subject, cn) != 0) {

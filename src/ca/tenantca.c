@@ -282,8 +282,7 @@ static void crl_check_on(struct tenant_ca *ca, const char *tenant)
     if (store_option_get(ca->st, tenant, "configuration", "crl.offline.check.enabled", v,
                          sizeof v) != ERR_NOT_FOUND)
         return;
-    if (store_option_set(ca->st, tenant, "configuration", "crl.offline.check.enabled", "true") ==
-        0)
+    if (store_option_set(ca->st, tenant, "configuration", "crl.offline.check.enabled", "true") == 0)
         ignore_result(
             trust_option_set(ca->ti, tenant, "configuration", "crl.offline.check.enabled", "true"));
 }
@@ -497,9 +496,10 @@ static int device_cert(struct tenant_ca *ca, const struct tenant_ca_issue *in, X
         !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)in->cn, -1,
                                     -1, 0))
         goto out;
-    GUARD_GOTO(rc, cert_base(x, name, X509_REQ_get0_pubkey(in->req), in->now,
-                             validity_days(ca, in->tenant)),
-               out);
+    GUARD_GOTO(
+        rc,
+        cert_base(x, name, X509_REQ_get0_pubkey(in->req), in->now, validity_days(ca, in->tenant)),
+        out);
     rc = ERR_INTERNAL;
     if (X509_set_issuer_name(x, X509_get_subject_name(issuer)) != 1) goto out;
     GUARD_GOTO(rc, device_exts(ca, in->tenant, x, issuer), out);
@@ -658,22 +658,24 @@ static int crl_build(struct tenant_ca *ca, const char *tenant, X509 *issuer, EVP
     struct crl_list l = {0};
     struct store_issuance rec;
     X509_CRL *crl = X509_CRL_new();
-    ASN1_TIME *last = ASN1_TIME_set(NULL, now), *next = ASN1_TIME_adj(NULL, now, 0, CA_CRL_HOURS * 3600);
+    ASN1_TIME *last = ASN1_TIME_set(NULL, now),
+              *next = ASN1_TIME_adj(NULL, now, 0, CA_CRL_HOURS * 3600);
     ASN1_INTEGER *num = ASN1_INTEGER_new();
     X509V3_CTX ctx;
     int rc = store_crl_list(ca->st, tenant, collect_crl, &l);
     if (rc == 0 && (!crl || !last || !next || !num)) rc = ERR_NOMEM;
-    if (rc == 0 && (X509_CRL_set_version(crl, 1) != 1 ||
-                    X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)) != 1 ||
-                    X509_CRL_set1_lastUpdate(crl, last) != 1 ||
-                    X509_CRL_set1_nextUpdate(crl, next) != 1))
+    if (rc == 0 &&
+        (X509_CRL_set_version(crl, 1) != 1 ||
+         X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)) != 1 ||
+         X509_CRL_set1_lastUpdate(crl, last) != 1 || X509_CRL_set1_nextUpdate(crl, next) != 1))
         rc = ERR_INTERNAL;
     for (size_t i = 0; rc == 0 && i < l.n; i++)
         if (store_issuance_get(ca->st, tenant, l.e[i].serial, &rec) == 0)
             rc = crl_revoked_entry(crl, &l.e[i]);
     if (rc == 0) {
         X509V3_set_ctx(&ctx, issuer, NULL, NULL, crl, 0);
-        X509_EXTENSION *aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
+        X509_EXTENSION *aki =
+            X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
         ASN1_INTEGER_set_int64(num, (int64_t)now);
         if (!aki || X509_CRL_add_ext(crl, aki, -1) != 1 ||
             X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0) != 1 || X509_CRL_sort(crl) != 1 ||

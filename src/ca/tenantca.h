@@ -23,11 +23,11 @@ struct store;
 struct trust_index;
 struct tenant_ca;
 
-#define CA_OPT_CATEGORY       "certificate-authority"
-#define CA_OPT_VALIDITY_DAYS  "device-certificate.validity.days"
-#define CA_OPT_RENEWAL_DAYS   "renewal.window.days"
-#define CA_DEFAULT_VALIDITY   365
-#define CA_DEFAULT_RENEWAL    30
+#define CA_OPT_CATEGORY      "certificate-authority"
+#define CA_OPT_VALIDITY_DAYS "device-certificate.validity.days"
+#define CA_OPT_RENEWAL_DAYS  "renewal.window.days"
+#define CA_DEFAULT_VALIDITY  365
+#define CA_DEFAULT_RENEWAL   30
 
 struct ca_config {
     long ca_validity_days; /* lifetime of a tenant CA certificate */
@@ -57,8 +57,8 @@ size_t tenant_ca_max_csr(const struct tenant_ca *ca);
  * Turns on the tenant's CRL check (configuration / crl.offline.check.enabled)
  * unless the tenant has set that option, so that revocations bite.
  * fp (STORE_FP_MAX) receives its trusted certificate's fingerprint. */
-MUST_USE int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key,
-                              time_t now, char *fp);
+MUST_USE int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key, time_t now,
+                              char *fp);
 /* The tenant's CA certificate (*out: X509_free); ERR_NOT_FOUND when none. */
 MUST_USE int tenant_ca_cert(struct tenant_ca *ca, const char *tenant, X509 **out);
 /* A new CA certificate with the same key and subject, trusted beside the

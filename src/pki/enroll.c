@@ -20,8 +20,9 @@ static int csr_b64(EVP_PKEY *k, const char *cn, char **out, size_t *len)
     X509_REQ *req = X509_REQ_new();
     unsigned char *der = NULL;
     int rc = ERR_INTERNAL, n = 0;
-    if (!req || !X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_UTF8,
-                                            (const unsigned char *)cn, -1, -1, 0) ||
+    if (!req ||
+        !X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_UTF8,
+                                    (const unsigned char *)cn, -1, -1, 0) ||
         X509_REQ_set_pubkey(req, k) != 1 || X509_REQ_sign(req, k, pki_key_md(k)) <= 0 ||
         (n = i2d_X509_REQ(req, &der)) <= 0)
         goto out;
@@ -58,8 +59,7 @@ static int exchange(const struct pki_est_req *rq, STACK_OF(X509) * *certs)
     if (rc < 0) {
         pki_err("the server's answer is not HTTP");
     } else if (status != 200) {
-        pki_err("the server refused (HTTP %d): %.*s", status, (int)(blen > 400 ? 400 : blen),
-                body);
+        pki_err("the server refused (HTTP %d): %.*s", status, (int)(blen > 400 ? 400 : blen), body);
         rc = ERR_AUTH;
     } else if ((rc = pki_pkcs7_certs(body, blen, certs)) < 0) {
         pki_err("the server's answer holds no PKCS#7 certificates");
@@ -134,8 +134,8 @@ static void report(const struct pki_args *a, const char *id, STACK_OF(X509) * ce
                                  a->out, "certificates", "written"));
         return;
     }
-    printf("enrolled %s: certificate valid until %s\n  %s/%s.key  %s/%s.pem  %s/%s.chain.pem\n",
-           id, until, a->out, id, a->out, id, a->out, id);
+    printf("enrolled %s: certificate valid until %s\n  %s/%s.key  %s/%s.pem  %s/%s.chain.pem\n", id,
+           until, a->out, id, a->out, id, a->out, id);
 }
 
 /* The parsed --url; prints why on failure. */

@@ -36,7 +36,7 @@ int pki_url_parse(const char *url, size_t len, struct pki_url *out)
     size_t hl = (size_t)(p - host);
     ENSURE(hl > 0 && hl < sizeof out->host, ERR_INVALID);
     for (size_t i = 0; i < hl; i++)
-        ENSURE(isalnum((unsigned char)host[i]) || strchr(".-_", host[i]), ERR_INVALID);
+        ENSURE(isalnum((unsigned char)host[i]) || (host[i] && strchr(".-_", host[i])), ERR_INVALID);
     memcpy(out->host, host, hl);
     snprintf(out->port, sizeof out->port, "%s", out->tls ? "443" : "80");
     if (p < end && *p == ':') {

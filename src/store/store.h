@@ -213,8 +213,8 @@ struct store_ca {
     int64_t created;
 };
 /* der and sealed borrowed. ERR_EXISTS when the tenant has one. */
-MUST_USE int store_ca_insert(struct store *st, const char *tenant, const void *der,
-                             size_t der_len, const void *sealed, size_t sealed_len);
+MUST_USE int store_ca_insert(struct store *st, const char *tenant, const void *der, size_t der_len,
+                             const void *sealed, size_t sealed_len);
 /* ERR_NOT_FOUND when the tenant has none. */
 MUST_USE int store_ca_get(struct store *st, const char *tenant, struct store_ca *out);
 void store_ca_clear(struct store_ca *c);
@@ -245,15 +245,15 @@ struct store_issuance {
     char cn[STORE_NAME_MAX];
     int64_t not_after;
     int64_t issued;
-    char method[32];             /* "est-enroll", "est-reenroll", "mqtt-renew" */
+    char method[32];            /* "est-enroll", "est-reenroll", "mqtt-renew" */
     char actor[STORE_NAME_MAX]; /* who asked: the token's device, a user, a device */
 };
 typedef int (*store_issuance_cb)(void *arg, const struct store_issuance *i);
 MUST_USE int store_issuance_add(struct store *st, const char *tenant,
                                 const struct store_issuance *i);
 /* Newest first. */
-MUST_USE int store_issuance_list(struct store *st, const char *tenant, size_t offset,
-                                 size_t limit, store_issuance_cb cb, void *arg);
+MUST_USE int store_issuance_list(struct store *st, const char *tenant, size_t offset, size_t limit,
+                                 store_issuance_cb cb, void *arg);
 MUST_USE int store_issuance_count(struct store *st, const char *tenant, size_t *n);
 /* ERR_NOT_FOUND when the tenant's CA issued no such serial. */
 MUST_USE int store_issuance_get(struct store *st, const char *tenant, const char *serial,

@@ -34,8 +34,8 @@ static X509_REQ *csr_make(const char *cn, const char *type, size_t bits)
                                       : EVP_PKEY_Q_keygen(NULL, NULL, "RSA", bits);
     X509_REQ *req = X509_REQ_new();
     X509_NAME *n = X509_REQ_get_subject_name(req);
-    assert_true(X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
-                                           -1, 0));
+    assert_true(
+        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0));
     assert_true(X509_REQ_set_pubkey(req, k));
     assert_true(X509_REQ_sign(req, k, EVP_sha256()) > 0);
     EVP_PKEY_free(k);

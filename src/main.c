@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/seal.h"
 #include "ca/tenantca.h"
+#include "identity/crlfetch.h"
 #include "core/metrics.h"
 #include "identity/activity.h"
 #include "identity/auth.h"
@@ -73,6 +74,7 @@ struct app {
     struct activity *activity;
     struct token_service *tokens;
     struct tenant_ca *ca;
+    struct crlfetch *crls;
     char public_url[300];
     struct auth *auth;
     struct broker *broker;
@@ -402,6 +404,14 @@ static int app_start(struct app *app)
     GUARD(auth_new(cfg, app->trust, app->store, app->pwcheck, &app->auth));
     GUARD(activity_new(cfg->refusals_per_tenant, &app->activity));
     auth_set_activity(app->auth, app->activity);
+    struct crlfetch_config fc = {
+        .timeout_s = cfg->crl_fetch_timeout,
+        .max_bytes = (size_t)cfg->crl_fetch_max_bytes,
+        .retry_s = cfg->crl_fetch_retry,
+        .max_urls = (size_t)cfg->crl_fetch_max_urls,
+    };
+    GUARD(crlfetch_new(&fc, &app->crls));
+    auth_set_crlfetch(app->auth, app->crls);
     struct broker_config bc = {
         .max_inflight = cfg->max_inflight,
         .max_queued = cfg->max_queued,
@@ -450,6 +460,7 @@ static void app_stop(struct app *app)
     if (app->auth) auth_log_counters(app->auth);
     broker_free(app->broker);
     auth_free(app->auth);
+    crlfetch_free(app->crls);
     activity_free(app->activity);
     pwcheck_free(app->pwcheck);
     token_service_free(app->tokens);

@@ -142,6 +142,14 @@ static const struct option options[] = {
           "base URL of the HTTP API as devices reach it (https://host:8443), named in issued "
           "certificates as their CRL distribution point (empty: the first API listener on "
           "localhost)"),
+    G_LONG("crl_fetch_timeout", crl_fetch_timeout, 1, 300, 5,
+           "seconds one online CRL fetch may take (tenant option crl.online.check.enabled)"),
+    G_LONG("crl_fetch_max_bytes", crl_fetch_max_bytes, 1024, 268435456, 10485760,
+           "largest CRL fetched online, in bytes"),
+    G_LONG("crl_fetch_retry", crl_fetch_retry, 1, 86400, 60,
+           "seconds between attempts to fetch a CRL that could not be had"),
+    G_LONG("crl_fetch_max_urls", crl_fetch_max_urls, 1, 1000000, 10000,
+           "distinct CRL URLs kept for online checks; further ones count as unavailable"),
     {"listener", OPT_STR, false, 0, 0, 0, 0, 0, NULL, NULL,
      "PORT [ADDR]: starts a listener block (options below apply to it)"},
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),

@@ -118,10 +118,12 @@ static int fetch_one(struct crlfetch *cf, const char *url, X509 *issuer, X509_CR
                      time_t *next)
 {
     bool tls = strncasecmp(url, "https://", 8) == 0;
+    /* expect_asn1: the whole DER answer is read (RFC 5280: a CRL over HTTP
+     * is DER) within the timeout, into a memory BIO */
     BIO *mem = OSSL_HTTP_get(url, NULL, NULL, NULL, NULL, tls ? tls_cb : NULL, cf->tls, 0, NULL,
-                             NULL, 0, cf->cfg.max_bytes, (int)cf->cfg.timeout_s);
+                             NULL, 1, cf->cfg.max_bytes, (int)cf->cfg.timeout_s);
     if (!mem) return ERR_IO;
-    /* the answer's BIO streams: read it to its end, within max_bytes */
+    /* copied out of the BIO, within max_bytes */
     size_t cap = 1u << 16, n = 0;
     uint8_t *data = malloc(cap);
     int rc = data ? 0 : ERR_NOMEM, r;

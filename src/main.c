@@ -394,6 +394,10 @@ static int app_start(struct app *app)
         .arg = app,
     };
     GUARD(tenant_ca_new(app->store, app->trust, app->seal, &cc, &app->ca));
+    if (tenant_ca_load(app->ca) < 0) {
+        log_error("cannot read the tenant CAs from the store");
+        return ERR_DB;
+    }
     struct pwcheck_config pc = {
         .threads = (int)cfg->auth_threads,
         .queue_max = (int)cfg->auth_queue,

@@ -58,9 +58,7 @@ static int reply_ca(struct api_req *r, int status, const char *tenant, const cha
     X509 *x = d2i_X509(NULL, &p, (long)c.der_len);
     int rc = ERR_INTERNAL;
     if (x) {
-        json_t *j = api_cert_json(r, &c, x);
-        json_object_set_new(j, "tenantCertificateAuthority", json_true());
-        rc = api_reply_json(r, status, j);
+        rc = api_reply_json(r, status, api_cert_json(r, &c, x));
     }
     X509_free(x);
     store_cert_clear(&c);

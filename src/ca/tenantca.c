@@ -329,6 +329,48 @@ static int keys_get(struct tenant_ca *ca, const char *tenant, X509 **cert, EVP_P
     return 0;
 }
 
+bool tenant_ca_is_own(struct tenant_ca *ca, const char *tenant, X509 *x)
+{
+    if (!ca) return false;
+    pthread_mutex_lock(&ca->keys_lock);
+    struct ca_keys *k = map_get(&ca->keys, tenant, strlen(tenant));
+    bool own = k && EVP_PKEY_eq(X509_get0_pubkey(x), X509_get0_pubkey(k->cert)) == 1;
+    pthread_mutex_unlock(&ca->keys_lock);
+    return own;
+}
+
+/* Puts the tenant's CA into the cache (after a change, or at start). */
+static void keys_load(struct tenant_ca *ca, const char *tenant)
+{
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    if (keys_get(ca, tenant, &cert, &key) < 0) return;
+    X509_free(cert);
+    EVP_PKEY_free(key);
+}
+
+static int collect_tenant(void *arg, const char *tenant)
+{
+    struct map *names = arg;
+    return map_put(names, tenant, strlen(tenant), NULL, NULL);
+}
+
+static void load_one(const char *tenant, void *value, void *arg)
+{
+    (void)value;
+    keys_load(arg, tenant);
+}
+
+int tenant_ca_load(struct tenant_ca *ca)
+{
+    struct map names;
+    map_init(&names);
+    int rc = store_ca_tenants(ca->st, collect_tenant, &names);
+    if (rc == 0) map_each(&names, load_one, ca);
+    map_free(&names);
+    return rc;
+}
+
 int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key, time_t now,
                      char *fp)
 {
@@ -354,6 +396,7 @@ int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key, 
     if (rc < 0) ignore_result(store_ca_delete(ca->st, tenant));
     if (rc == 0) {
         crl_check_on(ca, tenant);
+        keys_load(ca, tenant);
         log_info("audit tenant CA created: tenant=%s fp=%s", tenant, fp);
     }
 out:
@@ -408,6 +451,7 @@ int tenant_ca_renew(struct tenant_ca *ca, const char *tenant, time_t now, bool f
     if (rc == 0 && len <= 0) rc = ERR_INTERNAL;
     if (rc == 0) rc = store_ca_update_cert(ca->st, tenant, der, (size_t)len);
     keys_forget(ca, tenant);
+    keys_load(ca, tenant);
     if (rc == 0) rc = trust_add(ca, tenant, x, fp);
     if (rc == 0) log_info("audit tenant CA renewed: tenant=%s fp=%s", tenant, fp);
     OPENSSL_free(der);

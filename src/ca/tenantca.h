@@ -59,6 +59,12 @@ size_t tenant_ca_max_csr(const struct tenant_ca *ca);
  * fp (STORE_FP_MAX) receives its trusted certificate's fingerprint. */
 MUST_USE int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key, time_t now,
                               char *fp);
+/* Opens every tenant's CA into memory (at start, before requests): what
+ * tenant_ca_is_own answers from. A CA that cannot be opened is logged. */
+MUST_USE int tenant_ca_load(struct tenant_ca *ca);
+/* Is x a certificate of the tenant's CA (its key)? From memory only, so
+ * callable inside a store list callback; false without a CA. */
+bool tenant_ca_is_own(struct tenant_ca *ca, const char *tenant, X509 *x);
 /* The tenant's CA certificate (*out: X509_free); ERR_NOT_FOUND when none. */
 MUST_USE int tenant_ca_cert(struct tenant_ca *ca, const char *tenant, X509 **out);
 /* A new CA certificate with the same key and subject, trusted beside the

@@ -118,6 +118,21 @@ int store_ca_delete(struct store *st, const char *tenant)
     return rc;
 }
 
+int store_ca_tenants(struct store *st, int (*cb)(void *arg, const char *tenant), void *arg)
+{
+    int rc = ERR_DB, step;
+    sqlite3_stmt *s = prep(store_db_lock(st), "SELECT tenant FROM tenant_ca ORDER BY tenant");
+    if (!s) goto out;
+    rc = 0;
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW)
+        rc = cb(arg, (const char *)sqlite3_column_text(s, 0));
+    if (rc == 0 && step != SQLITE_DONE) rc = store_db_rc(st, step);
+out:
+    sqlite3_finalize(s);
+    store_db_unlock(st);
+    return rc;
+}
+
 /* ---- enrollment tokens ---- */
 
 int store_enroll_token_put(struct store *st, const char *hash, const struct store_enroll_token *t)

@@ -222,6 +222,9 @@ void store_ca_clear(struct store_ca *c);
 MUST_USE int store_ca_update_cert(struct store *st, const char *tenant, const void *der,
                                   size_t der_len);
 MUST_USE int store_ca_delete(struct store *st, const char *tenant);
+/* Calls cb for every tenant that has a CA (cb must not call the store). */
+MUST_USE int store_ca_tenants(struct store *st, int (*cb)(void *arg, const char *tenant),
+                              void *arg);
 
 /* A one-time enrollment token, known only by the hex SHA-256 of its value. */
 struct store_enroll_token {

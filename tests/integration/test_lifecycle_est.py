@@ -135,7 +135,8 @@ def test_tenant_ca_is_a_trusted_certificate_with_auto_registration_and_pop(srv, 
     assert ca["algorithmName"].upper().startswith("EC")
     assert "PRIVATE" not in r.body.decode()
     listed = srv.call("GET", f"/tenant/tenants/{TENANT}/trusted-certificates", admin).json
-    assert ca["fingerprint"] in [c["fingerprint"] for c in listed["certificates"]]
+    flags = {c["fingerprint"]: c["tenantCertificateAuthority"] for c in listed["certificates"]}
+    assert flags == {ca["fingerprint"]: True}
 
 
 def test_second_ca_is_a_conflict(srv, admin):

@@ -146,6 +146,11 @@ static void test_tenant_ca_create_once_trusted_sealed(void **state)
     assert_memory_equal(row.sealed, "CMQS", 4);
     assert_null(memmem(row.sealed, row.sealed_len, "PRIVATE", 7));
     store_ca_clear(&row);
+    X509 *cert = NULL;
+    assert_int_equal(tenant_ca_cert(f->ca, "t1", &cert), 0);
+    assert_true(tenant_ca_is_own(f->ca, "t1", cert));
+    assert_false(tenant_ca_is_own(f->ca, "t2", cert));
+    X509_free(cert);
     /* outside the renewal window: refused; forced: a new fingerprint */
     assert_int_equal(tenant_ca_renew(f->ca, "t1", NOW, false, fp2), ERR_CONFLICT);
     assert_int_equal(tenant_ca_renew(f->ca, "t1", NOW + 3640L * 86400, false, fp2), 0);

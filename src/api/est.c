@@ -153,6 +153,8 @@ int api_h_est_enroll(struct api_req *r)
         enroll_token_check(r->api->st, b.user, b.password, label(r), time(NULL), &t);
     if (why != ENROLL_OK) {
         rc = enroll_refused(r, why);
+    } else if (!tenant_ca_exists(r->api->cfg.ca, t.tenant)) {
+        rc = api_reply_error(r, 404, "This tenant has no certificate authority");
     } else if ((req = checked_csr(r, b.user)) != NULL) {
         if (enroll_token_spend(r->api->st, b.password) < 0)
             rc = enroll_refused(r, ENROLL_USED);

@@ -339,6 +339,16 @@ bool tenant_ca_is_own(struct tenant_ca *ca, const char *tenant, X509 *x)
     return own;
 }
 
+bool tenant_ca_exists(struct tenant_ca *ca, const char *tenant)
+{
+    X509 *cert = NULL;
+    EVP_PKEY *key = NULL;
+    if (!ca || keys_get(ca, tenant, &cert, &key) < 0) return false;
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return true;
+}
+
 /* Puts the tenant's CA into the cache (after a change, or at start). */
 static void keys_load(struct tenant_ca *ca, const char *tenant)
 {

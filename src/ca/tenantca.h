@@ -59,6 +59,9 @@ size_t tenant_ca_max_csr(const struct tenant_ca *ca);
  * fp (STORE_FP_MAX) receives its trusted certificate's fingerprint. */
 MUST_USE int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const char *key, time_t now,
                               char *fp);
+/* Does the tenant have a CA that can sign (opened from the store when not
+ * in memory: not for store callbacks)? */
+bool tenant_ca_exists(struct tenant_ca *ca, const char *tenant);
 /* Opens every tenant's CA into memory (at start, before requests): what
  * tenant_ca_is_own answers from. A CA that cannot be opened is logged. */
 MUST_USE int tenant_ca_load(struct tenant_ca *ca);

@@ -573,3 +573,13 @@ def test_renewal_notice_once_per_connection_within_the_window(srv, admin, certs,
         assert "dev-old" in r.body.decode()
     finally:
         srv.call("DELETE", "/tenant/options/certificate-authority/renewal.window.days", admin)
+
+
+def test_token_of_a_tenant_without_ca_is_not_spent(srv, tmp_path):
+    t = make_tenant(srv, "life5")
+    tok = token_for(srv, t, "dev-noca", tenant="life5")
+    _, csr = make_csr(tmp_path, "dev-noca")
+    r = est(srv, "/simpleenroll", csr, auth=("dev-noca", tok["token"]))
+    assert_json_error(r, 404)
+    assert srv.call("POST", "/certificate-authority", t).status == 201
+    assert est(srv, "/simpleenroll", csr, auth=("dev-noca", tok["token"])).status == 200

@@ -270,6 +270,19 @@ static int live_disconnect(void *arg, const char *tenant, const char *client_id)
     return rc;
 }
 
+/* Devices by how soon the certificate they last connected with expires. */
+static void write_expiring(struct app *app, FILE *f)
+{
+    static const int days[] = {0, 7, 30};
+    int64_t now = (int64_t)time(NULL);
+    metrics_family(f, "certmq_device_certificates_expiring", "gauge",
+                   "devices seen since start whose certificate expires within the given days "
+                   "(0: expired)");
+    for (size_t i = 0; i < sizeof days / sizeof days[0]; i++)
+        fprintf(f, "certmq_device_certificates_expiring{within_days=\"%d\"} %zu\n", days[i],
+                activity_expiring(app->activity, now + (int64_t)days[i] * 86400));
+}
+
 static int metrics_text(void *arg, char **text, size_t *len)
 {
     struct app *app = arg;
@@ -278,6 +291,7 @@ static int metrics_text(void *arg, char **text, size_t *len)
     int rc = broker_metrics_write(app->broker, f);
     metrics_write(f);
     tenant_ca_metrics_write(app->ca, f);
+    write_expiring(app, f);
     if (fclose(f) != 0 && rc == 0) rc = ERR_NOMEM;
     if (rc < 0) {
         free(*text);

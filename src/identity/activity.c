@@ -163,3 +163,26 @@ bool activity_device(struct activity *a, const char *tenant, const char *cn,
     pthread_mutex_unlock(&a->lock);
     return d != NULL;
 }
+
+struct expiring {
+    int64_t before;
+    size_t n;
+};
+
+static void count_expiring(const char *key, void *value, void *arg)
+{
+    (void)key;
+    const struct device_seen *d = value;
+    struct expiring *e = arg;
+    if (d->not_after && d->not_after <= e->before) e->n++;
+}
+
+size_t activity_expiring(struct activity *a, int64_t before)
+{
+    struct expiring e = {before, 0};
+    if (!a) return 0;
+    pthread_mutex_lock(&a->lock);
+    map_each(&a->seen, count_expiring, &e);
+    pthread_mutex_unlock(&a->lock);
+    return e.n;
+}

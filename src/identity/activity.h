@@ -43,5 +43,8 @@ void activity_seen(struct activity *a, const char *tenant, const char *cn, int64
 /* What was seen of one device: false when it never connected since start. */
 bool activity_device(struct activity *a, const char *tenant, const char *cn,
                      struct device_seen *out);
+/* Devices seen since start whose certificate's notAfter is at or before
+ * before (expired ones included). */
+size_t activity_expiring(struct activity *a, int64_t before);
 
 #endif

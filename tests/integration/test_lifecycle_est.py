@@ -567,6 +567,7 @@ def test_renewal_notice_once_per_connection_within_the_window(srv, admin, certs,
                    if x.startswith("certmq_certificate_renewal_notices_total ")]
         assert notices and int(notices[0].split()[1]) >= 1, metrics[-2000:]
         assert 'certmq_certificates_issued_total{method="est-enroll"}' in metrics
+        assert 'certmq_device_certificates_expiring{within_days="30"}' in metrics
         # devices listed as expiring within 400 days include it
         r = srv.call("GET", "/devices?expiringWithinDays=400&pageSize=2000", admin)
         assert r.status == 200, r
@@ -583,3 +584,26 @@ def test_token_of_a_tenant_without_ca_is_not_spent(srv, tmp_path):
     assert_json_error(r, 404)
     assert srv.call("POST", "/certificate-authority", t).status == 201
     assert est(srv, "/simpleenroll", csr, auth=("dev-noca", tok["token"])).status == 200
+
+
+def test_expiring_devices_gauge(srv, admin, certs, tmp_path):
+    from apiserver import ADMIN
+
+    def gauge(days):
+        text = srv.call("GET", "/metrics", ADMIN).body.decode()
+        line = f'certmq_device_certificates_expiring{{within_days="{days}"}} '
+        return int([x for x in text.splitlines() if x.startswith(line)][0].split()[1])
+
+    before = gauge(7)
+    r = srv.call("POST", "/tenant/options", admin,
+                 {"category": "certificate-authority", "key": "device-certificate.validity.days",
+                  "value": "2"})
+    assert r.status in (200, 201), r
+    try:
+        keyf, chain = enroll(srv, admin, tmp_path, "dev-soon")
+    finally:
+        srv.call("DELETE", "/tenant/options/certificate-authority/device-certificate.validity.days",
+                 admin)
+    assert mosquitto_pub(srv, certs, chain, keyf, "dev-soon").returncode == 0
+    assert gauge(7) == before + 1
+    assert gauge(0) == 0 or gauge(0) < gauge(7)

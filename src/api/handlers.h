@@ -1,7 +1,7 @@
 /* Private to src/api (the module's interface is api.h): the request type
  * http.c hands to the per-resource handlers (tenants.c, users.c, pop.c,
- * tokens.c, trusted_certs.c, crl.c, verify.c, options.c, bulk.c) and the
- * reply, auth and paging helpers they share. */
+ * tokens.c, trusted_certs.c, crl.c, verify.c, options.c, bulk.c, tenantca.c,
+ * est.c) and the reply, auth and paging helpers they share. */
 #ifndef CERTMQ_API_HANDLERS_H
 #define CERTMQ_API_HANDLERS_H
 

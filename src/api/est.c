@@ -35,6 +35,7 @@ static int reply_certs(struct api_req *r, STACK_OF(X509) * certs, const char *ct
     char *b64 = NULL;
     size_t n = 0;
     GUARD(ca_pkcs7_certs_b64(certs, &b64, &n));
+    r->base64_body = true;
     return api_reply_raw(r, 200, ctype, b64, n);
 }
 

@@ -74,6 +74,7 @@ struct api_req {
     size_t resp_len;
     const char *ctype;
     char *location;
+    bool base64_body; /* Content-Transfer-Encoding: base64 (EST answers, RFC 7030) */
 };
 
 typedef int (*api_handler)(struct api_req *r);

@@ -110,6 +110,7 @@ def enroll(srv, auth, d, device, path="/simpleenroll"):
     assert r.status == 200, r
     assert r.headers["content-type"].startswith(PKCS7), r.headers
     assert "smime-type=certs-only" in r.headers["content-type"]
+    assert r.headers["content-transfer-encoding"] == "base64"
     chain = d / f"{device}.chain.pem"
     chain.write_text(print_certs(r.body))
     return keyf, chain

@@ -608,3 +608,17 @@ def test_expiring_devices_gauge(srv, admin, certs, tmp_path):
     assert mosquitto_pub(srv, certs, chain, keyf, "dev-soon").returncode == 0
     assert gauge(7) == before + 1
     assert gauge(0) == 0 or gauge(0) < gauge(7)
+
+
+def test_zz_tenant_ca_survives_a_restart(srv, admin, certs, tmp_path):
+    """Last in the module: restarts the server. The sealed CA key is opened
+    again with the key-encryption key in the data dir."""
+    before = srv.call("GET", "/certificate-authority", admin).json
+    srv.stop()
+    srv.start()
+    listed = srv.call("GET", f"/tenant/tenants/{TENANT}/trusted-certificates?pageSize=100",
+                      admin).json
+    assert {c["fingerprint"] for c in listed["certificates"]
+            if c["tenantCertificateAuthority"]} == {before["fingerprint"]}
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-after-restart")
+    assert mosquitto_pub(srv, certs, chain, keyf, "dev-after-restart").returncode == 0

@@ -32,6 +32,10 @@ static void header(struct httpcheck_framing *f, const uint8_t *p, size_t n)
             int rc = httpcheck_basic(value, vl, &b);
             if (rc != 0 && rc != ERR_AUTH && rc != ERR_MALFORMED) abort();
             if (rc == 0 && (strlen(b.password) != b.password_len || strchr(b.tenant, '/'))) abort();
+            rc = httpcheck_basic_pair(value, vl, &b);
+            if (rc != 0 && rc != ERR_AUTH && rc != ERR_MALFORMED) abort();
+            if (rc == 0 && (strlen(b.password) != b.password_len || !b.user[0] || b.tenant[0]))
+                abort();
         }
     }
     free(name);

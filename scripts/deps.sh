@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build=(build-essential cmake pkg-config clang libclang-rt-14-dev
-       libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libmicrohttpd-dev
+       libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libmicrohttpd-dev libgnutls28-dev
        libjemalloc-dev)
 run=(openssl)
 # what the README's walkthrough after `make run` uses (make run installs them)

@@ -18,6 +18,8 @@
 #include "core/datalock.h"
 #include "core/log.h"
 #include "core/seal.h"
+#include "ca/tenantca.h"
+#include "identity/crlfetch.h"
 #include "core/metrics.h"
 #include "identity/activity.h"
 #include "identity/auth.h"
@@ -72,6 +74,9 @@ struct app {
     struct authz *authz;
     struct activity *activity;
     struct token_service *tokens;
+    struct tenant_ca *ca;
+    struct crlfetch *crls;
+    char public_url[300];
     struct auth *auth;
     struct broker *broker;
     struct sstore *sessions; /* durable sessions; NULL with persistence off */
@@ -314,6 +319,19 @@ static int live_disconnect(void *arg, const char *tenant, const char *client_id)
     return rc;
 }
 
+/* Devices by how soon the certificate they last connected with expires. */
+static void write_expiring(struct app *app, FILE *f)
+{
+    static const int days[] = {0, 7, 30};
+    int64_t now = (int64_t)time(NULL);
+    metrics_family(f, "certmq_device_certificates_expiring", "gauge",
+                   "devices seen since start whose certificate expires within the given days "
+                   "(0: expired)");
+    for (size_t i = 0; i < sizeof days / sizeof days[0]; i++)
+        fprintf(f, "certmq_device_certificates_expiring{within_days=\"%d\"} %zu\n", days[i],
+                activity_expiring(app->activity, now + (int64_t)days[i] * 86400));
+}
+
 static int metrics_text(void *arg, char **text, size_t *len)
 {
     struct app *app = arg;
@@ -321,12 +339,28 @@ static int metrics_text(void *arg, char **text, size_t *len)
     if (!f) return ERR_NOMEM;
     int rc = broker_metrics_write(app->broker, f);
     metrics_write(f);
+    tenant_ca_metrics_write(app->ca, f);
+    write_expiring(app, f);
     if (fclose(f) != 0 && rc == 0) rc = ERR_NOMEM;
     if (rc < 0) {
         free(*text);
         *text = NULL;
     }
     return rc;
+}
+
+/* The API's base URL as devices reach it, named in issued certificates:
+ * public_url, else the first API listener on localhost. */
+static void public_url_default(struct app *app)
+{
+    const struct config *cfg = &app->cfg;
+    snprintf(app->public_url, sizeof app->public_url, "%s", cfg->public_url);
+    for (size_t i = 0; !app->public_url[0] && i < cfg->n_listeners; i++) {
+        const struct listener_config *l = &cfg->listeners[i];
+        if (l->protocol == PROTO_HTTP)
+            snprintf(app->public_url, sizeof app->public_url, "%s://localhost:%d",
+                     l->certfile[0] ? "https" : "http", l->port);
+    }
 }
 
 static int start_apis(struct app *app)
@@ -365,6 +399,9 @@ static int start_apis(struct app *app)
             .activity = app->activity,
             .metrics_token = app->cfg.metrics_token,
             .console_dir = app->cfg.console_dir,
+            .ca = app->ca,
+            .enroll_token_max_validity = app->cfg.enroll_token_max_validity,
+            .est_max_csr_bytes = (size_t)app->cfg.est_max_csr_bytes,
         };
         GUARD(api_start(&ac, app->store, app->trust, &app->apis[app->n_apis]));
         app->n_apis++;
@@ -411,6 +448,19 @@ static int app_start(struct app *app)
         log_error("cannot open the device-token signing keys in the store");
         return ERR_DB;
     }
+    public_url_default(app);
+    struct ca_config cc = {
+        .ca_validity_days = cfg->ca_validity_days,
+        .public_url = app->public_url,
+        .max_csr_bytes = (size_t)cfg->est_max_csr_bytes,
+        .anchor_changed = on_anchor_change,
+        .arg = app,
+    };
+    GUARD(tenant_ca_new(app->store, app->trust, app->seal, &cc, &app->ca));
+    if (tenant_ca_load(app->ca) < 0) {
+        log_error("cannot read the tenant CAs from the store");
+        return ERR_DB;
+    }
     struct pwcheck_config pc = {
         .threads = (int)cfg->auth_threads,
         .queue_max = (int)cfg->auth_queue,
@@ -423,6 +473,14 @@ static int app_start(struct app *app)
     if (store_device_seen_list(app->store, restore_seen, app->activity) < 0)
         log_warn("cannot read when devices were last seen; the inventory starts without it");
     auth_set_activity(app->auth, app->activity);
+    struct crlfetch_config fc = {
+        .timeout_s = cfg->crl_fetch_timeout,
+        .max_bytes = (size_t)cfg->crl_fetch_max_bytes,
+        .retry_s = cfg->crl_fetch_retry,
+        .max_urls = (size_t)cfg->crl_fetch_max_urls,
+    };
+    GUARD(crlfetch_new(&fc, &app->crls));
+    auth_set_crlfetch(app->auth, app->crls);
     struct broker_config bc = {
         .max_inflight = cfg->max_inflight,
         .max_queued = cfg->max_queued,
@@ -443,6 +501,9 @@ static int app_start(struct app *app)
         .wake = server_wake,
         .issue_token = issue_token,
         .token_arg = app->tokens,
+        .renew_cert = tenant_ca_renew_cert,
+        .renew_arg = app->ca,
+        .renew_notice = tenant_ca_renew_notice,
         .on_retain = on_retain,
         .retain_arg = app,
         .acl_compile = acl_compile_hook,
@@ -479,9 +540,11 @@ static void app_stop(struct app *app)
     if (app->auth) auth_log_counters(app->auth);
     broker_free(app->broker);
     auth_free(app->auth);
+    crlfetch_free(app->crls);
     activity_free(app->activity);
     pwcheck_free(app->pwcheck);
     token_service_free(app->tokens);
+    tenant_ca_free(app->ca);
     acl_rules_free(&app->static_acl);
     seal_free(app->seal);
     authz_free(app->authz);

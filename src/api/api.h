@@ -1,6 +1,6 @@
 /* The REST API: an HTTP(S) listener (libmicrohttpd, own threads) serving the
  * tenant, trusted-certificate, CRL, option, user and bulk-registration
- * resources. Writes go to the store, then the trust index (so connects see
+ * resources, the tenant CA and EST enrollment. Writes go to the store, then the trust index (so connects see
  * them at once); hooks tell the broker about anchor and CRL changes. */
 #ifndef CERTMQ_API_API_H
 #define CERTMQ_API_API_H
@@ -21,6 +21,7 @@ struct trust_index;
 struct api;
 struct authz;
 struct pwcheck;
+struct tenant_ca;
 
 #define API_DEFAULT_MAX_BODY  (32u * 1024u * 1024u) /* bulk CSV uploads are large */
 #define API_MANAGEMENT_TENANT "management"
@@ -78,6 +79,11 @@ struct api_config {
     const char *metrics_token; /* Bearer token for GET /metrics; NULL or "": none */
     const char *console_dir;   /* the web console's files; NULL or "": the default */
     const char *node;          /* this node's name in the live view; NULL: the host name */
+    /* Tenant CAs, EST enrollment and issuance records (borrowed; NULL: those
+     * routes answer 404), with their limits. */
+    struct tenant_ca *ca;
+    long enroll_token_max_validity; /* seconds; 0: 30 days */
+    size_t est_max_csr_bytes;       /* 0: 16 KiB */
 };
 
 /* Starts the listener. st and ti are borrowed and must outlive the api. */

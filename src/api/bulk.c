@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "api/handlers.h"
+#include "ca/enroll.h"
 #include "core/text.h"
 #include "identity/csv.h"
 #include "identity/password.h"
@@ -49,6 +51,7 @@ static int mark_duplicates(struct row *rows, size_t n)
 
 struct cols {
     int id, auth, cred, type, name;
+    int token; /* ENROLLMENT_TOKEN: a one-time EST token, stored as a hash only */
 };
 
 /* Every text field of the row must be text an operator can read back:
@@ -77,8 +80,13 @@ static int check_row(const struct csv *c, const struct cols *k, struct row *rw, 
         rw->fail = "ID must be a valid certificate common name (no ':', '/', '+', '#')";
         return 0;
     }
+    const char *token = csv_cell(c, rw->idx, k->token);
     if (strcasecmp(auth, "CERTIFICATES") == 0) {
         if (*cred) rw->fail = "CREDENTIALS must be empty for AUTH_TYPE CERTIFICATES";
+        if (*token && strlen(token) < 16)
+            rw->fail = "ENROLLMENT_TOKEN must have at least 16 characters";
+    } else if (*token) {
+        rw->fail = "ENROLLMENT_TOKEN is only for AUTH_TYPE CERTIFICATES";
     } else if (strcasecmp(auth, "BASIC") == 0 || *auth == '\0') {
         if (strlen(cred) < 8)
             rw->fail = "CREDENTIALS (at least 8 characters) are required";
@@ -92,7 +100,8 @@ static int check_row(const struct csv *c, const struct cols *k, struct row *rw, 
     for (size_t col = 0; col < c->ncols; col++) {
         int ci = (int)col;
         const char *v = csv_cell(c, rw->idx, ci);
-        if (ci == k->id || ci == k->auth || ci == k->cred || ci == k->type || ci == k->name || !*v)
+        if (ci == k->id || ci == k->auth || ci == k->cred || ci == k->type || ci == k->name ||
+            ci == k->token || !*v)
             continue;
         json_object_set_new(props, c->cells[col], json_string(v));
     }
@@ -154,6 +163,21 @@ out:
     return rc;
 }
 
+/* The ENROLLMENT_TOKEN of every row registered now, valid for
+ * enroll_token_max_validity; a value already in use fails its row. */
+static void store_tokens(struct api_req *r, const struct csv *c, const struct cols *k,
+                         struct row *rows, size_t n)
+{
+    long validity = r->api->cfg.enroll_token_max_validity;
+    int64_t until = (int64_t)time(NULL) + (validity > 0 ? validity : 2592000);
+    for (size_t i = 0; k->token >= 0 && i < n; i++) {
+        const char *token = csv_cell(c, rows[i].idx, k->token);
+        if (rows[i].fail || !*token) continue;
+        if (enroll_token_put(r->api->st, r->tenant, rows[i].id, token, until) < 0)
+            rows[i].fail = "Device registered, but its ENROLLMENT_TOKEN is already in use";
+    }
+}
+
 static json_t *result_json(const struct csv *c, const struct row *rows, size_t n, size_t created)
 {
     json_t *failed = json_array();
@@ -191,8 +215,9 @@ int api_h_bulk_register(struct api_req *r)
         return api_reply_error(r, 422,
                                "The file is not valid CSV (header row, separator ',', ';' or "
                                "tab, balanced quotes, no row longer than the header)");
-    struct cols k = {csv_col(&c, "ID"), csv_col(&c, "AUTH_TYPE"), csv_col(&c, "CREDENTIALS"),
-                     csv_col(&c, "TYPE"), csv_col(&c, "NAME")};
+    struct cols k = {csv_col(&c, "ID"),          csv_col(&c, "AUTH_TYPE"),
+                     csv_col(&c, "CREDENTIALS"), csv_col(&c, "TYPE"),
+                     csv_col(&c, "NAME"),        csv_col(&c, "ENROLLMENT_TOKEN")};
     for (size_t col = 0; col < c.ncols; col++) {
         if (text_printable(c.cells[col])) continue;
         rc = api_reply_error(r, 422,
@@ -214,6 +239,7 @@ int api_h_bulk_register(struct api_req *r)
     GUARD_GOTO(rc, mark_duplicates(rows, c.nrows), out);
     for (size_t i = 0; i < c.nrows; i++) GUARD_GOTO(rc, check_row(&c, &k, &rows[i], &pw_rows), out);
     GUARD_GOTO(rc, register_rows(r, &c, &k, rows, c.nrows, &created), out);
+    store_tokens(r, &c, &k, rows, c.nrows);
     rc = api_reply_json(r, 201, result_json(&c, rows, c.nrows, created));
 out:
     for (size_t i = 0; rows && i < c.nrows; i++) {

@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "api/handlers.h"
+#include "ca/tenantca.h"
 #include "core/text.h"
 #include "identity/trust.h"
 
@@ -348,7 +349,8 @@ json_t *api_cert_json(const struct api_req *r, const struct store_cert *c, X509 
     json_object_set_new(j, "serialNumber", json_string(serial ? serial : ""));
     json_object_set_new(j, "version", json_integer(X509_get_version(x) + 1));
     json_object_set_new(j, "self", json_string(self ? self : ""));
-    json_object_set_new(j, "tenantCertificateAuthority", json_false());
+    json_object_set_new(j, "tenantCertificateAuthority",
+                        json_boolean(tenant_ca_is_own(r->api->cfg.ca, c->tenant, x)));
     json_object_set_new(j, "proofOfPossessionValid", json_boolean(c->pop_valid));
     /* Another tenant trusted an overlapping certificate first: this one takes
      * part in tenant choice only once its proof of possession is valid. */

@@ -1,7 +1,7 @@
 /* Private to src/api (the module's interface is api.h): the request type
  * http.c hands to the per-resource handlers (tenants.c, users.c, pop.c,
- * tokens.c, trusted_certs.c, crl.c, verify.c, options.c, bulk.c) and the
- * reply, auth and paging helpers they share. */
+ * tokens.c, trusted_certs.c, crl.c, verify.c, options.c, bulk.c, tenantca.c,
+ * est.c) and the reply, auth and paging helpers they share. */
 #ifndef CERTMQ_API_HANDLERS_H
 #define CERTMQ_API_HANDLERS_H
 
@@ -79,6 +79,7 @@ struct api_req {
     size_t resp_len;
     const char *ctype;
     char *location;
+    bool base64_body; /* Content-Transfer-Encoding: base64 (EST answers, RFC 7030) */
 };
 
 typedef int (*api_handler)(struct api_req *r);
@@ -189,6 +190,20 @@ int api_h_connection_list(struct api_req *r);
 int api_h_connection_delete(struct api_req *r);
 int api_h_refusal_list(struct api_req *r);
 int api_h_metrics(struct api_req *r);
+int api_h_ca_create(struct api_req *r);
+int api_h_ca_get(struct api_req *r);
+int api_h_ca_delete(struct api_req *r);
+int api_h_ca_renew(struct api_req *r);
+int api_h_ca_issued_list(struct api_req *r);
+int api_h_ca_revoke(struct api_req *r);
+int api_h_ca_crl(struct api_req *r);
+/* tenantca.c: revokes what the tenant CA issued for a device being deleted
+ * and tells the broker (0 when there is no CA or nothing to revoke). */
+MUST_USE int api_ca_revoke_device(struct api_req *r, const char *tenant, const char *cn);
+int api_h_enroll_token_create(struct api_req *r);
+int api_h_est_cacerts(struct api_req *r);
+int api_h_est_enroll(struct api_req *r);
+int api_h_est_reenroll(struct api_req *r);
 
 /* console.c: serves the web console for GET/HEAD requests no route took
  * ("/" and "/console/<file>"); false when the path is not the console's. */
@@ -207,6 +222,10 @@ MUST_USE int api_pop_check(const char *body, size_t len, const char *code, X509 
  * 4) of tenant and parses it; replies 404 itself when absent. On success c
  * (store_cert_clear) and *x (X509_free) belong to the caller. */
 MUST_USE int api_cert_load(struct api_req *r, const char *tenant, struct store_cert *c, X509 **x);
+
+/* peercert.c: the certificates the client presented over HTTPS, leaf and
+ * the rest (X509_free, sk_X509_pop_free); ERR_NOT_FOUND when none. */
+MUST_USE int api_peer_chain(struct api_req *r, X509 **leaf, STACK_OF(X509) * *rest);
 
 /* ---- between http.c (requests) and listener.c (daemon, limits) ---- */
 

@@ -33,6 +33,7 @@ enum route_early {
     EARLY_TENANT_ADMIN, /* administers the {tenantId} of the path */
     EARLY_MANAGEMENT,   /* the management tenant's admin */
     EARLY_REGISTRAR,    /* ROLE_TENANT_ADMIN or ROLE_DEVICE_CONTROL_ADMIN */
+    EARLY_OWN_AUTH,     /* no user login: the handler checks its own credentials (EST) */
 };
 
 /* Every reply, API or console: scripts and styles from this origin only, no
@@ -101,6 +102,22 @@ static const struct route routes[] = {
     {"DELETE", "/devices/connections/{clientId}", api_h_connection_delete, EARLY_NONE},
     {"GET", "/devices/refusals", api_h_refusal_list, EARLY_NONE},
     {"GET", "/metrics", api_h_metrics, EARLY_NONE},
+    {"POST", "/certificate-authority", api_h_ca_create, EARLY_NONE},
+    {"GET", "/certificate-authority", api_h_ca_get, EARLY_NONE},
+    {"DELETE", "/certificate-authority", api_h_ca_delete, EARLY_NONE},
+    {"POST", "/certificate-authority/renew", api_h_ca_renew, EARLY_NONE},
+    {"GET", "/certificate-authority/issued-certificates", api_h_ca_issued_list, EARLY_NONE},
+    {"POST", "/certificate-authority/issued-certificates/{serial}/revoke", api_h_ca_revoke,
+     EARLY_NONE},
+    {"GET", "/certificate-authority/{tenantId}/crl", api_h_ca_crl, EARLY_OWN_AUTH},
+    {"POST", "/tenant/tenants/{tenantId}/enrollment-tokens", api_h_enroll_token_create,
+     EARLY_TENANT_ADMIN},
+    {"GET", "/.well-known/est/cacerts", api_h_est_cacerts, EARLY_OWN_AUTH},
+    {"POST", "/.well-known/est/simpleenroll", api_h_est_enroll, EARLY_OWN_AUTH},
+    {"POST", "/.well-known/est/simplereenroll", api_h_est_reenroll, EARLY_OWN_AUTH},
+    {"GET", "/.well-known/est/{tenantId}/cacerts", api_h_est_cacerts, EARLY_OWN_AUTH},
+    {"POST", "/.well-known/est/{tenantId}/simpleenroll", api_h_est_enroll, EARLY_OWN_AUTH},
+    {"POST", "/.well-known/est/{tenantId}/simplereenroll", api_h_est_reenroll, EARLY_OWN_AUTH},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -494,7 +511,8 @@ static const struct route *find_route(struct api_req *r, char *copy, size_t cap,
 static void early_gate(struct api_req *r, const struct route *rt, int tenant_seg)
 {
     switch (rt->early) {
-    case EARLY_NONE: return;
+    case EARLY_NONE:
+    case EARLY_OWN_AUTH: return;
     case EARLY_MANAGEMENT:
         if (!api_is_management_admin(r))
             ignore_result(
@@ -651,6 +669,10 @@ static void check_head(struct api *a, struct MHD_Connection *conn, struct conn_s
         check_head_after_auth(a, cs, 0);
         return;
     }
+    if (cs->route->early == EARLY_OWN_AUTH) {
+        check_head_after_auth(a, cs, 0);
+        return;
+    }
     int rc = authenticate(r, &cs->login);
     if (rc == 1) {
         cs->auth_parked = true;
@@ -715,6 +737,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct api_req *r
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (r->location) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+    if (r->base64_body && r->status == 200)
+        MHD_add_response_header(resp, "Content-Transfer-Encoding", "base64");
     if (close) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);

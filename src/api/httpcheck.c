@@ -99,7 +99,22 @@ static int split_basic(const char *dec, size_t n, struct httpcheck_basic *out)
     return 0;
 }
 
-int httpcheck_basic(const char *value, size_t len, struct httpcheck_basic *out)
+/* Splits dec (n bytes, no NUL) as user:password (no tenant) into out. */
+static int split_pair(const char *dec, size_t n, struct httpcheck_basic *out)
+{
+    const char *colon = memchr(dec, ':', n);
+    ENSURE(colon && colon > dec, ERR_AUTH);
+    size_t ul = (size_t)(colon - dec), pl = n - ul - 1;
+    ENSURE(ul < sizeof out->user && pl < sizeof out->password, ERR_AUTH);
+    memcpy(out->user, dec, ul);
+    out->user[ul] = '\0';
+    memcpy(out->password, colon + 1, pl);
+    out->password[pl] = '\0';
+    out->password_len = pl;
+    return 0;
+}
+
+static int basic_parse(const char *value, size_t len, struct httpcheck_basic *out, bool pair)
 {
     unsigned char dec[1024];
     memset(out, 0, sizeof *out);
@@ -110,8 +125,22 @@ int httpcheck_basic(const char *value, size_t len, struct httpcheck_basic *out)
     int n = b64_decode(value, len, dec, sizeof dec);
     int rc = ERR_AUTH;
     if (n <= 0) goto out;
-    rc = memchr(dec, '\0', (size_t)n) ? ERR_MALFORMED : split_basic((char *)dec, (size_t)n, out);
+    if (memchr(dec, '\0', (size_t)n))
+        rc = ERR_MALFORMED;
+    else
+        rc = pair ? split_pair((char *)dec, (size_t)n, out)
+                  : split_basic((char *)dec, (size_t)n, out);
 out:
     OPENSSL_cleanse(dec, sizeof dec);
     return rc;
+}
+
+int httpcheck_basic(const char *value, size_t len, struct httpcheck_basic *out)
+{
+    return basic_parse(value, len, out, false);
+}
+
+int httpcheck_basic_pair(const char *value, size_t len, struct httpcheck_basic *out)
+{
+    return basic_parse(value, len, out, true);
 }

@@ -44,5 +44,9 @@ struct httpcheck_basic {
  * they are not base64 of tenant/user:password or a part does not fit. The
  * caller wipes out->password after use. */
 MUST_USE int httpcheck_basic(const char *value, size_t len, struct httpcheck_basic *out);
+/* The same for "Basic base64(user:password)" without a tenant (EST's
+ * deviceId:token): out->tenant stays empty, the user is what precedes the
+ * first ':' and must not be empty. */
+MUST_USE int httpcheck_basic_pair(const char *value, size_t len, struct httpcheck_basic *out);
 
 #endif

@@ -175,15 +175,27 @@ static struct MHD_Daemon *daemon_start(struct api *a, const char *cert, const ch
                                        const char *pw)
 {
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (cert) flags |= MHD_USE_TLS;
+    struct MHD_OptionItem tls[5];
+    size_t n = 0;
+    if (cert) {
+        flags |= MHD_USE_TLS;
+        tls[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert};
+        tls[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key};
+        if (pw) tls[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_KEY_PASSWORD, 0, (void *)pw};
+        /* EST re-enrollment over mutual TLS: a trust list makes the server
+         * ask for (never require) a client certificate; which one counts is
+         * decided per request by the chain policy (peercert.c), not here. */
+        if (a->cfg.ca)
+            tls[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)cert};
+    }
+    tls[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     return MHD_start_daemon(
         flags, 0, NULL, NULL, api_on_request, a, MHD_OPTION_LISTEN_SOCKET, a->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, a->cfg.threads, MHD_OPTION_NOTIFY_COMPLETED, api_on_completed,
         a, MHD_OPTION_NOTIFY_CONNECTION, on_connection, a, MHD_OPTION_URI_LOG_CALLBACK, api_on_uri,
         a, MHD_OPTION_CONNECTION_TIMEOUT, a->cfg.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         a->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, a->cfg.max_per_ip,
-        cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
-        pw ? MHD_OPTION_HTTPS_KEY_PASSWORD : MHD_OPTION_END, pw, MHD_OPTION_END);
+        MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 }
 
 /* Does the PEM pair parse and belong together? libmicrohttpd closes the

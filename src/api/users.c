@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/handlers.h"
+#include "core/log.h"
 #include "core/text.h"
 #include "identity/password.h"
 #include "identity/trust.h"
@@ -207,6 +208,11 @@ int api_h_user_delete(struct api_req *r)
     GUARD(rc);
     ignore_result(trust_user_put(r->api->ti, tenant, name, "", 0));
     if (cn[0]) ignore_result(trust_device_remove(r->api->ti, tenant, cn));
+    /* certificates the tenant CA issued for it are revoked: its CA's
+     * auto-registration would otherwise admit the deleted device again */
+    if (cn[0] && api_ca_revoke_device(r, tenant, cn) < 0)
+        log_error("tenant %s: the certificates of deleted device %s could not be revoked", tenant,
+                  cn);
     if (r->api->cfg.on_user_delete)
         r->api->cfg.on_user_delete(r->api->cfg.hook_arg, tenant, name, cn[0] ? cn : NULL);
     return api_reply_empty(r, 204);

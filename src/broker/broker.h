@@ -98,6 +98,21 @@ struct broker_config {
      * without the broker lock. */
     int (*issue_token)(void *arg, const char *tenant, const char *cn, time_t now, char **jwt);
     void *token_arg;
+    /* Renews the certificate of device cn in tenant from the CSR it
+     * published on s/ucr (bytes borrowed): 0 and *out the certificate chain
+     * (PEM) for its s/dcr, or negative and *out the "<code>,0,<reason>" line
+     * for its s/e; *out is the caller's (free). NULL: s/ucr answers an
+     * error. Called without the broker lock. */
+    int (*renew_cert)(void *arg, const char *tenant, const char *cn, const uint8_t *csr, size_t len,
+                      time_t now, char **out);
+    void *renew_arg;
+    /* The notice for a certificate device whose certificate (valid to
+     * not_after) is within its tenant's renewal window, or NULL (the
+     * caller frees it). Asked once per connection, when the device first
+     * publishes on s/us, s/uat or s/ucr; the notice goes to its s/ds.
+     * NULL: no notices. Called without the broker lock. */
+    char *(*renew_notice)(void *arg, const char *tenant, const char *cn, int64_t not_after,
+                          time_t now);
     /* Keeps a retained message (plen 0: its removal) beyond a restart.
      * Called with the broker lock held. NULL: retained messages live in
      * memory only. */

@@ -1,7 +1,8 @@
 /* PUBLISH from a client and the acknowledgement packets of both QoS flows:
  * PUBACK/PUBREC/PUBCOMP for messages we sent, PUBREL for QoS 2 messages we
  * received (delivered on PUBLISH, the id remembered until PUBREL). Also the
- * device requests carried by PUBLISH: s/uat asks for a token. In 5.0 a
+ * device requests carried by PUBLISH: s/uat asks for a token, s/ucr for a
+ * renewed certificate. In 5.0 a
  * PUBLISH may name its topic by alias, carries properties that pass on with
  * the message, and its acknowledgement says why it was refused. */
 #include "broker/internal.h"
@@ -124,6 +125,49 @@ static void token_request(struct broker *b, struct client *c)
     free(jwt);
 }
 
+/* s/ucr: the device publishes a CSR (PEM or base64 DER) and gets its new
+ * certificate chain on s/dcr, or the reason on s/e. The CSR is copied and
+ * signed without the broker lock. */
+static void cert_request(struct broker *b, struct client *c, const struct mqtt_publish *p)
+{
+    struct session *s = c->session;
+    if (s->who.kind != AUTH_CERTIFICATE_DEVICE || !b->cfg.renew_cert) {
+        reply_own(b, s, "s/e", "40,0,Certificates are renewed for certificate devices only");
+        return;
+    }
+    char tenant[sizeof s->who.tenant], cn[sizeof s->who.identity], *out = NULL;
+    memcpy(tenant, s->who.tenant, sizeof tenant);
+    memcpy(cn, s->who.identity, sizeof cn);
+    uint8_t *csr = malloc(p->payload_len ? p->payload_len : 1);
+    if (!csr) return;
+    if (p->payload_len) memcpy(csr, p->payload, p->payload_len);
+    pthread_mutex_unlock(&b->lock);
+    int rc = b->cfg.renew_cert(b->cfg.renew_arg, tenant, cn, csr, p->payload_len, time(NULL), &out);
+    pthread_mutex_lock(&b->lock);
+    free(csr);
+    if (c->session == s && !c->kicked) /* else taken over meanwhile: s may be gone */
+        reply_own(b, s, rc == 0 ? "s/dcr" : "s/e",
+                  out ? out : "50,0,Certificate could not be issued");
+    free(out);
+}
+
+/* Once per connection, as the device's gate opens: a certificate due for
+ * renewal earns a notice on its s/ds (see broker_config.renew_notice). */
+static void renew_notice(struct broker *b, struct client *c)
+{
+    struct session *s = c->session;
+    if (s->who.kind != AUTH_CERTIFICATE_DEVICE || !c->not_after || !b->cfg.renew_notice) return;
+    char tenant[sizeof s->who.tenant], cn[sizeof s->who.identity];
+    memcpy(tenant, s->who.tenant, sizeof tenant);
+    memcpy(cn, s->who.identity, sizeof cn);
+    int64_t not_after = c->not_after;
+    pthread_mutex_unlock(&b->lock);
+    char *text = b->cfg.renew_notice(b->cfg.renew_arg, tenant, cn, not_after, time(NULL));
+    pthread_mutex_lock(&b->lock);
+    if (text && c->session == s && !c->kicked) reply_own(b, s, "s/ds", text);
+    free(text);
+}
+
 /* A 5.0 PUBLISH's properties: the topic its alias stands for, the rules on
  * what a client may send, and the message made with what passes on. */
 static int publish_v5_msg(struct broker *b, const struct mqtt_packet *pk, const char *topic,
@@ -195,9 +239,12 @@ static int publish_route(struct broker *b, struct client *c, const struct mqtt_p
     const struct mqtt_publish *p = &pk->publish;
     bool uat = name.len == 5 && !memcmp(name.p, "s/uat", 5);
     bool us = name.len == 4 && !memcmp(name.p, "s/us", 4);
-    if (s->gated && (uat || us)) {
+    bool ucr = name.len == 5 && !memcmp(name.p, "s/ucr", 5);
+    if (s->gated && (uat || us || ucr)) {
         s->gated = false;
         b->cfg.wake(c);
+        renew_notice(b, c);
+        if (c->session != s || c->kicked) return ERR_CLOSED; /* taken over meanwhile */
     }
     struct msg *m;
     if (pk->version == MQTT_V5) {
@@ -210,8 +257,11 @@ static int publish_route(struct broker *b, struct client *c, const struct mqtt_p
     int rc = broker_publish(b, s->space, m, s);
     msg_unref(m);
     GUARD(rc);
-    if (uat) {
-        token_request(b, c);
+    if (uat || ucr) {
+        if (uat)
+            token_request(b, c);
+        else
+            cert_request(b, c, p);
         if (c->session != s || c->kicked) return ERR_CLOSED; /* taken over meanwhile */
     }
     return 0;

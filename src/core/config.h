@@ -73,6 +73,14 @@ struct config {
     long refusals_per_tenant;
     char metrics_token[128];
     char console_dir[512];
+    long ca_validity_days;
+    long enroll_token_max_validity;
+    long est_max_csr_bytes;
+    char public_url[256];
+    long crl_fetch_timeout;
+    long crl_fetch_max_bytes;
+    long crl_fetch_retry;
+    long crl_fetch_max_urls;
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };

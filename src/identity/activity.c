@@ -20,7 +20,7 @@ struct activity {
     pthread_mutex_t lock;
     size_t ring_size;
     struct map rings; /* tenant -> struct ring */
-    struct map seen;  /* tenant \x01 cn -> struct device_seen */
+    struct map seen;  /* tenant \x01 cn -> struct seen_entry */
 };
 
 int activity_new(long ring_size, struct activity **out)
@@ -222,4 +222,27 @@ bool activity_device(struct activity *a, const char *tenant, const char *cn,
     if (d) *out = d->v;
     pthread_mutex_unlock(&a->lock);
     return d != NULL;
+}
+
+struct expiring {
+    int64_t before;
+    size_t n;
+};
+
+static void count_expiring(const char *key, void *value, void *arg)
+{
+    (void)key;
+    const struct seen_entry *d = value;
+    struct expiring *e = arg;
+    if (d->v.not_after && d->v.not_after <= e->before) e->n++;
+}
+
+size_t activity_expiring(struct activity *a, int64_t before)
+{
+    struct expiring e = {before, 0};
+    if (!a) return 0;
+    pthread_mutex_lock(&a->lock);
+    map_each(&a->seen, count_expiring, &e);
+    pthread_mutex_unlock(&a->lock);
+    return e.n;
 }

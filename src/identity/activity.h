@@ -59,5 +59,8 @@ MUST_USE int activity_take_dirty(struct activity *a, struct seen_row **out, size
  * the store remembers). */
 bool activity_device(struct activity *a, const char *tenant, const char *cn,
                      struct device_seen *out);
+/* Devices known (seen, or read back from the store) whose certificate's
+ * notAfter is at or before before (expired ones included). */
+size_t activity_expiring(struct activity *a, int64_t before);
 
 #endif

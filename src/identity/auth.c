@@ -58,7 +58,8 @@ struct auth {
     struct trust_index *ti;
     struct store *st;
     struct pwcheck *pw;
-    struct activity *act; /* NULL: no refusal rings, no last-seen */
+    struct activity *act;  /* NULL: no refusal rings, no last-seen */
+    struct crlfetch *crls; /* NULL: no online CRL checks */
     atomic_ulong refused[R_COUNT];
 };
 
@@ -168,6 +169,7 @@ static int tenant_certificate(struct auth *a, const struct auth_request *rq,
         .max_chain_length = a->max_chain_length,
         .require_ca_in_chain = a->require_ca_in_chain && !rq->chain_proven,
         .allow_v1_leaf = a->allow_v1_leaf,
+        .crls = a->crls,
     };
     struct ident_decision d;
     GUARD(ident_decide(a->ti, &in, &d));
@@ -309,6 +311,11 @@ static int auth_decide(struct auth *a, const struct auth_request *rq, struct aut
 void auth_set_activity(struct auth *a, struct activity *act)
 {
     a->act = act;
+}
+
+void auth_set_crlfetch(struct auth *a, struct crlfetch *crls)
+{
+    a->crls = crls;
 }
 
 /* The certificate's notAfter as Unix seconds, 0 when unreadable. */

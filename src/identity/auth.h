@@ -16,6 +16,7 @@
 #include "identity/revocation.h"
 
 struct activity;
+struct crlfetch;
 struct config;
 struct auth;
 struct pwcheck;
@@ -73,6 +74,9 @@ void auth_free(struct auth *a);
 /* Refusals with a tenant go to act's rings, accepted devices to its
  * last-seen table (act is borrowed; call before the workers start). */
 void auth_set_activity(struct auth *a, struct activity *act);
+/* Online CRLs for the chain policy (borrowed; call before the workers
+ * start; see crlfetch.h). */
+void auth_set_crlfetch(struct auth *a, struct crlfetch *crls);
 
 /* Decides one CONNECT. Always fills res; returns 0 when a decision was
  * made (accepted or refused: see res->connack_rc), negative on an internal

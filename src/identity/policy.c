@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
+#include "identity/crlfetch.h"
 #include "identity/pathcache.h"
 #include "identity/trust.h"
 
@@ -42,6 +43,7 @@ static const char *const reason_text[IDENT_REASON_COUNT] = {
     [IDENT_INVALID_CHAIN] = "invalid chain",
     [IDENT_LEAF_IS_CA] = "device certificate is a CA",
     [IDENT_LEAF_V1] = "device certificate is v1",
+    [IDENT_CRL_UNAVAILABLE] = "crl unavailable",
 };
 
 static _Atomic uint64_t counters[IDENT_REASON_COUNT];
@@ -454,6 +456,29 @@ static enum ident_reason verify_path(const struct ident_input *in, const struct 
     return IDENT_OK;
 }
 
+/* Online CRLs (tenant option configuration / crl.online.check.enabled): each
+ * certificate below the anchor against the CRL its distribution point names,
+ * as the fetch thread has it. One not at hand is allowed (logged) unless the
+ * tenant sets configuration / crl.online.refuse.unavailable. */
+static enum ident_reason online_crls(const struct trust_index *ti, const struct ident_input *in,
+                                     const char *tenant, X509 **path, int len)
+{
+    if (!in->crls ||
+        !trust_option_true_locked(ti, tenant, "configuration", "crl.online.check.enabled"))
+        return IDENT_OK;
+    for (int i = 0; i < len - 1; i++) {
+        enum crlfetch_state st = crlfetch_check(in->crls, path[i], path[i + 1], in->now);
+        if (st == CRLFETCH_REVOKED) return IDENT_REVOKED;
+        if (st != CRLFETCH_UNAVAILABLE) continue;
+        if (trust_option_true_locked(ti, tenant, "configuration", "crl.online.refuse.unavailable"))
+            return IDENT_CRL_UNAVAILABLE;
+        log_info("tenant %s: the CRL of a device chain is not at hand yet; allowed "
+                 "(crl.online.refuse.unavailable is not true)",
+                 tenant);
+    }
+    return IDENT_OK;
+}
+
 /* Step 4: the validated path (from the cache when this exact chain was
  * validated against this anchor before and is still within its validity
  * window), then the checks that can change between connects: revocation,
@@ -489,6 +514,8 @@ static enum ident_reason validate_path(const struct trust_index *ti, const struc
             trust_crl_revoked_locked(ti, ch->a->tenant, serial))
             return IDENT_REVOKED;
     }
+    enum ident_reason online = online_crls(ti, in, ch->a->tenant, path, len);
+    if (online != IDENT_OK) return online;
     for (int i = 0; i < len; i++) {
         if (!key_strong(path[i])) return IDENT_WEAK_KEY;
         /* The anchor's own self-signature is not relied upon. */

@@ -17,6 +17,7 @@
 #include "store/store.h"
 
 struct trust_index;
+struct crlfetch;
 
 #define IDENT_DEFAULT_MAX_CHAIN 2
 #define IDENT_CN_MAX            120 /* so that "device_<CN>" fits a user name */
@@ -44,6 +45,7 @@ enum ident_reason {
     IDENT_INVALID_CHAIN, /* any other path-validation failure (see detail) */
     IDENT_LEAF_IS_CA,
     IDENT_LEAF_V1,
+    IDENT_CRL_UNAVAILABLE, /* online CRL check on, the CRL not at hand, tenant refuses then */
     IDENT_REASON_COUNT
 };
 
@@ -56,6 +58,10 @@ struct ident_input {
     int max_chain_length;     /* certificates incl. leaf and anchor; <2 means default */
     bool require_ca_in_chain; /* DESIGN.md step 1; false: chained-to anchors count */
     bool allow_v1_leaf;       /* accept X.509 v1 device certificates (legacy fleets) */
+    /* Online CRLs (crlfetch.h) for tenants with configuration /
+     * crl.online.check.enabled; NULL: none. Looking one up may queue its
+     * fetch, the only effect of a decision besides ident_record. */
+    struct crlfetch *crls;
 };
 
 struct ident_decision {

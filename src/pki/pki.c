@@ -44,11 +44,16 @@ enum opt {
     O_ALLOW_V1,
     O_AT,
     O_CRL,
+    O_URL,
+    O_TENANT,
+    O_ID,
+    O_TOKEN,
+    O_CAFILE,
     O_HELP,
     O_NUM
 };
 
-#define BIT(o) ((uint32_t)1 << (o))
+#define BIT(o) ((uint64_t)1 << (o))
 
 static const struct option all_opts[O_NUM] = {
     [O_CN] = {"cn", required_argument, NULL, O_CN},
@@ -82,6 +87,11 @@ static const struct option all_opts[O_NUM] = {
     [O_ALLOW_V1] = {"allow-v1-device-certificates", required_argument, NULL, O_ALLOW_V1},
     [O_AT] = {"at", required_argument, NULL, O_AT},
     [O_CRL] = {"crl", required_argument, NULL, O_CRL},
+    [O_URL] = {"url", required_argument, NULL, O_URL},
+    [O_TENANT] = {"tenant", required_argument, NULL, O_TENANT},
+    [O_ID] = {"id", required_argument, NULL, O_ID},
+    [O_TOKEN] = {"token", required_argument, NULL, O_TOKEN},
+    [O_CAFILE] = {"cafile", required_argument, NULL, O_CAFILE},
     [O_HELP] = {"help", no_argument, NULL, O_HELP},
 };
 
@@ -89,7 +99,7 @@ struct cmd {
     const char *w1, *w2;
     int (*run)(struct pki_args *a);
     int npos; /* positional arguments required */
-    uint32_t opts, required;
+    uint64_t opts, required;
     const char *summary;
     const char *help;
 };
@@ -258,6 +268,49 @@ static const struct cmd cmds[] = {
      "  --json             print the result as JSON\n"
      "example:\n"
      "  certmq pki pop-sign --key ./acme-ca/ca.key --code 7Hk2pQ...\n"},
+    {"enroll", NULL, pki_cmd_enroll, 0,
+     COMMON | BIT(O_URL) | BIT(O_TENANT) | BIT(O_ID) | BIT(O_TOKEN) | BIT(O_OUT) | BIT(O_KEY) |
+         BIT(O_CAFILE) | BIT(O_FORCE),
+     BIT(O_URL) | BIT(O_ID) | BIT(O_TOKEN) | BIT(O_OUT),
+     "enroll a device with a server's tenant CA over EST",
+     "usage: certmq pki enroll --url URL --id DEV --token TOKEN --out DIR [options]\n"
+     "Makes a key here (it never leaves this machine), sends a CSR for CN=DEV to\n"
+     "URL/.well-known/est[/TENANT]/simpleenroll with the one-time enrollment token\n"
+     "(HTTP Basic DEV:TOKEN) and writes DIR/DEV.key (0600), DIR/DEV.pem and\n"
+     "DIR/DEV.chain.pem (the certificate, then the tenant CA: what MQTT clients send).\n"
+     "  --url URL          the API, http(s)://host[:port] (required)\n"
+     "  --tenant T         use the labelled form /.well-known/est/T/...\n"
+     "  --id DEV           the device id: the certificate's CN and MQTT ClientId (required)\n"
+     "  --token TOKEN      the enrollment token (required)\n"
+     "  --out DIR          where to write the key and certificates (required)\n"
+     "  --key SPEC         ec:P-256 (default), ec:P-384, rsa:2048, rsa:3072, rsa:4096\n"
+     "  --cafile FILE      CA certificate(s) that verify the server (default: the system's)\n"
+     "  --force            overwrite existing files\n"
+     "  --json             print the result as JSON\n"
+     "example:\n"
+     "  certmq pki enroll --url https://certmq.example:8443 --id pump-0042 --token 3q2-... \\\n"
+     "      --out ./pump-0042 --cafile server-ca.pem\n"},
+    {"reenroll", NULL, pki_cmd_reenroll, 0,
+     COMMON | BIT(O_URL) | BIT(O_TENANT) | BIT(O_CERT) | BIT(O_KEY) | BIT(O_PASS_FILE) |
+         BIT(O_OUT) | BIT(O_CAFILE) | BIT(O_FORCE),
+     BIT(O_URL) | BIT(O_CERT) | BIT(O_KEY) | BIT(O_OUT),
+     "renew a device certificate over EST with the current one",
+     "usage: certmq pki reenroll --url URL --cert DEV.chain.pem --key DEV.key --out DIR\n"
+     "Authenticates with the current certificate over mutual TLS, sends a CSR for a\n"
+     "new key with the same CN to URL/.well-known/est[/TENANT]/simplereenroll and\n"
+     "writes DIR/DEV.key (the new key, 0600), DIR/DEV.pem and DIR/DEV.chain.pem.\n"
+     "  --url URL          the API, https://host[:port] (required)\n"
+     "  --tenant T         use the labelled form /.well-known/est/T/...\n"
+     "  --cert FILE        the current certificate (and chain) (required)\n"
+     "  --key FILE         its private key (required)\n"
+     "  --pass-file FILE   passphrase of an encrypted key (or CERTMQ_PKI_PASS)\n"
+     "  --out DIR          where to write the new key and certificates (required)\n"
+     "  --cafile FILE      CA certificate(s) that verify the server (default: the system's)\n"
+     "  --force            overwrite existing files\n"
+     "  --json             print the result as JSON\n"
+     "example:\n"
+     "  certmq pki reenroll --url https://certmq.example:8443 --cert pump-0042.chain.pem \\\n"
+     "      --key pump-0042.key --out ./renewed --cafile server-ca.pem\n"},
     {"verify", NULL, pki_cmd_verify, 1,
      COMMON | BIT(O_TRUST) | BIT(O_MAX_CHAIN) | BIT(O_CLIENT_ID) | BIT(O_REQUIRE_CA) |
          BIT(O_ALLOW_V1) | BIT(O_AT) | BIT(O_CRL),
@@ -386,6 +439,11 @@ static int set_opt(struct pki_args *a, int id, const char *v)
         a->at_given = true;
         break;
     case O_CRL: a->crl = v; break;
+    case O_URL: a->url = v; break;
+    case O_TENANT: a->tenant = v; break;
+    case O_ID: a->id = v; break;
+    case O_TOKEN: a->token = v; break;
+    case O_CAFILE: a->cafile = v; break;
     default: return ERR_INVALID;
     }
     return 0;
@@ -404,6 +462,9 @@ static bool opt_given(const struct pki_args *a, int id)
     case O_CERT: return a->ncerts > 0;
     case O_CODE: return a->code;
     case O_TRUST: return a->ntrust > 0;
+    case O_URL: return a->url;
+    case O_ID: return a->id;
+    case O_TOKEN: return a->token;
     default: return true;
     }
 }

@@ -41,6 +41,8 @@ struct pki_args {
     bool allow_v1;  /* --allow-v1-device-certificates true */
     time_t at;
     bool at_given;
+    /* enroll, reenroll */
+    const char *url, *tenant, *id, *token, *cafile;
 };
 
 /* --- key specs (keys.c) --- */
@@ -190,6 +192,38 @@ int pki_cmd_crl(struct pki_args *a);
 int pki_cmd_inspect(struct pki_args *a);
 int pki_cmd_pop_sign(struct pki_args *a);
 int pki_cmd_verify(struct pki_args *a);
+int pki_cmd_enroll(struct pki_args *a);
+int pki_cmd_reenroll(struct pki_args *a);
+
+/* --- EST client (estclient.c) --- */
+struct pki_url {
+    bool tls;
+    char host[256];
+    char port[8];
+    char path[512]; /* prefix before /.well-known/est, no trailing '/' */
+};
+/* Parses http(s)://host[:port][/prefix] (pure). ERR_INVALID otherwise. */
+MUST_USE int pki_url_parse(const char *url, size_t len, struct pki_url *out);
+/* Status code and body of an HTTP/1.x answer (pure); ERR_MALFORMED
+ * without a status line or the blank line ending the head. */
+MUST_USE int pki_http_split(const char *resp, size_t len, int *status, const char **body,
+                            size_t *body_len);
+struct pki_est_req {
+    const struct pki_url *url;
+    const char *path;   /* appended to url->path */
+    const char *cafile; /* server trust; NULL: the system's */
+    const char *user, *pass;
+    X509 *cert; /* client certificate (mutual TLS), may be NULL */
+    STACK_OF(X509) * extra;
+    EVP_PKEY *key;
+    const char *body;
+    size_t len;
+};
+/* POSTs body and reads the whole answer (*resp: free()). Prints why on
+ * failure. */
+MUST_USE int pki_est_post(const struct pki_est_req *rq, char **resp, size_t *len);
+/* The certificates of a base64 certs-only PKCS#7 (sk_X509_pop_free). */
+MUST_USE int pki_pkcs7_certs(const char *b64, size_t len, STACK_OF(X509) * *out);
 
 /* --- verify (verify.c) --- */
 #define PKI_VERIFY_TENANT "verify"

@@ -16,6 +16,7 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "store/sqlite_int.h"
 
 /* Schema migrations: entry i brings the database from version i to i+1. */
 static const char *const migrations[] = {
@@ -57,7 +58,18 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS authz_roles(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE "
     "CASCADE,"
     " user TEXT NOT NULL, roles TEXT NOT NULL, PRIMARY KEY(tenant, user));",
-    /* 6: when each device last connected, and its certificate's notAfter */
+    /* 6: certificate lifecycle (sqlite_ca.c): each tenant's CA (key sealed),
+     * one-time enrollment tokens (SHA-256 only) and every issuance */
+    "CREATE TABLE IF NOT EXISTS tenant_ca(tenant TEXT PRIMARY KEY REFERENCES tenants(id) ON"
+    " DELETE CASCADE, der BLOB NOT NULL, key_sealed BLOB NOT NULL, created INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS enroll_tokens(hash TEXT PRIMARY KEY, tenant TEXT NOT NULL"
+    " REFERENCES tenants(id) ON DELETE CASCADE, device TEXT NOT NULL, valid_until INTEGER"
+    " NOT NULL, used INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS issuances(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE"
+    " CASCADE, serial TEXT NOT NULL, cn TEXT NOT NULL, not_after INTEGER NOT NULL,"
+    " method TEXT NOT NULL, actor TEXT NOT NULL, issued INTEGER NOT NULL,"
+    " PRIMARY KEY(tenant, serial));",
+    /* 7: when each device last connected, and its certificate's notAfter */
     "CREATE TABLE IF NOT EXISTS device_seen(tenant TEXT NOT NULL REFERENCES tenants(id) ON "
     "DELETE CASCADE, cn TEXT NOT NULL, last_seen INTEGER NOT NULL, not_after INTEGER NOT NULL,"
     " PRIMARY KEY(tenant, cn));",
@@ -435,6 +447,22 @@ static void unlock(struct store *st)
     uint64_t took = mono_us() - st->op_start_us;
     pthread_mutex_unlock(&st->mu);
     metrics_store_op(took);
+}
+
+sqlite3 *store_db_lock(struct store *st)
+{
+    lock(st);
+    return st->db;
+}
+
+void store_db_unlock(struct store *st)
+{
+    unlock(st);
+}
+
+int store_db_rc(struct store *st, int rc)
+{
+    return map_rc(st, rc);
 }
 
 static int64_t now_s(void)

@@ -202,6 +202,66 @@ MUST_USE int store_authz_roles_put(struct store *st, const char *tenant, const c
                                    const char *roles);
 MUST_USE int store_authz_roles_list(struct store *st, store_authz_cb cb, void *arg);
 
+/* ---- certificate lifecycle (sqlite_ca.c) ---- */
+
+/* A tenant's CA: its certificate and its private key sealed (core/seal.h). */
+struct store_ca {
+    unsigned char *der; /* owned after store_ca_get (store_ca_clear) */
+    size_t der_len;
+    void *sealed;
+    size_t sealed_len;
+    int64_t created;
+};
+/* der and sealed borrowed. ERR_EXISTS when the tenant has one. */
+MUST_USE int store_ca_insert(struct store *st, const char *tenant, const void *der, size_t der_len,
+                             const void *sealed, size_t sealed_len);
+/* ERR_NOT_FOUND when the tenant has none. */
+MUST_USE int store_ca_get(struct store *st, const char *tenant, struct store_ca *out);
+void store_ca_clear(struct store_ca *c);
+/* Replaces the certificate (renewal keeps the key). */
+MUST_USE int store_ca_update_cert(struct store *st, const char *tenant, const void *der,
+                                  size_t der_len);
+MUST_USE int store_ca_delete(struct store *st, const char *tenant);
+/* Calls cb for every tenant that has a CA (cb must not call the store). */
+MUST_USE int store_ca_tenants(struct store *st, int (*cb)(void *arg, const char *tenant),
+                              void *arg);
+
+/* A one-time enrollment token, known only by the hex SHA-256 of its value. */
+struct store_enroll_token {
+    char tenant[STORE_TENANT_MAX];
+    char device[STORE_NAME_MAX];
+    int64_t valid_until;
+    bool used;
+};
+MUST_USE int store_enroll_token_put(struct store *st, const char *hash,
+                                    const struct store_enroll_token *t);
+/* ERR_NOT_FOUND for an unknown hash. */
+MUST_USE int store_enroll_token_get(struct store *st, const char *hash,
+                                    struct store_enroll_token *out);
+/* Marks the token used; ERR_CONFLICT when it already was (one use only,
+ * also under concurrent requests). */
+MUST_USE int store_enroll_token_use(struct store *st, const char *hash);
+
+/* One certificate issued by a tenant CA. */
+struct store_issuance {
+    char serial[STORE_SERIAL_MAX]; /* uppercase hex, no leading zeros */
+    char cn[STORE_NAME_MAX];
+    int64_t not_after;
+    int64_t issued;
+    char method[32];            /* "est-enroll", "est-reenroll", "mqtt-renew" */
+    char actor[STORE_NAME_MAX]; /* who asked: the token's device, a user, a device */
+};
+typedef int (*store_issuance_cb)(void *arg, const struct store_issuance *i);
+MUST_USE int store_issuance_add(struct store *st, const char *tenant,
+                                const struct store_issuance *i);
+/* Newest first. */
+MUST_USE int store_issuance_list(struct store *st, const char *tenant, size_t offset, size_t limit,
+                                 store_issuance_cb cb, void *arg);
+MUST_USE int store_issuance_count(struct store *st, const char *tenant, size_t *n);
+/* ERR_NOT_FOUND when the tenant's CA issued no such serial. */
+MUST_USE int store_issuance_get(struct store *st, const char *tenant, const char *serial,
+                                struct store_issuance *out);
+
 /* When a device last connected and its certificate's notAfter (Unix
  * seconds), written in batches; rows of a tenant that no longer exists are
  * skipped. */

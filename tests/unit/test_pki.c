@@ -561,9 +561,45 @@ static void test_time_parse_forms(void **state)
         assert_int_equal(pki_time_parse(bad[i], &t), ERR_INVALID);
 }
 
+static void test_est_url_parse(void **state)
+{
+    (void)state;
+    struct pki_url u;
+    const char *ok = "https://certmq.example:8443/prefix/";
+    assert_int_equal(pki_url_parse(ok, strlen(ok), &u), 0);
+    assert_true(u.tls);
+    assert_string_equal(u.host, "certmq.example");
+    assert_string_equal(u.port, "8443");
+    assert_string_equal(u.path, "/prefix");
+    assert_int_equal(pki_url_parse("http://h", 8, &u), 0);
+    assert_string_equal(u.port, "80");
+    assert_string_equal(u.path, "");
+    const char *bad[] = {"ftp://h",     "https://",    "https://:80", "https://h:99999",
+                         "https://h:x", "https://h?q", "https://a b"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(pki_url_parse(bad[i], strlen(bad[i]), &u), ERR_INVALID);
+    assert_int_equal(pki_url_parse("https://\0\0", 10, &u), ERR_INVALID); /* NUL host */
+}
+
+static void test_est_http_split(void **state)
+{
+    (void)state;
+    int status = 0;
+    const char *body = NULL;
+    size_t n = 0;
+    const char *r = "HTTP/1.1 401 Unauthorized\r\nA: b\r\n\r\n{\"x\":1}";
+    assert_int_equal(pki_http_split(r, strlen(r), &status, &body, &n), 0);
+    assert_int_equal(status, 401);
+    assert_int_equal(n, 7);
+    assert_int_equal(pki_http_split("HTTP/1.1 200 OK\r\n", 17, &status, &body, &n), ERR_MALFORMED);
+    assert_int_equal(pki_http_split("SMTP 220", 8, &status, &body, &n), ERR_MALFORMED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_est_url_parse),
+        cmocka_unit_test(test_est_http_split),
         cmocka_unit_test(test_san_parse_mixed),
         cmocka_unit_test(test_san_parse_bare_address_is_ip),
         cmocka_unit_test(test_san_parse_rejects),

@@ -450,7 +450,7 @@ static void test_store_token_keys_plaintext_rewrapped_and_gone(void **state)
     assert_true(file_contains(path, "PLAIN-SECRET-KEY") || file_contains(wal, "PLAIN-SECRET-KEY"));
     assert_int_equal(store_open(dir, &st), 0);
     *state = st;
-    assert_int_equal(store_schema_version(st), 6);
+    assert_int_equal(store_schema_version(st), 7);
     int calls = 0;
     size_t changed = 0;
     assert_int_equal(store_token_key_rewrap(st, wrap_plain, &calls, &changed), 0);

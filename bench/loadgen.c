@@ -351,6 +351,9 @@ static void usage(FILE *f)
                "  --payload N        pubsub payload bytes, >= 16 (64)\n"
                "  --keepalive S      CONNECT keepalive (0 = none)\n"
                "  --plain-id         ClientId = certificate CN (default d:<CN>:<n>)\n"
+               "  --persistent       pubsub: subscribers keep their session (clean session 0;\n"
+               "                     5.0: session expiry 3600 s), so the broker stores their\n"
+               "                     QoS 1 messages\n"
                "  --broker-pid PID   report the broker's CPU seconds over the measurement\n");
 }
 
@@ -405,6 +408,7 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
     case 'L': return parse_int(arg, 16, 4096, &o->payload);
     case 'k': return parse_int(arg, 0, 65535, &o->keepalive);
     case 'I': o->plain_id = true; return 0;
+    case 'R': o->persistent = true; return 0;
     case 'V': {
         int v;
         GUARD(parse_int(arg, 3, 5, &v));
@@ -438,6 +442,7 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
         {"payload", 1, 0, 'L'},
         {"keepalive", 1, 0, 'k'},
         {"plain-id", 0, 0, 'I'},
+        {"persistent", 0, 0, 'R'},
         {"broker-pid", 1, 0, 'B'},
         {"mqtt", 1, 0, 'V'},
         {"help", 0, 0, 'h'},

@@ -528,3 +528,48 @@ def test_full_disk_refuses_publishes_instead_of_dropping(small_disk, durable, cl
     sub.connect(port)
     got = [m.payload[:1] for m in [sub.get(), sub.get(), sub.get()] + sub.drain()]
     assert got == [b"0", b"1", b"4"], "refused publishes must not arrive, accepted ones must"
+
+
+def test_torn_write_at_the_end_of_the_wal_loses_nothing_committed(durable, clients):
+    b = durable()
+    port, topic, cid = b.ports["plain"], unique_topic("torn"), "torn-" + uuid.uuid4().hex[:6]
+    sub = clients(cid, clean_session=False)
+    sub.connect(port)
+    sub.subscribe(topic, qos=1)
+    sub.disconnect()
+    pub = clients("torn-pub")
+    pub.connect(port)
+    for i in range(100):
+        pub.publish(topic, f"{i}", qos=1)
+    pub.disconnect()
+    kill9(b)
+    # A write cut short by the crash: part of a frame after the committed ones.
+    wal = b.dir / "var" / "sessions.db-wal"
+    assert wal.stat().st_size > 0
+    with open(wal, "ab") as f:
+        f.write(os.urandom(3000))
+    b.start()
+    sub = clients(cid, clean_session=False)
+    sub.connect(port)
+    assert sub.session_present
+    assert [int(sub.get().payload) for _ in range(100)] == list(range(100))
+    assert sub.drain() == []
+
+
+@pytest.mark.xfail(strict=True, reason="the SUBACK goes out before the subscription is "
+                   "committed: a crash within one commit interval after it loses it")
+def test_acknowledged_subscription_survives_kill9_at_once(durable, clients):
+    # A long commit interval makes the window the test needs certain.
+    b = durable(persistence_commit_interval="1000")
+    port, topic, cid = b.ports["plain"], unique_topic("suback"), "suback-" + uuid.uuid4().hex[:6]
+    sub = clients(cid, clean_session=False)
+    sub.connect(port)
+    assert sub.subscribe(topic, qos=1) == (1,)
+    kill9(b)
+    b.start()
+    pub = clients("suback-pub")
+    pub.connect(port)
+    pub.publish(topic, "after", qos=1)
+    sub = clients(cid, clean_session=False)
+    sub.connect(port)
+    assert sub.get(QUIET * 2).payload == b"after"

@@ -373,7 +373,7 @@ int sstore_load(struct sstore *s, sstore_load_fn fn, void *arg)
 {
     GUARD(load_rows(s, "SELECT * FROM sessions", row_session, fn, arg));
     GUARD(load_rows(s, "SELECT * FROM subs", row_sub, fn, arg));
-    GUARD(load_rows(s, "SELECT * FROM msgs", row_msg, fn, arg));
+    GUARD(load_rows(s, "SELECT * FROM msgs ORDER BY pid", row_msg, fn, arg));
     GUARD(load_rows(s, "SELECT * FROM items ORDER BY seq", row_item, fn, arg));
     return load_rows(s, "SELECT * FROM rx", row_rx, fn, arg);
 }

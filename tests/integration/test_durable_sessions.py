@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from conftest import (DISCONNECT, QUIET, TIMEOUT, Broker, RawClient, publish_packet,
+from conftest import (DISCONNECT, PINGREQ, QUIET, TIMEOUT, Broker, RawClient, publish_packet,
                       subscribe_packet, unique_topic)
 
 FLOOD = 10000
@@ -387,6 +387,8 @@ def test_in_flight_messages_come_back_with_dup(durable, clients):
     for p in again:
         pid_at = 4 + int.from_bytes(p[2:4], "big")
         raw.send(b"\x40\x02" + p[pid_at:pid_at + 2])  # PUBACK
+    raw.send(PINGREQ)  # answered in order: the acknowledgements were taken
+    assert raw.recv_packet() == b"\xd0\x00"
     raw.send(DISCONNECT)
     raw.close()
     b.stop()

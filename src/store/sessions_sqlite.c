@@ -271,9 +271,13 @@ int sstore_apply(struct sstore *s, const uint8_t *j, size_t len)
 
 /* ---- load ---- */
 
+/* An empty or NULL column is "" (SQLite gives NULL for it), never a null
+ * pointer: the records' users copy from it with memcpy. */
 static struct jstr col_str(sqlite3_stmt *st, int i)
 {
-    return (struct jstr){sqlite3_column_blob(st, i), (uint32_t)sqlite3_column_bytes(st, i)};
+    const uint8_t *p = sqlite3_column_blob(st, i);
+    uint32_t n = (uint32_t)sqlite3_column_bytes(st, i);
+    return (struct jstr){p ? p : (const uint8_t *)"", p ? n : 0};
 }
 
 static void row_session(sqlite3_stmt *st, struct jrec *r)

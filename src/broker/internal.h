@@ -218,6 +218,8 @@ void persist_sub(struct broker *b, struct session *s, const struct sub *sub, boo
 void persist_item_put(struct broker *b, struct session *s, struct qitem *it);
 void persist_item_upd(struct broker *b, const struct qitem *it);
 void persist_rx(struct broker *b, struct session *s, uint16_t id, bool del);
+/* A stored message no item holds any more (found so at start). */
+void persist_msg_del(struct broker *b, uint64_t pid);
 /* An item is done with (acknowledged, expired, dropped): out of the store
  * and freed. item_forget: its session's deletion removes it from the store. */
 void item_done(struct broker *b, struct qitem *it);

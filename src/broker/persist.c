@@ -164,6 +164,11 @@ void item_forget(struct broker *b, struct qitem *it)
     qitem_free(it);
 }
 
+void persist_msg_del(struct broker *b, uint64_t pid)
+{
+    append(b, &(struct jrec){.type = J_MSG_DEL, .pid = pid});
+}
+
 void persist_rx(struct broker *b, struct session *s, uint16_t id, bool del)
 {
     if (!s->durable) return;

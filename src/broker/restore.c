@@ -188,6 +188,10 @@ int broker_persist_load(struct broker *b, struct sstore *st, time_t now)
     b->restoring = true;
     int rc = sstore_load(st, restore_one, &rs);
     b->restoring = false;
+    /* Messages no restored item holds (their sessions are gone): out of the
+     * store with the first commit. */
+    for (size_t i = 0; rc == 0 && i < rs.n_msgs; i++)
+        if (!rs.msgs[i]->durable_refs) persist_msg_del(b, rs.msgs[i]->pid);
     pthread_mutex_unlock(&b->lock);
     for (size_t i = 0; i < rs.n_msgs; i++) msg_unref(rs.msgs[i]);
     free(rs.msgs);

@@ -24,10 +24,10 @@ static const char schema[] =
     " retain INT, state INT, packet_id INT, ids BLOB);"
     "CREATE INDEX IF NOT EXISTS items_key ON items(key);"
     "CREATE TABLE IF NOT EXISTS rx(key BLOB, packet_id INT, PRIMARY KEY(key, packet_id));"
-    /* Items deleted with their session; messages no item holds (none after a
-     * clean run, as the broker deletes them, but a store must not leak). */
-    "DELETE FROM items WHERE key NOT IN (SELECT key FROM sessions);"
-    "DELETE FROM msgs WHERE pid NOT IN (SELECT pid FROM items);";
+    /* Items of sessions that are gone. Messages no item holds are deleted
+     * by the broker after the load (the check here, without an index on
+     * items.pid, took 1.5 s with a million stored messages). */
+    "DELETE FROM items WHERE key NOT IN (SELECT key FROM sessions);";
 
 enum {
     S_BEGIN,

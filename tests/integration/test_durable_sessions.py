@@ -575,3 +575,20 @@ def test_acknowledged_subscription_survives_kill9_at_once(durable, clients):
     sub = clients(cid, clean_session=False)
     sub.connect(port)
     assert sub.get(QUIET * 2).payload == b"after"
+
+
+def test_stored_messages_no_session_holds_are_removed_at_start(durable, clients):
+    b = durable()
+    sub = clients("orphan-sub", clean_session=False)
+    sub.connect(b.ports["plain"])
+    sub.subscribe(unique_topic("orphan"), qos=1)  # the store exists, with a session
+    sub.disconnect()
+    b.stop()
+    db = b.dir / "var" / "sessions.db"
+    with sqlite3.connect(db) as con:  # as a crash between two deletions may leave it
+        con.execute("INSERT INTO msgs VALUES(999999, 'a/b', 'left over', NULL, 1, 0, 0)")
+    b.start()
+    b.stop()
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM msgs").fetchone()[0] == 0
+    b.start()

@@ -171,6 +171,7 @@ int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packe
         v5 && mqtt_props_has(&p->props, MQTT_PROP_SUBSCRIPTION_ID) ? p->props.subscription_id : 0;
     size_t pos = 0, n = 0;
     struct want w = {.id = id};
+    uint64_t before = b->jseq;
     while (mqtt_topic_next(l, &pos, &w.filter, &w.opts) == 1) {
         w.group = (struct mqtt_bytes){NULL, 0};
         int rc = subscribe_one(b, c->session, &w);
@@ -181,7 +182,10 @@ int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packe
         /* 3.1.1 knows one failure code. */
         rcs[n++] = !v5 && rc >= 0x80 ? MQTT_SUBACK_FAILURE : (uint8_t)rc;
     }
-    /* The SUBACK goes out before the retained messages queued above. */
+    /* The SUBACK goes out before the retained messages queued above, and
+     * once the subscriptions it acknowledges are committed. */
+    if (b->sstore && (b->jseq != before || persist_acks_pending(c)))
+        return persist_defer_suback(b, c, l->packet_id, rcs, (uint16_t)n);
     return mqtt_encode_suback(&c->out, l->packet_id, rcs, n, v5 ? &mqtt_props_none : NULL);
 }
 

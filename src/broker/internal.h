@@ -228,6 +228,12 @@ void item_forget(struct broker *b, struct qitem *it);
 MUST_USE int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
                                uint8_t reason);
 bool persist_acks_pending(const struct client *c);
+/* A SUBACK held until its subscriptions are committed (rcs copied); while
+ * one is held the client's queue waits too, so that retained messages
+ * still follow their SUBACK. */
+MUST_USE int persist_defer_suback(struct broker *b, struct client *c, uint16_t id,
+                                  const uint8_t *rcs, uint16_t n);
+bool persist_suback_pending(const struct client *c);
 /* Writes the held acknowledgements that are now committed (owner thread). */
 MUST_USE int persist_release_acks(struct broker *b, struct client *c);
 /* c is woken after the next commit. */

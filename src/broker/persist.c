@@ -182,11 +182,14 @@ struct pending_ack {
     uint64_t need; /* journal records that must be committed first */
     uint16_t id;
     uint8_t type, reason;
+    uint8_t *rcs; /* SUBACK: its return codes (owned) */
+    uint16_t n_rcs;
 };
 
 struct ackq {
     struct pending_ack *v;
     size_t head, n, cap;
+    size_t subacks; /* SUBACKs among them */
 };
 
 void persist_await(struct broker *b, struct client *c)
@@ -208,8 +211,7 @@ bool persist_acks_pending(const struct client *c)
     return c->acks && c->acks->n;
 }
 
-int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
-                      uint8_t reason)
+static int defer(struct broker *b, struct client *c, struct pending_ack a)
 {
     struct ackq *q = c->acks;
     if (!q) {
@@ -229,9 +231,38 @@ int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, u
             q->cap = cap;
         }
     }
-    q->v[q->head + q->n++] = (struct pending_ack){b->jseq, id, (uint8_t)type, reason};
+    q->v[q->head + q->n++] = a;
+    if (a.rcs) q->subacks++;
     persist_await(b, c);
     return 0;
+}
+
+int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
+                      uint8_t reason)
+{
+    return defer(b, c, (struct pending_ack){b->jseq, id, (uint8_t)type, reason, NULL, 0});
+}
+
+int persist_defer_suback(struct broker *b, struct client *c, uint16_t id, const uint8_t *rcs,
+                         uint16_t n)
+{
+    uint8_t *copy = malloc(n ? n : 1);
+    ENSURE(copy, ERR_NOMEM);
+    memcpy(copy, rcs, n);
+    int rc = defer(b, c, (struct pending_ack){b->jseq, id, MQTT_SUBACK, 0, copy, n});
+    if (rc < 0) free(copy);
+    return rc;
+}
+
+bool persist_suback_pending(const struct client *c)
+{
+    return c->acks && c->acks->subacks;
+}
+
+static int send_ack(struct client *c, const struct pending_ack *a, const struct mqtt_props *props)
+{
+    if (!a->rcs) return mqtt_encode_ack(&c->out, (enum mqtt_type)a->type, a->id, a->reason, props);
+    return mqtt_encode_suback(&c->out, a->id, a->rcs, a->n_rcs, props);
 }
 
 int persist_release_acks(struct broker *b, struct client *c)
@@ -239,8 +270,10 @@ int persist_release_acks(struct broker *b, struct client *c)
     struct ackq *q = c->acks;
     const struct mqtt_props *props = client_v5(c) ? &mqtt_props_none : NULL;
     while (q && q->n && q->v[q->head].need <= b->durable_seq) {
-        const struct pending_ack *a = &q->v[q->head];
-        GUARD(mqtt_encode_ack(&c->out, (enum mqtt_type)a->type, a->id, a->reason, props));
+        struct pending_ack *a = &q->v[q->head];
+        GUARD(send_ack(c, a, props));
+        if (a->rcs) q->subacks--;
+        free(a->rcs);
         q->head++;
         q->n--;
     }
@@ -257,7 +290,10 @@ void persist_client_gone(struct broker *b, struct client *c)
                 break;
             }
     c->awaiting = false;
-    if (c->acks) free(c->acks->v);
+    if (c->acks) {
+        for (size_t i = 0; i < c->acks->n; i++) free(c->acks->v[c->acks->head + i].rcs);
+        free(c->acks->v);
+    }
     free(c->acks);
     c->acks = NULL;
 }

@@ -558,8 +558,6 @@ def test_torn_write_at_the_end_of_the_wal_loses_nothing_committed(durable, clien
     assert sub.drain() == []
 
 
-@pytest.mark.xfail(strict=True, reason="the SUBACK goes out before the subscription is "
-                   "committed: a crash within one commit interval after it loses it")
 def test_acknowledged_subscription_survives_kill9_at_once(durable, clients):
     # A long commit interval makes the window the test needs certain.
     b = durable(persistence_commit_interval="1000")

@@ -265,7 +265,8 @@ int sstore_apply(struct sstore *s, const uint8_t *j, size_t len)
         if (rc == 0) rc = apply_one(s, &rec);
     }
     if (rc == 0) rc = run(s, s->st[S_COMMIT]);
-    if (rc < 0) ignore_result(run(s, s->st[S_ROLLBACK]));
+    /* SQLite may have rolled back already (a full disk does that). */
+    if (rc < 0 && !sqlite3_get_autocommit(s->db)) ignore_result(run(s, s->st[S_ROLLBACK]));
     return rc;
 }
 

@@ -520,6 +520,7 @@ def test_full_disk_refuses_publishes_instead_of_dropping(small_disk, durable, cl
 
     filler.unlink()
     b.wait_log("takes writes again")
+    assert "cannot rollback" not in b.stderr()
     assert puback(v5.recv_packet()) == {1: 0}  # the first one, now stored
     v5_publish(v5, topic, b"4" + big, 4)
     assert puback(v5.recv_packet()) == {4: 0}

@@ -35,6 +35,8 @@ struct lg_opts {
     int payload;        /* pubsub: payload bytes (>= 16) */
     int keepalive;      /* seconds put in CONNECT */
     bool plain_id;      /* ClientId = CN instead of d:<CN>:<n> */
+    bool persistent;    /* pubsub: subscribers keep their session (clean session 0,
+                         * 5.0 session expiry 3600 s) */
     uint8_t version;    /* MQTT_V311 or MQTT_V5 */
     pid_t broker_pid;   /* 0: no CPU accounting */
 };

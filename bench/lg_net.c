@@ -206,13 +206,20 @@ int lg_queue_connect(struct lg *lg, struct lg_conn *c)
         snprintf(id, sizeof id, "%s", dev->cn);
     else
         snprintf(id, sizeof id, "d:%s:%llu", dev->cn, (unsigned long long)lg->client_seq++);
+    /* A persistent subscriber: the broker stores what it queues for it. */
+    bool keep = lg->o.persistent && c->role == ROLE_SUB;
     struct mqtt_connect cn = {
         .protocol_level = lg->o.version,
-        .clean_session = true,
+        .clean_session = !keep,
         .keepalive = (uint16_t)lg->o.keepalive,
         .client_id = {(const uint8_t *)id, (uint16_t)strlen(id)},
     };
-    return mqtt_encode_connect(&c->out, &cn, NULL, NULL);
+    struct mqtt_props props = {0};
+    if (keep) {
+        props.has = 1ull << MQTT_PROP_SESSION_EXPIRY;
+        props.session_expiry = 3600;
+    }
+    return mqtt_encode_connect(&c->out, &cn, &props, NULL);
 }
 
 /* Writes buffered packets, at most one TLS record per SSL_write. Returns 0

@@ -352,6 +352,9 @@ static void usage(FILE *f)
                "  --payload N        pubsub payload bytes, >= 16 (64)\n"
                "  --keepalive S      CONNECT keepalive (0 = none)\n"
                "  --plain-id         ClientId = certificate CN (default d:<CN>:<n>)\n"
+               "  --persistent       pubsub: subscribers keep their session (clean session 0;\n"
+               "                     5.0: session expiry 3600 s), so the broker stores their\n"
+               "                     QoS 1 messages\n"
                "  --broker-pid PID   report the broker's CPU seconds over the measurement\n");
 }
 
@@ -408,6 +411,7 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
     case 'L': return parse_int(arg, 16, 4096, &o->payload);
     case 'k': return parse_int(arg, 0, 65535, &o->keepalive);
     case 'I': o->plain_id = true; return 0;
+    case 'R': o->persistent = true; return 0;
     case 'V': {
         int v;
         GUARD(parse_int(arg, 3, 5, &v));
@@ -426,25 +430,16 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
 static int parse_args(int argc, char **argv, struct lg_opts *o)
 {
     static const struct option longopts[] = {
-        {"host", 1, 0, 'H'},
-        {"port", 1, 0, 'p'},
-        {"sni", 1, 0, 'S'},
-        {"cafile", 1, 0, 'A'},
-        {"devices", 1, 0, 'D'},
-        {"max-devices", 1, 0, 'M'},
-        {"conns", 1, 0, 'c'},
-        {"pending", 1, 0, 'P'},
-        {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 'w'},
-        {"qos", 1, 0, 'q'},
-        {"window", 1, 0, 'W'},
-        {"payload", 1, 0, 'L'},
-        {"keepalive", 1, 0, 'k'},
-        {"plain-id", 0, 0, 'I'},
-        {"broker-pid", 1, 0, 'B'},
-        {"mqtt", 1, 0, 'V'},
-        {"help", 0, 0, 'h'},
-        {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},       {"port", 1, 0, 'p'},
+        {"sni", 1, 0, 'S'},        {"cafile", 1, 0, 'A'},
+        {"devices", 1, 0, 'D'},    {"max-devices", 1, 0, 'M'},
+        {"conns", 1, 0, 'c'},      {"pending", 1, 0, 'P'},
+        {"duration", 1, 0, 'd'},   {"warmup", 1, 0, 'w'},
+        {"qos", 1, 0, 'q'},        {"window", 1, 0, 'W'},
+        {"payload", 1, 0, 'L'},    {"keepalive", 1, 0, 'k'},
+        {"plain-id", 0, 0, 'I'},   {"persistent", 0, 0, 'R'},
+        {"broker-pid", 1, 0, 'B'}, {"mqtt", 1, 0, 'V'},
+        {"help", 0, 0, 'h'},       {0, 0, 0, 0},
     };
     if (argc < 2 || parse_mode(argv[1], &o->mode) < 0) return ERR_INVALID;
     *o = (struct lg_opts){.mode = o->mode,

@@ -1,26 +1,36 @@
-/* libFuzzer target for the session journal (src/store/journal.c): decodes
- * the input record by record; each record that decodes must encode back to
- * exactly the bytes it was decoded from (the format has one spelling). */
-#include <stdlib.h>
+/* libFuzzer target for src/store/journal.c, the session journal records a
+ * session store applies. Records are decoded until the input ends or one is
+ * malformed; the decoded ones are encoded again, and that encoding must
+ * decode to the same number of records and encode to the same bytes. */
+#include <stdint.h>
 #include <string.h>
 
 #include "store/journal.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static size_t reencode(const uint8_t *data, size_t size, struct buf *out)
 {
     struct rd r = rd_make(data, size);
-    struct buf b;
-    buf_init(&b, 0);
-    while (rd_left(&r)) {
-        size_t start = r.pos;
-        struct jrec rec;
-        if (journal_next(&r, &rec) < 0) break;
-        buf_consume(&b, buf_used(&b));
-        if (journal_put(&b, &rec) < 0) abort();
-        if (buf_used(&b) != r.pos - start || memcmp(buf_head(&b), data + start, buf_used(&b)))
-            abort();
+    struct jrec rec;
+    size_t n = 0;
+    while (rd_left(&r) && journal_next(&r, &rec) == 0) {
         for (uint16_t i = 0; i < rec.n_ids; i++) (void)journal_id(&rec, i);
+        if (journal_put(out, &rec) < 0) __builtin_trap(); /* what decodes encodes */
+        n++;
     }
+    return n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct buf a, b;
+    buf_init(&a, 0);
+    buf_init(&b, 0);
+    size_t n = reencode(data, size, &a);
+    size_t m = reencode(buf_head(&a), buf_used(&a), &b);
+    if (n != m || buf_used(&a) != buf_used(&b) ||
+        (buf_used(&a) && memcmp(buf_head(&a), buf_head(&b), buf_used(&a))))
+        __builtin_trap();
+    buf_free(&a);
     buf_free(&b);
     return 0;
 }

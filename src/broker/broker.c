@@ -588,7 +588,7 @@ int broker_drain(struct broker *b, struct client *c)
     struct session *s = c->session;
     if (!s || c->state != CLIENT_ACTIVE) goto out;
     GUARD_GOTO(rc, persist_release_acks(b, c), out);
-    if (s->gated) goto out;
+    if (s->gated || persist_suback_pending(c)) goto out;
     if (s->resend_pending) {
         s->resend_pending = false;
         GUARD_GOTO(rc, broker_resend_inflight(b, c), out);

@@ -64,14 +64,18 @@ static int answer(struct broker *b, struct client *c, enum mqtt_type type, uint1
 
 /* The session store cannot be written: a QoS 1/2 PUBLISH is not taken
  * (5.0: PUBACK/PUBREC 0x97; 3.1.1 has no way to say so: the connection
- * closes without an acknowledgement, and the client sends it again). */
-static int refuse_unstorable(struct client *c, const struct mqtt_publish *p)
+ * closes without an acknowledgement, and the client sends it again). The
+ * refusal keeps its place behind acknowledgements still held (they go out
+ * in the order of the PUBLISHes). */
+static int refuse_unstorable(struct broker *b, struct client *c, const struct mqtt_publish *p)
 {
     log_warn("client %s: QoS %u publish refused: the session store cannot be written",
              c->session->client_id, p->qos);
     if (!client_v5(c)) return ERR_DB;
-    return mqtt_encode_ack(&c->out, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id,
-                           MQTT_RC_QUOTA_EXCEEDED, &mqtt_props_none);
+    enum mqtt_type type = p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+    if (persist_acks_pending(c))
+        return persist_defer_ack(b, c, type, p->packet_id, MQTT_RC_QUOTA_EXCEEDED);
+    return mqtt_encode_ack(&c->out, type, p->packet_id, MQTT_RC_QUOTA_EXCEEDED, &mqtt_props_none);
 }
 
 /* Sends text to this client's own s/<leaf> topic (token, error report). */
@@ -274,7 +278,7 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_packet 
     uint64_t before = b->jseq;
     if (p->qos == 2 && rx_has(s, p->packet_id))
         return answer(b, c, MQTT_PUBREC, p->packet_id, 0, before); /* duplicate */
-    if (p->qos && b->persist_broken) return refuse_unstorable(c, p);
+    if (p->qos && b->persist_broken) return refuse_unstorable(b, c, p);
     if (p->qos == 2 && client_v5(c) && s->n_rx >= (unsigned)b->cfg.max_receive) {
         c->close_reason = MQTT_RC_RECEIVE_MAX_EXCEEDED;
         return ERR_PROTO;

@@ -161,23 +161,9 @@ static int subscribe_one(struct broker *b, struct session *s, struct want *w)
     return subscribe_apply(b, s, w, filter, flen);
 }
 
-/* Writes a SUBACK or UNSUBACK; with persistence, after the commit of the
- * subscription changes it answers (or behind held answers). */
-static int reply(struct broker *b, struct client *c, struct buf *pkt, uint64_t before)
-{
-    int rc;
-    if (b->sstore && (b->jseq != before || persist_acks_pending(c)))
-        rc = persist_defer_packet(b, c, buf_head(pkt), buf_used(pkt));
-    else
-        rc = buf_append(&c->out, buf_head(pkt), buf_used(pkt));
-    buf_free(pkt);
-    return rc;
-}
-
 int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_list *l = &p->list;
-    uint64_t before = b->jseq;
     uint8_t rcs[MAX_FILTERS_PER_PACKET];
     ENSURE(l->count <= MAX_FILTERS_PER_PACKET, ERR_LIMIT);
     bool v5 = client_v5(c);
@@ -185,6 +171,7 @@ int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packe
         v5 && mqtt_props_has(&p->props, MQTT_PROP_SUBSCRIPTION_ID) ? p->props.subscription_id : 0;
     size_t pos = 0, n = 0;
     struct want w = {.id = id};
+    uint64_t before = b->jseq;
     while (mqtt_topic_next(l, &pos, &w.filter, &w.opts) == 1) {
         w.group = (struct mqtt_bytes){NULL, 0};
         int rc = subscribe_one(b, c->session, &w);
@@ -195,16 +182,11 @@ int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packe
         /* 3.1.1 knows one failure code. */
         rcs[n++] = !v5 && rc >= 0x80 ? MQTT_SUBACK_FAILURE : (uint8_t)rc;
     }
-    /* The SUBACK goes out before the retained messages queued above (held
-     * ones wait for the same commit, and held answers go first). */
-    struct buf pkt;
-    buf_init(&pkt, 0);
-    int rc = mqtt_encode_suback(&pkt, l->packet_id, rcs, n, v5 ? &mqtt_props_none : NULL);
-    if (rc < 0) {
-        buf_free(&pkt);
-        return rc;
-    }
-    return reply(b, c, &pkt, before);
+    /* The SUBACK goes out before the retained messages queued above, and
+     * once the subscriptions it acknowledges are committed. */
+    if (b->sstore && (b->jseq != before || persist_acks_pending(c)))
+        return persist_defer_suback(b, c, l->packet_id, rcs, (uint16_t)n);
+    return mqtt_encode_suback(&c->out, l->packet_id, rcs, n, v5 ? &mqtt_props_none : NULL);
 }
 
 int session_restore_sub(struct broker *b, struct session *s, const char *filter, size_t flen,
@@ -224,7 +206,6 @@ int handle_unsubscribe(struct broker *b, struct client *c, const struct mqtt_pac
 {
     const struct mqtt_list *l = &p->list;
     struct session *s = c->session;
-    uint64_t before = b->jseq;
     uint8_t rcs[MAX_FILTERS_PER_PACKET];
     ENSURE(l->count <= MAX_FILTERS_PER_PACKET, ERR_LIMIT);
     size_t pos = 0, n = 0;
@@ -246,13 +227,6 @@ int handle_unsubscribe(struct broker *b, struct client *c, const struct mqtt_pac
         }
         rcs[n++] = rc;
     }
-    struct buf pkt;
-    buf_init(&pkt, 0);
-    int rc =
-        mqtt_encode_unsuback(&pkt, l->packet_id, rcs, n, client_v5(c) ? &mqtt_props_none : NULL);
-    if (rc < 0) {
-        buf_free(&pkt);
-        return rc;
-    }
-    return reply(b, c, &pkt, before);
+    return mqtt_encode_unsuback(&c->out, l->packet_id, rcs, n,
+                                client_v5(c) ? &mqtt_props_none : NULL);
 }

@@ -221,6 +221,8 @@ void persist_sub(struct broker *b, struct session *s, const struct sub *sub, boo
 void persist_item_put(struct broker *b, struct session *s, struct qitem *it);
 void persist_item_upd(struct broker *b, const struct qitem *it);
 void persist_rx(struct broker *b, struct session *s, uint16_t id, bool del);
+/* A stored message no item holds any more (found so at start). */
+void persist_msg_del(struct broker *b, uint64_t pid);
 /* An item is done with (acknowledged, expired, dropped): out of the store
  * and freed. item_forget: its session's deletion removes it from the store. */
 void item_done(struct broker *b, struct qitem *it);
@@ -228,9 +230,13 @@ void item_forget(struct broker *b, struct qitem *it);
 /* Acknowledgements held until the records journaled so far are committed. */
 MUST_USE int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
                                uint8_t reason);
-/* The same for a whole encoded packet (a SUBACK that stored a subscription). */
-MUST_USE int persist_defer_packet(struct broker *b, struct client *c, const uint8_t *p, size_t n);
 bool persist_acks_pending(const struct client *c);
+/* A SUBACK held until its subscriptions are committed (rcs copied); while
+ * one is held the client's queue waits too, so that retained messages
+ * still follow their SUBACK. */
+MUST_USE int persist_defer_suback(struct broker *b, struct client *c, uint16_t id,
+                                  const uint8_t *rcs, uint16_t n);
+bool persist_suback_pending(const struct client *c);
 /* Writes the held acknowledgements that are now committed (owner thread). */
 MUST_USE int persist_release_acks(struct broker *b, struct client *c);
 /* c is woken after the next commit. */

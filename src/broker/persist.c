@@ -164,6 +164,11 @@ void item_forget(struct broker *b, struct qitem *it)
     qitem_free(it);
 }
 
+void persist_msg_del(struct broker *b, uint64_t pid)
+{
+    append(b, &(struct jrec){.type = J_MSG_DEL, .pid = pid});
+}
+
 void persist_rx(struct broker *b, struct session *s, uint16_t id, bool del)
 {
     if (!s->durable) return;
@@ -177,13 +182,14 @@ struct pending_ack {
     uint64_t need; /* journal records that must be committed first */
     uint16_t id;
     uint8_t type, reason;
-    uint8_t *raw; /* or a whole encoded packet (SUBACK, UNSUBACK) */
-    size_t raw_len;
+    uint8_t *rcs; /* SUBACK: its return codes (owned) */
+    uint16_t n_rcs;
 };
 
 struct ackq {
     struct pending_ack *v;
     size_t head, n, cap;
+    size_t subacks; /* SUBACKs among them */
 };
 
 void persist_await(struct broker *b, struct client *c)
@@ -225,8 +231,8 @@ static int defer(struct broker *b, struct client *c, struct pending_ack a)
             q->cap = cap;
         }
     }
-    a.need = b->jseq;
     q->v[q->head + q->n++] = a;
+    if (a.rcs) q->subacks++;
     persist_await(b, c);
     return 0;
 }
@@ -234,17 +240,29 @@ static int defer(struct broker *b, struct client *c, struct pending_ack a)
 int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
                       uint8_t reason)
 {
-    return defer(b, c, (struct pending_ack){.id = id, .type = (uint8_t)type, .reason = reason});
+    return defer(b, c, (struct pending_ack){b->jseq, id, (uint8_t)type, reason, NULL, 0});
 }
 
-int persist_defer_packet(struct broker *b, struct client *c, const uint8_t *p, size_t n)
+int persist_defer_suback(struct broker *b, struct client *c, uint16_t id, const uint8_t *rcs,
+                         uint16_t n)
 {
-    uint8_t *raw = malloc(n);
-    ENSURE(raw, ERR_NOMEM);
-    memcpy(raw, p, n);
-    int rc = defer(b, c, (struct pending_ack){.raw = raw, .raw_len = n});
-    if (rc < 0) free(raw);
+    uint8_t *copy = malloc(n ? n : 1);
+    ENSURE(copy, ERR_NOMEM);
+    memcpy(copy, rcs, n);
+    int rc = defer(b, c, (struct pending_ack){b->jseq, id, MQTT_SUBACK, 0, copy, n});
+    if (rc < 0) free(copy);
     return rc;
+}
+
+bool persist_suback_pending(const struct client *c)
+{
+    return c->acks && c->acks->subacks;
+}
+
+static int send_ack(struct client *c, const struct pending_ack *a, const struct mqtt_props *props)
+{
+    if (!a->rcs) return mqtt_encode_ack(&c->out, (enum mqtt_type)a->type, a->id, a->reason, props);
+    return mqtt_encode_suback(&c->out, a->id, a->rcs, a->n_rcs, props);
 }
 
 int persist_release_acks(struct broker *b, struct client *c)
@@ -253,12 +271,9 @@ int persist_release_acks(struct broker *b, struct client *c)
     const struct mqtt_props *props = client_v5(c) ? &mqtt_props_none : NULL;
     while (q && q->n && q->v[q->head].need <= b->durable_seq) {
         struct pending_ack *a = &q->v[q->head];
-        if (a->raw) {
-            GUARD(buf_append(&c->out, a->raw, a->raw_len));
-            free(a->raw);
-        } else {
-            GUARD(mqtt_encode_ack(&c->out, (enum mqtt_type)a->type, a->id, a->reason, props));
-        }
+        GUARD(send_ack(c, a, props));
+        if (a->rcs) q->subacks--;
+        free(a->rcs);
         q->head++;
         q->n--;
     }
@@ -275,8 +290,10 @@ void persist_client_gone(struct broker *b, struct client *c)
                 break;
             }
     c->awaiting = false;
-    for (size_t i = 0; c->acks && i < c->acks->n; i++) free(c->acks->v[c->acks->head + i].raw);
-    if (c->acks) free(c->acks->v);
+    if (c->acks) {
+        for (size_t i = 0; i < c->acks->n; i++) free(c->acks->v[c->acks->head + i].rcs);
+        free(c->acks->v);
+    }
     free(c->acks);
     c->acks = NULL;
 }

@@ -12,9 +12,14 @@
 
 #include "core/log.h"
 
+/* The stored messages come in increasing pid order, so they are kept in an
+ * array sorted by pid; items mostly name them in that order too, so a
+ * lookup tries the one after the last found before a binary search (a
+ * million queued messages are found without a hash lookup each). */
 struct restore {
     struct broker *b;
-    struct map msgs; /* pid (8 bytes) -> struct msg, one reference held */
+    struct msg **msgs; /* one reference held on each */
+    size_t n_msgs, cap_msgs, hint;
     time_t now;
     size_t sessions, items;
 };
@@ -90,22 +95,48 @@ static int restore_sub(struct restore *rs, const struct jrec *r)
 
 static int restore_msg(struct restore *rs, const struct jrec *r)
 {
+    ENSURE(!rs->n_msgs || r->pid > rs->msgs[rs->n_msgs - 1]->pid, ERR_MALFORMED);
+    if (rs->n_msgs == rs->cap_msgs) {
+        size_t cap = rs->cap_msgs ? rs->cap_msgs * 2 : 1024;
+        struct msg **v = realloc(rs->msgs, cap * sizeof *v);
+        ENSURE(v, ERR_NOMEM);
+        rs->msgs = v;
+        rs->cap_msgs = cap;
+    }
     struct msg *m = msg_from(r);
     ENSURE(m, ERR_NOMEM);
     m->pid = r->pid;
     if (r->pid > rs->b->next_msg_pid) rs->b->next_msg_pid = r->pid;
-    if (map_put(&rs->msgs, (const char *)&m->pid, sizeof m->pid, m, NULL) < 0) {
-        msg_unref(m);
-        return ERR_NOMEM;
-    }
+    rs->msgs[rs->n_msgs++] = m;
     return 0;
+}
+
+static struct msg *msg_find(struct restore *rs, uint64_t pid)
+{
+    size_t i = rs->hint;
+    if (i < rs->n_msgs && rs->msgs[i]->pid == pid) return rs->msgs[i];
+    if (++i < rs->n_msgs && rs->msgs[i]->pid == pid) {
+        rs->hint = i;
+        return rs->msgs[i];
+    }
+    size_t lo = 0, hi = rs->n_msgs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (rs->msgs[mid]->pid < pid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == rs->n_msgs || rs->msgs[lo]->pid != pid) return NULL;
+    rs->hint = lo;
+    return rs->msgs[lo];
 }
 
 static int restore_item(struct restore *rs, const struct jrec *r)
 {
     struct broker *b = rs->b;
     struct session *s = find(b, r->key);
-    struct msg *m = map_get(&rs->msgs, (const char *)&r->pid, sizeof r->pid);
+    struct msg *m = msg_find(rs, r->pid);
     if (r->seq > b->next_item_seq) b->next_item_seq = r->seq;
     if (!s || !m) return 0;
     struct qitem *it = calloc(1, sizeof *it + r->n_ids * sizeof it->sub_ids[0]);
@@ -149,25 +180,21 @@ static int restore_one(void *arg, const struct jrec *r)
     }
 }
 
-static void drop_msg(const char *key, void *value, void *arg)
-{
-    (void)key;
-    (void)arg;
-    msg_unref(value);
-}
-
 int broker_persist_load(struct broker *b, struct sstore *st, time_t now)
 {
     struct restore rs = {.b = b, .now = now};
-    map_init(&rs.msgs);
     b->sstore = st;
     pthread_mutex_lock(&b->lock);
     b->restoring = true;
     int rc = sstore_load(st, restore_one, &rs);
     b->restoring = false;
+    /* Messages no restored item holds (their sessions are gone): out of the
+     * store with the first commit. */
+    for (size_t i = 0; rc == 0 && i < rs.n_msgs; i++)
+        if (!rs.msgs[i]->durable_refs) persist_msg_del(b, rs.msgs[i]->pid);
     pthread_mutex_unlock(&b->lock);
-    map_each(&rs.msgs, drop_msg, NULL);
-    map_free(&rs.msgs);
+    for (size_t i = 0; i < rs.n_msgs; i++) msg_unref(rs.msgs[i]);
+    free(rs.msgs);
     if (rc < 0) return rc;
     int expired = broker_expire_sessions(b, now);
     log_info("persistence: %zu session(s) and %zu queued message(s) restored%s",

@@ -22,7 +22,7 @@ void sstore_close(struct sstore *s);
 MUST_USE int sstore_apply(struct sstore *s, const uint8_t *j, size_t len);
 
 /* Reads everything back as records, in an order that rebuilds it: every
- * J_SESSION_PUT, then J_SUB_PUT, J_MSG_PUT (messages some item holds),
+ * J_SESSION_PUT, then J_SUB_PUT, J_MSG_PUT (messages some item holds, in increasing pid order),
  * J_ITEM_PUT in the order they were queued, J_RX_PUT. fn's error stops the
  * load and is returned. */
 typedef int (*sstore_load_fn)(void *arg, const struct jrec *r);

@@ -314,7 +314,16 @@ static bool commit_once(struct broker *b)
     uint64_t end = b->jseq;
     pthread_mutex_unlock(&b->lock);
 
-    int rc = sstore_apply(b->sstore, buf_head(&batch), buf_used(&batch));
+    struct buf compact;
+    buf_init(&compact, 0);
+    int rc = journal_compact(buf_head(&batch), buf_used(&batch), &compact);
+    if (rc == 0) { /* what came and went within the batch is not written */
+        buf_free(&batch);
+        batch = compact;
+    } else {
+        buf_free(&compact);
+    }
+    rc = buf_used(&batch) ? sstore_apply(b->sstore, buf_head(&batch), buf_used(&batch)) : 0;
 
     pthread_mutex_lock(&b->lock);
     if (rc == 0) {

@@ -53,9 +53,10 @@ static inline size_t buf_used(const struct buf *b)
 {
     return b->len - b->off;
 }
+/* Never NULL (an empty buffer without storage gives a zero-length view). */
 static inline const uint8_t *buf_head(const struct buf *b)
 {
-    return b->data + b->off;
+    return b->data ? b->data + b->off : (const uint8_t *)"";
 }
 /* Marks n unread bytes as read; resets to empty when all are read. */
 void buf_consume(struct buf *b, size_t n);

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "core/map.h"
+
 #define MAX_STR (1u << 28) /* no field of an MQTT packet is longer */
 
 /* The field groups, and which record type carries which. */
@@ -210,4 +212,63 @@ uint32_t journal_id(const struct jrec *r, uint16_t i)
     if (i >= r->n_ids) return 0;
     const uint8_t *p = r->ids + (size_t)i * 4;
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* ---- compaction ---- */
+
+/* Bit 1: put in this batch; bit 2: deleted in it. Keys: 'i' or 'm', then
+ * the 8-byte id. */
+static int mark(struct map *m, char kind, uint64_t id, uintptr_t bit)
+{
+    char key[9];
+    key[0] = kind;
+    memcpy(key + 1, &id, 8);
+    uintptr_t v = (uintptr_t)map_get(m, key, sizeof key);
+    return map_put(m, key, sizeof key, (void *)(v | bit), NULL);
+}
+
+static bool both(const struct map *m, char kind, uint64_t id)
+{
+    char key[9];
+    key[0] = kind;
+    memcpy(key + 1, &id, 8);
+    return (uintptr_t)map_get(m, key, sizeof key) == 3;
+}
+
+/* Is r about an item or a message that came and went within the batch? */
+static bool transient(const struct map *m, const struct jrec *r)
+{
+    switch (r->type) {
+    case J_ITEM_PUT:
+    case J_ITEM_UPD:
+    case J_ITEM_DEL: return both(m, 'i', r->seq);
+    case J_MSG_PUT:
+    case J_MSG_DEL: return both(m, 'm', r->pid);
+    default: return false;
+    }
+}
+
+int journal_compact(const uint8_t *in, size_t len, struct buf *out)
+{
+    struct map m;
+    map_init(&m);
+    struct rd r = rd_make(in, len);
+    struct jrec rec;
+    int rc = 0;
+    while (rc == 0 && rd_left(&r)) {
+        rc = journal_next(&r, &rec);
+        if (rc < 0) break;
+        if (rec.type == J_ITEM_PUT || rec.type == J_ITEM_DEL)
+            rc = mark(&m, 'i', rec.seq, rec.type == J_ITEM_PUT ? 1 : 2);
+        else if (rec.type == J_MSG_PUT || rec.type == J_MSG_DEL)
+            rc = mark(&m, 'm', rec.pid, rec.type == J_MSG_PUT ? 1 : 2);
+    }
+    r = rd_make(in, len);
+    while (rc == 0 && rd_left(&r)) {
+        size_t start = r.pos;
+        rc = journal_next(&r, &rec);
+        if (rc == 0 && !transient(&m, &rec)) rc = buf_append(out, in + start, r.pos - start);
+    }
+    map_free(&m);
+    return rc;
 }

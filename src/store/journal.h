@@ -64,6 +64,11 @@ MUST_USE int journal_put(struct buf *out, const struct jrec *r);
 /* Decodes the record at r's cursor. ERR_MALFORMED when it is cut short,
  * of an unknown type, or a string too long. */
 MUST_USE int journal_next(struct rd *r, struct jrec *out);
+/* Copies the records of in[0..len) to out, less those of items both put
+ * and deleted within them and of messages both put and deleted within them
+ * (a message delivered and acknowledged before its commit need not be
+ * written at all). ERR_MALFORMED for a bad record, ERR_NOMEM. */
+MUST_USE int journal_compact(const uint8_t *in, size_t len, struct buf *out);
 /* Subscription identifier i of an item record. */
 uint32_t journal_id(const struct jrec *r, uint16_t i);
 

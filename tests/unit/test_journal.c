@@ -241,9 +241,53 @@ static void test_store_apply_and_load(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* An item and a message that came and went within one batch are not
+ * written; one put before, or still held, is. */
+static void test_compact(void **state)
+{
+    (void)state;
+    struct jrec v[J_TYPE_MAX];
+    sample(v);
+    struct jrec put = v[6], upd = v[7], del = v[8], msg = v[4], msg_del = v[5];
+    msg.pid = put.pid;
+    msg_del.pid = put.pid;
+    struct jrec other = put;
+    other.seq = 99; /* still queued at the commit; its message stored before */
+    other.pid = 7;
+    struct jrec gone = del;
+    gone.seq = 50; /* put in an earlier batch */
+    struct buf in, out;
+    buf_init(&in, 0);
+    buf_init(&out, 0);
+    const struct jrec *batch[] = {&v[0], &msg, &put, &other, &upd, &del, &gone, &msg_del};
+    for (size_t i = 0; i < sizeof batch / sizeof batch[0]; i++)
+        assert_int_equal(journal_put(&in, batch[i]), 0);
+    assert_int_equal(journal_compact(buf_head(&in), buf_used(&in), &out), 0);
+    struct rd r = rd_make(buf_head(&out), buf_used(&out));
+    struct jrec got;
+    int types[8], n = 0;
+    uint64_t seqs[8];
+    while (rd_left(&r) && n < 8) {
+        assert_int_equal(journal_next(&r, &got), 0);
+        seqs[n] = got.seq;
+        types[n++] = got.type;
+    }
+    /* the session, item 99, item 50's delete: item 77 and its message came
+     * and went */
+    assert_int_equal(n, 3);
+    assert_int_equal(types[0], J_SESSION_PUT);
+    assert_int_equal(types[1], J_ITEM_PUT);
+    assert_int_equal(seqs[1], 99);
+    assert_int_equal(types[2], J_ITEM_DEL);
+    assert_int_equal(seqs[2], 50);
+    buf_free(&in);
+    buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_compact),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_cut_and_unknown),
         cmocka_unit_test(test_store_apply_and_load),

@@ -191,6 +191,19 @@ static int bearer_device(struct api_req *r, char *tenant, char *cn, size_t cap)
         return ERR_FORBIDDEN;
     }
     snprintf(cn, cap, "%s", user + 7);
+    /* A token outlives a revocation: the newest certificate the tenant's CA
+     * gave this device must not be revoked, or a revoked device could get
+     * a fresh one with the token it still holds. */
+    struct store_issuance last;
+    if (store_issuance_latest(r->api->st, tenant, cn, &last) == 0) {
+        trust_read_lock(r->api->ti);
+        bool revoked = trust_crl_revoked_locked(r->api->ti, tenant, last.serial);
+        trust_read_unlock(r->api->ti);
+        if (revoked) {
+            ignore_result(api_reply_error(r, 403, "The device's certificate is revoked"));
+            return ERR_FORBIDDEN;
+        }
+    }
     return 0;
 }
 

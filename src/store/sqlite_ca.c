@@ -256,15 +256,19 @@ out:
     return rc;
 }
 
-int store_issuance_get(struct store *st, const char *tenant, const char *serial,
-                       struct store_issuance *out)
+/* One issuance by key: a serial, or (latest) the newest for a CN. */
+static int issuance_one(struct store *st, const char *tenant, const char *key, bool latest,
+                        struct store_issuance *out)
 {
     int rc = ERR_DB;
-    sqlite3_stmt *s = prep(store_db_lock(st), "SELECT " ISSUANCE_COLS " FROM issuances WHERE"
-                                              " tenant = ? AND serial = ?");
+    sqlite3_stmt *s =
+        prep(store_db_lock(st),
+             latest ? "SELECT " ISSUANCE_COLS " FROM issuances WHERE tenant = ? AND cn = ?"
+                      " ORDER BY issued DESC, rowid DESC LIMIT 1"
+                    : "SELECT " ISSUANCE_COLS " FROM issuances WHERE tenant = ? AND serial = ?");
     if (!s) goto out;
     text(s, 1, tenant);
-    text(s, 2, serial);
+    text(s, 2, key);
     int step = sqlite3_step(s);
     if (step == SQLITE_ROW) {
         read_issuance(s, out);
@@ -276,4 +280,16 @@ out:
     sqlite3_finalize(s);
     store_db_unlock(st);
     return rc;
+}
+
+int store_issuance_get(struct store *st, const char *tenant, const char *serial,
+                       struct store_issuance *out)
+{
+    return issuance_one(st, tenant, serial, false, out);
+}
+
+int store_issuance_latest(struct store *st, const char *tenant, const char *cn,
+                          struct store_issuance *out)
+{
+    return issuance_one(st, tenant, cn, true, out);
 }

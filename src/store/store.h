@@ -258,6 +258,10 @@ MUST_USE int store_issuance_add(struct store *st, const char *tenant,
 MUST_USE int store_issuance_list(struct store *st, const char *tenant, size_t offset, size_t limit,
                                  store_issuance_cb cb, void *arg);
 MUST_USE int store_issuance_count(struct store *st, const char *tenant, size_t *n);
+/* The newest certificate the tenant's CA issued to cn; ERR_NOT_FOUND when
+ * none. */
+MUST_USE int store_issuance_latest(struct store *st, const char *tenant, const char *cn,
+                                   struct store_issuance *out);
 /* ERR_NOT_FOUND when the tenant's CA issued no such serial. */
 MUST_USE int store_issuance_get(struct store *st, const char *tenant, const char *serial,
                                 struct store_issuance *out);

@@ -450,6 +450,25 @@ def test_revoke_disconnects_refuses_and_lists_in_the_served_crl(srv, admin, cert
     assert v.returncode != 0 and "revoked" in (v.stdout + v.stderr).lower(), v
 
 
+def test_revoked_device_cannot_reenroll_with_the_token_it_still_holds(srv, admin, certs, clients,
+                                                                     tmp_path):
+    """A device token outlives the revocation of the certificate it was
+    given for: re-enrolling with it must not bring the device back."""
+    keyf, chain = enroll(srv, admin, tmp_path, "dev-revtok")
+    c = clients("dev-revtok", tls={"cafile": certs.ca_pem, "certfile": str(chain),
+                                   "keyfile": str(keyf)})
+    c.connect(srv.mqtt_port)
+    jwt = request_token(c)
+    c.disconnect()
+    serial = serial_of(chain)
+    r = srv.call("POST", f"/certificate-authority/issued-certificates/{serial}/revoke", admin)
+    assert r.status == 204, r
+    n = issued_count(srv, admin)
+    _, csr = make_csr(tmp_path, "dev-revtok", name="dev-revtok-new")
+    refused(srv, admin, est(srv, "/simplereenroll", csr, bearer=jwt), 403, "revoked")
+    assert issued_count(srv, admin) == n
+
+
 def test_revoke_unknown_serial_and_other_tenants_serial(srv, admin, other_admin, tmp_path):
     assert_json_error(srv.call("POST", "/certificate-authority/issued-certificates/ABCDEF/revoke",
                                admin), 404)

@@ -60,7 +60,9 @@ def test_flooding_client_is_paused_not_buffered(broker):
     assert sent[0] < len(data), "the broker read everything without pausing"
     grown = rss_kib(broker.proc.pid) - before
     if not sanitized(broker.proc.pid):
-        assert grown < 5 * 1024, f"broker grew by {grown} KiB while the client did not read"
+        # Unbounded, the PUBACKs alone would be 20 MB; the paused output
+        # (OUT_PAUSE), the input buffer and allocator caches stay well under 8.
+        assert grown < 8 * 1024, f"broker grew by {grown} KiB while the client did not read"
 
     # The client reads again: every acknowledgement arrives, in order.
     got = bytearray()

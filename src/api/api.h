@@ -1,7 +1,7 @@
 /* The REST API: an HTTP(S) listener (libmicrohttpd, own threads) serving the
  * tenant, trusted-certificate, CRL, option, user and bulk-registration
- * resources, the tenant CA and EST enrollment. Writes go to the store, then the trust index (so connects see
- * them at once); hooks tell the broker about anchor and CRL changes. */
+ * resources, the tenant CA and EST enrollment. Writes go to the store, then the trust index (so
+ * connects see them at once); hooks tell the broker about anchor and CRL changes. */
 #ifndef CERTMQ_API_API_H
 #define CERTMQ_API_API_H
 

@@ -9,6 +9,7 @@ import threading
 import time
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -411,3 +412,26 @@ class Client5:
 def user_props(msg):
     """The user properties of a paho message as a list of pairs."""
     return list(getattr(msg.properties, "UserProperty", []) or [])
+
+
+# Fixtures for modules whose broker has a plain listener (import them).
+@pytest.fixture
+def port(broker):
+    """The module broker's plain MQTT port."""
+    return broker.ports["plain"]
+
+
+@pytest.fixture
+def paho5(port):
+    """Makes paho 5.0 clients connected to port; closes them after the test."""
+    made = []
+
+    def make(*a, **kw):
+        c = Client5(*a, **kw)
+        c.connect(port)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()

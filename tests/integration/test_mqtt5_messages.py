@@ -17,32 +17,13 @@ from conftest import (CONNACK_OK, TIMEOUT, RawClient, publish_packet, subscribe_
 from mqtt5 import (CONTENT_TYPE, MAXIMUM_PACKET_SIZE, MESSAGE_EXPIRY, PAYLOAD_FORMAT,
                    RECEIVE_MAXIMUM, REQUEST_RESPONSE_INFO, RESPONSE_INFO, SESSION_EXPIRY,
                    TOPIC_ALIAS, TOPIC_ALIAS_MAXIMUM, USER_PROPERTY, Client5, Raw5, ack5,
-                   disconnect5, pprops, props, publish5, raw5_connected, user_props)
+                   disconnect5, paho5, port, pprops, props, publish5, raw5_connected,
+                   user_props)  # noqa: F401 (paho5, port: fixtures)
 
 MAX_PACKET = 4096
 BROKER_OPTIONS = {"max_message_expiry": "100", "max_topic_alias": "8",
                   "max_packet_size": str(MAX_PACKET)}
 BROKER_LISTENERS = ("plain",)
-
-
-@pytest.fixture
-def port(broker):
-    return broker.ports["plain"]
-
-
-@pytest.fixture
-def paho5(port):
-    made = []
-
-    def make(*a, **kw):
-        c = Client5(*a, **kw)
-        c.connect(port)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 @pytest.fixture

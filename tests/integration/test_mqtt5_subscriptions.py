@@ -14,29 +14,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 
 from conftest import TIMEOUT, Broker, packet, unique_topic
-from mqtt5 import SHARED_SUB_AVAILABLE, Client5, Raw5, disconnect5, pprops, subscribe5
+from mqtt5 import (SHARED_SUB_AVAILABLE, Client5, Raw5, disconnect5, paho5,  # noqa: F401
+                   port, pprops, subscribe5)  # paho5, port: fixtures
 
 BROKER_LISTENERS = ("plain",)
-
-
-@pytest.fixture
-def port(broker):
-    return broker.ports["plain"]
-
-
-@pytest.fixture
-def paho5(port):
-    made = []
-
-    def make(*a, **kw):
-        c = Client5(*a, **kw)
-        c.connect(port)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def sub_id_props(n):

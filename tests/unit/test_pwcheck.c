@@ -168,10 +168,16 @@ static void test_pwcheck_queue_is_bounded_and_cancel_frees(void **state)
     struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     struct pwcheck_job *jobs[16];
     int n = 0, refused = 0;
-    /* Two threads and a queue of four: some of 16 quick submissions are refused. */
+    /* Two threads and a queue of four: some of 16 quick submissions are refused.
+     * Each is an unknown user from its own source, so every check is a full
+     * hash at the production cost (nothing cached, no lockout shortcut) and the
+     * threads cannot drain the queue as fast as it is filled. */
     for (int i = 0; i < 16; i++) {
+        char source[32], login[32];
+        snprintf(source, sizeof source, "10.0.6.%d", i + 1);
+        int len = snprintf(login, sizeof login, "t1/ghost%d", i);
         int rc =
-            pwcheck_submit(f->pc, "10.0.6.1", "t1/bob", 6, "bob-secret", 10, on_done, &w, &jobs[n]);
+            pwcheck_submit(f->pc, source, login, (size_t)len, "guess", 5, on_done, &w, &jobs[n]);
         if (rc == ERR_LIMIT) {
             refused++;
         } else {

@@ -471,7 +471,16 @@ static int put_lp16(struct buf *out, const struct mqtt_bytes *b)
  * (3.1.1). */
 static size_t props_part(const struct mqtt_props *props)
 {
-    return props ? mqtt_props_wire_size(props) : 0;
+    return !props ? 0 : props == &mqtt_props_none ? 1 : mqtt_props_wire_size(props);
+}
+
+/* Appends a property list (nothing in 3.1.1); the empty one, nearly every
+ * packet's, without a call. */
+static int put_props(struct buf *out, enum mqtt_props_where where, const struct mqtt_props *props)
+{
+    if (!props) return 0;
+    if (props == &mqtt_props_none) return buf_put_u8(out, 0);
+    return mqtt_props_encode(out, where, props);
 }
 
 int mqtt_encode_connack(struct buf *out, bool session_present, uint8_t rc,
@@ -480,7 +489,7 @@ int mqtt_encode_connack(struct buf *out, bool session_present, uint8_t rc,
     GUARD(put_header(out, MQTT_CONNACK << 4, 2 + props_part(props)));
     GUARD(buf_put_u8(out, session_present ? 1 : 0));
     GUARD(buf_put_u8(out, rc));
-    return props ? mqtt_props_encode(out, MQTT_IN_CONNACK, props) : 0;
+    return put_props(out, MQTT_IN_CONNACK, props);
 }
 
 /* DUP is dropped on QoS 0 (3.3.1.1 requires it clear there); a QoS above 2 or
@@ -498,7 +507,7 @@ int mqtt_encode_publish(struct buf *out, const struct mqtt_publish *p)
     GUARD(put_header(out, b0, head + p->payload_len));
     GUARD(put_lp16(out, &p->topic));
     if (p->qos) GUARD(buf_put_u16(out, p->packet_id));
-    if (p->props) GUARD(mqtt_props_encode(out, MQTT_IN_PUBLISH, p->props));
+    GUARD(put_props(out, MQTT_IN_PUBLISH, p->props));
     return buf_append(out, p->payload, p->payload_len);
 }
 
@@ -510,13 +519,13 @@ int mqtt_encode_ack(struct buf *out, enum mqtt_type type, uint16_t packet_id, ui
                type == MQTT_PUBCOMP || (type == MQTT_UNSUBACK && !props),
            ERR_INVALID);
     ENSURE(packet_id, ERR_INVALID);
-    bool with_props = props && mqtt_props_size(props);
+    bool with_props = props && props != &mqtt_props_none && mqtt_props_size(props);
     bool with_reason = props && (reason || with_props);
     size_t rl = 2 + (with_reason ? 1 : 0) + (with_props ? props_part(props) : 0);
     GUARD(put_header(out, (uint8_t)(type << 4 | required_flags(type)), rl));
     GUARD(buf_put_u16(out, packet_id));
     if (with_reason) GUARD(buf_put_u8(out, reason));
-    return with_props ? mqtt_props_encode(out, MQTT_IN_PUBACK, props) : 0;
+    return with_props ? put_props(out, MQTT_IN_PUBACK, props) : 0;
 }
 
 /* SUBACK, and UNSUBACK in 5.0 (props non-NULL): reason codes per filter. */
@@ -530,9 +539,7 @@ static int encode_codes(struct buf *out, enum mqtt_type type, uint16_t packet_id
             ENSURE(rcs[i] <= 2 || rcs[i] == MQTT_SUBACK_FAILURE, ERR_INVALID);
     GUARD(put_header(out, (uint8_t)(type << 4), 2 + props_part(props) + n));
     GUARD(buf_put_u16(out, packet_id));
-    if (props)
-        GUARD(
-            mqtt_props_encode(out, type == MQTT_SUBACK ? MQTT_IN_SUBACK : MQTT_IN_UNSUBACK, props));
+    GUARD(put_props(out, type == MQTT_SUBACK ? MQTT_IN_SUBACK : MQTT_IN_UNSUBACK, props));
     return buf_append(out, rcs, n);
 }
 
@@ -569,7 +576,7 @@ int mqtt_encode_pingreq(struct buf *out)
 static int encode_reason_only(struct buf *out, enum mqtt_type type, uint8_t reason,
                               const struct mqtt_props *props)
 {
-    bool with_props = props && mqtt_props_size(props);
+    bool with_props = props && props != &mqtt_props_none && mqtt_props_size(props);
     if (!props || (!reason && !with_props)) return encode_empty(out, type);
     GUARD(put_header(out, (uint8_t)(type << 4), 1 + (with_props ? props_part(props) : 0)));
     GUARD(buf_put_u8(out, reason));
@@ -624,10 +631,10 @@ int mqtt_encode_connect(struct buf *out, const struct mqtt_connect *c,
     GUARD(buf_put_u8(out, c->protocol_level));
     GUARD(buf_put_u8(out, flags));
     GUARD(buf_put_u16(out, c->keepalive));
-    if (props) GUARD(mqtt_props_encode(out, MQTT_IN_CONNECT, props));
+    GUARD(put_props(out, MQTT_IN_CONNECT, props));
     GUARD(put_lp16(out, &c->client_id));
     if (c->will) {
-        if (will_props) GUARD(mqtt_props_encode(out, MQTT_IN_WILL, will_props));
+        GUARD(put_props(out, MQTT_IN_WILL, will_props));
         GUARD(put_lp16(out, &c->will_topic));
         GUARD(put_lp16(out, &c->will_payload));
     }
@@ -652,7 +659,7 @@ static int encode_filters(struct buf *out, enum mqtt_type type, uint16_t packet_
     }
     GUARD(put_header(out, (uint8_t)(type << 4 | 0x2), rl));
     GUARD(buf_put_u16(out, packet_id));
-    if (props) GUARD(mqtt_props_encode(out, qos ? MQTT_IN_SUBSCRIBE : MQTT_IN_UNSUBSCRIBE, props));
+    GUARD(put_props(out, qos ? MQTT_IN_SUBSCRIBE : MQTT_IN_UNSUBSCRIBE, props));
     for (size_t i = 0; i < n; i++) {
         GUARD(put_lp16(out, &filters[i]));
         if (qos) GUARD(buf_put_u8(out, qos[i]));

@@ -409,6 +409,32 @@ static bool alias_fits(const struct client *c, const struct mqtt_publish *p, str
     return n <= c->max_packet_out;
 }
 
+/* A 5.0 PUBLISH with properties (message expiry, subscription ids, those
+ * the publisher sent, a Topic Alias) or under a Maximum Packet Size; kept
+ * out of send_publish so that the common case has no property list on its
+ * stack. Returns 1 without writing it when it exceeds that size. */
+static __attribute__((noinline)) int send_publish_props(struct client *c, const struct qitem *it,
+                                                        struct mqtt_publish *p, time_t now)
+{
+    struct mqtt_props pr;
+    memset(&pr, 0, sizeof pr);
+    publish_props(&pr, it, now);
+    if (c->max_packet_out && mqtt_publish_size(p->topic.len, p->payload_len, p->qos,
+                                               mqtt_props_wire_size(&pr)) > c->max_packet_out)
+        return 1;
+    bool send_topic = true;
+    uint16_t alias = alias_fits(c, p, &pr)
+                         ? alias_out(c, (const char *)p->topic.p, p->topic.len, &send_topic)
+                         : 0;
+    if (alias) {
+        pr.has |= 1ull << MQTT_PROP_TOPIC_ALIAS;
+        pr.topic_alias = alias;
+        if (!send_topic) p->topic.len = 0;
+    }
+    p->props = &pr;
+    return mqtt_encode_publish(&c->out, p);
+}
+
 /* Writes one PUBLISH for c. Returns 1 without writing it when it exceeds
  * the client's Maximum Packet Size (it counts as delivered, 3.1.2.11.4). */
 static int send_publish(struct client *c, const struct qitem *it, bool dup, time_t now)
@@ -426,24 +452,8 @@ static int send_publish(struct client *c, const struct qitem *it, bool dup, time
     };
     if (!client_v5(c)) return mqtt_encode_publish(&c->out, &p);
     bool plain = !it->msg->props_len && !it->msg->expire_at && !it->n_ids && !alias_out_enabled(c);
-    if (plain && !c->max_packet_out) { /* the common case: no properties at all */
-        p.props = &mqtt_props_none;
-        return mqtt_encode_publish(&c->out, &p);
-    }
-    struct mqtt_props pr;
-    memset(&pr, 0, sizeof pr);
-    publish_props(&pr, it, now);
-    if (c->max_packet_out && mqtt_publish_size(tlen, p.payload_len, p.qos,
-                                               mqtt_props_wire_size(&pr)) > c->max_packet_out)
-        return 1;
-    bool send_topic = true;
-    uint16_t alias = alias_fits(c, &p, &pr) ? alias_out(c, topic, tlen, &send_topic) : 0;
-    if (alias) {
-        pr.has |= 1ull << MQTT_PROP_TOPIC_ALIAS;
-        pr.topic_alias = alias;
-        if (!send_topic) p.topic.len = 0;
-    }
-    p.props = &pr;
+    if (!plain || c->max_packet_out) return send_publish_props(c, it, &p, now);
+    p.props = &mqtt_props_none; /* the common case: no properties at all */
     return mqtt_encode_publish(&c->out, &p);
 }
 

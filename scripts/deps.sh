@@ -11,7 +11,7 @@ run=(openssl)
 walk=(mosquitto-clients curl python3 python3-paho-mqtt python3-jwt)
 test=(libcmocka-dev python3 python3-pytest python3-paho-mqtt python3-cryptography
       python3-jwt mosquitto mosquitto-clients curl default-jdk-headless
-      chromium chromium-driver python3-selenium nodejs node-mqtt)
+      chromium chromium-driver python3-selenium nodejs node-mqtt haproxy)
 
 case "${1:-all}" in
   build) want=("${build[@]}" "${run[@]}") ;;

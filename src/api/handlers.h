@@ -190,6 +190,7 @@ int api_h_connection_list(struct api_req *r);
 int api_h_connection_delete(struct api_req *r);
 int api_h_refusal_list(struct api_req *r);
 int api_h_metrics(struct api_req *r);
+int api_h_health(struct api_req *r);
 int api_h_ca_create(struct api_req *r);
 int api_h_ca_get(struct api_req *r);
 int api_h_ca_delete(struct api_req *r);

@@ -102,6 +102,7 @@ static const struct route routes[] = {
     {"DELETE", "/devices/connections/{clientId}", api_h_connection_delete, EARLY_NONE},
     {"GET", "/devices/refusals", api_h_refusal_list, EARLY_NONE},
     {"GET", "/metrics", api_h_metrics, EARLY_NONE},
+    {"GET", "/health", api_h_health, EARLY_OWN_AUTH},
     {"POST", "/certificate-authority", api_h_ca_create, EARLY_NONE},
     {"GET", "/certificate-authority", api_h_ca_get, EARLY_NONE},
     {"DELETE", "/certificate-authority", api_h_ca_delete, EARLY_NONE},

@@ -54,6 +54,10 @@ static const char *const acl_choices[] = {"allow", "deny", NULL};
     {                                                                                              \
         n, OPT_LONG, true, offsetof(struct listener_config, f), 0, lo, hi, d, NULL, NULL, h        \
     }
+#define L_BOOL(n, f, d, h)                                                                         \
+    {                                                                                              \
+        n, OPT_BOOL, true, offsetof(struct listener_config, f), 0, 0, 1, d, NULL, NULL, h          \
+    }
 #define L_ENUM(n, f, ch, d, h)                                                                     \
     {                                                                                              \
         n, OPT_ENUM, true, offsetof(struct listener_config, f), 0, 0, 0, d, NULL, ch, h            \
@@ -182,6 +186,10 @@ static const struct option options[] = {
           "and, on SIGHUP reload, dropped"),
     L_ENUM("client_certificates", client_certs, cert_choices, CLIENT_CERTS_OPTIONAL,
            "required, optional or off"),
+    L_BOOL("proxy_protocol", proxy_protocol, 0,
+           "every connection starts with a PROXY protocol v2 header (HAProxy send-proxy-v2) "
+           "naming the client's address; MQTT listeners only, reachable only from the "
+           "balancer"),
     L_LONG("tls_session_cache", tls_session_cache, 0, 10000000, 20480,
            "TLS sessions kept so returning clients resume without a full handshake (0: off)"),
 };
@@ -369,6 +377,13 @@ static int config_check(const struct config *cfg, const char *name, char *err, s
         if (l->keyfile_password_file[0] && !l->keyfile[0]) {
             snprintf(err, errlen, "%s: listener %d: keyfile_password_file needs a keyfile", name,
                      l->port);
+            return ERR_INVALID;
+        }
+        if (l->proxy_protocol && l->protocol == PROTO_HTTP) {
+            snprintf(err, errlen,
+                     "%s: listener %d: proxy_protocol is for MQTT listeners (balance the HTTP "
+                     "API in TCP mode without it)",
+                     name, l->port);
             return ERR_INVALID;
         }
         if (!l->certfile[0] && l->client_certs == CLIENT_CERTS_REQUIRED) {

@@ -26,6 +26,7 @@ struct listener_config {
     char crlfile[512];               /* CRLs of the cafile CAs (verified by them) */
     enum client_certs client_certs;
     long tls_session_cache; /* sessions kept for resumption; 0: none */
+    bool proxy_protocol;    /* a PROXY v2 header first (MQTT listeners) */
 };
 
 #define CONFIG_MAX_LISTENERS 16

@@ -36,6 +36,7 @@
 #include "mqtt/codec.h"
 #include "identity/pwcheck.h"
 #include "net/addr.h"
+#include "net/proxyproto.h"
 #include "net/tls.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -57,7 +58,9 @@ struct listener {
 /* CONN_LINGER: the broker closed a 5.0 client with a DISCONNECT; what the
  * client still sends is read and dropped until it closes or LINGER_MS pass,
  * so the DISCONNECT is not lost to a reset (4.13). */
-enum conn_state { CONN_HANDSHAKE, CONN_MQTT, CONN_LINGER };
+/* CONN_PROXY: a proxy_protocol listener's connection before its PROXY
+ * header is complete (proxyproto.h). */
+enum conn_state { CONN_PROXY, CONN_HANDSHAKE, CONN_MQTT, CONN_LINGER };
 
 struct conn {
     struct client cl; /* first: server_wake casts back */
@@ -391,6 +394,10 @@ static void conn_accept(struct worker *w, struct listener *l, int fd, const stru
         c->state = CONN_MQTT;
         c->deadline_ms = now + (uint64_t)s->cfg->connect_timeout * 1000;
     }
+    if (l->cfg.proxy_protocol) {
+        c->state = CONN_PROXY; /* the handshake's deadline covers the header too */
+        c->deadline_ms = now + (uint64_t)s->cfg->handshake_timeout * 1000;
+    }
     c->cl.listener_ca = c->ca;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) goto fail;
@@ -408,6 +415,39 @@ fail:
     }
     close(fd);
     atomic_fetch_sub(&s->n_conns, 1);
+}
+
+/* Reads the PROXY header, never a byte past it (the TLS handshake or MQTT
+ * follows on the socket), into c->in; once it is complete the connection's
+ * peer is the client the balancer names, for logs, limits and the API. */
+static void conn_proxy_read(struct conn *c)
+{
+    for (;;) {
+        size_t need;
+        struct proxy_addr a;
+        int rc = proxy_parse(buf_head(&c->in), buf_used(&c->in), &need, &a);
+        if (rc < 0) {
+            log_info("%s: no valid PROXY protocol v2 header, closing", c->cl.peer);
+            c->dead = true;
+            return;
+        }
+        if (rc == 1) {
+            if (a.has_addr) proxy_addr_format(&a, c->cl.peer, sizeof c->cl.peer);
+            buf_consume(&c->in, need);
+            c->state = c->ssl ? CONN_HANDSHAKE : CONN_MQTT;
+            if (!c->ssl)
+                c->deadline_ms = now_ms() + (uint64_t)c->w->srv->cfg->connect_timeout * 1000;
+            return;
+        }
+        uint8_t part[512];
+        size_t want = need - buf_used(&c->in);
+        ssize_t n = recv(c->fd, part, want < sizeof part ? want : sizeof part, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n <= 0 || buf_append(&c->in, part, (size_t)n) < 0) {
+            c->dead = true;
+            return;
+        }
+    }
 }
 
 static void listener_ready(struct worker *w, size_t idx)
@@ -677,6 +717,14 @@ static void conn_event(struct conn *c, uint32_t events)
         conn_linger_read(c);
         return;
     }
+    if (c->state == CONN_PROXY) {
+        conn_proxy_read(c);
+        if (c->dead) {
+            conn_close(c, false);
+            return;
+        }
+        if (c->state == CONN_PROXY) return;
+    }
     if (c->state == CONN_HANDSHAKE) {
         conn_handshake(c);
         if (c->dead) {
@@ -712,7 +760,9 @@ static void worker_tick(struct worker *w)
             conn_close(c, false);
         } else if (c->deadline_ms && now > c->deadline_ms) {
             log_info("%s: %s timeout, closing", c->cl.peer,
-                     c->state == CONN_HANDSHAKE ? "handshake" : "CONNECT");
+                     c->state == CONN_PROXY       ? "PROXY header"
+                     : c->state == CONN_HANDSHAKE ? "handshake"
+                                                  : "CONNECT");
             conn_close(c, false);
         } else if (c->cl.state == CLIENT_ACTIVE && c->cl.keepalive &&
                    now - c->last_rx_ms > (uint64_t)c->cl.keepalive * 1500) {

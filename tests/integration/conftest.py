@@ -48,6 +48,7 @@ LISTENER_KINDS = {
     "plain": None,
     "tls": "optional",
     "mtls": "required",
+    "api": None,  # the HTTP API, plain
 }
 
 
@@ -144,8 +145,10 @@ def certs(tmp_path_factory):
 class Broker:
     """One running `certmq serve` with its config, ports and output files."""
 
-    def __init__(self, workdir, certs, options=None, listeners=("plain", "tls", "mtls")):
+    def __init__(self, workdir, certs, options=None, listeners=("plain", "tls", "mtls"),
+                 listener_options=None):
         self.dir = Path(workdir)
+        self.listener_options = listener_options or {}  # {"plain": {"proxy_protocol": "true"}}
         self.dir.mkdir(parents=True, exist_ok=True)
         self.certs = certs
         self.ports = {name: free_port() for name in listeners}
@@ -172,11 +175,14 @@ class Broker:
             lines.append("")
             lines.append(f"listener {port} 127.0.0.1")
             mode = LISTENER_KINDS[name]
+            if name == "api":
+                lines.append("protocol http")
             if mode is not None:
                 lines.append(f"certfile {self.server_pem}")
                 lines.append(f"keyfile {self.server_key}")
                 lines.append(f"cafile {self.certs.ca_pem}")
                 lines.append(f"client_certificates {mode}")
+            lines += [f"{k} {v}" for k, v in self.listener_options.get(name, {}).items()]
         return "\n".join(lines) + "\n"
 
     def start(self):

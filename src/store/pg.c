@@ -184,6 +184,16 @@ int64_t pg_col_int(const PGresult *r, int row, int col)
     return strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
+int64_t pg_bin_int(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col)) return 0;
+    const unsigned char *b = (const unsigned char *)PQgetvalue(r, row, col);
+    int n = PQgetlength(r, row, col);
+    uint64_t v = n > 0 && (b[0] & 0x80) ? UINT64_MAX : 0; /* sign-extended */
+    for (int i = 0; i < n && i < 8; i++) v = v << 8 | b[i];
+    return (int64_t)v;
+}
+
 int pg_col_blob(const PGresult *r, int row, int col, void **out, size_t *n)
 {
     *out = NULL;
@@ -214,18 +224,25 @@ static int map_result(struct pg_conn *c, const PGresult *r)
     return ERR_DB;
 }
 
-static PGresult *send(struct pg_conn *c, const char *sql, const struct pg_params *p)
+static PGresult *exec_params(struct pg_conn *c, const char *sql, const struct pg_params *p,
+                             int binary)
 {
     return PQexecParams(c->conn, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
-                        p ? p->fmt : NULL, 0);
+                        p ? p->fmt : NULL, binary);
 }
 
 int pg_exec(struct pg_conn *c, const char *sql, const struct pg_params *p, PGresult **res,
             size_t *changed)
 {
+    return pg_exec_fmt(c, sql, p, res, changed, 0);
+}
+
+int pg_exec_fmt(struct pg_conn *c, const char *sql, const struct pg_params *p, PGresult **res,
+                size_t *changed, int binary)
+{
     if (res) *res = NULL;
     if (!c->conn || c->down || PQstatus(c->conn) != CONNECTION_OK) GUARD(conn_try(c));
-    PGresult *r = send(c, sql, p);
+    PGresult *r = exec_params(c, sql, p, binary);
     int rc = map_result(c, r);
     if (rc == ERR_UNAVAILABLE) {
         /* Lost: reset once. Outside a transaction the statement runs again
@@ -237,7 +254,7 @@ int pg_exec(struct pg_conn *c, const char *sql, const struct pg_params *p, PGres
         rc = conn_try(c);
         if (rc == 0 && was_tx) rc = ERR_UNAVAILABLE;
         if (rc == 0) {
-            r = send(c, sql, p);
+            r = exec_params(c, sql, p, binary);
             rc = map_result(c, r);
         }
         if (rc == ERR_UNAVAILABLE) c->down = true;

@@ -47,6 +47,12 @@ void pg_blob(struct pg_params *p, const void *b, size_t n); /* borrowed until th
  * reconnect failed, or lost inside a transaction), else ERR_DB. */
 MUST_USE int pg_exec(struct pg_conn *c, const char *sql, const struct pg_params *p, PGresult **res,
                      size_t *changed);
+/* pg_exec with binary results when binary is 1 (bytea as raw bytes,
+ * integers big-endian: read them with pg_bin_int). */
+MUST_USE int pg_exec_fmt(struct pg_conn *c, const char *sql, const struct pg_params *p,
+                         PGresult **res, size_t *changed, int binary);
+/* An integer column of a binary result (0 for NULL). */
+int64_t pg_bin_int(const PGresult *r, int row, int col);
 /* BEGIN, and COMMIT on rc == 0 else ROLLBACK; returns the final status. */
 MUST_USE int pg_begin(struct pg_conn *c);
 MUST_USE int pg_end(struct pg_conn *c, int rc);

@@ -34,7 +34,7 @@ static const struct err_info table[] = {
     {ERR_INTERNAL, 500, "internal error"},
     {ERR_TLS, 500, "tls error"},
     {ERR_DB, 500, "database error"},
-    {ERR_UNAVAILABLE, 503, "service unavailable"},
+    {ERR_UNAVAILABLE, 503, "the database is unavailable; try again"},
 };
 
 static const struct err_info *lookup(int code)

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from apiserver import ADMIN, make_tenant
-from conftest import CERTMQ_BIN, TIMEOUT, REPO
+from conftest import CERTMQ_BIN, REPO, TIMEOUT, free_port
 from identity_pki import IdentityServer, pki  # noqa: F401 (fixture)
 
 PGTEST = str(REPO / "scripts" / "pgtest.sh")
@@ -212,3 +212,25 @@ def test_postgresql_down_gives_503_and_connack_3_then_recovers(srv, acme, pg, cl
     assert pg.sql("SELECT count(*) FROM devices WHERE cn = 'late-1'") == "1"
     assert pg.sql("SELECT count(*) FROM tenants WHERE id = 'during'") == "0"
     assert "connected again to postgresql" in srv.stderr()
+
+
+def serve_once(tmp_path, store):
+    conf = tmp_path / "certmq.conf"
+    conf.write_text(f"data_dir {tmp_path / 'var'}\nstore {store}\n\n"
+                    f"listener {free_port()} 127.0.0.1\nprotocol http\n")
+    return subprocess.run([CERTMQ_BIN, "serve", "--config", str(conf)], capture_output=True,
+                          text=True, timeout=3 * TIMEOUT, stdin=subprocess.DEVNULL)
+
+
+def test_a_store_that_is_neither_sqlite_nor_postgresql_is_refused(tmp_path):
+    r = serve_once(tmp_path, "mysql://root@127.0.0.1/certmq")
+    assert r.returncode == 2, r.stderr
+    assert "store must be sqlite or a postgresql:// URI" in r.stderr, r.stderr
+    assert not (tmp_path / "var" / "certmq.db").exists()
+
+
+def test_an_unreachable_postgresql_stops_the_start_and_hides_the_password(tmp_path):
+    r = serve_once(tmp_path, "postgresql://certmq:n0t-logged-pw@127.0.0.1:1/certmq")
+    assert r.returncode != 0, r.stderr
+    assert "127.0.0.1:1/certmq unavailable" in r.stderr, r.stderr
+    assert "n0t-logged-pw" not in r.stderr + r.stdout

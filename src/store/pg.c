@@ -1,8 +1,7 @@
 /* PostgreSQL backend of the store (store.h) over libpq: one connection
- * guarded by one mutex (the broker's hot path never queries the store),
- * parameterised queries only, the same schema versions as SQLite in a
- * schema_version table, and a connection that comes back by itself: a lost
- * one is reset once, then retried at most once a second meanwhile. */
+ * under one mutex, bound parameters only, SQLite's schema versions in a
+ * schema_version table, and a lost connection reset once, then retried at
+ * most once a second (calls in between answer ERR_UNAVAILABLE). */
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -1,8 +1,7 @@
-/* PostgreSQL backend of the session store (sessions.h): its own tables
- * (sess_*) in the store's database and its own connection, one transaction
- * per batch committed with synchronous_commit (durable when it returns).
- * Records are bytes, so strings are bytea bound in binary, and the load
- * reads binary results that the records borrow while fn runs. */
+/* PostgreSQL backend of the session store (sessions.h): sess_* tables in
+ * the store's database on a connection of its own, one transaction per
+ * batch (durable when it returns: synchronous commit). Record strings are
+ * bytea in binary; the load's binary results are borrowed while fn runs. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,9 +1,7 @@
-/* Unit-test helper for the PostgreSQL backends: CERTMQ_TEST_PG names a
- * server (a conninfo URI whose user may create databases); each test gets
- * a fresh database, named with CERTMQ_TEST_PG_PREFIX so that suites running
- * side by side never collide, dropped afterwards. Without the variable the
- * PostgreSQL groups are skipped with a message; with it set but the server
- * unreachable they fail. */
+/* PostgreSQL for unit tests: CERTMQ_TEST_PG names a server whose user may
+ * create databases; each test gets a fresh one (CERTMQ_TEST_PG_PREFIX keeps
+ * side-by-side suites apart). Unset: the PostgreSQL groups are skipped with
+ * a message; set but unreachable: they fail. */
 #ifndef CERTMQ_TESTS_PGTEST_H
 #define CERTMQ_TESTS_PGTEST_H
 

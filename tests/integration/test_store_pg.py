@@ -4,7 +4,8 @@
 # connected device, an all-or-nothing bulk upload, everything surviving a
 # restart, a persistent session's queued QoS 1 messages surviving kill -9,
 # and the server going away: REST answers 503, a new device that needs the
-# store gets CONNACK 3, and both recover without a broker restart.
+# store gets CONNACK 3, and both recover without a broker restart. The
+# durable-session tests run here again with their sessions in PostgreSQL.
 # Under `make test` (CERTMQ_TEST_PG set) a server that cannot start fails
 # the module; run alone without it, the module is skipped.
 import os
@@ -18,8 +19,19 @@ from types import SimpleNamespace
 import pytest
 
 from apiserver import ADMIN, make_tenant
-from conftest import CERTMQ_BIN, REPO, TIMEOUT, free_port
+from conftest import CERTMQ_BIN, REPO, TIMEOUT, Broker, free_port
 from identity_pki import IdentityServer, pki  # noqa: F401 (fixture)
+# The durable-session tests that do not read SQLite files, collected here a
+# second time: with this module's `durable` fixture they run on PostgreSQL.
+from test_durable_sessions import OPTIONS as DURABLE_OPTIONS
+from test_durable_sessions import (  # noqa: F401
+    test_acknowledged_subscription_survives_kill9_at_once,
+    test_clean_restart_keeps_queues_and_subscriptions,
+    test_mosquitto_clients_kill9_loses_nothing_acknowledged,
+    test_paho_kill9_loses_nothing_acknowledged,
+    test_session_expired_during_downtime_is_gone,
+    test_v5_subscription_options_survive_restart,
+)
 
 PGTEST = str(REPO / "scripts" / "pgtest.sh")
 DB = "certmq_it"
@@ -30,7 +42,16 @@ pytestmark = pytest.mark.certmq_only
 class Pg:
     def __init__(self, d, uri):
         self.dir, self.server_uri = d, uri
-        self.uri = uri.rsplit("/", 1)[0] + "/" + DB
+        self.uri = self.uri_of(DB)
+
+    def uri_of(self, db):
+        return self.server_uri.rsplit("/", 1)[0] + "/" + db
+
+    def create(self, db):
+        r = subprocess.run(["psql", "-X", self.server_uri, "-c", f"DROP DATABASE IF EXISTS {db}",
+                            "-c", f"CREATE DATABASE {db}"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
 
     def sql(self, query):
         r = subprocess.run(["psql", "-X", "-tA", self.uri, "-c", query], capture_output=True,
@@ -56,12 +77,29 @@ def pg():
         pytest.skip(why)
     p = Pg(d, r.stdout.strip())
     try:
-        rc = subprocess.run(["psql", "-X", p.server_uri, "-c", f"CREATE DATABASE {DB}"],
-                            capture_output=True, text=True, timeout=30)
-        assert rc.returncode == 0, rc.stderr
+        p.create(DB)
         yield p
     finally:
         subprocess.run(["bash", PGTEST, "stop", d], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def durable(tmp_path, certs, pg):
+    """test_durable_sessions' brokers (plain TCP, killed by the tests), each
+    on a fresh PostgreSQL database."""
+    made = []
+
+    def make(**options):
+        db = f"durable_{len(made)}_{os.getpid()}"
+        pg.create(db)
+        opts = {**DURABLE_OPTIONS, "store": pg.uri_of(db), **options}
+        b = Broker(tmp_path / f"broker{len(made)}", certs, opts, ("plain",)).start()
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
 
 
 @pytest.fixture(scope="module")

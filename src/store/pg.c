@@ -98,7 +98,7 @@ static int conn_try(struct pg_conn *c)
     } else {
         /* connect_timeout first: the URI may set its own. */
         const char *const keys[] = {"connect_timeout", "dbname", NULL};
-        const char *const vals[] = {"5", c->conninfo, NULL};
+        const char *const vals[] = {"3", c->conninfo, NULL};
         c->conn = PQconnectdbParams(keys, vals, 1);
         if (!c->conn) return ERR_NOMEM;
         conn_describe(c);

@@ -236,9 +236,96 @@ int pg_exec(struct pg_conn *c, const char *sql, const struct pg_params *p, PGres
     return pg_exec_fmt(c, sql, p, res, changed, 0);
 }
 
+/* ---- pipelines ---- */
+
+/* Statements sent before a sync collects their results: small enough that
+ * their results never fill the socket while the client is still writing. */
+#define PIPELINE_CHUNK 256
+
+/* Drops a connection whose pipeline broke: the next call connects anew. */
+static int pipeline_lost(struct pg_conn *c)
+{
+    PQfinish(c->conn);
+    c->conn = NULL;
+    c->pipeline = false;
+    c->in_tx = false;
+    c->queued = 0;
+    c->down = false;
+    ignore_result(conn_try(c));
+    return ERR_UNAVAILABLE;
+}
+
+/* Syncs and reads the results of the statements queued since the last
+ * sync; the first failure is the status (aborted followers are not). */
+static int pipeline_collect(struct pg_conn *c)
+{
+    int rc = PQpipelineSync(c->conn) == 1 ? 0 : ERR_UNAVAILABLE;
+    for (int i = 0; rc != ERR_UNAVAILABLE && i < c->queued; i++) {
+        PGresult *r = PQgetResult(c->conn);
+        if (!r) {
+            rc = ERR_UNAVAILABLE;
+            break;
+        }
+        if (PQresultStatus(r) != PGRES_PIPELINE_ABORTED && c->pipe_rc == 0)
+            c->pipe_rc = map_result(c, r);
+        PQclear(r);
+        PQclear(PQgetResult(c->conn)); /* the NULL that ends each statement's results */
+    }
+    c->queued = 0;
+    if (rc == 0) {
+        PGresult *r = PQgetResult(c->conn);
+        if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC) rc = ERR_UNAVAILABLE;
+        PQclear(r);
+    }
+    return rc < 0 ? rc : c->pipe_rc;
+}
+
+int pg_pipeline_begin(struct pg_conn *c)
+{
+    if (!c->conn || c->down || PQstatus(c->conn) != CONNECTION_OK) GUARD(conn_try(c));
+    if (PQenterPipelineMode(c->conn) != 1) return pipeline_lost(c);
+    c->pipeline = true;
+    c->queued = 0;
+    c->pipe_rc = 0;
+    int rc = pg_exec(c, "BEGIN", NULL, NULL, NULL);
+    if (rc == 0) c->in_tx = true;
+    return rc;
+}
+
+int pg_pipeline_end(struct pg_conn *c, int rc)
+{
+    if (!c->pipeline) return rc < 0 ? rc : ERR_UNAVAILABLE;
+    if (rc == 0) rc = c->pipe_rc;
+    int sent = pg_exec(c, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    int got = sent == 0 ? pipeline_collect(c) : sent;
+    if (got == ERR_UNAVAILABLE || PQexitPipelineMode(c->conn) != 1) return pipeline_lost(c);
+    c->pipeline = false;
+    c->in_tx = false;
+    /* A statement of the last chunk failed: its COMMIT was skipped and the
+     * transaction waits, aborted, for a ROLLBACK. */
+    if (PQtransactionStatus(c->conn) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(c->conn, "ROLLBACK");
+        PQclear(r);
+    }
+    return rc < 0 ? rc : got;
+}
+
+/* In a pipeline: queues the statement (results come with the next sync). */
+static int pipeline_send(struct pg_conn *c, const char *sql, const struct pg_params *p)
+{
+    if (c->pipe_rc < 0) return c->pipe_rc; /* an earlier statement failed: stop */
+    if (PQsendQueryParams(c->conn, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
+                          p ? p->fmt : NULL, 0) != 1)
+        return ERR_UNAVAILABLE;
+    if (++c->queued < PIPELINE_CHUNK) return 0;
+    int rc = pipeline_collect(c);
+    return rc;
+}
+
 int pg_exec_fmt(struct pg_conn *c, const char *sql, const struct pg_params *p, PGresult **res,
                 size_t *changed, int binary)
 {
+    if (c->pipeline) return pipeline_send(c, sql, p);
     if (res) *res = NULL;
     if (!c->conn || c->down || PQstatus(c->conn) != CONNECTION_OK) GUARD(conn_try(c));
     PGresult *r = exec_params(c, sql, p, binary);
@@ -256,7 +343,6 @@ int pg_exec_fmt(struct pg_conn *c, const char *sql, const struct pg_params *p, P
             r = exec_params(c, sql, p, binary);
             rc = map_result(c, r);
         }
-        if (rc == ERR_UNAVAILABLE) c->down = true;
     }
     if (rc == 0 && changed) *changed = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
     if (rc == 0 && res && PQresultStatus(r) == PGRES_TUPLES_OK) {

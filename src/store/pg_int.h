@@ -19,6 +19,9 @@ struct pg_conn {
     char *conninfo;       /* may hold a password: never logged */
     char where[192];      /* host:port/db, what logs say instead */
     bool in_tx;           /* a lost connection inside BEGIN is not retried */
+    bool pipeline;        /* between pg_pipeline_begin and _end */
+    int queued;           /* pipeline: statements sent since the last sync */
+    int pipe_rc;          /* pipeline: the first statement failure */
     bool down;            /* the last connection attempt failed */
     uint64_t last_try_us; /* monotonic time of the last connection attempt */
 };
@@ -56,6 +59,14 @@ int64_t pg_bin_int(const PGresult *r, int row, int col);
 /* BEGIN, and COMMIT on rc == 0 else ROLLBACK; returns the final status. */
 MUST_USE int pg_begin(struct pg_conn *c);
 MUST_USE int pg_end(struct pg_conn *c, int rc);
+
+/* A transaction whose statements are sent without waiting for each
+ * result (libpq pipeline mode): pg_exec only queues them (no rows, no
+ * counts) and returns the first failure seen so far; pg_pipeline_end
+ * commits on rc == 0 (else rolls back) and returns the final status. A
+ * lost connection is ERR_UNAVAILABLE and nothing of it is committed. */
+MUST_USE int pg_pipeline_begin(struct pg_conn *c);
+MUST_USE int pg_pipeline_end(struct pg_conn *c, int rc);
 
 /* Column readers over a text-format result ("" and 0 for NULL). */
 const char *pg_col(const PGresult *r, int row, int col);

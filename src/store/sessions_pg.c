@@ -236,7 +236,8 @@ static int apply_one(struct pg_conn *c, const struct jrec *r)
 static int spg_apply(struct sstore *base, const uint8_t *j, size_t len)
 {
     struct pg_conn *c = &((struct sstore_pg *)base)->c;
-    GUARD(pg_begin(c));
+    /* One round trip per chunk of records, not per record. */
+    GUARD(pg_pipeline_begin(c));
     struct rd r = rd_make(j, len);
     struct jrec rec;
     int rc = 0;
@@ -244,7 +245,7 @@ static int spg_apply(struct sstore *base, const uint8_t *j, size_t len)
         rc = journal_next(&r, &rec);
         if (rc == 0) rc = apply_one(c, &rec);
     }
-    return pg_end(c, rc);
+    return pg_pipeline_end(c, rc);
 }
 
 /* ---- load ---- */

@@ -300,6 +300,63 @@ static void test_store_apply_and_load_pg(void **state)
     pgtest_drop(db);
 }
 
+static int count_rx(void *arg, const struct jrec *r)
+{
+    if (r->type == J_RX_PUT) (*(int *)arg) += r->packet_id;
+    return 0;
+}
+
+/* The database refuses one statement of a batch (a trigger here): nothing
+ * of the batch is stored, and the next batch commits as usual. */
+static void test_store_pg_refused_statement_rolls_back_its_batch(void **state)
+{
+    (void)state;
+    char db[128], uri[1024];
+    assert_int_equal(pgtest_create(db, sizeof db, uri, sizeof uri), 0);
+    struct sstore *st;
+    assert_int_equal(sstore_open(uri, &st), 0);
+    PGconn *c = PQconnectdb(uri);
+    PGresult *r = PQexec(c, "CREATE FUNCTION no13() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF NEW.packet_id = 13 THEN RAISE 'refused'; END IF;"
+                            " RETURN NEW; END $$;"
+                            "CREATE TRIGGER no13 BEFORE INSERT ON sess_rx FOR EACH ROW"
+                            " EXECUTE FUNCTION no13()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+    struct jrec v[J_TYPE_MAX];
+    sample(v);
+    struct buf b;
+    buf_init(&b, 0);
+    for (int round = 0; round < 2; round++) { /* the refusal in the first chunk, then the last */
+        buf_consume(&b, buf_used(&b));
+        assert_int_equal(journal_put(&b, &v[0]), 0);
+        struct jrec rx = v[9];
+        rx.packet_id = 13;
+        assert_int_equal(journal_put(&b, &rx), 0);
+        for (int i = 0; i < (round ? 0 : 300); i++) {
+            rx.packet_id = (uint16_t)(100 + i);
+            assert_int_equal(journal_put(&b, &rx), 0);
+        }
+        assert_true(sstore_apply(st, buf_head(&b), buf_used(&b)) < 0);
+        int sum = 0;
+        assert_int_equal(sstore_load(st, count_rx, &sum), 0);
+        assert_int_equal(sum, 0);
+    }
+    buf_consume(&b, buf_used(&b));
+    struct jrec rx = v[9];
+    rx.packet_id = 14;
+    assert_int_equal(journal_put(&b, &v[0]), 0);
+    assert_int_equal(journal_put(&b, &rx), 0);
+    assert_int_equal(sstore_apply(st, buf_head(&b), buf_used(&b)), 0);
+    int sum = 0;
+    assert_int_equal(sstore_load(st, count_rx, &sum), 0);
+    assert_int_equal(sum, 14);
+    sstore_close(st);
+    buf_free(&b);
+    pgtest_drop(db);
+}
+
 /* An item and a message that came and went within one batch are not
  * written; one put before, or still held, is. */
 static void test_compact(void **state)
@@ -353,6 +410,7 @@ int main(void)
     };
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_store_apply_and_load_pg),
+        cmocka_unit_test(test_store_pg_refused_statement_rolls_back_its_batch),
     };
     int rc = cmocka_run_group_tests_name("journal, sessions on sqlite", tests, NULL, NULL);
     if (!pgtest_skip("test_journal"))

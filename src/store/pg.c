@@ -287,9 +287,9 @@ int pg_pipeline_begin(struct pg_conn *c)
     c->pipeline = true;
     c->queued = 0;
     c->pipe_rc = 0;
-    int rc = pg_exec(c, "BEGIN", NULL, NULL, NULL);
-    if (rc == 0) c->in_tx = true;
-    return rc;
+    if (pg_exec(c, "BEGIN", NULL, NULL, NULL) < 0) return pipeline_lost(c);
+    c->in_tx = true;
+    return 0;
 }
 
 int pg_pipeline_end(struct pg_conn *c, int rc)
@@ -318,8 +318,7 @@ static int pipeline_send(struct pg_conn *c, const char *sql, const struct pg_par
                           p ? p->fmt : NULL, 0) != 1)
         return ERR_UNAVAILABLE;
     if (++c->queued < PIPELINE_CHUNK) return 0;
-    int rc = pipeline_collect(c);
-    return rc;
+    return pipeline_collect(c);
 }
 
 int pg_exec_fmt(struct pg_conn *c, const char *sql, const struct pg_params *p, PGresult **res,

@@ -886,6 +886,35 @@ static void test_store_pg_connection_loss(void **state)
                      ERR_UNAVAILABLE);
 }
 
+/* The connection dies in the middle of a bulk registration (a trigger
+ * ends its own server process at the second row): the call answers
+ * ERR_UNAVAILABLE, the first row is not stored, and the store goes on. */
+static void test_store_pg_connection_lost_inside_a_transaction(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    PGconn *c = PQconnectdb(pg_uri);
+    PGresult *r = PQexec(c, "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF NEW.cn = 'boom' THEN PERFORM pg_terminate_backend("
+                            "pg_backend_pid()); END IF; RETURN NEW; END $$;"
+                            "CREATE TRIGGER boom BEFORE INSERT ON devices FOR EACH ROW"
+                            " EXECUTE FUNCTION boom()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+    struct store_device_new rows[2] = {{.cn = "ok1"}, {.cn = "boom"}};
+    int rc[2];
+    assert_int_equal(store_device_bulk(st, "t1", rows, 2, rc), ERR_UNAVAILABLE);
+    size_t n = 99;
+    assert_int_equal(store_device_count(st, "t1", &n), 0);
+    assert_int_equal(n, 0);
+    struct store_user u;
+    assert_int_equal(store_user_get(st, "t1", "device_ok1", &u), ERR_NOT_FOUND);
+    assert_int_equal(store_device_bulk(st, "t1", rows, 1, rc), 0);
+    assert_int_equal(store_device_count(st, "t1", &n), 0);
+    assert_int_equal(n, 1);
+}
+
 /* A key row written before schema 4 (plaintext) is sealed by rewrap. */
 static void test_store_pg_token_keys_plaintext_rewrapped(void **state)
 {
@@ -964,6 +993,8 @@ int main(void)
         STORE_TESTS,
         cmocka_unit_test(test_store_pg_concurrent_migrations),
         cmocka_unit_test_setup_teardown(test_store_pg_connection_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_pg_connection_lost_inside_a_transaction, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_store_pg_token_keys_plaintext_rewrapped, setup,
                                         teardown),
     };

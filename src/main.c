@@ -213,9 +213,12 @@ static int open_sessions(struct app *app)
     char path[4096];
     int n = snprintf(path, sizeof path, "%s/sessions.db", cfg->data_dir);
     ENSURE(n > 0 && (size_t)n < sizeof path, ERR_INVALID);
-    if (sstore_open(path, &app->sessions) < 0 ||
+    /* On PostgreSQL the sessions live in the store's database. */
+    const char *where = store_is_pg(cfg->store) ? cfg->store : path;
+    if (sstore_open(where, &app->sessions) < 0 ||
         broker_persist_load(app->broker, app->sessions, time(NULL)) < 0) {
-        log_error("cannot read the sessions from %s", path);
+        log_error("cannot read the sessions from %s",
+                  where == path ? path : "the PostgreSQL store");
         return ERR_DB;
     }
     return broker_persist_start(app->broker, app->sessions, cfg->persistence_commit_interval);
@@ -434,10 +437,13 @@ static int app_start(struct app *app)
         log_error("%s", err);
         return ERR_INVALID;
     }
-    if (store_open(cfg->data_dir, &app->store) < 0 ||
+    if (store_open_config(cfg->store, cfg->data_dir, &app->store) < 0 ||
         api_bootstrap_admin(app->store, cfg->data_dir) < 0 || trust_new(&app->trust) < 0 ||
         trust_load(app->trust, app->store) < 0) {
-        log_error("cannot open the store in %s", cfg->data_dir);
+        if (store_is_pg(cfg->store))
+            log_error("cannot open the store on PostgreSQL");
+        else
+            log_error("cannot open the store in %s", cfg->data_dir);
         return ERR_DB;
     }
     if (authz_new(app->store, &app->authz) < 0) {

@@ -537,7 +537,11 @@ static void run_handler(struct api_req *r, const struct route *rt)
     int rc = rt->fn(r);
     if (rc < 0 && !r->status) {
         int status = err_http_status(rc);
-        ignore_result(api_reply_error(r, status, status >= 500 ? "Internal error" : err_str(rc)));
+        /* 503 says what is down (the database); other 5xx stay vague. */
+        const char *msg = status == 503   ? err_str(rc)
+                          : status >= 500 ? "Internal error"
+                                          : err_str(rc);
+        ignore_result(api_reply_error(r, status, msg));
     } else if (!r->status) {
         ignore_result(api_reply_error(r, 500, "Internal error"));
     }

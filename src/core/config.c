@@ -65,6 +65,10 @@ static const char *const acl_choices[] = {"allow", "deny", NULL};
 
 static const struct option options[] = {
     G_STR("data_dir", data_dir, "./var", "directory for the database, keys and dev certificates"),
+    G_STR("store", store, "sqlite",
+          "where the registry and the durable sessions live: sqlite (certmq.db and sessions.db "
+          "in data_dir) or a PostgreSQL conninfo URI postgresql://user[:password]@host:port/db "
+          "(the password is never logged)"),
     G_STR("ca_key_file", ca_key_file, "",
           "the key-encryption key for tenant CA keys and device-token signing keys: 32 random "
           "bytes, mode 0600 (empty: data_dir/kek, made on first start)"),
@@ -394,6 +398,11 @@ static int config_check(const struct config *cfg, const char *name, char *err, s
     }
     if (!valid_level(cfg->log_level)) {
         snprintf(err, errlen, "%s: log_level must be debug, info, warn or error", name);
+        return ERR_INVALID;
+    }
+    if (strcmp(cfg->store, "sqlite") != 0 && strncmp(cfg->store, "postgresql://", 13) != 0 &&
+        strncmp(cfg->store, "postgres://", 11) != 0) {
+        snprintf(err, errlen, "%s: store must be sqlite or a postgresql:// URI", name);
         return ERR_INVALID;
     }
     return 0;

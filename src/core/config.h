@@ -33,6 +33,7 @@ struct listener_config {
 
 struct config {
     char data_dir[512];
+    char store[1024];      /* "sqlite" or a postgresql:// conninfo URI (secret: never logged) */
     char ca_key_file[512]; /* empty: data_dir/kek */
     char log_level[16];
     long workers;

@@ -1,6 +1,8 @@
 /* The error table: one line of text and an HTTP status per code. */
 #include "core/err.h"
 
+#include <stddef.h>
+
 struct err_info {
     int code;
     int http;
@@ -32,13 +34,21 @@ static const struct err_info table[] = {
     {ERR_INTERNAL, 500, "internal error"},
     {ERR_TLS, 500, "tls error"},
     {ERR_DB, 500, "database error"},
+    {ERR_UNAVAILABLE, 503, "the database is unavailable; try again"},
 };
 
-static const struct err_info *find(int code)
+static const struct err_info *lookup(int code)
 {
     for (unsigned i = 0; i < sizeof table / sizeof table[0]; i++)
         if (table[i].code == code) return &table[i];
-    return &table[sizeof table / sizeof table[0] - 3]; /* internal */
+    return NULL;
+}
+
+/* An unknown code reads as internal. */
+static const struct err_info *find(int code)
+{
+    const struct err_info *e = lookup(code);
+    return e ? e : lookup(ERR_INTERNAL);
 }
 
 const char *err_str(int code)

@@ -37,6 +37,7 @@ enum err {
     ERR_INTERNAL = -100,
     ERR_TLS = -101,
     ERR_DB = -102,
+    ERR_UNAVAILABLE = -103, /* a service the call needs (the database) is down */
 };
 
 /* Short text for a code; never NULL. */

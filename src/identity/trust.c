@@ -447,6 +447,12 @@ size_t trust_device_count(struct trust_index *ti)
 int trust_register_device(struct trust_index *ti, struct store *st, const char *tenant,
                           const char *cn, bool *created)
 {
+    /* A known device connects without the store (which may be a database
+     * that is down for a moment): only a new one is written. */
+    if (trust_device_registered(ti, tenant, cn)) {
+        *created = false;
+        return 0;
+    }
     GUARD(store_device_register(st, tenant, cn, "CERTIFICATES", created));
     return trust_device_add(ti, tenant, cn);
 }

@@ -66,7 +66,8 @@ MUST_USE int trust_device_remove(struct trust_index *ti, const char *tenant, con
 bool trust_device_registered(struct trust_index *ti, const char *tenant, const char *cn);
 size_t trust_device_count(struct trust_index *ti);
 /* The registration write of a connect (auto-registration): store first,
- * then the index. *created says whether the device is new. */
+ * then the index; a device the index knows is not written again (its
+ * connect needs no store). *created says whether the device is new. */
 MUST_USE int trust_register_device(struct trust_index *ti, struct store *st, const char *tenant,
                                    const char *cn, bool *created);
 

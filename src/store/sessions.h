@@ -1,7 +1,7 @@
 /* The session store: where durable MQTT session state lives (journal.h
  * records). One writer applies batches of records, each batch in one
- * transaction; at start everything is read back. The SQLite backend is
- * sessions_sqlite.c; another database implements the same four calls. */
+ * transaction; at start everything is read back. Backends: SQLite
+ * (sessions_sqlite.c) and PostgreSQL (sessions_pg.c), chosen by sstore_open. */
 #ifndef CERTMQ_STORE_SESSIONS_H
 #define CERTMQ_STORE_SESSIONS_H
 
@@ -13,12 +13,14 @@
 
 struct sstore;
 
-/* Opens (creating, mode 0600) the session store at path. */
+/* Opens the session store at path: a file (SQLite, created mode 0600) or
+ * a postgresql:// conninfo URI (its own tables in that database). */
 MUST_USE int sstore_open(const char *path, struct sstore **out);
 void sstore_close(struct sstore *s);
 
 /* Applies the records in j[0..len) in one transaction, durable on disk
- * (fsync) when it returns 0. On failure nothing of it is applied. */
+ * (fsync) when it returns 0. On failure nothing of it is applied
+ * (ERR_UNAVAILABLE when a PostgreSQL server cannot be reached). */
 MUST_USE int sstore_apply(struct sstore *s, const uint8_t *j, size_t len);
 
 /* Reads everything back as records, in an order that rebuilds it: every

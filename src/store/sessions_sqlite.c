@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "store/sessions_int.h"
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS sessions(key BLOB PRIMARY KEY, tenant BLOB, client_id BLOB,"
@@ -71,12 +72,13 @@ static const char *const sql[S_COUNT] = {
     [S_RX_DEL] = "DELETE FROM rx WHERE key = ? AND packet_id = ?",
 };
 
-struct sstore {
+struct sstore_sqlite {
+    struct sstore base; /* first: the handle callers hold */
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
 };
 
-static int exec(struct sstore *s, const char *what)
+static int exec(struct sstore_sqlite *s, const char *what)
 {
     char *err = NULL;
     if (sqlite3_exec(s->db, what, NULL, NULL, &err) == SQLITE_OK) return 0;
@@ -85,7 +87,10 @@ static int exec(struct sstore *s, const char *what)
     return ERR_DB;
 }
 
-int sstore_open(const char *path, struct sstore **out)
+static const struct sstore_ops sqlite_ops;
+static void sq_close(struct sstore *base);
+
+int sstore_sqlite_open(const char *path, struct sstore **out)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -93,8 +98,9 @@ int sstore_open(const char *path, struct sstore **out)
         return ERR_IO;
     }
     close(fd);
-    struct sstore *s = calloc(1, sizeof *s);
+    struct sstore_sqlite *s = calloc(1, sizeof *s);
     ENSURE(s, ERR_NOMEM);
+    s->base.ops = &sqlite_ops;
     int rc = ERR_DB;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
@@ -112,15 +118,16 @@ int sstore_open(const char *path, struct sstore **out)
             rc = ERR_DB;
             goto out;
         }
-    *out = s;
+    *out = &s->base;
     return 0;
 out:
-    sstore_close(s);
+    sq_close(&s->base);
     return rc;
 }
 
-void sstore_close(struct sstore *s)
+static void sq_close(struct sstore *base)
 {
+    struct sstore_sqlite *s = (struct sstore_sqlite *)base;
     if (!s) return;
     for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
@@ -133,7 +140,7 @@ static void bind_str(sqlite3_stmt *st, int i, struct jstr v)
 }
 
 /* Runs a bound statement to its end and resets it. */
-static int run(struct sstore *s, sqlite3_stmt *st)
+static int run(struct sstore_sqlite *s, sqlite3_stmt *st)
 {
     int r = sqlite3_step(st);
     sqlite3_reset(st);
@@ -143,7 +150,7 @@ static int run(struct sstore *s, sqlite3_stmt *st)
     return ERR_DB;
 }
 
-static int put_session(struct sstore *s, const struct jrec *r)
+static int put_session(struct sstore_sqlite *s, const struct jrec *r)
 {
     sqlite3_stmt *st = s->st[S_SESSION_PUT];
     bind_str(st, 1, r->key);
@@ -171,13 +178,13 @@ static int put_session(struct sstore *s, const struct jrec *r)
 }
 
 /* Binds the record's key to statement which and runs it. */
-static int by_key(struct sstore *s, int which, const struct jrec *r)
+static int by_key(struct sstore_sqlite *s, int which, const struct jrec *r)
 {
     bind_str(s->st[which], 1, r->key);
     return run(s, s->st[which]);
 }
 
-static int put_sub(struct sstore *s, const struct jrec *r, bool del)
+static int put_sub(struct sstore_sqlite *s, const struct jrec *r, bool del)
 {
     sqlite3_stmt *st = s->st[del ? S_SUB_DEL : S_SUB_PUT];
     bind_str(st, 1, r->key);
@@ -191,7 +198,7 @@ static int put_sub(struct sstore *s, const struct jrec *r, bool del)
     return run(s, st);
 }
 
-static int put_msg(struct sstore *s, const struct jrec *r)
+static int put_msg(struct sstore_sqlite *s, const struct jrec *r)
 {
     sqlite3_stmt *st = s->st[S_MSG_PUT];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)r->pid);
@@ -204,7 +211,7 @@ static int put_msg(struct sstore *s, const struct jrec *r)
     return run(s, st);
 }
 
-static int put_item(struct sstore *s, const struct jrec *r)
+static int put_item(struct sstore_sqlite *s, const struct jrec *r)
 {
     sqlite3_stmt *st = s->st[S_ITEM_PUT];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)r->seq);
@@ -218,7 +225,7 @@ static int put_item(struct sstore *s, const struct jrec *r)
     return run(s, st);
 }
 
-static int apply_one(struct sstore *s, const struct jrec *r)
+static int apply_one(struct sstore_sqlite *s, const struct jrec *r)
 {
     sqlite3_stmt *st;
     switch ((enum jtype)r->type) {
@@ -254,8 +261,9 @@ static int apply_one(struct sstore *s, const struct jrec *r)
     return ERR_MALFORMED;
 }
 
-int sstore_apply(struct sstore *s, const uint8_t *j, size_t len)
+static int sq_apply(struct sstore *base, const uint8_t *j, size_t len)
 {
+    struct sstore_sqlite *s = (struct sstore_sqlite *)base;
     GUARD(run(s, s->st[S_BEGIN]));
     struct rd r = rd_make(j, len);
     struct jrec rec;
@@ -352,7 +360,7 @@ static void row_rx(sqlite3_stmt *st, struct jrec *r)
 }
 
 /* Runs query and hands each row, made a record by conv, to fn. */
-static int load_rows(struct sstore *s, const char *query,
+static int load_rows(struct sstore_sqlite *s, const char *query,
                      void (*conv)(sqlite3_stmt *, struct jrec *), sstore_load_fn fn, void *arg)
 {
     sqlite3_stmt *st;
@@ -374,11 +382,18 @@ static int load_rows(struct sstore *s, const char *query,
     return rc;
 }
 
-int sstore_load(struct sstore *s, sstore_load_fn fn, void *arg)
+static int sq_load(struct sstore *base, sstore_load_fn fn, void *arg)
 {
+    struct sstore_sqlite *s = (struct sstore_sqlite *)base;
     GUARD(load_rows(s, "SELECT * FROM sessions", row_session, fn, arg));
     GUARD(load_rows(s, "SELECT * FROM subs", row_sub, fn, arg));
     GUARD(load_rows(s, "SELECT * FROM msgs ORDER BY pid", row_msg, fn, arg));
     GUARD(load_rows(s, "SELECT * FROM items ORDER BY seq", row_item, fn, arg));
     return load_rows(s, "SELECT * FROM rx", row_rx, fn, arg);
 }
+
+static const struct sstore_ops sqlite_ops = {
+    .close = sq_close,
+    .apply = sq_apply,
+    .load = sq_load,
+};

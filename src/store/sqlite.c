@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "store/sqlite_int.h"
+#include "store/store_ops.h"
 
 /* Schema migrations: entry i brings the database from version i to i+1. */
 static const char *const migrations[] = {
@@ -206,7 +207,8 @@ static const char *const sql[Q_COUNT] = {
     [Q_RETAIN_LIST] = "SELECT tenant, topic, payload, qos FROM retained ORDER BY rowid",
 };
 
-struct store {
+struct store_sqlite {
+    struct store base; /* first: the handle callers hold */
     sqlite3 *db;
     pthread_mutex_t mu;
     sqlite3_stmt *stmts[Q_COUNT];
@@ -214,23 +216,12 @@ struct store {
     uint64_t op_start_us; /* under mu: when the running operation asked for it */
 };
 
-static const char *const role_names[STORE_ROLE_COUNT] = {
-    "ROLE_TENANT_ADMIN",
-    "ROLE_TENANT_MANAGEMENT_ADMIN",
-    "ROLE_DEVICE_CONTROL_ADMIN",
-    "ROLE_DEVICE",
-};
+static const struct store_ops sqlite_ops;
 
-const char *store_role_name(unsigned i)
+/* The SQLite handle behind a store handle of this backend. */
+static struct store_sqlite *sq(struct store *base)
 {
-    return i < STORE_ROLE_COUNT ? role_names[i] : "";
-}
-
-unsigned store_role_parse(const char *name)
-{
-    for (unsigned i = 0; i < STORE_ROLE_COUNT; i++)
-        if (strcmp(name, role_names[i]) == 0) return 1u << i;
-    return 0;
+    return (struct store_sqlite *)base;
 }
 
 static void copy_str(char *dst, size_t cap, const unsigned char *src)
@@ -239,7 +230,7 @@ static void copy_str(char *dst, size_t cap, const unsigned char *src)
 }
 
 /* The cached statement for q, reset and with its bindings cleared. */
-static sqlite3_stmt *stmt(struct store *st, enum q id)
+static sqlite3_stmt *stmt(struct store_sqlite *st, enum q id)
 {
     sqlite3_stmt *s = st->stmts[id];
     if (!s) {
@@ -256,7 +247,7 @@ static sqlite3_stmt *stmt(struct store *st, enum q id)
 }
 
 /* Maps an SQLite result to our codes; constraint violations are duplicates. */
-static int map_rc(struct store *st, int rc)
+static int map_rc(struct store_sqlite *st, int rc)
 {
     if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) return 0;
     int ext = sqlite3_extended_errcode(st->db);
@@ -267,14 +258,14 @@ static int map_rc(struct store *st, int rc)
 }
 
 /* Runs a statement that returns no rows. */
-static int exec_done(struct store *st, sqlite3_stmt *s)
+static int exec_done(struct store_sqlite *st, sqlite3_stmt *s)
 {
     int rc = map_rc(st, sqlite3_step(s));
     sqlite3_reset(s);
     return rc;
 }
 
-static int run_simple(struct store *st, enum q id)
+static int run_simple(struct store_sqlite *st, enum q id)
 {
     sqlite3_stmt *s = stmt(st, id);
     if (!s) return ERR_DB;
@@ -329,7 +320,7 @@ out:
 
 /* Applies every migration above the database's user_version, each in its
  * own transaction together with the version bump. */
-static int migrate(struct store *st)
+static int migrate(struct store_sqlite *st)
 {
     int v = 0;
     GUARD(pragma_int(st->db, "PRAGMA user_version", &v));
@@ -353,11 +344,14 @@ static int migrate(struct store *st)
     return 0;
 }
 
-int store_open_path(const char *path, struct store **out)
+static void sq_close(struct store *base);
+
+int store_sqlite_open(const char *path, struct store **out)
 {
     int rc = ERR_DB;
-    struct store *st = calloc(1, sizeof *st);
+    struct store_sqlite *st = calloc(1, sizeof *st);
     if (!st) return ERR_NOMEM;
+    st->base.ops = &sqlite_ops;
     pthread_mutex_init(&st->mu, NULL);
     if (sqlite3_open_v2(path, &st->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
@@ -381,11 +375,11 @@ int store_open_path(const char *path, struct store **out)
         goto out;
     }
     GUARD_GOTO(rc, migrate(st), out);
-    *out = st;
+    *out = &st->base;
     st = NULL;
     rc = 0;
 out:
-    if (st) store_close(st);
+    if (st) sq_close(&st->base);
     return rc;
 }
 
@@ -409,11 +403,12 @@ int store_open(const char *data_dir, struct store **out)
         return ERR_IO;
     }
     close(fd);
-    return store_open_path(path, out);
+    return store_sqlite_open(path, out);
 }
 
-void store_close(struct store *st)
+static void sq_close(struct store *base)
 {
+    struct store_sqlite *st = sq(base);
     if (!st) return;
     for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(st->stmts[i]);
     sqlite3_close(st->db);
@@ -421,8 +416,9 @@ void store_close(struct store *st)
     free(st);
 }
 
-int store_schema_version(struct store *st)
+static int sq_schema_version(struct store *base)
 {
+    struct store_sqlite *st = sq(base);
     return st->version;
 }
 
@@ -435,33 +431,35 @@ static uint64_t mono_us(void)
 
 /* Every operation runs between lock() and unlock(): its latency, waiting
  * for the connection included, goes to the store histogram of /metrics. */
-static void lock(struct store *st)
+static void lock(struct store_sqlite *st)
 {
     uint64_t t0 = mono_us();
     pthread_mutex_lock(&st->mu);
     st->op_start_us = t0;
 }
 
-static void unlock(struct store *st)
+static void unlock(struct store_sqlite *st)
 {
     uint64_t took = mono_us() - st->op_start_us;
     pthread_mutex_unlock(&st->mu);
     metrics_store_op(took);
 }
 
-sqlite3 *store_db_lock(struct store *st)
+sqlite3 *store_db_lock(struct store *base)
 {
+    struct store_sqlite *st = sq(base);
     lock(st);
     return st->db;
 }
 
-void store_db_unlock(struct store *st)
+void store_db_unlock(struct store *base)
 {
-    unlock(st);
+    unlock(sq(base));
 }
 
-int store_db_rc(struct store *st, int rc)
+int store_db_rc(struct store *base, int rc)
 {
+    struct store_sqlite *st = sq(base);
     return map_rc(st, rc);
 }
 
@@ -472,13 +470,13 @@ static int64_t now_s(void)
 
 /* ---- transactions (called with the mutex held) ---- */
 
-static int tx_begin(struct store *st)
+static int tx_begin(struct store_sqlite *st)
 {
     return run_simple(st, Q_BEGIN);
 }
 
 /* Commits on rc == 0, rolls back otherwise; returns the final status. */
-static int tx_end(struct store *st, int rc)
+static int tx_end(struct store_sqlite *st, int rc)
 {
     if (rc == 0) {
         rc = run_simple(st, Q_COMMIT);
@@ -499,7 +497,7 @@ static void read_tenant(sqlite3_stmt *s, struct store_tenant *t)
     t->created = sqlite3_column_int64(s, 3);
 }
 
-static int insert_user(struct store *st, enum q id, const struct store_user *u)
+static int insert_user(struct store_sqlite *st, enum q id, const struct store_user *u)
 {
     sqlite3_stmt *s = stmt(st, id);
     if (!s) return ERR_DB;
@@ -513,7 +511,7 @@ static int insert_user(struct store *st, enum q id, const struct store_user *u)
     return exec_done(st, s);
 }
 
-static int tenant_create_locked(struct store *st, const struct store_tenant *t,
+static int tenant_create_locked(struct store_sqlite *st, const struct store_tenant *t,
                                 const struct store_user *admin)
 {
     sqlite3_stmt *s = stmt(st, Q_TENANT_INSERT);
@@ -531,9 +529,10 @@ static int tenant_create_locked(struct store *st, const struct store_tenant *t,
     return 0;
 }
 
-int store_tenant_create(struct store *st, const struct store_tenant *t,
-                        const struct store_user *admin)
+static int sq_tenant_create(struct store *base, const struct store_tenant *t,
+                            const struct store_user *admin)
 {
+    struct store_sqlite *st = sq(base);
     lock(st);
     int rc = tx_begin(st);
     if (rc == 0) rc = tx_end(st, tenant_create_locked(st, t, admin));
@@ -541,8 +540,9 @@ int store_tenant_create(struct store *st, const struct store_tenant *t,
     return rc;
 }
 
-int store_tenant_get(struct store *st, const char *id, struct store_tenant *out)
+static int sq_tenant_get(struct store *base, const char *id, struct store_tenant *out)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_TENANT_GET);
@@ -577,7 +577,7 @@ struct visit {
 
 /* Steps s to its end, handing each row to row(s, v) until one fails;
  * resets s. The store lock is held by the caller. */
-static int each_row(struct store *st, sqlite3_stmt *s,
+static int each_row(struct store_sqlite *st, sqlite3_stmt *s,
                     int (*row)(sqlite3_stmt *s, const struct visit *v), const struct visit *v)
 {
     int rc = 0, step;
@@ -637,8 +637,10 @@ static int retained_row(sqlite3_stmt *s, const struct visit *v)
                                       (size_t)sqlite3_column_bytes(s, 2), sqlite3_column_int(s, 3));
 }
 
-int store_tenant_list(struct store *st, size_t offset, size_t limit, store_tenant_cb cb, void *arg)
+static int sq_tenant_list(struct store *base, size_t offset, size_t limit, store_tenant_cb cb,
+                          void *arg)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_TENANT_LIST);
@@ -652,7 +654,7 @@ out:
 }
 
 /* Runs a count(*) query with an optional text parameter. */
-static int count_query(struct store *st, enum q id, const char *param, size_t *n)
+static int count_query(struct store_sqlite *st, enum q id, const char *param, size_t *n)
 {
     int rc = ERR_DB;
     lock(st);
@@ -669,8 +671,9 @@ out:
     return rc;
 }
 
-int store_tenant_count(struct store *st, size_t *n)
+static int sq_tenant_count(struct store *base, size_t *n)
 {
+    struct store_sqlite *st = sq(base);
     return count_query(st, Q_TENANT_COUNT, NULL, n);
 }
 
@@ -688,16 +691,19 @@ static void read_user(sqlite3_stmt *s, struct store_user *u)
     u->created = sqlite3_column_int64(s, 6);
 }
 
-int store_user_create(struct store *st, const struct store_user *u)
+static int sq_user_create(struct store *base, const struct store_user *u)
 {
+    struct store_sqlite *st = sq(base);
     lock(st);
     int rc = insert_user(st, Q_USER_INSERT, u);
     unlock(st);
     return rc;
 }
 
-int store_user_get(struct store *st, const char *tenant, const char *name, struct store_user *out)
+static int sq_user_get(struct store *base, const char *tenant, const char *name,
+                       struct store_user *out)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_USER_GET);
@@ -717,9 +723,10 @@ out:
     return rc;
 }
 
-int store_user_list(struct store *st, const char *tenant, bool password_only, size_t offset,
-                    size_t limit, store_user_cb cb, void *arg)
+static int sq_user_list(struct store *base, const char *tenant, bool password_only, size_t offset,
+                        size_t limit, store_user_cb cb, void *arg)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, tenant ? Q_USER_LIST : Q_USER_LIST_ALL_PW);
@@ -735,13 +742,14 @@ out:
     return rc;
 }
 
-int store_user_count(struct store *st, const char *tenant, size_t *n)
+static int sq_user_count(struct store *base, const char *tenant, size_t *n)
 {
+    struct store_sqlite *st = sq(base);
     return count_query(st, Q_USER_COUNT, tenant, n);
 }
 
 /* Deletes one row of (tenant, key) with query id; ERR_NOT_FOUND when none. */
-static int delete_locked(struct store *st, enum q id, const char *tenant, const char *key)
+static int delete_locked(struct store_sqlite *st, enum q id, const char *tenant, const char *key)
 {
     sqlite3_stmt *s = stmt(st, id);
     if (!s) return ERR_DB;
@@ -752,7 +760,7 @@ static int delete_locked(struct store *st, enum q id, const char *tenant, const 
 }
 
 /* Reads the device flag of (tenant, name); ERR_NOT_FOUND when absent. */
-static int user_is_device_locked(struct store *st, const char *tenant, const char *name,
+static int user_is_device_locked(struct store_sqlite *st, const char *tenant, const char *name,
                                  bool *device)
 {
     sqlite3_stmt *s = stmt(st, Q_USER_GET);
@@ -766,9 +774,10 @@ static int user_is_device_locked(struct store *st, const char *tenant, const cha
     return step == SQLITE_DONE ? ERR_NOT_FOUND : map_rc(st, step);
 }
 
-int store_user_delete(struct store *st, const char *tenant, const char *name, char *device_cn,
-                      size_t cap)
+static int sq_user_delete(struct store *base, const char *tenant, const char *name, char *device_cn,
+                          size_t cap)
 {
+    struct store_sqlite *st = sq(base);
     bool device = false;
     if (cap) device_cn[0] = '\0';
     lock(st);
@@ -805,8 +814,9 @@ static void read_cert(sqlite3_stmt *s, struct store_cert *c)
     c->created = sqlite3_column_int64(s, 9);
 }
 
-int store_cert_insert(struct store *st, const struct store_cert *c)
+static int sq_cert_insert(struct store *base, const struct store_cert *c)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_CERT_INSERT);
@@ -827,8 +837,10 @@ out:
     return rc;
 }
 
-int store_cert_get(struct store *st, const char *tenant, const char *fp, struct store_cert *out)
+static int sq_cert_get(struct store *base, const char *tenant, const char *fp,
+                       struct store_cert *out)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_CERT_GET);
@@ -856,15 +868,9 @@ out:
     return rc;
 }
 
-void store_cert_clear(struct store_cert *c)
+static int sq_cert_update(struct store *base, const struct store_cert *c)
 {
-    free(c->der);
-    c->der = NULL;
-    c->der_len = 0;
-}
-
-int store_cert_update(struct store *st, const struct store_cert *c)
-{
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_CERT_UPDATE);
@@ -884,8 +890,9 @@ out:
     return rc;
 }
 
-int store_cert_delete(struct store *st, const char *tenant, const char *fp)
+static int sq_cert_delete(struct store *base, const char *tenant, const char *fp)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_CERT_DELETE);
@@ -899,9 +906,10 @@ out:
     return rc;
 }
 
-int store_cert_list(struct store *st, const char *tenant, size_t offset, size_t limit,
-                    store_cert_cb cb, void *arg)
+static int sq_cert_list(struct store *base, const char *tenant, size_t offset, size_t limit,
+                        store_cert_cb cb, void *arg)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, tenant ? Q_CERT_LIST : Q_CERT_LIST_ALL);
@@ -916,8 +924,9 @@ out:
     return rc;
 }
 
-int store_cert_count(struct store *st, const char *tenant, size_t *n)
+static int sq_cert_count(struct store *base, const char *tenant, size_t *n)
 {
+    struct store_sqlite *st = sq(base);
     return count_query(st, Q_CERT_COUNT, tenant, n);
 }
 
@@ -925,7 +934,7 @@ int store_cert_count(struct store *st, const char *tenant, size_t *n)
 
 /* Inserts the device row and its device user; *created reports a new row.
  * Called with the mutex held inside a transaction. */
-static int device_insert_locked(struct store *st, const char *tenant,
+static int device_insert_locked(struct store_sqlite *st, const char *tenant,
                                 const struct store_device_new *d, int64_t now, bool *created)
 {
     sqlite3_stmt *s = stmt(st, Q_DEVICE_INSERT);
@@ -952,7 +961,7 @@ static int device_insert_locked(struct store *st, const char *tenant,
     return insert_user(st, Q_USER_INSERT_IGNORE, &u);
 }
 
-static int tenant_exists_locked(struct store *st, const char *tenant)
+static int tenant_exists_locked(struct store_sqlite *st, const char *tenant)
 {
     sqlite3_stmt *s = stmt(st, Q_TENANT_EXISTS);
     if (!s) return ERR_DB;
@@ -963,9 +972,10 @@ static int tenant_exists_locked(struct store *st, const char *tenant)
     return step == SQLITE_DONE ? ERR_NOT_FOUND : ERR_DB;
 }
 
-int store_device_register(struct store *st, const char *tenant, const char *cn,
-                          const char *auth_type, bool *created)
+static int sq_device_register(struct store *base, const char *tenant, const char *cn,
+                              const char *auth_type, bool *created)
 {
+    struct store_sqlite *st = sq(base);
     struct store_device_new d = {.cn = cn, .auth_type = auth_type};
     bool made = false;
     lock(st);
@@ -980,9 +990,10 @@ int store_device_register(struct store *st, const char *tenant, const char *cn,
     return rc;
 }
 
-int store_device_bulk(struct store *st, const char *tenant, const struct store_device_new *rows,
-                      size_t n, int *row_rc)
+static int sq_device_bulk(struct store *base, const char *tenant,
+                          const struct store_device_new *rows, size_t n, int *row_rc)
 {
+    struct store_sqlite *st = sq(base);
     int64_t now = now_s();
     lock(st);
     int rc = tx_begin(st);
@@ -999,8 +1010,9 @@ int store_device_bulk(struct store *st, const char *tenant, const struct store_d
     return rc;
 }
 
-int store_device_list(struct store *st, const char *tenant, store_device_cb cb, void *arg)
+static int sq_device_list(struct store *base, const char *tenant, store_device_cb cb, void *arg)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, tenant ? Q_DEVICE_LIST : Q_DEVICE_LIST_ALL);
@@ -1012,16 +1024,18 @@ out:
     return rc;
 }
 
-int store_device_count(struct store *st, const char *tenant, size_t *n)
+static int sq_device_count(struct store *base, const char *tenant, size_t *n)
 {
+    struct store_sqlite *st = sq(base);
     return count_query(st, Q_DEVICE_COUNT, tenant, n);
 }
 
 /* ---- options ---- */
 
-int store_option_set(struct store *st, const char *tenant, const char *category, const char *key,
-                     const char *value)
+static int sq_option_set(struct store *base, const char *tenant, const char *category,
+                         const char *key, const char *value)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_OPTION_SET);
@@ -1036,9 +1050,10 @@ out:
     return rc;
 }
 
-int store_option_get(struct store *st, const char *tenant, const char *category, const char *key,
-                     char *value, size_t cap)
+static int sq_option_get(struct store *base, const char *tenant, const char *category,
+                         const char *key, char *value, size_t cap)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_OPTION_GET);
@@ -1059,8 +1074,10 @@ out:
     return rc;
 }
 
-int store_option_delete(struct store *st, const char *tenant, const char *category, const char *key)
+static int sq_option_delete(struct store *base, const char *tenant, const char *category,
+                            const char *key)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_OPTION_DELETE);
@@ -1075,8 +1092,9 @@ out:
     return rc;
 }
 
-int store_option_list(struct store *st, const char *tenant, store_option_cb cb, void *arg)
+static int sq_option_list(struct store *base, const char *tenant, store_option_cb cb, void *arg)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, tenant ? Q_OPTION_LIST : Q_OPTION_LIST_ALL);
@@ -1090,8 +1108,10 @@ out:
 
 /* ---- revoked serials ---- */
 
-int store_crl_add(struct store *st, const char *tenant, const struct store_crl_entry *e, size_t n)
+static int sq_crl_add(struct store *base, const char *tenant, const struct store_crl_entry *e,
+                      size_t n)
 {
+    struct store_sqlite *st = sq(base);
     lock(st);
     int rc = tx_begin(st);
     if (rc == 0) {
@@ -1112,8 +1132,9 @@ int store_crl_add(struct store *st, const char *tenant, const struct store_crl_e
     return rc;
 }
 
-int store_crl_list(struct store *st, const char *tenant, store_crl_cb cb, void *arg)
+static int sq_crl_list(struct store *base, const char *tenant, store_crl_cb cb, void *arg)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, tenant ? Q_CRL_LIST : Q_CRL_LIST_ALL);
@@ -1127,9 +1148,10 @@ out:
 
 /* ---- device-token keys ---- */
 
-int store_token_key_put(struct store *st, const char *tenant, const void *sealed, size_t sealed_len,
-                        const char *pub_pem)
+static int sq_token_key_put(struct store *base, const char *tenant, const void *sealed,
+                            size_t sealed_len, const char *pub_pem)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_KEY_PUT);
@@ -1157,9 +1179,10 @@ static int blob_copy(sqlite3_stmt *s, int col, void **out, size_t *n)
     return 0;
 }
 
-int store_token_key_get(struct store *st, const char *tenant, void **sealed, size_t *sealed_len,
-                        char **pub_pem)
+static int sq_token_key_get(struct store *base, const char *tenant, void **sealed,
+                            size_t *sealed_len, char **pub_pem)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     *sealed = NULL;
     *pub_pem = NULL;
@@ -1206,7 +1229,7 @@ static void key_rows_free(struct key_row *r, size_t n)
 }
 
 /* Reads every token key row (lock held). */
-static int key_rows(struct store *st, struct key_row **out, size_t *n)
+static int key_rows(struct store_sqlite *st, struct key_row **out, size_t *n)
 {
     sqlite3_stmt *s = stmt(st, Q_KEY_ALL);
     if (!s) return ERR_DB;
@@ -1242,8 +1265,8 @@ static int key_rows(struct store *st, struct key_row **out, size_t *n)
 }
 
 /* Calls fn for each row and writes what it returns (lock held, in a transaction). */
-static int key_rows_rewrap(struct store *st, struct key_row *r, size_t n, store_token_key_fn fn,
-                           void *arg, size_t *changed)
+static int key_rows_rewrap(struct store_sqlite *st, struct key_row *r, size_t n,
+                           store_token_key_fn fn, void *arg, size_t *changed)
 {
     for (size_t i = 0; i < n; i++) {
         void *blob = NULL;
@@ -1264,8 +1287,10 @@ static int key_rows_rewrap(struct store *st, struct key_row *r, size_t n, store_
     return 0;
 }
 
-int store_token_key_rewrap(struct store *st, store_token_key_fn fn, void *arg, size_t *changed)
+static int sq_token_key_rewrap(struct store *base, store_token_key_fn fn, void *arg,
+                               size_t *changed)
 {
+    struct store_sqlite *st = sq(base);
     struct key_row *r = NULL;
     size_t n = 0;
     *changed = 0;
@@ -1293,9 +1318,10 @@ int store_token_key_rewrap(struct store *st, store_token_key_fn fn, void *arg, s
 
 /* ---- retained messages ---- */
 
-int store_retained_put(struct store *st, const char *tenant, const void *topic, size_t tlen,
-                       const void *payload, size_t plen, int qos)
+static int sq_retained_put(struct store *base, const char *tenant, const void *topic, size_t tlen,
+                           const void *payload, size_t plen, int qos)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, plen ? Q_RETAIN_PUT : Q_RETAIN_DELETE);
@@ -1312,8 +1338,9 @@ out:
     return rc;
 }
 
-int store_retained_list(struct store *st, store_retained_cb cb, void *arg)
+static int sq_retained_list(struct store *base, store_retained_cb cb, void *arg)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_RETAIN_LIST);
@@ -1326,8 +1353,9 @@ out:
 
 /* ---- topic authorization ---- */
 
-int store_authz_rules_put(struct store *st, const char *tenant, const char *rules_json)
+static int sq_authz_rules_put(struct store *base, const char *tenant, const char *rules_json)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_AUTHZ_RULES_PUT);
@@ -1340,8 +1368,10 @@ out:
     return rc;
 }
 
-int store_authz_roles_put(struct store *st, const char *tenant, const char *user, const char *roles)
+static int sq_authz_roles_put(struct store *base, const char *tenant, const char *user,
+                              const char *roles)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, roles && *roles ? Q_AUTHZ_ROLES_PUT : Q_AUTHZ_ROLES_DELETE);
@@ -1362,7 +1392,7 @@ static int authz_row(sqlite3_stmt *s, const struct visit *v)
                                    (const char *)sqlite3_column_text(s, 2));
 }
 
-static int authz_list(struct store *st, enum q q, store_authz_cb cb, void *arg)
+static int authz_list(struct store_sqlite *st, enum q q, store_authz_cb cb, void *arg)
 {
     int rc = ERR_DB;
     lock(st);
@@ -1372,20 +1402,23 @@ static int authz_list(struct store *st, enum q q, store_authz_cb cb, void *arg)
     return rc;
 }
 
-int store_authz_rules_list(struct store *st, store_authz_cb cb, void *arg)
+static int sq_authz_rules_list(struct store *base, store_authz_cb cb, void *arg)
 {
+    struct store_sqlite *st = sq(base);
     return authz_list(st, Q_AUTHZ_RULES_LIST, cb, arg);
 }
 
-int store_authz_roles_list(struct store *st, store_authz_cb cb, void *arg)
+static int sq_authz_roles_list(struct store *base, store_authz_cb cb, void *arg)
 {
+    struct store_sqlite *st = sq(base);
     return authz_list(st, Q_AUTHZ_ROLES_LIST, cb, arg);
 }
 
 /* ---- when devices were last seen ---- */
 
-int store_device_seen_put(struct store *st, const struct store_seen *v, size_t n)
+static int sq_device_seen_put(struct store *base, const struct store_seen *v, size_t n)
 {
+    struct store_sqlite *st = sq(base);
     lock(st);
     int rc = tx_begin(st);
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -1413,8 +1446,9 @@ static int seen_row(sqlite3_stmt *s, const struct visit *v)
     return ((store_seen_cb)v->cb)(v->arg, &r);
 }
 
-int store_device_seen_list(struct store *st, store_seen_cb cb, void *arg)
+static int sq_device_seen_list(struct store *base, store_seen_cb cb, void *arg)
 {
+    struct store_sqlite *st = sq(base);
     int rc = ERR_DB;
     lock(st);
     sqlite3_stmt *s = stmt(st, Q_SEEN_LIST);
@@ -1422,3 +1456,57 @@ int store_device_seen_list(struct store *st, store_seen_cb cb, void *arg)
     unlock(st);
     return rc;
 }
+
+static const struct store_ops sqlite_ops = {
+    .close = sq_close,
+    .schema_version = sq_schema_version,
+    .tenant_create = sq_tenant_create,
+    .tenant_get = sq_tenant_get,
+    .tenant_list = sq_tenant_list,
+    .tenant_count = sq_tenant_count,
+    .user_create = sq_user_create,
+    .user_get = sq_user_get,
+    .user_list = sq_user_list,
+    .user_count = sq_user_count,
+    .user_delete = sq_user_delete,
+    .cert_insert = sq_cert_insert,
+    .cert_get = sq_cert_get,
+    .cert_update = sq_cert_update,
+    .cert_delete = sq_cert_delete,
+    .cert_list = sq_cert_list,
+    .cert_count = sq_cert_count,
+    .device_register = sq_device_register,
+    .device_bulk = sq_device_bulk,
+    .device_list = sq_device_list,
+    .device_count = sq_device_count,
+    .option_set = sq_option_set,
+    .option_get = sq_option_get,
+    .option_delete = sq_option_delete,
+    .option_list = sq_option_list,
+    .crl_add = sq_crl_add,
+    .crl_list = sq_crl_list,
+    .token_key_put = sq_token_key_put,
+    .token_key_get = sq_token_key_get,
+    .token_key_rewrap = sq_token_key_rewrap,
+    .retained_put = sq_retained_put,
+    .retained_list = sq_retained_list,
+    .authz_rules_put = sq_authz_rules_put,
+    .authz_roles_put = sq_authz_roles_put,
+    .authz_rules_list = sq_authz_rules_list,
+    .authz_roles_list = sq_authz_roles_list,
+    .device_seen_put = sq_device_seen_put,
+    .device_seen_list = sq_device_seen_list,
+    .ca_insert = sq_ca_insert,
+    .ca_get = sq_ca_get,
+    .ca_update_cert = sq_ca_update_cert,
+    .ca_delete = sq_ca_delete,
+    .ca_tenants = sq_ca_tenants,
+    .enroll_token_put = sq_enroll_token_put,
+    .enroll_token_get = sq_enroll_token_get,
+    .enroll_token_use = sq_enroll_token_use,
+    .issuance_add = sq_issuance_add,
+    .issuance_list = sq_issuance_list,
+    .issuance_count = sq_issuance_count,
+    .issuance_latest = sq_issuance_latest,
+    .issuance_get = sq_issuance_get,
+};

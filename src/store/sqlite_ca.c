@@ -46,8 +46,8 @@ static void *dup_blob(sqlite3_stmt *s, int col, size_t *n)
     return p;
 }
 
-int store_ca_insert(struct store *st, const char *tenant, const void *der, size_t der_len,
-                    const void *sealed, size_t sealed_len)
+int sq_ca_insert(struct store *st, const char *tenant, const void *der, size_t der_len,
+                 const void *sealed, size_t sealed_len)
 {
     sqlite3_stmt *s = prep(store_db_lock(st), "INSERT INTO tenant_ca(tenant, der, key_sealed,"
                                               " created) VALUES(?,?,?,?)");
@@ -60,7 +60,7 @@ int store_ca_insert(struct store *st, const char *tenant, const void *der, size_
     return run_unlock(st, s);
 }
 
-int store_ca_get(struct store *st, const char *tenant, struct store_ca *out)
+int sq_ca_get(struct store *st, const char *tenant, struct store_ca *out)
 {
     int rc = ERR_DB;
     memset(out, 0, sizeof *out);
@@ -84,14 +84,7 @@ out:
     return rc;
 }
 
-void store_ca_clear(struct store_ca *c)
-{
-    free(c->der);
-    free(c->sealed);
-    memset(c, 0, sizeof *c);
-}
-
-int store_ca_update_cert(struct store *st, const char *tenant, const void *der, size_t der_len)
+int sq_ca_update_cert(struct store *st, const char *tenant, const void *der, size_t der_len)
 {
     sqlite3 *db = store_db_lock(st);
     sqlite3_stmt *s = prep(db, "UPDATE tenant_ca SET der = ? WHERE tenant = ?");
@@ -105,7 +98,7 @@ int store_ca_update_cert(struct store *st, const char *tenant, const void *der, 
     return rc;
 }
 
-int store_ca_delete(struct store *st, const char *tenant)
+int sq_ca_delete(struct store *st, const char *tenant)
 {
     sqlite3 *db = store_db_lock(st);
     sqlite3_stmt *s = prep(db, "DELETE FROM tenant_ca WHERE tenant = ?");
@@ -118,7 +111,7 @@ int store_ca_delete(struct store *st, const char *tenant)
     return rc;
 }
 
-int store_ca_tenants(struct store *st, int (*cb)(void *arg, const char *tenant), void *arg)
+int sq_ca_tenants(struct store *st, int (*cb)(void *arg, const char *tenant), void *arg)
 {
     int rc = ERR_DB, step;
     sqlite3_stmt *s = prep(store_db_lock(st), "SELECT tenant FROM tenant_ca ORDER BY tenant");
@@ -135,7 +128,7 @@ out:
 
 /* ---- enrollment tokens ---- */
 
-int store_enroll_token_put(struct store *st, const char *hash, const struct store_enroll_token *t)
+int sq_enroll_token_put(struct store *st, const char *hash, const struct store_enroll_token *t)
 {
     sqlite3_stmt *s = prep(store_db_lock(st), "INSERT INTO enroll_tokens(hash, tenant, device,"
                                               " valid_until, used, created) VALUES(?,?,?,?,0,?)");
@@ -149,7 +142,7 @@ int store_enroll_token_put(struct store *st, const char *hash, const struct stor
     return run_unlock(st, s);
 }
 
-int store_enroll_token_get(struct store *st, const char *hash, struct store_enroll_token *out)
+int sq_enroll_token_get(struct store *st, const char *hash, struct store_enroll_token *out)
 {
     int rc = ERR_DB;
     memset(out, 0, sizeof *out);
@@ -173,7 +166,7 @@ out:
     return rc;
 }
 
-int store_enroll_token_use(struct store *st, const char *hash)
+int sq_enroll_token_use(struct store *st, const char *hash)
 {
     sqlite3 *db = store_db_lock(st);
     sqlite3_stmt *s = prep(db, "UPDATE enroll_tokens SET used = 1 WHERE hash = ? AND used = 0");
@@ -190,7 +183,7 @@ int store_enroll_token_use(struct store *st, const char *hash)
 
 #define ISSUANCE_COLS "serial, cn, not_after, issued, method, actor"
 
-int store_issuance_add(struct store *st, const char *tenant, const struct store_issuance *i)
+int sq_issuance_add(struct store *st, const char *tenant, const struct store_issuance *i)
 {
     sqlite3_stmt *s = prep(store_db_lock(st), "INSERT INTO issuances(tenant, " ISSUANCE_COLS
                                               ") VALUES(?,?,?,?,?,?,?)");
@@ -217,8 +210,8 @@ static void read_issuance(sqlite3_stmt *s, struct store_issuance *i)
     copy_col(i->actor, sizeof i->actor, s, 5);
 }
 
-int store_issuance_list(struct store *st, const char *tenant, size_t offset, size_t limit,
-                        store_issuance_cb cb, void *arg)
+int sq_issuance_list(struct store *st, const char *tenant, size_t offset, size_t limit,
+                     store_issuance_cb cb, void *arg)
 {
     int rc = ERR_DB, step;
     sqlite3_stmt *s = prep(store_db_lock(st), "SELECT " ISSUANCE_COLS " FROM issuances WHERE"
@@ -240,7 +233,7 @@ out:
     return rc;
 }
 
-int store_issuance_count(struct store *st, const char *tenant, size_t *n)
+int sq_issuance_count(struct store *st, const char *tenant, size_t *n)
 {
     int rc = ERR_DB;
     *n = 0;
@@ -282,14 +275,14 @@ out:
     return rc;
 }
 
-int store_issuance_get(struct store *st, const char *tenant, const char *serial,
-                       struct store_issuance *out)
+int sq_issuance_get(struct store *st, const char *tenant, const char *serial,
+                    struct store_issuance *out)
 {
     return issuance_one(st, tenant, serial, false, out);
 }
 
-int store_issuance_latest(struct store *st, const char *tenant, const char *cn,
-                          struct store_issuance *out)
+int sq_issuance_latest(struct store *st, const char *tenant, const char *cn,
+                       struct store_issuance *out)
 {
     return issuance_one(st, tenant, cn, true, out);
 }

@@ -1,7 +1,8 @@
 /* The certmq store: tenants, users, trusted certificates, devices, options,
- * revoked serials and token keys behind one opaque handle (SQLite backend in
- * sqlite.c; a PostgreSQL one would implement this header). Thread-safe: every
- * call holds a mutex, so list callbacks must not call back into the store. */
+ * revoked serials and token keys behind one opaque handle, on SQLite
+ * (sqlite.c) or PostgreSQL (pg.c), chosen when opened (store.c). Thread-safe:
+ * every call holds a mutex, so list callbacks must not call back into the
+ * store. A PostgreSQL store that lost its server answers ERR_UNAVAILABLE. */
 #ifndef CERTMQ_STORE_STORE_H
 #define CERTMQ_STORE_STORE_H
 
@@ -91,8 +92,15 @@ typedef int (*store_crl_cb)(void *arg, const char *tenant, const struct store_cr
 
 /* Opens (creating and migrating) DATA_DIR/certmq.db. */
 MUST_USE int store_open(const char *data_dir, struct store **out);
-/* Opens an explicit database path (":memory:" for tests). */
+/* Opens an explicit database: a SQLite path (":memory:" for tests) or a
+ * postgresql:// conninfo URI. */
 MUST_USE int store_open_path(const char *path, struct store **out);
+/* Opens the store the `store` option names: "sqlite" (or empty) is
+ * DATA_DIR/certmq.db, a postgresql:// URI a PostgreSQL database;
+ * ERR_INVALID for anything else. */
+MUST_USE int store_open_config(const char *spec, const char *data_dir, struct store **out);
+/* Whether spec is a PostgreSQL conninfo URI. */
+bool store_is_pg(const char *spec);
 void store_close(struct store *st);
 /* The schema version the database is at after migrations. */
 int store_schema_version(struct store *st);

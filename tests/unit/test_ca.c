@@ -24,6 +24,7 @@
 #include "core/seal.h"
 #include "identity/trust.h"
 #include "store/store.h"
+#include "pgtest.h"
 
 #define NOW 1900000000
 
@@ -106,12 +107,17 @@ struct fixture {
     struct tenant_ca *ca;
 };
 
+/* The store the group runs on: SQLite in memory, or a fresh PostgreSQL
+ * database when CERTMQ_TEST_PG names a server (pgtest.h). */
+static const char *store_at = ":memory:";
+static char pg_db[128], pg_uri[1024];
+
 static int setup(void **state)
 {
     static struct fixture f;
     uint8_t key[SEAL_KEY_LEN] = {7};
     struct store_tenant t = {.id = "t1"}, t2 = {.id = "t2"};
-    if (store_open_path(":memory:", &f.st) < 0 || trust_new(&f.ti) < 0 ||
+    if (store_open_path(store_at, &f.st) < 0 || trust_new(&f.ti) < 0 ||
         seal_new(key, &f.seal) < 0 || store_tenant_create(f.st, &t, NULL) < 0 ||
         store_tenant_create(f.st, &t2, NULL) < 0)
         return -1;
@@ -221,5 +227,11 @@ int main(void)
         cmocka_unit_test(test_enroll_token_one_use_own_device_until_expiry),
     };
     int rc = cmocka_run_group_tests(plain, NULL, NULL);
-    return rc + cmocka_run_group_tests(with_store, setup, teardown);
+    rc += cmocka_run_group_tests_name("tenant CA on sqlite", with_store, setup, teardown);
+    if (pgtest_skip("test_ca")) return rc;
+    if (pgtest_create(pg_db, sizeof pg_db, pg_uri, sizeof pg_uri) < 0) return rc + 1;
+    store_at = pg_uri;
+    rc += cmocka_run_group_tests_name("tenant CA on postgresql", with_store, setup, teardown);
+    pgtest_drop(pg_db);
+    return rc;
 }

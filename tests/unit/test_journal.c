@@ -1,7 +1,8 @@
-/* Unit tests for the session journal (src/store/journal.c) and the SQLite
- * session store (src/store/sessions_sqlite.c): every record type round
- * trips; cut or unknown records are refused; a batch applies in one
- * transaction (all or nothing) and loads back in rebuilding order. */
+/* Unit tests for the session journal (src/store/journal.c) and the session
+ * store on SQLite (sessions_sqlite.c) and, when CERTMQ_TEST_PG names a
+ * server, PostgreSQL (sessions_pg.c): every record type round trips; cut
+ * or unknown records are refused; a batch applies in one transaction (all
+ * or nothing) and loads back in rebuilding order with every field. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 
 #include "store/journal.h"
 #include "store/sessions.h"
+#include "pgtest.h"
 
 #define S(x) ((struct jstr){(const uint8_t *)(x), (uint32_t)(sizeof(x) - 1)})
 
@@ -154,6 +156,7 @@ static void test_cut_and_unknown(void **state)
 }
 
 struct seen {
+    const struct jrec *want; /* sample(): loaded fields are compared to it */
     int types[64];
     int n;
     char filter[32];
@@ -162,9 +165,49 @@ struct seen {
     int n_seqs;
 };
 
+static bool same(struct jstr a, struct jstr b)
+{
+    return a.len == b.len && memcmp(a.p, b.p, a.len) == 0;
+}
+
+/* The fields a backend stores come back as they were written. */
+static void check_fields(const struct jrec *w, const struct jrec *r)
+{
+    if (r->type == J_SESSION_PUT) {
+        const struct jrec *e = &w[0];
+        assert_true(same(r->key, e->key) && same(r->tenant, e->tenant));
+        assert_true(same(r->client_id, e->client_id) && same(r->identity, e->identity));
+        assert_true(same(r->anchor, e->anchor));
+        assert_true(r->kind == e->kind && r->device == e->device && r->roles == e->roles);
+        assert_true(r->has_user_name == e->has_user_name && r->expiry == e->expiry);
+        assert_int_equal(r->offline_since, e->offline_since);
+        assert_true(r->has_will);
+        assert_true(r->will_delay == e->will_delay && r->will_expiry == e->will_expiry);
+        assert_true(same(r->topic, e->topic) && same(r->payload, e->payload));
+        assert_true(same(r->props, e->props));
+        assert_true(r->qos == e->qos && r->retain == e->retain && r->expire_at == e->expire_at);
+    } else if (r->type == J_SUB_PUT) {
+        const struct jrec *e = &w[2];
+        assert_true(same(r->group, e->group) && r->qos == e->qos && r->opts == e->opts);
+        assert_int_equal(r->sub_id, e->sub_id);
+    } else if (r->type == J_MSG_PUT) {
+        const struct jrec *e = &w[4];
+        assert_int_equal(r->pid, e->pid);
+        assert_true(same(r->topic, e->topic) && same(r->payload, e->payload));
+        assert_true(r->qos == e->qos && r->retain == e->retain && r->expire_at == e->expire_at);
+    } else if (r->type == J_ITEM_PUT && r->seq == w[6].seq) {
+        const struct jrec *e = &w[6];
+        assert_int_equal(r->pid, e->pid);
+        assert_true(same(r->key, e->key) && r->qos == e->qos && r->retain == e->retain);
+        assert_int_equal(r->n_ids, e->n_ids);
+        assert_memory_equal(r->ids, e->ids, (size_t)e->n_ids * 4);
+    }
+}
+
 static int collect(void *arg, const struct jrec *r)
 {
     struct seen *s = arg;
+    if (s->want) check_fields(s->want, r);
     if (s->n < 64) s->types[s->n++] = r->type;
     if (r->type == J_SUB_PUT)
         snprintf(s->filter, sizeof s->filter, "%.*s", (int)r->filter.len, r->filter.p);
@@ -180,18 +223,12 @@ static void put_all(struct buf *b, const struct jrec *v, const int *which, size_
     for (size_t i = 0; i < n; i++) assert_int_equal(journal_put(b, &v[which[i]]), 0);
 }
 
-static void test_store_apply_and_load(void **state)
+/* The session store at path (a file or a postgresql:// URI) applies and
+ * loads back; reopened, it holds what was committed. */
+static void apply_and_load(const char *path)
 {
-    (void)state;
-    char dir[] = "/tmp/certmq-journal-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char path[128];
-    snprintf(path, sizeof path, "%s/sessions.db", dir);
     struct sstore *st;
     assert_int_equal(sstore_open(path, &st), 0);
-    struct stat sb;
-    assert_int_equal(stat(path, &sb), 0);
-    assert_int_equal(sb.st_mode & 0777, 0600);
 
     struct jrec v[J_TYPE_MAX];
     sample(v);
@@ -205,7 +242,7 @@ static void test_store_apply_and_load(void **state)
     assert_int_equal(journal_put(&b, &v[7]), 0); /* item 77 sent: packet id 13 */
     assert_int_equal(sstore_apply(st, buf_head(&b), buf_used(&b)), 0);
 
-    struct seen s = {0};
+    struct seen s = {.want = v};
     assert_int_equal(sstore_load(st, collect, &s), 0);
     int want[] = {J_SESSION_PUT, J_SUB_PUT, J_MSG_PUT, J_ITEM_PUT, J_ITEM_PUT, J_RX_PUT};
     assert_int_equal(s.n, 6);
@@ -236,9 +273,88 @@ static void test_store_apply_and_load(void **state)
     assert_int_equal(s.types[0], J_MSG_PUT);
     sstore_close(st);
     buf_free(&b);
+}
+
+static void test_store_apply_and_load(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/certmq-journal-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/sessions.db", dir);
+    apply_and_load(path);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
+}
+
+static void test_store_apply_and_load_pg(void **state)
+{
+    (void)state;
+    char db[128], uri[1024];
+    assert_int_equal(pgtest_create(db, sizeof db, uri, sizeof uri), 0);
+    apply_and_load(uri);
+    pgtest_drop(db);
+}
+
+static int count_rx(void *arg, const struct jrec *r)
+{
+    if (r->type == J_RX_PUT) (*(int *)arg) += r->packet_id;
+    return 0;
+}
+
+/* The database refuses one statement of a batch (a trigger here): nothing
+ * of the batch is stored, and the next batch commits as usual. */
+static void test_store_pg_refused_statement_rolls_back_its_batch(void **state)
+{
+    (void)state;
+    char db[128], uri[1024];
+    assert_int_equal(pgtest_create(db, sizeof db, uri, sizeof uri), 0);
+    struct sstore *st;
+    assert_int_equal(sstore_open(uri, &st), 0);
+    PGconn *c = PQconnectdb(uri);
+    PGresult *r = PQexec(c, "CREATE FUNCTION no13() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF NEW.packet_id = 13 THEN RAISE 'refused'; END IF;"
+                            " RETURN NEW; END $$;"
+                            "CREATE TRIGGER no13 BEFORE INSERT ON sess_rx FOR EACH ROW"
+                            " EXECUTE FUNCTION no13()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+    struct jrec v[J_TYPE_MAX];
+    sample(v);
+    struct buf b;
+    buf_init(&b, 0);
+    for (int round = 0; round < 2; round++) { /* the refusal in the first chunk, then the last */
+        buf_consume(&b, buf_used(&b));
+        assert_int_equal(journal_put(&b, &v[0]), 0);
+        struct jrec rx = v[9];
+        rx.packet_id = 13;
+        assert_int_equal(journal_put(&b, &rx), 0);
+        for (int i = 0; i < (round ? 0 : 300); i++) {
+            rx.packet_id = (uint16_t)(100 + i);
+            assert_int_equal(journal_put(&b, &rx), 0);
+        }
+        assert_true(sstore_apply(st, buf_head(&b), buf_used(&b)) < 0);
+        int sum = 0;
+        assert_int_equal(sstore_load(st, count_rx, &sum), 0);
+        assert_int_equal(sum, 0);
+    }
+    buf_consume(&b, buf_used(&b));
+    struct jrec rx = v[9];
+    rx.packet_id = 14;
+    assert_int_equal(journal_put(&b, &v[0]), 0);
+    assert_int_equal(journal_put(&b, &rx), 0);
+    assert_int_equal(sstore_apply(st, buf_head(&b), buf_used(&b)), 0);
+    int sum = 0;
+    assert_int_equal(sstore_load(st, count_rx, &sum), 0);
+    assert_int_equal(sum, 14);
+    sstore_close(st);
+    buf_free(&b);
+    pgtest_drop(db);
 }
 
 /* An item and a message that came and went within one batch are not
@@ -292,5 +408,12 @@ int main(void)
         cmocka_unit_test(test_cut_and_unknown),
         cmocka_unit_test(test_store_apply_and_load),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test(test_store_apply_and_load_pg),
+        cmocka_unit_test(test_store_pg_refused_statement_rolls_back_its_batch),
+    };
+    int rc = cmocka_run_group_tests_name("journal, sessions on sqlite", tests, NULL, NULL);
+    if (!pgtest_skip("test_journal"))
+        rc |= cmocka_run_group_tests_name("sessions on postgresql", pg_tests, NULL, NULL);
+    return rc;
 }

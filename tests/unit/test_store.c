@@ -1,7 +1,9 @@
 /* Store tests: migrations and pragmas, tenants with their admin, users,
  * trusted certificates, devices (single and bulk, all-or-nothing), options
  * and revoked serials; then the trust index loaded from that store, and
- * password hashing with the index's credential check. */
+ * password hashing with the index's credential check. The store tests run
+ * on SQLite and again on PostgreSQL when CERTMQ_TEST_PG names a server
+ * (pgtest.h), each test on a fresh database. */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -16,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #include <openssl/x509v3.h>
@@ -23,15 +27,23 @@
 #include "identity/password.h"
 #include "identity/trust.h"
 #include "store/store.h"
+#include "pgtest.h"
 
 static char dir[256];
+static bool use_pg; /* the group running: PostgreSQL, else SQLite */
+static char pg_db[128], pg_uri[1024];
 
 static int setup(void **state)
 {
-    snprintf(dir, sizeof dir, "/tmp/certmq-test-store-XXXXXX");
-    assert_non_null(mkdtemp(dir));
     struct store *st = NULL;
-    assert_int_equal(store_open(dir, &st), 0);
+    if (use_pg) {
+        assert_int_equal(pgtest_create(pg_db, sizeof pg_db, pg_uri, sizeof pg_uri), 0);
+        assert_int_equal(store_open_path(pg_uri, &st), 0);
+    } else {
+        snprintf(dir, sizeof dir, "/tmp/certmq-test-store-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(store_open(dir, &st), 0);
+    }
     *state = st;
     return 0;
 }
@@ -39,9 +51,22 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     store_close(*state);
+    if (use_pg) {
+        pgtest_drop(pg_db);
+        return 0;
+    }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Opens a second handle on the database of the running test. */
+static void open_again(struct store **out)
+{
+    if (use_pg)
+        assert_int_equal(store_open_path(pg_uri, out), 0);
+    else
+        assert_int_equal(store_open(dir, out), 0);
 }
 
 static void make_tenant(struct store *st, const char *id, const char *admin, const char *hash)
@@ -504,26 +529,477 @@ static void test_serial_normalize(void **state)
     assert_int_equal(trust_serial_normalize("", out, sizeof out), ERR_INVALID);
 }
 
+static int count_tenant(void *arg, const struct store_tenant *t)
+{
+    char *seen = arg;
+    strcat(seen, t->id);
+    strcat(seen, ",");
+    return 0;
+}
+
+static int count_device(void *arg, const char *tenant, const char *cn)
+{
+    char *seen = arg;
+    strcat(seen, tenant);
+    strcat(seen, "/");
+    strcat(seen, cn);
+    strcat(seen, ",");
+    return 0;
+}
+
+static int count_crl(void *arg, const char *tenant, const struct store_crl_entry *e)
+{
+    char *seen = arg;
+    (void)tenant;
+    strcat(seen, e->serial);
+    strcat(seen, ",");
+    return 0;
+}
+
+static int count_option(void *arg, const char *tenant, const char *category, const char *key,
+                        const char *value)
+{
+    char *seen = arg;
+    (void)tenant;
+    (void)category;
+    strcat(seen, key);
+    strcat(seen, "=");
+    strcat(seen, value);
+    strcat(seen, ",");
+    return 0;
+}
+
+/* Lists come back in insertion order (options by key), with paging. */
+static void test_store_lists_in_order_with_paging(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "zz", "admin", "h");
+    make_tenant(st, "aa", "admin", "h");
+    make_tenant(st, "mm", "admin", "h");
+    char seen[512] = "";
+    assert_int_equal(store_tenant_list(st, 0, 0, count_tenant, seen), 0);
+    assert_string_equal(seen, "zz,aa,mm,");
+    seen[0] = 0;
+    assert_int_equal(store_tenant_list(st, 1, 1, count_tenant, seen), 0);
+    assert_string_equal(seen, "aa,");
+    size_t n = 0;
+    assert_int_equal(store_tenant_count(st, &n), 0);
+    assert_int_equal(n, 3);
+    bool created;
+    assert_int_equal(store_device_register(st, "mm", "d2", "CERTIFICATES", &created), 0);
+    assert_int_equal(store_device_register(st, "aa", "d1", "CERTIFICATES", &created), 0);
+    seen[0] = 0;
+    assert_int_equal(store_device_list(st, NULL, count_device, seen), 0);
+    assert_string_equal(seen, "mm/d2,aa/d1,");
+    seen[0] = 0;
+    assert_int_equal(store_device_list(st, "aa", count_device, seen), 0);
+    assert_string_equal(seen, "aa/d1,");
+    struct store_crl_entry e[2] = {{.serial = "FF", .revoked = 6}, {.serial = "1A", .revoked = 5}};
+    assert_int_equal(store_crl_add(st, "aa", e, 2), 0);
+    seen[0] = 0;
+    assert_int_equal(store_crl_list(st, "aa", count_crl, seen), 0);
+    assert_string_equal(seen, "FF,1A,");
+    assert_int_equal(store_crl_add(st, "ghost", e, 2), ERR_NOT_FOUND);
+    assert_int_equal(store_option_set(st, "aa", "c", "b", "2"), 0);
+    assert_int_equal(store_option_set(st, "aa", "c", "a", "1"), 0);
+    seen[0] = 0;
+    assert_int_equal(store_option_list(st, "aa", count_option, seen), 0);
+    assert_string_equal(seen, "a=1,b=2,");
+    assert_int_equal(store_option_set(st, "ghost", "c", "a", "1"), ERR_NOT_FOUND);
+}
+
+struct kept {
+    int n;
+    char text[512];
+};
+
+static int keep_retained(void *arg, const char *tenant, const void *topic, size_t tlen,
+                         const void *payload, size_t plen, int qos)
+{
+    struct kept *k = arg;
+    k->n++;
+    assert_int_equal(tlen, 3);
+    assert_memory_equal(topic, "a\0b", 3); /* bytes, NUL included */
+    assert_int_equal(plen, 2);
+    assert_memory_equal(payload, "\xff\x00", 2);
+    snprintf(k->text + strlen(k->text), sizeof k->text - strlen(k->text), "%s:%d,", tenant, qos);
+    return 0;
+}
+
+static int keep_authz(void *arg, const char *tenant, const char *key, const char *value)
+{
+    struct kept *k = arg;
+    k->n++;
+    snprintf(k->text + strlen(k->text), sizeof k->text - strlen(k->text), "%s|%s|%s,", tenant, key,
+             value);
+    return 0;
+}
+
+static int keep_seen(void *arg, const struct store_seen *r)
+{
+    struct kept *k = arg;
+    k->n++;
+    snprintf(k->text + strlen(k->text), sizeof k->text - strlen(k->text), "%s/%s=%lld/%lld,",
+             r->tenant, r->cn, (long long)r->last_seen, (long long)r->not_after);
+    return 0;
+}
+
+static void test_store_retained_authz_and_seen(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    struct kept k = {0};
+    assert_int_equal(store_retained_put(st, "t1", "a\0b", 3, "\x01", 1, 0), 0);
+    assert_int_equal(store_retained_put(st, "t1", "a\0b", 3, "\xff\x00", 2, 1), 0);
+    assert_int_equal(store_retained_put(st, "", "a\0b", 3, "\xff\x00", 2, 2), 0);
+    assert_int_equal(store_retained_list(st, keep_retained, &k), 0);
+    assert_int_equal(k.n, 2);
+    assert_string_equal(k.text, "t1:1,:2,");
+    assert_int_equal(store_retained_put(st, "t1", "a\0b", 3, NULL, 0, 0), 0); /* deletes */
+    memset(&k, 0, sizeof k);
+    assert_int_equal(store_retained_list(st, keep_retained, &k), 0);
+    assert_int_equal(k.n, 1);
+
+    memset(&k, 0, sizeof k);
+    assert_int_equal(store_authz_rules_put(st, "t1", "[1]"), 0);
+    assert_int_equal(store_authz_rules_put(st, "t1", "[2]"), 0);
+    assert_int_equal(store_authz_rules_list(st, keep_authz, &k), 0);
+    assert_string_equal(k.text, "t1||[2],");
+    memset(&k, 0, sizeof k);
+    assert_int_equal(store_authz_roles_put(st, "t1", "bob", "r1,r2"), 0);
+    assert_int_equal(store_authz_roles_put(st, "t1", "eve", "r1"), 0);
+    assert_int_equal(store_authz_roles_put(st, "t1", "eve", ""), 0); /* removes */
+    assert_int_equal(store_authz_roles_list(st, keep_authz, &k), 0);
+    assert_string_equal(k.text, "t1|bob|r1,r2,");
+    assert_int_equal(store_authz_rules_put(st, "ghost", "[]"), ERR_NOT_FOUND);
+
+    memset(&k, 0, sizeof k);
+    struct store_seen v[3] = {{"t1", "d1", 10, 20}, {"ghost", "d1", 1, 2}, {"t1", "d1", 11, 21}};
+    assert_int_equal(store_device_seen_put(st, v, 3), 0);
+    assert_int_equal(store_device_seen_list(st, keep_seen, &k), 0);
+    assert_string_equal(k.text, "t1/d1=11/21,");
+}
+
+static int keep_issuance(void *arg, const struct store_issuance *i)
+{
+    struct kept *k = arg;
+    k->n++;
+    snprintf(k->text + strlen(k->text), sizeof k->text - strlen(k->text), "%s,", i->serial);
+    return 0;
+}
+
+static int keep_ca_tenant(void *arg, const char *tenant)
+{
+    struct kept *k = arg;
+    k->n++;
+    snprintf(k->text + strlen(k->text), sizeof k->text - strlen(k->text), "%s,", tenant);
+    return 0;
+}
+
+static void test_store_ca_tokens_and_issuances(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    assert_int_equal(store_ca_insert(st, "t1", "D\0R", 3, "S", 1), 0);
+    assert_int_equal(store_ca_insert(st, "t1", "X", 1, "Y", 1), ERR_EXISTS);
+    struct store_ca ca;
+    assert_int_equal(store_ca_get(st, "t2", &ca), ERR_NOT_FOUND);
+    assert_int_equal(store_ca_update_cert(st, "t1", "N\0W", 3), 0);
+    assert_int_equal(store_ca_get(st, "t1", &ca), 0);
+    assert_int_equal(ca.der_len, 3);
+    assert_memory_equal(ca.der, "N\0W", 3);
+    assert_int_equal(ca.sealed_len, 1);
+    store_ca_clear(&ca);
+    struct kept k = {0};
+    assert_int_equal(store_ca_tenants(st, keep_ca_tenant, &k), 0);
+    assert_string_equal(k.text, "t1,");
+    assert_int_equal(store_ca_delete(st, "t1"), 0);
+    assert_int_equal(store_ca_delete(st, "t1"), ERR_NOT_FOUND);
+
+    struct store_enroll_token t = {.tenant = "t1", .device = "d1", .valid_until = 99};
+    assert_int_equal(store_enroll_token_put(st, "h1", &t), 0);
+    struct store_enroll_token got;
+    assert_int_equal(store_enroll_token_get(st, "h1", &got), 0);
+    assert_string_equal(got.device, "d1");
+    assert_false(got.used);
+    assert_int_equal(store_enroll_token_use(st, "h1"), 0);
+    assert_int_equal(store_enroll_token_use(st, "h1"), ERR_CONFLICT);
+    assert_int_equal(store_enroll_token_get(st, "h1", &got), 0);
+    assert_true(got.used);
+    assert_int_equal(store_enroll_token_get(st, "h2", &got), ERR_NOT_FOUND);
+
+    struct store_issuance i1 = {.serial = "A1", .cn = "d1", .issued = 5, .method = "est-enroll"};
+    struct store_issuance i2 = {.serial = "B2", .cn = "d1", .issued = 7, .method = "mqtt-renew"};
+    assert_int_equal(store_issuance_add(st, "t1", &i1), 0);
+    assert_int_equal(store_issuance_add(st, "t1", &i2), 0);
+    assert_int_equal(store_issuance_add(st, "t1", &i2), ERR_EXISTS);
+    memset(&k, 0, sizeof k);
+    assert_int_equal(store_issuance_list(st, "t1", 0, 0, keep_issuance, &k), 0);
+    assert_string_equal(k.text, "B2,A1,"); /* newest first */
+    memset(&k, 0, sizeof k);
+    assert_int_equal(store_issuance_list(st, "t1", 1, 1, keep_issuance, &k), 0);
+    assert_string_equal(k.text, "A1,");
+    size_t n = 0;
+    assert_int_equal(store_issuance_count(st, "t1", &n), 0);
+    assert_int_equal(n, 2);
+    struct store_issuance out;
+    assert_int_equal(store_issuance_latest(st, "t1", "d1", &out), 0);
+    assert_string_equal(out.serial, "B2");
+    assert_int_equal(store_issuance_get(st, "t1", "A1", &out), 0);
+    assert_string_equal(out.method, "est-enroll");
+    assert_int_equal(store_issuance_get(st, "t1", "C3", &out), ERR_NOT_FOUND);
+}
+
+struct racer {
+    struct store *st;
+    const char *hash;
+    int rc;
+};
+
+static void *use_token(void *arg)
+{
+    struct racer *r = arg;
+    r->rc = store_enroll_token_use(r->st, r->hash);
+    return NULL;
+}
+
+/* Two handles on one database (two nodes) use a token at the same time:
+ * exactly one succeeds, the other gets ERR_CONFLICT. */
+static void test_store_enroll_token_one_use_between_handles(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    struct store *other = NULL;
+    open_again(&other);
+    for (int round = 0; round < 10; round++) {
+        char hash[16];
+        snprintf(hash, sizeof hash, "race%d", round);
+        struct store_enroll_token t = {.tenant = "t1", .device = "d1", .valid_until = 99};
+        assert_int_equal(store_enroll_token_put(st, hash, &t), 0);
+        struct racer r[2] = {{st, hash, 1}, {other, hash, 1}};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, use_token, &r[i]), 0);
+        for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+        assert_true((r[0].rc == 0 && r[1].rc == ERR_CONFLICT) ||
+                    (r[1].rc == 0 && r[0].rc == ERR_CONFLICT));
+    }
+    store_close(other);
+}
+
+/* Reopening finds the data and the schema as they were. */
+static void test_store_reopen_keeps_data(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    struct store *again = NULL;
+    open_again(&again);
+    assert_int_equal(store_schema_version(again), store_schema_version(st));
+    assert_int_equal(store_schema_version(again), 7);
+    struct store_user u;
+    assert_int_equal(store_user_get(again, "t1", "admin", &u), 0);
+    store_close(again);
+}
+
+/* ---- PostgreSQL only ---- */
+
+static void *open_and_close(void *arg)
+{
+    struct store *st = NULL;
+    *(int *)arg = store_open_path(pg_uri, &st);
+    store_close(st);
+    return NULL;
+}
+
+/* Four nodes starting together on an empty database: one migrates, the
+ * others wait on the advisory lock and find it done. */
+static void test_store_pg_concurrent_migrations(void **state)
+{
+    (void)state;
+    char db[128], uri[1024];
+    assert_int_equal(pgtest_create(db, sizeof db, uri, sizeof uri), 0);
+    char keep[1024];
+    snprintf(keep, sizeof keep, "%s", pg_uri);
+    snprintf(pg_uri, sizeof pg_uri, "%s", uri);
+    pthread_t th[4];
+    int rc[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, open_and_close, &rc[i]), 0);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) assert_int_equal(rc[i], 0);
+    struct store *st = NULL;
+    assert_int_equal(store_open_path(uri, &st), 0);
+    assert_int_equal(store_schema_version(st), 7);
+    store_close(st);
+    snprintf(pg_uri, sizeof pg_uri, "%s", keep);
+    pgtest_drop(db);
+}
+
+static void allow_connections(const char *db, bool allow)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS %s", db,
+             allow ? "true" : "false");
+    assert_int_equal(pgtest_admin(sql), 0);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The server drops the connection: the next call reconnects by itself.
+ * While the database refuses connections calls answer ERR_UNAVAILABLE,
+ * and once it takes them again the store recovers without reopening. */
+static void test_store_pg_connection_loss(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+             " WHERE datname = '%s' AND pid <> pg_backend_pid()",
+             pg_db);
+    PGconn *c = PQconnectdb(pgtest_server());
+    PQclear(PQexec(c, sql));
+    struct store_tenant t;
+    assert_int_equal(store_tenant_get(st, "t1", &t), 0);
+
+    allow_connections(pg_db, false);
+    PQclear(PQexec(c, sql));
+    assert_int_equal(store_tenant_get(st, "t1", &t), ERR_UNAVAILABLE);
+    struct store_tenant t2 = {.id = "t2"};
+    assert_int_equal(store_tenant_create(st, &t2, NULL), ERR_UNAVAILABLE);
+    allow_connections(pg_db, true);
+    int64_t until = now_ms() + 5000;
+    int rc;
+    while ((rc = store_tenant_get(st, "t1", &t)) == ERR_UNAVAILABLE && now_ms() < until)
+        usleep(50000);
+    assert_int_equal(rc, 0);
+    assert_int_equal(store_tenant_get(st, "t2", &t), ERR_NOT_FOUND); /* nothing half-written */
+    PQfinish(c);
+
+    struct store *none = NULL;
+    assert_int_equal(store_open_path("postgresql://postgres@127.0.0.1:1/none", &none),
+                     ERR_UNAVAILABLE);
+}
+
+/* The connection dies in the middle of a bulk registration (a trigger
+ * ends its own server process at the second row): the call answers
+ * ERR_UNAVAILABLE, the first row is not stored, and the store goes on. */
+static void test_store_pg_connection_lost_inside_a_transaction(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    PGconn *c = PQconnectdb(pg_uri);
+    PGresult *r = PQexec(c, "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$"
+                            " BEGIN IF NEW.cn = 'boom' THEN PERFORM pg_terminate_backend("
+                            "pg_backend_pid()); END IF; RETURN NEW; END $$;"
+                            "CREATE TRIGGER boom BEFORE INSERT ON devices FOR EACH ROW"
+                            " EXECUTE FUNCTION boom()");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+    struct store_device_new rows[2] = {{.cn = "ok1"}, {.cn = "boom"}};
+    int rc[2];
+    assert_int_equal(store_device_bulk(st, "t1", rows, 2, rc), ERR_UNAVAILABLE);
+    size_t n = 99;
+    assert_int_equal(store_device_count(st, "t1", &n), 0);
+    assert_int_equal(n, 0);
+    struct store_user u;
+    assert_int_equal(store_user_get(st, "t1", "device_ok1", &u), ERR_NOT_FOUND);
+    assert_int_equal(store_device_bulk(st, "t1", rows, 1, rc), 0);
+    assert_int_equal(store_device_count(st, "t1", &n), 0);
+    assert_int_equal(n, 1);
+}
+
+/* A key row written before schema 4 (plaintext) is sealed by rewrap. */
+static void test_store_pg_token_keys_plaintext_rewrapped(void **state)
+{
+    struct store *st = *state;
+    make_tenant(st, "t1", "admin", "h");
+    PGconn *c = PQconnectdb(pg_uri);
+    PGresult *r = PQexec(c, "INSERT INTO token_keys(tenant, priv_pem, pub_pem, created)"
+                            " VALUES('t1', 'PLAIN-SECRET-KEY', 'PUB', 1)");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    void *blob = NULL;
+    size_t len = 0;
+    char *pub = NULL;
+    assert_int_equal(store_token_key_get(st, "t1", &blob, &len, &pub), ERR_DB);
+    int calls = 0;
+    size_t changed = 0;
+    assert_int_equal(store_token_key_rewrap(st, wrap_plain, &calls, &changed), 0);
+    assert_int_equal(calls, 1);
+    assert_int_equal(changed, 1);
+    assert_int_equal(store_token_key_get(st, "t1", &blob, &len, &pub), 0);
+    assert_int_equal(len, 16 + 41);
+    assert_memory_equal(blob, "YEK-TERCES-NIALP", 16);
+    free(blob);
+    free(pub);
+    r = PQexec(c, "SELECT count(*) FROM token_keys WHERE priv_pem <> ''");
+    assert_string_equal(PQgetvalue(r, 0, 0), "0");
+    PQclear(r);
+    PQfinish(c);
+}
+
+#define STORE_TESTS                                                                                \
+    cmocka_unit_test_setup_teardown(test_store_tenant_and_users, setup, teardown),                 \
+        cmocka_unit_test_setup_teardown(test_store_certs, setup, teardown),                        \
+        cmocka_unit_test_setup_teardown(test_store_devices_bulk_and_single, setup, teardown),      \
+        cmocka_unit_test_setup_teardown(test_store_bulk_is_all_or_nothing, setup, teardown),       \
+        cmocka_unit_test_setup_teardown(test_store_user_delete_takes_the_device_with_it, setup,    \
+                                        teardown),                                                 \
+        cmocka_unit_test_setup_teardown(test_store_options_and_crl, setup, teardown),              \
+        cmocka_unit_test_setup_teardown(test_trust_index_loads_from_store, setup, teardown),       \
+        cmocka_unit_test_setup_teardown(test_trust_register_device_writes_store_and_index, setup,  \
+                                        teardown),                                                 \
+        cmocka_unit_test_setup_teardown(test_store_token_keys_first_writer_wins, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_store_lists_in_order_with_paging, setup, teardown),   \
+        cmocka_unit_test_setup_teardown(test_store_retained_authz_and_seen, setup, teardown),      \
+        cmocka_unit_test_setup_teardown(test_store_ca_tokens_and_issuances, setup, teardown),      \
+        cmocka_unit_test_setup_teardown(test_store_enroll_token_one_use_between_handles, setup,    \
+                                        teardown),                                                 \
+        cmocka_unit_test_setup_teardown(test_store_reopen_keeps_data, setup, teardown)
+
+static int group_sqlite(void **state)
+{
+    (void)state;
+    use_pg = false;
+    return 0;
+}
+
+static int group_pg(void **state)
+{
+    (void)state;
+    use_pg = true;
+    return 0;
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest sqlite_tests[] = {
         cmocka_unit_test_setup_teardown(test_store_opens_with_wal_and_schema, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_tenant_and_users, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_certs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_devices_bulk_and_single, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_bulk_is_all_or_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_user_delete_takes_the_device_with_it, setup,
-                                        teardown),
-        cmocka_unit_test(test_trust_device_remove),
-        cmocka_unit_test_setup_teardown(test_store_options_and_crl, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_trust_index_loads_from_store, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_trust_register_device_writes_store_and_index, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_store_token_keys_first_writer_wins, setup, teardown),
+        STORE_TESTS,
         cmocka_unit_test_setup_teardown(test_store_token_keys_plaintext_rewrapped_and_gone, setup,
                                         teardown),
+        cmocka_unit_test(test_trust_device_remove),
         cmocka_unit_test(test_password_hash_and_verify),
         cmocka_unit_test(test_serial_normalize),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest pg_tests[] = {
+        STORE_TESTS,
+        cmocka_unit_test(test_store_pg_concurrent_migrations),
+        cmocka_unit_test_setup_teardown(test_store_pg_connection_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_pg_connection_lost_inside_a_transaction, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_store_pg_token_keys_plaintext_rewrapped, setup,
+                                        teardown),
+    };
+    int rc = cmocka_run_group_tests_name("store on sqlite", sqlite_tests, group_sqlite, NULL);
+    if (!pgtest_skip("test_store"))
+        rc |= cmocka_run_group_tests_name("store on postgresql", pg_tests, group_pg, NULL);
+    return rc;
 }

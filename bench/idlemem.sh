@@ -7,6 +7,7 @@
 # The tally adds 16 B to each OpenSSL allocation, so RSS and jemalloc figures
 # here run a little high; bench/compare.sh measures RSS without it.
 # SUITES=LIST offers only those TLS 1.3 cipher suites (the cipher's state).
+# TLS_SESSION_CACHE=N sets the broker's tls_session_cache (default 20480).
 # MEMTALLY=none runs without the tally (jemalloc and RSS figures only).
 # Usage: bench/idlemem.sh [CONNS [STEP]]  (default 5000 connections held after
 #        CONNACK; STEP tls: after the TLS handshake, no CONNECT; tcp: no TLS)
@@ -50,6 +51,7 @@ listener $port 127.0.0.1
 certfile $pki/server-rsa.pem
 keyfile $pki/server-rsa.key
 client_certificates required
+tls_session_cache ${TLS_SESSION_CACHE:-20480}
 listener $http 127.0.0.1
 protocol http
 EOF

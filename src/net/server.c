@@ -439,7 +439,7 @@ static void release_peer_chain(struct conn *c)
 /* Once CONNECT has decided who the client is, the connection lets go of its
  * TLS session and the peer certificate in it: what later checks need is in
  * its broker session (identity, anchor, serials) and in cl (notAfter). */
-static int release_session(struct conn *c)
+MUST_USE static int release_session(struct conn *c)
 {
     if (!c->ssl) return 0;
     c->cl.leaf = NULL;

@@ -215,11 +215,11 @@ int tls_session_drop(SSL *ssl)
     SSL_CTX *orig = SSL_get_SSL_CTX(ssl);
     if (!same || !SSL_CTX_up_ref(orig)) return ERR_TLS;
     int rc = ERR_TLS;
-    int shutdown = SSL_get_shutdown(ssl);
+    int flags = SSL_get_shutdown(ssl);
     if (SSL_set_SSL_CTX(ssl, same) != same) goto out;
-    SSL_set_shutdown(ssl, shutdown | SSL_SENT_SHUTDOWN);
+    SSL_set_shutdown(ssl, flags | SSL_SENT_SHUTDOWN);
     if (SSL_set_session(ssl, NULL) == 1) rc = 0;
-    SSL_set_shutdown(ssl, shutdown);
+    SSL_set_shutdown(ssl, flags);
     if (SSL_set_SSL_CTX(ssl, orig) != orig) rc = ERR_TLS;
 out:
     SSL_CTX_free(orig);

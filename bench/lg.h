@@ -17,6 +17,8 @@
 #include "mqtt/codec.h"
 
 enum lg_mode { LG_HANDSHAKE, LG_PUBSUB, LG_IDLE, LG_PATH };
+/* idle: how far each connection goes before it is held. */
+enum lg_hold { LG_HOLD_MQTT, LG_HOLD_TLS, LG_HOLD_TCP };
 
 struct lg_opts {
     enum lg_mode mode;
@@ -38,6 +40,12 @@ struct lg_opts {
     bool persistent;    /* pubsub: subscribers keep their session (clean session 0,
                          * 5.0 session expiry 3600 s) */
     uint8_t version;    /* MQTT_V311 or MQTT_V5 */
+    const char *suites; /* TLS 1.3 cipher suites offered (NULL: OpenSSL's default) */
+    enum lg_hold hold;  /* idle: CONNACK received (default), TLS up, or TCP only */
+    int sources;        /* IPv4 only: bind each connection to one of 127.0.0.2 ..
+                         * 127.0.0.(1+sources), in turn, before connecting, so
+                         * more connections fit than one ephemeral port range;
+                         * 0: the kernel picks the source address */
     pid_t broker_pid;   /* 0: no CPU accounting */
 };
 
@@ -90,6 +98,7 @@ struct lg {
     socklen_t addrlen;
     uint64_t conn_seq;   /* connections started: picks the device certificate */
     uint64_t client_seq; /* CONNECTs sent: makes each ClientId unique */
+    uint64_t src_seq;    /* sockets bound: picks the source address (o.sources) */
     bool fatal;          /* a failure that ends the run (pubsub, idle hold) */
     bool kicks;          /* some connection has kick set */
     int errors_shown;
@@ -118,6 +127,8 @@ void lg_report_error(struct lg *lg, struct lg_conn *c, const char *what, int rc)
  * LG_CLOSE, or a negative error (the connection is then closed as failed);
  * lg_on_closed is told how it ended (0 or an error) once the slot is free. */
 int lg_on_tls_up(struct lg *lg, struct lg_conn *c);
+/* Only with o.hold LG_HOLD_TCP: the TCP connection is up, TLS never starts. */
+int lg_on_tcp_up(struct lg *lg, struct lg_conn *c);
 int lg_on_packet(struct lg *lg, struct lg_conn *c, const struct mqtt_packet *p);
 int lg_on_fill(struct lg *lg, struct lg_conn *c);
 void lg_on_closed(struct lg *lg, struct lg_conn *c, int rc);

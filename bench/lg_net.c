@@ -35,7 +35,8 @@ static SSL_CTX *ctx_new(const struct lg_opts *o, const char *chain, const char *
      * the generator one read() per record. */
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    if (SSL_CTX_load_verify_locations(ctx, o->cafile, NULL) != 1 ||
+    if ((o->suites && SSL_CTX_set_ciphersuites(ctx, o->suites) != 1) ||
+        SSL_CTX_load_verify_locations(ctx, o->cafile, NULL) != 1 ||
         SSL_CTX_use_certificate_chain_file(ctx, chain) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
@@ -145,6 +146,19 @@ void lg_report_error(struct lg *lg, struct lg_conn *c, const char *what, int rc)
     ERR_clear_error();
 }
 
+/* With o.sources, binds the socket to the next loopback source address;
+ * the port is left to connect() (IP_BIND_ADDRESS_NO_PORT), so each address
+ * has its own ephemeral port range towards the broker. */
+static int bind_source(struct lg *lg, int fd)
+{
+    if (!lg->o.sources || lg->addr.ss_family != AF_INET) return 0;
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0) return ERR_IO;
+    uint32_t host = 0x7f000002u + (uint32_t)(lg->src_seq++ % (uint64_t)lg->o.sources);
+    struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(host)};
+    return bind(fd, (struct sockaddr *)&src, sizeof src) < 0 ? ERR_IO : 0;
+}
+
 int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
 {
     int rc = ERR_IO;
@@ -163,6 +177,7 @@ int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
     if (c->fd < 0) goto out;
     int one = 1;
     if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) goto out;
+    if (bind_source(lg, c->fd) < 0) goto out;
     if (connect(c->fd, (struct sockaddr *)&lg->addr, lg->addrlen) < 0 && errno != EINPROGRESS)
         goto out;
     c->st = ST_TCP;
@@ -289,6 +304,10 @@ static int conn_establish(struct lg *lg, struct lg_conn *c, uint32_t events)
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
             errno = soerr;
             return ERR_IO;
+        }
+        if (lg->o.hold == LG_HOLD_TCP) {
+            if (c->ready) return events & (EPOLLRDHUP | EPOLLHUP) ? ERR_CLOSED : 0;
+            return lg_on_tcp_up(lg, c);
         }
         c->st = ST_TLS;
     }

@@ -43,8 +43,23 @@ static struct lg_conn *pair_conn(struct lg *lg, enum lg_role role, int idx)
     return &lg->conns[role == ROLE_SUB ? idx : lg->o.conns + idx];
 }
 
+/* An idle connection held at that step counts as up. */
+static int idle_held(struct lg_conn *c)
+{
+    c->ready = true;
+    g_run.completed++;
+    return LG_CONTINUE;
+}
+
+int lg_on_tcp_up(struct lg *lg, struct lg_conn *c)
+{
+    (void)lg;
+    return idle_held(c);
+}
+
 int lg_on_tls_up(struct lg *lg, struct lg_conn *c)
 {
+    if (c->role == ROLE_IDLE && lg->o.hold == LG_HOLD_TLS) return idle_held(c);
     GUARD(lg_queue_connect(lg, c));
     return LG_CONTINUE;
 }
@@ -60,10 +75,7 @@ static int on_connack(struct lg *lg, struct lg_conn *c, const struct mqtt_packet
     case ROLE_HANDSHAKE:
         if (g_run.measuring) g_run.completed++;
         return LG_CLOSE;
-    case ROLE_IDLE:
-        c->ready = true;
-        g_run.completed++;
-        return LG_CONTINUE;
+    case ROLE_IDLE: return idle_held(c);
     case ROLE_SUB: {
         char topic[32];
         int n = snprintf(topic, sizeof topic, "bench/%d", c->idx);
@@ -310,7 +322,10 @@ static bool idle_ready(struct lg *lg)
 static int mode_idle(struct lg *lg)
 {
     int started = 0;
-    uint64_t t0 = lg_now_ns(), setup = t0 + secs_ns(120);
+    /* 120 s, or more for connection counts the generator's own handshake
+     * CPU (~1.5 ms each) needs longer to open. */
+    double limit = 120 + lg->o.conns / 400.0;
+    uint64_t t0 = lg_now_ns(), setup = t0 + secs_ns(limit);
     while (!idle_ready(lg)) {
         while (started < lg->o.conns &&
                (uint64_t)started - g_run.completed < (uint64_t)lg->o.pending) {
@@ -344,6 +359,11 @@ static void usage(FILE *f)
                "  -c, --conns N      handshake: concurrency (32); pubsub: pairs (10);\n"
                "                     idle: connections (1000)\n"
                "  --pending N        idle: handshakes in flight at once (64)\n"
+               "  --hold STEP        idle: hold each connection after mqtt (CONNACK, default),\n"
+               "                     tls (handshake done, no CONNECT) or tcp (no TLS)\n"
+               "  --ciphersuites L   TLS 1.3 suites offered (OpenSSL list syntax)\n"
+               "  --sources N        bind connections in turn to 127.0.0.2 .. 127.0.0.(N+1)\n"
+               "                     (IPv4 host only): N times the ephemeral port range\n"
                "  -d, --duration S   seconds measured (5); idle: hold time, 0 = until SIGTERM\n"
                "  --warmup S         seconds before measuring (1)\n"
                "  --qos 0|1          pubsub QoS (0)\n"
@@ -392,6 +412,19 @@ static int parse_secs(const char *s, double *out)
     return 0;
 }
 
+static int parse_hold(const char *s, enum lg_hold *h)
+{
+    if (!strcmp(s, "mqtt"))
+        *h = LG_HOLD_MQTT;
+    else if (!strcmp(s, "tls"))
+        *h = LG_HOLD_TLS;
+    else if (!strcmp(s, "tcp"))
+        *h = LG_HOLD_TCP;
+    else
+        return ERR_INVALID;
+    return 0;
+}
+
 static int parse_opt(struct lg_opts *o, int opt, const char *arg)
 {
     int pid = 0;
@@ -404,6 +437,9 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
     case 'M': return parse_int(arg, 1, 1000000, &o->max_devices);
     case 'c': return parse_int(arg, 1, 1000000, &o->conns);
     case 'P': return parse_int(arg, 1, 100000, &o->pending);
+    case 's': return parse_int(arg, 0, 250, &o->sources);
+    case 'T': return parse_hold(arg, &o->hold);
+    case 'C': o->suites = arg; return 0;
     case 'd': return parse_secs(arg, &o->duration);
     case 'w': return parse_secs(arg, &o->warmup);
     case 'q': return parse_int(arg, 0, 1, &o->qos);
@@ -430,16 +466,29 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
 static int parse_args(int argc, char **argv, struct lg_opts *o)
 {
     static const struct option longopts[] = {
-        {"host", 1, 0, 'H'},       {"port", 1, 0, 'p'},
-        {"sni", 1, 0, 'S'},        {"cafile", 1, 0, 'A'},
-        {"devices", 1, 0, 'D'},    {"max-devices", 1, 0, 'M'},
-        {"conns", 1, 0, 'c'},      {"pending", 1, 0, 'P'},
-        {"duration", 1, 0, 'd'},   {"warmup", 1, 0, 'w'},
-        {"qos", 1, 0, 'q'},        {"window", 1, 0, 'W'},
-        {"payload", 1, 0, 'L'},    {"keepalive", 1, 0, 'k'},
-        {"plain-id", 0, 0, 'I'},   {"persistent", 0, 0, 'R'},
-        {"broker-pid", 1, 0, 'B'}, {"mqtt", 1, 0, 'V'},
-        {"help", 0, 0, 'h'},       {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},
+        {"port", 1, 0, 'p'},
+        {"sni", 1, 0, 'S'},
+        {"cafile", 1, 0, 'A'},
+        {"devices", 1, 0, 'D'},
+        {"max-devices", 1, 0, 'M'},
+        {"conns", 1, 0, 'c'},
+        {"pending", 1, 0, 'P'},
+        {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'w'},
+        {"qos", 1, 0, 'q'},
+        {"window", 1, 0, 'W'},
+        {"payload", 1, 0, 'L'},
+        {"keepalive", 1, 0, 'k'},
+        {"plain-id", 0, 0, 'I'},
+        {"persistent", 0, 0, 'R'},
+        {"broker-pid", 1, 0, 'B'},
+        {"mqtt", 1, 0, 'V'},
+        {"sources", 1, 0, 's'},
+        {"hold", 1, 0, 'T'},
+        {"ciphersuites", 1, 0, 'C'},
+        {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
     if (argc < 2 || parse_mode(argv[1], &o->mode) < 0) return ERR_INVALID;
     *o = (struct lg_opts){.mode = o->mode,
@@ -464,6 +513,7 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
     }
     if (optind != argc) return ERR_INVALID;
     if (o->mode != LG_PATH && (!o->cafile || !o->devdir)) return ERR_INVALID;
+    if (o->hold != LG_HOLD_MQTT && o->mode != LG_IDLE) return ERR_INVALID;
     return 0;
 }
 

@@ -34,7 +34,8 @@ struct client {
     struct buf out;          /* encoded packets for the peer; owner thread only */
     struct session *session; /* under the broker lock */
     void *owner;             /* the worker, passed back to the wake callback */
-    X509 *leaf;              /* peer certificate (owned by the TLS layer) */
+    X509 *leaf;              /* peer certificate (owned by the TLS layer); NULL once
+                                CONNECT is decided and the TLS session released */
     STACK_OF(X509) * chain;  /* certificates after the leaf (owned by TLS) */
     X509_STORE *listener_ca; /* the listener's static client CAs, or NULL */
     uint16_t keepalive;      /* seconds, from CONNECT */

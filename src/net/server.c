@@ -476,6 +476,19 @@ static void release_peer_chain(struct conn *c)
     c->cl.chain = NULL;
 }
 
+/* Once CONNECT has decided who the client is, the connection lets go of its
+ * TLS session and the peer certificate in it: what later checks need is in
+ * its broker session (identity, anchor, serials) and in cl (notAfter). */
+MUST_USE static int release_session(struct conn *c)
+{
+    if (!c->ssl) return 0;
+    c->cl.leaf = NULL;
+    if (tls_session_drop(c->ssl) == 0) return 0;
+    log_error("%s: cannot release the TLS session, closing", c->cl.peer);
+    c->dead = true;
+    return ERR_TLS;
+}
+
 /* ---- password checks off the worker ---- */
 
 static void auth_done(void *arg)
@@ -596,6 +609,7 @@ static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *a
             if (c->ssl && c->cl.chain_proven && !SSL_session_reused(c->ssl))
                 tls_session_mark_chain_proven(c->ssl);
             release_peer_chain(c);
+            if (release_session(c) < 0) return ERR_TLS;
         }
     }
     return (long)used;

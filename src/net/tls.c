@@ -1,6 +1,7 @@
 /* TLS server contexts (see tls.h): TLS 1.2+, partial writes and released
  * buffers for small idle connections, client certificates requested per
- * the listener's mode, and session tickets for returning clients. */
+ * the listener's mode, session tickets for returning clients, and an idle
+ * connection's own session (with the peer certificate) let go of. */
 #include "net/tls.h"
 
 #include <pthread.h>
@@ -170,4 +171,57 @@ bool tls_session_chain_proven(SSL *ssl)
     SSL_SESSION *sess = SSL_get_session(ssl);
     return SSL_session_reused(ssl) && sess && proven_index >= 0 &&
            SSL_SESSION_get_ex_data(sess, proven_index) != NULL;
+}
+
+/* One context per negotiated protocol method, made on first use and kept
+ * for the process's life; guarded by method_lock. */
+static struct {
+    const SSL_METHOD *method;
+    SSL_CTX *ctx;
+} method_ctxs[4];
+static pthread_mutex_t method_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static SSL_CTX *method_ctx(const SSL_METHOD *m)
+{
+    SSL_CTX *ctx = NULL;
+    pthread_mutex_lock(&method_lock);
+    for (size_t i = 0; i < sizeof method_ctxs / sizeof method_ctxs[0] && !ctx; i++) {
+        if (method_ctxs[i].method == m) {
+            ctx = method_ctxs[i].ctx;
+        } else if (!method_ctxs[i].method) {
+            OSSL_LIB_CTX *libctx = NULL;
+            if (tls_lib_ctx(&libctx) < 0) libctx = NULL;
+            ctx = SSL_CTX_new_ex(libctx, NULL, m);
+            if (!ctx) break;
+            method_ctxs[i].method = m;
+            method_ctxs[i].ctx = ctx;
+        }
+    }
+    pthread_mutex_unlock(&method_lock);
+    return ctx;
+}
+
+/* SSL_set_session(ssl, NULL) releases the session, but on its own it would
+ * also reset an established connection to its context's generic method (its
+ * negotiated state lost) and take the session out of the cache. So, around
+ * it, the connection is pointed at a context of its negotiated method (no
+ * reset) and marked as having sent close_notify (not a failed session, which
+ * is what keeps it cached); both are put back after. The context holds a
+ * reference meanwhile: a reload may have let go of the listener's. */
+int tls_session_drop(SSL *ssl)
+{
+    if (SSL_version(ssl) != TLS1_3_VERSION) return 0;
+    SSL_CTX *same = method_ctx(SSL_get_ssl_method(ssl));
+    SSL_CTX *orig = SSL_get_SSL_CTX(ssl);
+    if (!same || !SSL_CTX_up_ref(orig)) return ERR_TLS;
+    int rc = ERR_TLS;
+    int flags = SSL_get_shutdown(ssl);
+    if (SSL_set_SSL_CTX(ssl, same) != same) goto out;
+    SSL_set_shutdown(ssl, flags | SSL_SENT_SHUTDOWN);
+    if (SSL_set_session(ssl, NULL) == 1) rc = 0;
+    SSL_set_shutdown(ssl, flags);
+    if (SSL_set_SSL_CTX(ssl, orig) != orig) rc = ERR_TLS;
+out:
+    SSL_CTX_free(orig);
+    return rc;
 }

@@ -25,4 +25,15 @@ void tls_session_mark_chain_proven(SSL *ssl);
 /* True when ssl resumed a session marked above. */
 bool tls_session_chain_proven(SSL *ssl);
 
+/* Drops an established TLS 1.3 connection's own reference to its session,
+ * and with it the peer certificate, once CONNECT has decided the identity:
+ * an idle connection then keeps neither unless the session cache still holds
+ * the session (for resumption, untouched; it now also stays there when the
+ * connection ends without close_notify). Reading, writing, KeyUpdate and
+ * shutdown go on without it; SSL_get0_peer_certificate returns NULL after.
+ * TLS 1.2 connections keep theirs (RFC 5246 has a failed connection's
+ * session invalidated, which takes the reference). ERR_TLS when OpenSSL
+ * could not do it: the connection must then be closed. */
+MUST_USE int tls_session_drop(SSL *ssl);
+
 #endif

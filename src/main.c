@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/seal.h"
 #include "ca/tenantca.h"
+#include "cluster/changes.h"
 #include "identity/crlfetch.h"
 #include "core/metrics.h"
 #include "identity/activity.h"
@@ -83,6 +84,7 @@ struct app {
     struct server *srv;
     struct api *apis[CONFIG_MAX_LISTENERS];
     size_t n_apis;
+    struct changes_config changes; /* what other nodes changed (store_watch) */
     /* Authorization rules of the static space (acl_file), swapped on SIGHUP. */
     pthread_rwlock_t acl_lock;
     struct acl_rules static_acl;
@@ -428,6 +430,28 @@ static void log_mqtt_listeners(const struct config *cfg)
     }
 }
 
+/* Changes other nodes commit to the shared store reach this node's memory
+ * and hooks as this node's own REST writes do (nothing with SQLite). */
+static int watch_changes(struct app *app)
+{
+    app->changes = (struct changes_config){
+        .st = app->store,
+        .ti = app->trust,
+        .authz = app->authz,
+        .ca = app->ca,
+        .on_anchor_change = on_anchor_change,
+        .on_user_delete = on_user_delete,
+        .on_crl_change = on_crl_change,
+        .on_authz_change = on_authz_change,
+        .hook_arg = app,
+    };
+    if (store_watch(app->store, changes_apply, &app->changes) < 0) {
+        log_error("cannot listen for changes other nodes make to the store");
+        return ERR_DB;
+    }
+    return 0;
+}
+
 static int app_start(struct app *app)
 {
     struct config *cfg = &app->cfg;
@@ -531,6 +555,7 @@ static int app_start(struct app *app)
         log_error("cannot start worker threads");
         return ERR_INTERNAL;
     }
+    GUARD(watch_changes(app));
     GUARD(start_apis(app));
     log_mqtt_listeners(cfg);
     return 0;
@@ -538,6 +563,7 @@ static int app_start(struct app *app)
 
 static void app_stop(struct app *app)
 {
+    store_unwatch(app->store);
     for (size_t i = 0; i < app->n_apis; i++) api_stop(app->apis[i]);
     if (app->srv) server_stop(app->srv);
     if (app->broker) broker_persist_stop(app->broker);

@@ -768,3 +768,10 @@ int tenant_ca_crl(struct tenant_ca *ca, const char *tenant, time_t now, unsigned
     X509_free(issuer);
     return rc;
 }
+
+void tenant_ca_refresh(struct tenant_ca *ca, const char *tenant)
+{
+    if (!ca) return;
+    keys_forget(ca, tenant);
+    keys_load(ca, tenant);
+}

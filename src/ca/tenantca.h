@@ -62,6 +62,9 @@ MUST_USE int tenant_ca_create(struct tenant_ca *ca, const char *tenant, const ch
 /* Does the tenant have a CA that can sign (opened from the store when not
  * in memory: not for store callbacks)? */
 bool tenant_ca_exists(struct tenant_ca *ca, const char *tenant);
+/* Reads the tenant's CA from the store again (another node created, renewed
+ * or deleted it). NULL ca: nothing. */
+void tenant_ca_refresh(struct tenant_ca *ca, const char *tenant);
 /* Opens every tenant's CA into memory (at start, before requests): what
  * tenant_ca_is_own answers from. A CA that cannot be opened is logged. */
 MUST_USE int tenant_ca_load(struct tenant_ca *ca);

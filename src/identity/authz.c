@@ -470,3 +470,18 @@ void authz_free(struct authz *az)
     pthread_rwlock_destroy(&az->lock);
     free(az);
 }
+
+int authz_reload(struct authz *az)
+{
+    struct authz *fresh;
+    GUARD(authz_new(az->st, &fresh));
+    pthread_rwlock_wrlock(&az->lock);
+    struct map tenants = az->tenants, roles = az->roles;
+    az->tenants = fresh->tenants;
+    az->roles = fresh->roles;
+    fresh->tenants = tenants; /* the old ones go with fresh; compiled matchers own copies */
+    fresh->roles = roles;
+    pthread_rwlock_unlock(&az->lock);
+    authz_free(fresh);
+    return 0;
+}

@@ -24,6 +24,9 @@ struct authz;
 /* Loads every tenant's rules and roles. st is borrowed. */
 MUST_USE int authz_new(struct store *st, struct authz **out);
 void authz_free(struct authz *az);
+/* Reads every tenant's rules and roles from the store again (another node
+ * changed them); on failure the ones in memory stay. */
+MUST_USE int authz_reload(struct authz *az);
 
 /* A copy of the tenant's rules in order (a JSON array; the caller frees). */
 json_t *authz_rules(struct authz *az, const char *tenant);

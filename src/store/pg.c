@@ -64,6 +64,32 @@ static const char *const migrations[] = {
     "CREATE TABLE device_seen(tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,"
     " cn TEXT NOT NULL, last_seen BIGINT NOT NULL, not_after BIGINT NOT NULL,"
     " PRIMARY KEY(tenant, cn));",
+    /* 8: every committed change to what nodes hold in memory is announced on
+     * channel certmq as a JSON array [table, op, tenant, key...] (pg_watch.c) */
+    "CREATE FUNCTION certmq_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE r jsonb; a jsonb; BEGIN"
+    " IF TG_OP = 'DELETE' THEN r := to_jsonb(OLD); ELSE r := to_jsonb(NEW); END IF;"
+    " a := jsonb_build_array(TG_TABLE_NAME, TG_OP);"
+    " FOR i IN 0 .. TG_NARGS - 1 LOOP a := a || jsonb_build_array(r->>TG_ARGV[i]); END LOOP;"
+    " PERFORM pg_notify('certmq', a::text); RETURN NULL; END $$;"
+    "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON tenants FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify('id');"
+    "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON trusted_certs FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify('tenant', 'fingerprint');"
+    "CREATE TRIGGER notify AFTER INSERT OR DELETE ON devices FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify('tenant', 'cn');"
+    "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON users FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify('tenant', 'name');"
+    "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON crl_entries FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify('tenant', 'serial');"
+    "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON options FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify('tenant', 'category', 'key');"
+    "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON authz_rules FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify('tenant');"
+    "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON authz_roles FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify('tenant', 'user');"
+    "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON tenant_ca FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify('tenant');",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 /* pg_advisory_xact_lock key of the migrations: nodes starting together
@@ -483,6 +509,7 @@ static const struct store_ops pg_ops;
 static void pg_close(struct store *base)
 {
     struct store_pg *st = pgs(base);
+    pg_watch_stop(st);
     pg_conn_close(&st->c);
     pthread_mutex_destroy(&st->mu);
     free(st);
@@ -512,6 +539,8 @@ static int pg_schema_version(struct store *st)
 
 static const struct store_ops pg_ops = {.close = pg_close,
                                         .schema_version = pg_schema_version,
+                                        .watch = pgs_watch,
+                                        .unwatch = pgs_unwatch,
 #define PG_OP(name) .name = pgs_##name,
                                         PG_STORE_OPS(PG_OP)
 #undef PG_OP

@@ -81,7 +81,13 @@ struct store_pg {
     struct pg_conn c;
     int version;
     uint64_t op_start_us;
+    struct pg_watch *watch; /* store_watch's thread, NULL until started */
 };
+
+/* pg_watch.c: store_watch for this backend, and its end at close. */
+int pgs_watch(struct store *st, store_change_cb cb, void *arg);
+void pgs_unwatch(struct store *st);
+void pg_watch_stop(struct store_pg *st);
 
 /* Takes the store's mutex and returns its connection; pg_unlock releases. */
 struct pg_conn *pg_lock(struct store *st);

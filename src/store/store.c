@@ -331,3 +331,13 @@ int store_device_seen_list(struct store *st, store_seen_cb cb, void *arg)
 {
     return st->ops->device_seen_list(st, cb, arg);
 }
+
+int store_watch(struct store *st, store_change_cb cb, void *arg)
+{
+    return st->ops->watch ? st->ops->watch(st, cb, arg) : 0;
+}
+
+void store_unwatch(struct store *st)
+{
+    if (st && st->ops->unwatch) st->ops->unwatch(st);
+}

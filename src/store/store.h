@@ -285,4 +285,21 @@ MUST_USE int store_device_seen_put(struct store *st, const struct store_seen *v,
 typedef int (*store_seen_cb)(void *arg, const struct store_seen *r);
 MUST_USE int store_device_seen_list(struct store *st, store_seen_cb cb, void *arg);
 
+/* ---- changes committed by any node (PostgreSQL: pg_watch.c) ---- */
+
+/* One committed change to a row that nodes hold in memory: its table, what
+ * happened ("INSERT", "UPDATE" or "DELETE"), the tenant and up to two key
+ * columns of the row (NULL past the table's key). After the watch lost its
+ * connection and got it back, table is NULL: changes may have been missed. */
+struct store_change {
+    const char *table, *op, *tenant, *k1, *k2;
+};
+typedef void (*store_change_cb)(void *arg, const struct store_change *c);
+/* Calls cb, on a thread of the store's own, for every such change any node
+ * commits (this one's included), until store_close. A backend that serves
+ * one node (SQLite) has nothing to tell: 0 and no thread. */
+MUST_USE int store_watch(struct store *st, store_change_cb cb, void *arg);
+/* Stops the watch (waiting for a callback that runs); no callback after. */
+void store_unwatch(struct store *st);
+
 #endif

@@ -84,6 +84,8 @@ struct store_ops {
                         struct store_issuance *out);
     int (*device_seen_put)(struct store *st, const struct store_seen *v, size_t n);
     int (*device_seen_list)(struct store *st, store_seen_cb cb, void *arg);
+    int (*watch)(struct store *st, store_change_cb cb, void *arg); /* NULL: one node */
+    void (*unwatch)(struct store *st);
 };
 
 /* The backends' constructors (store.c picks one). */

@@ -1,0 +1,125 @@
+/* Applying another node's committed changes (see changes.h): one function
+ * per table, each reading the row's current state from the store, so that
+ * a notice that arrives twice, late, or for this node's own write changes
+ * nothing more than the write itself did. */
+#include "cluster/changes.h"
+
+#include <string.h>
+
+#include <openssl/x509.h>
+
+#include "ca/tenantca.h"
+#include "core/log.h"
+#include "identity/authz.h"
+#include "identity/trust.h"
+#include "store/store.h"
+
+#define DEVICE_USER_PREFIX "device_"
+
+/* A trusted certificate added, changed or deleted: the anchor follows the
+ * store, and the hook closes what a withdrawn anchor admitted. */
+static void apply_cert(const struct changes_config *cfg, const char *tenant, const char *fp)
+{
+    struct store_cert c = {0};
+    int rc = store_cert_get(cfg->st, tenant, fp, &c);
+    bool enabled = false;
+    if (rc == ERR_NOT_FOUND) {
+        if (trust_anchor_remove(cfg->ti, tenant, fp) < 0) return; /* not here either */
+    } else if (rc == 0) {
+        const unsigned char *p = c.der;
+        X509 *x = d2i_X509(NULL, &p, (long)c.der_len);
+        rc = x ? trust_anchor_put(cfg->ti, tenant, x, c.enabled, c.auto_registration, c.pop_valid)
+               : ERR_INVALID;
+        enabled = c.enabled;
+        X509_free(x);
+        store_cert_clear(&c);
+    }
+    if (rc < 0 && rc != ERR_NOT_FOUND) {
+        log_warn("tenant %s: trusted certificate %s changed elsewhere, not applied: %s", tenant, fp,
+                 err_str(rc));
+        return;
+    }
+    if (cfg->on_anchor_change) cfg->on_anchor_change(cfg->hook_arg, tenant, fp, enabled);
+}
+
+static void apply_device(const struct changes_config *cfg, const char *op, const char *tenant,
+                         const char *cn)
+{
+    if (!strcmp(op, "DELETE"))
+        ignore_result(trust_device_remove(cfg->ti, tenant, cn));
+    else
+        ignore_result(trust_device_add(cfg->ti, tenant, cn));
+}
+
+/* A password user's hash and roles follow the store; a deleted user (or
+ * device user) has its logins closed as the REST delete does. */
+static void apply_user(const struct changes_config *cfg, const char *tenant, const char *name)
+{
+    struct store_user u;
+    int rc = store_user_get(cfg->st, tenant, name, &u);
+    if (rc == 0 && u.pw_hash[0]) {
+        ignore_result(trust_user_put(cfg->ti, tenant, name, u.pw_hash, u.roles));
+    } else if (rc == ERR_NOT_FOUND) {
+        ignore_result(trust_user_put(cfg->ti, tenant, name, "", 0));
+        size_t pre = strlen(DEVICE_USER_PREFIX);
+        const char *cn = strncmp(name, DEVICE_USER_PREFIX, pre) == 0 ? name + pre : NULL;
+        if (cfg->on_user_delete) cfg->on_user_delete(cfg->hook_arg, tenant, name, cn);
+    }
+}
+
+static void apply_crl(const struct changes_config *cfg, const char *tenant, const char *serial)
+{
+    if (trust_crl_add(cfg->ti, tenant, serial) < 0) return;
+    if (cfg->on_crl_change) cfg->on_crl_change(cfg->hook_arg, tenant);
+}
+
+static void apply_option(const struct changes_config *cfg, const char *tenant, const char *cat,
+                         const char *key)
+{
+    char value[STORE_VALUE_MAX];
+    int rc = store_option_get(cfg->st, tenant, cat, key, value, sizeof value);
+    if (rc < 0 && rc != ERR_NOT_FOUND) return;
+    ignore_result(trust_option_set(cfg->ti, tenant, cat, key, rc == 0 ? value : NULL));
+    if (!strcmp(cat, "authorization") && cfg->on_authz_change)
+        cfg->on_authz_change(cfg->hook_arg, tenant);
+}
+
+static void apply_authz(const struct changes_config *cfg, const char *tenant)
+{
+    if (!cfg->authz || authz_reload(cfg->authz) < 0) return;
+    if (cfg->on_authz_change) cfg->on_authz_change(cfg->hook_arg, tenant);
+}
+
+/* After a gap in the notices: whatever was added or changed meanwhile is
+ * read again (a deletion meanwhile stays in memory until a restart). */
+static void resync(const struct changes_config *cfg)
+{
+    if (trust_load(cfg->ti, cfg->st) < 0 || (cfg->authz && authz_reload(cfg->authz) < 0))
+        log_warn("store: reading changes made elsewhere again failed");
+}
+
+void changes_apply(void *arg, const struct store_change *c)
+{
+    const struct changes_config *cfg = arg;
+    if (!c->table) {
+        resync(cfg);
+        return;
+    }
+    const char *t = c->table;
+    bool key1 = c->k1 != NULL;
+    if (!strcmp(t, "trusted_certs") && key1)
+        apply_cert(cfg, c->tenant, c->k1);
+    else if (!strcmp(t, "devices") && key1)
+        apply_device(cfg, c->op, c->tenant, c->k1);
+    else if (!strcmp(t, "users") && key1)
+        apply_user(cfg, c->tenant, c->k1);
+    else if (!strcmp(t, "crl_entries") && key1 && strcmp(c->op, "DELETE"))
+        apply_crl(cfg, c->tenant, c->k1);
+    else if (!strcmp(t, "options") && key1 && c->k2)
+        apply_option(cfg, c->tenant, c->k1, c->k2);
+    else if (!strcmp(t, "authz_rules") || !strcmp(t, "authz_roles"))
+        apply_authz(cfg, c->tenant);
+    else if (!strcmp(t, "tenant_ca"))
+        tenant_ca_refresh(cfg->ca, c->tenant);
+    /* tenants: nothing held in memory. */
+}

@@ -81,6 +81,11 @@ struct config {
     long crl_fetch_max_bytes;
     long crl_fetch_retry;
     long crl_fetch_max_urls;
+    char cluster[1024]; /* NATS servers; empty: a single node */
+    char node_id[128];  /* empty: hostname-pid */
+    long cluster_reconnect_buffer;
+    long cluster_max_pending;
+    long cluster_reconnect_wait;
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };

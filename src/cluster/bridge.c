@@ -1,0 +1,561 @@
+/* The NATS side of cross-node messaging (see bridge.h). Two connections:
+ * "pub" publishes every local message and holds the plain interest
+ * subscriptions, with no echo so a node never hears its own messages;
+ * "queue" holds the shared subscriptions' queue groups and does hear them,
+ * as the publishing node may be the group member NATS picks. libnats
+ * delivers on one thread for both (the global delivery pool of size 1), in
+ * the order messages came off the sockets. A message that matches several
+ * filters of a node comes once per subscription: the second copy has the
+ * same (origin, sequence) and is dropped. bridge->lock guards the maps, the
+ * scratch buffers and the duplicate table; it is never held while calling
+ * the broker, which calls in with its own lock held. */
+#include "cluster/bridge.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nats/nats.h>
+#include <openssl/rand.h>
+
+#include "cluster/envelope.h"
+#include "cluster/subject.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/map.h"
+#include "core/metrics.h"
+
+#define MAX_SERVERS  16
+#define SEEN_SLOTS   64 /* origins remembered for duplicates (least recently seen goes) */
+#define SUBJECT_CAP  (3 * 65536 + 600)
+#define TENANT_CAP   256
+#define STOP_WAIT_US 1000
+
+/* The NATS subscriptions of one (tenant, filter): two when the filter
+ * ends in "/#" (the parent level too). */
+struct interest {
+    unsigned refs; /* session subscriptions to it on this node */
+    natsSubscription *sub[2];
+};
+
+/* A shared subscription's queue group; the closure of its callbacks, freed
+ * when the last of its subscriptions completed. */
+struct qsub {
+    struct bridge *br;
+    struct qsub *prev, *next; /* br->qsubs: not yet completed */
+    unsigned live;            /* subscriptions not yet completed */
+    natsSubscription *sub[2];
+    char *tenant, *group, *filter;
+    size_t flen;
+};
+
+struct seen {
+    uint64_t origin, seq, used;
+};
+
+struct bridge {
+    natsConnection *pub, *queue;
+    _Atomic(struct broker *) broker;
+    struct broker_cluster ops;
+    long max_pending;
+    atomic_bool stopping;
+    atomic_int inflight; /* callbacks inside the broker */
+    pthread_mutex_t lock;
+    struct map interest; /* tenant \x01 filter -> struct interest */
+    struct map groups;   /* tenant \x01 group \x01 filter -> struct qsub */
+    struct qsub *qsubs;
+    struct buf env;
+    char *subject;
+    uint64_t origin, seq, seen_clock;
+    struct seen seen[SEEN_SLOTS];
+};
+
+/* ---- connections ---- */
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    log_warn("cluster: %s connection to NATS lost; reconnecting (messages between nodes are "
+             "lost until it is back)",
+             (const char *)closure);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    log_info("cluster: %s connection to NATS back", (const char *)closure);
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus s, void *closure)
+{
+    log_warn("cluster: NATS: %s", natsStatus_GetText(s));
+    if (s == NATS_SLOW_CONSUMER) metrics_cluster(METRICS_CLUSTER_LOST);
+}
+
+/* Splits "a,b,c" into at most MAX_SERVERS URLs (pointers into copy). */
+static int split_servers(char *copy, const char **urls, int *n, char *err, size_t errlen)
+{
+    *n = 0;
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ') t++;
+        if (strncmp(t, "nats://", 7) != 0 || !t[7] || *n == MAX_SERVERS) {
+            snprintf(err, errlen, "cluster: '%s' is not a nats://host:port URL (at most %d)", t,
+                     MAX_SERVERS);
+            return ERR_INVALID;
+        }
+        urls[(*n)++] = t;
+    }
+    if (*n) return 0;
+    snprintf(err, errlen, "cluster: no NATS server given");
+    return ERR_INVALID;
+}
+
+static int options_new(const struct bridge_config *cfg, const char **urls, int n, bool pub,
+                       natsOptions **out)
+{
+    natsOptions *o = NULL;
+    const char *role = pub ? "publishing" : "queue";
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK) s = natsOptions_SetServers(o, urls, n);
+    if (s == NATS_OK) s = natsOptions_SetName(o, cfg->node_id);
+    if (s == NATS_OK) s = natsOptions_SetNoEcho(o, pub);
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, cfg->reconnect_wait);
+    if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(o, (int)cfg->reconnect_buffer);
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+    if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(o, true);
+    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, (void *)role);
+    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, (void *)role);
+    if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_async_error, NULL);
+    if (s != NATS_OK) {
+        natsOptions_Destroy(o);
+        return ERR_INTERNAL;
+    }
+    *out = o;
+    return 0;
+}
+
+static int connect_one(const struct bridge_config *cfg, const char **urls, int n, bool pub,
+                       natsConnection **out, char *err, size_t errlen)
+{
+    natsOptions *o;
+    GUARD(options_new(cfg, urls, n, pub, &o));
+    natsStatus s = natsConnection_Connect(out, o);
+    natsOptions_Destroy(o);
+    if (s == NATS_NOT_YET_CONNECTED) {
+        log_warn("cluster: NATS at %s not reachable yet; retrying in the background", cfg->servers);
+        return 0;
+    }
+    if (s == NATS_OK) return 0;
+    snprintf(err, errlen, "cluster: cannot connect to %s: %s", cfg->servers, natsStatus_GetText(s));
+    return ERR_IO;
+}
+
+static int bridge_connect(struct bridge *br, const struct bridge_config *cfg, char *err,
+                          size_t errlen)
+{
+    char *copy = strdup(cfg->servers);
+    const char *urls[MAX_SERVERS];
+    int n, rc = ERR_NOMEM;
+    if (!copy) goto out;
+    rc = split_servers(copy, urls, &n, err, errlen);
+    if (rc < 0) goto out;
+    if (nats_SetMessageDeliveryPoolSize(1) != NATS_OK) {
+        rc = ERR_INTERNAL;
+        goto out;
+    }
+    rc = connect_one(cfg, urls, n, true, &br->pub, err, errlen);
+    if (rc == 0) rc = connect_one(cfg, urls, n, false, &br->queue, err, errlen);
+out:
+    free(copy);
+    return rc;
+}
+
+/* ---- from NATS ---- */
+
+/* Was (origin, seq) seen already? Remembers it. Under br->lock. */
+static bool seen_before(struct bridge *br, uint64_t origin, uint64_t seq)
+{
+    struct seen *slot = &br->seen[0];
+    for (int i = 0; i < SEEN_SLOTS; i++) {
+        struct seen *s = &br->seen[i];
+        if (s->used && s->origin == origin) {
+            s->used = ++br->seen_clock;
+            if (seq <= s->seq) return true;
+            s->seq = seq;
+            return false;
+        }
+        if (s->used < slot->used) slot = s;
+    }
+    *slot = (struct seen){origin, seq, ++br->seen_clock};
+    return false;
+}
+
+/* Reads msg into r (borrowing from msg and the thread's buffers). */
+static int read_msg(natsMsg *msg, struct broker_remote *r, struct envelope *e)
+{
+    static _Thread_local char tenant[TENANT_CAP], topic[65536 + 1];
+    const char *subj = natsMsg_GetSubject(msg);
+    size_t tlen;
+    GUARD(subject_to_topic(subj, strlen(subj), tenant, sizeof tenant, topic, sizeof topic, &tlen));
+    int n = natsMsg_GetDataLength(msg);
+    ENSURE(n >= 0, ERR_MALFORMED);
+    GUARD(envelope_parse((const uint8_t *)natsMsg_GetData(msg), (size_t)n, e));
+    *r = (struct broker_remote){
+        .tenant = tenant,
+        .topic = topic,
+        .tlen = tlen,
+        .payload = e->payload,
+        .plen = e->payload_len,
+        .props = e->props,
+        .props_len = e->props_len,
+        .qos = e->qos,
+        .retain = e->retain,
+        .expiry = e->expiry,
+    };
+    return 0;
+}
+
+/* Hands one message to the broker unless the bridge is stopping. */
+static void deliver(struct bridge *br, const struct broker_remote *r)
+{
+    atomic_fetch_add(&br->inflight, 1);
+    struct broker *b = atomic_load(&br->broker);
+    if (b && !atomic_load(&br->stopping)) {
+        metrics_cluster(METRICS_CLUSTER_IN);
+        ignore_result(broker_remote_publish(b, r));
+    }
+    atomic_fetch_sub(&br->inflight, 1);
+}
+
+static void on_plain(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    struct bridge *br = closure;
+    struct broker_remote r;
+    struct envelope e;
+    if (read_msg(msg, &r, &e) < 0) {
+        metrics_cluster(METRICS_CLUSTER_BAD);
+        log_debug("cluster: a malformed message on '%s' dropped", natsMsg_GetSubject(msg));
+        goto out;
+    }
+    pthread_mutex_lock(&br->lock);
+    bool dup = seen_before(br, e.origin, e.seq);
+    pthread_mutex_unlock(&br->lock);
+    if (dup)
+        metrics_cluster(METRICS_CLUSTER_DUPLICATE);
+    else
+        deliver(br, &r);
+out:
+    natsMsg_Destroy(msg);
+}
+
+static void on_group(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    struct qsub *q = closure;
+    struct broker_remote r;
+    struct envelope e;
+    if (read_msg(msg, &r, &e) < 0 || strcmp(r.tenant, q->tenant) != 0) {
+        metrics_cluster(METRICS_CLUSTER_BAD);
+        goto out;
+    }
+    r.group = q->group;
+    r.filter = q->filter;
+    r.flen = q->flen;
+    deliver(q->br, &r);
+out:
+    natsMsg_Destroy(msg);
+}
+
+/* ---- to NATS ---- */
+
+static void bridge_publish(void *arg, const char *tenant, const char *topic, size_t tlen,
+                           const uint8_t *payload, size_t plen, const uint8_t *props,
+                           size_t props_len, uint8_t qos, bool retain, uint32_t expiry)
+{
+    struct bridge *br = arg;
+    size_t slen;
+    pthread_mutex_lock(&br->lock);
+    struct envelope e = {qos,   retain,    br->origin, ++br->seq, expiry,
+                         props, props_len, payload,    plen};
+    buf_free(&br->env);
+    buf_init(&br->env, 0);
+    int rc = subject_from_topic(tenant, topic, tlen, br->subject, SUBJECT_CAP, &slen);
+    if (rc == 0) rc = envelope_write(&br->env, &e);
+    natsStatus s = NATS_ERR;
+    if (rc == 0 && br->pub)
+        s = natsConnection_Publish(br->pub, br->subject, buf_head(&br->env),
+                                   (int)buf_used(&br->env));
+    pthread_mutex_unlock(&br->lock);
+    if (s == NATS_OK) {
+        metrics_cluster(METRICS_CLUSTER_OUT);
+        return;
+    }
+    metrics_cluster(METRICS_CLUSTER_LOST);
+    log_debug("cluster: a message of tenant '%s' not published: %s", tenant,
+              rc < 0 ? err_str(rc) : natsStatus_GetText(s));
+}
+
+/* Subscribes the subject(s) of filter on nc (queue: a queue group). */
+static int subscribe_filter(struct bridge *br, natsConnection *nc, const char *tenant,
+                            const char *filter, size_t flen, const char *queue, natsMsgHandler cb,
+                            void *closure, natsSubscription *subs[2])
+{
+    size_t slen;
+    bool parent;
+    subs[0] = subs[1] = NULL;
+    GUARD(subject_from_filter(tenant, filter, flen, br->subject, SUBJECT_CAP, &slen, &parent));
+    for (int i = 0; i < (parent ? 2 : 1); i++) {
+        if (i) br->subject[slen - 2] = '\0'; /* "a.>" -> "a": MQTT's a/# takes a too */
+        natsStatus s =
+            queue ? natsConnection_QueueSubscribe(&subs[i], nc, br->subject, queue, cb, closure)
+                  : natsConnection_Subscribe(&subs[i], nc, br->subject, cb, closure);
+        if (s != NATS_OK) {
+            log_warn("cluster: cannot subscribe to '%s': %s", br->subject, natsStatus_GetText(s));
+            return ERR_IO;
+        }
+        if (natsSubscription_SetPendingLimits(subs[i], (int)br->max_pending, -1) != NATS_OK)
+            log_warn("cluster: the pending limit of '%s' could not be set", br->subject);
+    }
+    return 0;
+}
+
+static void unsubscribe_all(natsSubscription *subs[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (subs[i]) {
+            natsSubscription_Unsubscribe(subs[i]);
+            natsSubscription_Destroy(subs[i]);
+            subs[i] = NULL;
+        }
+}
+
+static int key_of(char *key, size_t cap, const char *tenant, const char *group, const char *filter,
+                  size_t flen)
+{
+    int n = group ? snprintf(key, cap, "%s\x01%s\x01%.*s", tenant, group, (int)flen, filter)
+                  : snprintf(key, cap, "%s\x01%.*s", tenant, (int)flen, filter);
+    return n < 0 || (size_t)n >= cap ? ERR_LIMIT : n;
+}
+
+/* A plain filter's reference count; subscribed on the first. Under lock. */
+static void interest_plain(struct bridge *br, const char *key, size_t klen, const char *tenant,
+                           const char *filter, size_t flen, bool add)
+{
+    struct interest *in = map_get(&br->interest, key, klen);
+    if (!add) {
+        if (!in || --in->refs) return;
+        unsubscribe_all(in->sub);
+        map_del(&br->interest, key, klen);
+        free(in);
+        return;
+    }
+    if (in) {
+        in->refs++;
+        return;
+    }
+    in = calloc(1, sizeof *in);
+    if (!in || map_put(&br->interest, key, klen, in, NULL) < 0) {
+        free(in);
+        log_warn("cluster: out of memory: filter of tenant '%s' not subscribed", tenant);
+        return;
+    }
+    in->refs = 1;
+    if (subscribe_filter(br, br->pub, tenant, filter, flen, NULL, on_plain, br, in->sub) < 0)
+        unsubscribe_all(in->sub); /* counted still: the unsubscribe finds it */
+}
+
+/* libnats is done with one of q's subscriptions (no callback runs now). */
+static void qsub_complete(void *closure)
+{
+    struct qsub *q = closure;
+    struct bridge *br = q->br;
+    pthread_mutex_lock(&br->lock);
+    bool last = --q->live == 0;
+    if (last) {
+        if (q->prev)
+            q->prev->next = q->next;
+        else
+            br->qsubs = q->next;
+        if (q->next) q->next->prev = q->prev;
+    }
+    pthread_mutex_unlock(&br->lock);
+    if (!last) return;
+    free(q->tenant);
+    free(q->group);
+    free(q->filter);
+    free(q);
+}
+
+static struct qsub *qsub_new(struct bridge *br, const char *tenant, const char *group,
+                             const char *filter, size_t flen)
+{
+    struct qsub *q = calloc(1, sizeof *q);
+    if (!q) return NULL;
+    q->br = br;
+    q->tenant = strdup(tenant);
+    q->group = strdup(group);
+    q->filter = strndup(filter, flen);
+    q->flen = flen;
+    if (q->tenant && q->group && q->filter) return q;
+    free(q->tenant);
+    free(q->group);
+    free(q->filter);
+    free(q);
+    return NULL;
+}
+
+/* Subscribes q's queue group; each subscription it got completes once. */
+static void qsub_start(struct bridge *br, struct qsub *q)
+{
+    char queue[2 * TENANT_CAP + 2 * 65536];
+    int rc = subject_queue(q->tenant, q->group, strlen(q->group), queue, sizeof queue);
+    if (rc == 0)
+        rc = subscribe_filter(br, br->queue, q->tenant, q->filter, q->flen, queue, on_group, q,
+                              q->sub);
+    q->next = br->qsubs;
+    if (q->next) q->next->prev = q;
+    br->qsubs = q;
+    for (int i = 0; i < 2; i++)
+        if (q->sub[i] && natsSubscription_SetOnCompleteCB(q->sub[i], qsub_complete, q) == NATS_OK)
+            q->live++;
+    if (rc < 0)
+        log_warn("cluster: shared subscription '%s' of tenant '%s' not subscribed", q->group,
+                 q->tenant);
+}
+
+/* A shared subscription's group: one queue subscription per node. Under lock. */
+static void interest_group(struct bridge *br, const char *key, size_t klen, const char *tenant,
+                           const char *group, const char *filter, size_t flen, bool add)
+{
+    struct qsub *q = map_get(&br->groups, key, klen);
+    if (!add) {
+        if (!q) return;
+        map_del(&br->groups, key, klen);
+        bool none = q->live == 0;
+        unsubscribe_all(q->sub); /* its completions free q */
+        if (none) {              /* no completion will come */
+            q->live = 1;
+            pthread_mutex_unlock(&br->lock);
+            qsub_complete(q);
+            pthread_mutex_lock(&br->lock);
+        }
+        return;
+    }
+    if (q) return;
+    q = qsub_new(br, tenant, group, filter, flen);
+    if (!q || map_put(&br->groups, key, klen, q, NULL) < 0) {
+        if (q) { /* freed by bridge_free */
+            q->live = 1;
+            q->next = br->qsubs;
+            if (q->next) q->next->prev = q;
+            br->qsubs = q;
+        }
+        log_warn("cluster: out of memory: shared subscription of tenant '%s' not subscribed",
+                 tenant);
+        return;
+    }
+    qsub_start(br, q);
+}
+
+static void bridge_interest(void *arg, const char *tenant, const char *filter, size_t flen,
+                            const char *group, bool add)
+{
+    struct bridge *br = arg;
+    char *key = malloc(2 * 65536 + TENANT_CAP);
+    int klen = key ? key_of(key, 2 * 65536 + TENANT_CAP, tenant, group, filter, flen) : ERR_NOMEM;
+    pthread_mutex_lock(&br->lock);
+    if (klen < 0 || atomic_load(&br->stopping))
+        ;
+    else if (group)
+        interest_group(br, key, (size_t)klen, tenant, group, filter, flen, add);
+    else
+        interest_plain(br, key, (size_t)klen, tenant, filter, flen, add);
+    pthread_mutex_unlock(&br->lock);
+    free(key);
+}
+
+/* ---- life ---- */
+
+int bridge_new(const struct bridge_config *cfg, struct bridge **out, char *err, size_t errlen)
+{
+    struct bridge *br = calloc(1, sizeof *br);
+    ENSURE(br, ERR_NOMEM);
+    pthread_mutex_init(&br->lock, NULL);
+    map_init(&br->interest);
+    map_init(&br->groups);
+    buf_init(&br->env, 0);
+    br->max_pending = cfg->max_pending;
+    br->ops = (struct broker_cluster){bridge_publish, bridge_interest, br};
+    br->subject = malloc(SUBJECT_CAP);
+    int rc = ERR_NOMEM;
+    if (br->subject && RAND_bytes((unsigned char *)&br->origin, sizeof br->origin) == 1)
+        rc = bridge_connect(br, cfg, err, errlen);
+    if (rc < 0) {
+        if (rc == ERR_NOMEM) snprintf(err, errlen, "cluster: out of memory");
+        bridge_stop(br);
+        bridge_free(br);
+        return rc;
+    }
+    log_info("cluster: node '%s' publishing to NATS at %s", cfg->node_id, cfg->servers);
+    *out = br;
+    return 0;
+}
+
+const struct broker_cluster *bridge_cluster(struct bridge *br)
+{
+    return &br->ops;
+}
+
+void bridge_attach(struct bridge *br, struct broker *b)
+{
+    atomic_store(&br->broker, b);
+}
+
+void bridge_stop(struct bridge *br)
+{
+    if (!br || atomic_exchange(&br->stopping, true)) return;
+    while (atomic_load(&br->inflight) > 0) {
+        struct timespec ts = {0, STOP_WAIT_US * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (br->pub) natsConnection_Close(br->pub);
+    if (br->queue) natsConnection_Close(br->queue);
+}
+
+static void free_interest(void *value)
+{
+    struct interest *in = value;
+    for (int i = 0; i < 2; i++) natsSubscription_Destroy(in->sub[i]);
+    free(in);
+}
+
+void bridge_free(struct bridge *br)
+{
+    if (!br) return;
+    map_clear(&br->interest, free_interest);
+    map_free(&br->interest);
+    map_free(&br->groups);         /* the qsubs are on br->qsubs */
+    pthread_mutex_lock(&br->lock); /* a completion may be on its way: it waits */
+    for (struct qsub *q = br->qsubs; q; q = q->next)
+        for (int i = 0; i < 2; i++) {
+            natsSubscription_Destroy(q->sub[i]);
+            q->sub[i] = NULL;
+        }
+    pthread_mutex_unlock(&br->lock);
+    natsConnection_Destroy(br->pub);
+    natsConnection_Destroy(br->queue);
+    nats_CloseAndWait(2000); /* every libnats thread (and completion) is over */
+    while (br->qsubs) {
+        struct qsub *q = br->qsubs;
+        br->qsubs = q->next;
+        free(q->tenant);
+        free(q->group);
+        free(q->filter);
+        free(q);
+    }
+    buf_free(&br->env);
+    free(br->subject);
+    pthread_mutex_destroy(&br->lock);
+    free(br);
+}

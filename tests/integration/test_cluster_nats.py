@@ -3,14 +3,15 @@
 # nats-server. Real clients (mosquitto_pub/sub, paho 3.1.1 and 5.0) publish
 # on one node and subscribe on the other. Before a test relies on a route,
 # it waits until a probe crossed it (a subscription reaches NATS a moment
-# after its SUBACK).
+# after its SUBACK). The NATS restart comes last: it breaks the routes.
 import subprocess
 import time
 
 import pytest
 
-from cluster import await_route, nats, start_nodes  # noqa: F401
-from conftest import QUIET, TIMEOUT, Client, MosquittoSub, mosquitto_pub, unique_topic
+from apiserver import ADMIN
+from cluster import ClusterNode, await_route, nats, start_nodes  # noqa: F401
+from conftest import CERTMQ_BIN, QUIET, TIMEOUT, Client, MosquittoSub, mosquitto_pub, unique_topic
 from mqtt5 import Client5, pprops, user_props
 
 
@@ -265,6 +266,30 @@ def test_no_duplicates_on_either_node(nodes, clients):
     for c in (local, one, other, both):
         got = [int(m.payload) for m in c.drain(QUIET + 0.5)]
         assert got == list(range(5)), (c.c._client_id, got)
+
+
+def test_metrics_count_messages_to_and_from_the_cluster(nodes):
+    a, b = nodes
+
+    def value(node, line):
+        r = node.call("GET", "/metrics", ADMIN)
+        assert r.status == 200, r
+        for ln in r.body.decode().splitlines():
+            if ln.startswith(line + " "):
+                return float(ln.split()[-1])
+        pytest.fail(f"no {line} in /metrics")
+
+    assert value(a, 'certmq_cluster_messages_total{direction="out"}') > 0
+    assert value(b, 'certmq_cluster_messages_total{direction="in"}') > 0
+    assert value(b, 'certmq_cluster_errors_total{kind="malformed"}') == 0
+
+
+def test_a_cluster_that_is_not_a_nats_url_stops_the_start(tmp_path):
+    node = ClusterNode(tmp_path, "http://127.0.0.1:4222", "bad")
+    r = subprocess.run([CERTMQ_BIN, "serve", "--config", str(node.conf)], env=node.env,
+                       capture_output=True, text=True, timeout=TIMEOUT + 5)
+    assert r.returncode != 0
+    assert "cluster: 'http://127.0.0.1:4222' is not a nats://host:port URL" in r.stderr
 
 
 def test_nats_restart_cross_node_delivery_resumes(nodes, clients, nats):  # noqa: F811

@@ -234,6 +234,17 @@ static int start_cluster(struct app *app)
     return rc;
 }
 
+/* Messages from other nodes are routed by a worker (bridge_route). */
+static void cluster_work(void *arg)
+{
+    bridge_route(arg);
+}
+
+static void cluster_notify(void *arg)
+{
+    server_post_work(arg);
+}
+
 /* Durable sessions: the session store beside the main database, read back
  * before the listeners open, then written as sessions change. */
 static int open_sessions(struct app *app)
@@ -554,10 +565,12 @@ static int app_start(struct app *app)
         return rc;
     }
     server_set_pwcheck(app->srv, app->pwcheck);
+    if (app->bridge) server_set_work(app->srv, cluster_work, app->bridge);
     if (server_start(app->srv) < 0) {
         log_error("cannot start worker threads");
         return ERR_INTERNAL;
     }
+    if (app->bridge) bridge_set_notify(app->bridge, cluster_notify, app->srv);
     GUARD(start_apis(app));
     log_mqtt_listeners(cfg);
     return 0;
@@ -566,9 +579,9 @@ static int app_start(struct app *app)
 static void app_stop(struct app *app)
 {
     for (size_t i = 0; i < app->n_apis; i++) api_stop(app->apis[i]);
+    bridge_stop(app->bridge); /* nothing from NATS is queued for the workers from here on */
     if (app->srv) server_stop(app->srv);
     if (app->broker) broker_persist_stop(app->broker);
-    bridge_stop(app->bridge); /* nothing from NATS reaches the broker from here on */
     if (app->store) flush_seen(app);
     sstore_close(app->sessions);
     if (app->auth) auth_log_counters(app->auth);

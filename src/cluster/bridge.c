@@ -6,9 +6,12 @@
  * delivers on one thread for both (the global delivery pool of size 1), in
  * the order messages came off the sockets. A message that matches several
  * filters of a node comes once per subscription: the second copy has the
- * same (origin, sequence) and is dropped. bridge->lock guards the maps, the
- * scratch buffers and the duplicate table; it is never held while calling
- * the broker, which calls in with its own lock held. */
+ * same (origin, sequence) and is dropped. The libnats thread only parses
+ * and queues; the first worker routes the queue (bridge_route), so no
+ * libnats thread ever waits for the broker lock. bridge->lock guards the
+ * maps, the scratch buffers and the duplicate table; in_lock the queue. The
+ * broker calls in with its lock held; neither bridge lock is held while
+ * calling the broker. */
 #include "cluster/bridge.h"
 
 #include <pthread.h>
@@ -62,7 +65,12 @@ struct bridge {
     struct broker_cluster ops;
     long max_pending;
     atomic_bool stopping;
-    atomic_int inflight; /* callbacks inside the broker */
+    atomic_int inflight;     /* callbacks that may still queue or notify */
+    pthread_mutex_t in_lock; /* guards the queue to the workers and notify */
+    struct inmsg *in_head, *in_tail;
+    long in_count;
+    void (*notify)(void *arg);
+    void *notify_arg;
     pthread_mutex_t lock;
     struct map interest; /* tenant \x01 filter -> struct interest */
     struct map groups;   /* tenant \x01 group \x01 filter -> struct qsub */
@@ -217,16 +225,96 @@ static int read_msg(natsMsg *msg, struct broker_remote *r, struct envelope *e)
     return 0;
 }
 
-/* Hands one message to the broker unless the bridge is stopping. */
+/* A message from NATS waiting for a worker to route it (all in one block). */
+struct inmsg {
+    struct inmsg *next;
+    struct broker_remote r; /* its pointers are into data */
+    char data[];
+};
+
+static struct inmsg *inmsg_new(const struct broker_remote *r)
+{
+    size_t tn = strlen(r->tenant) + 1, gn = r->group ? strlen(r->group) + 1 : 0;
+    size_t fn = r->group ? r->flen + 1 : 0;
+    struct inmsg *m = malloc(sizeof *m + tn + r->tlen + 1 + r->props_len + r->plen + gn + fn);
+    if (!m) return NULL;
+    m->next = NULL;
+    m->r = *r;
+    char *p = m->data;
+    m->r.tenant = memcpy(p, r->tenant, tn);
+    p += tn;
+    m->r.topic = memcpy(p, r->topic, r->tlen);
+    p[r->tlen] = '\0';
+    p += r->tlen + 1;
+    m->r.props = r->props_len ? memcpy(p, r->props, r->props_len) : NULL;
+    p += r->props_len;
+    m->r.payload = r->plen ? memcpy(p, r->payload, r->plen) : NULL;
+    p += r->plen;
+    if (r->group) {
+        m->r.group = memcpy(p, r->group, gn);
+        p += gn;
+        m->r.filter = memcpy(p, r->filter, r->flen);
+        p[r->flen] = '\0';
+    }
+    return m;
+}
+
+/* Queues one message for the workers unless the bridge is stopping or the
+ * queue is full; tells them when it was empty. The broker lock is not
+ * taken here: a worker routes it (bridge_route). */
 static void deliver(struct bridge *br, const struct broker_remote *r)
 {
     atomic_fetch_add(&br->inflight, 1);
-    struct broker *b = atomic_load(&br->broker);
-    if (b && !atomic_load(&br->stopping)) {
-        metrics_cluster(METRICS_CLUSTER_IN);
-        ignore_result(broker_remote_publish(b, r));
+    struct inmsg *m = atomic_load(&br->stopping) ? NULL : inmsg_new(r);
+    bool first = false, full = false;
+    if (m) {
+        pthread_mutex_lock(&br->in_lock);
+        full = br->in_count >= br->max_pending;
+        if (!full) {
+            first = !br->in_head;
+            if (br->in_tail)
+                br->in_tail->next = m;
+            else
+                br->in_head = m;
+            br->in_tail = m;
+            br->in_count++;
+        }
+        if (first && br->notify) br->notify(br->notify_arg);
+        pthread_mutex_unlock(&br->in_lock);
+    }
+    if (!m || full) {
+        free(m);
+        if (!atomic_load(&br->stopping)) metrics_cluster(METRICS_CLUSTER_LOST);
     }
     atomic_fetch_sub(&br->inflight, 1);
+}
+
+void bridge_route(struct bridge *br)
+{
+    pthread_mutex_lock(&br->in_lock);
+    struct inmsg *m = br->in_head;
+    br->in_head = br->in_tail = NULL;
+    br->in_count = 0;
+    pthread_mutex_unlock(&br->in_lock);
+    struct broker *b = atomic_load(&br->broker);
+    while (m) {
+        struct inmsg *next = m->next;
+        if (b) {
+            metrics_cluster(METRICS_CLUSTER_IN);
+            ignore_result(broker_remote_publish(b, &m->r));
+        }
+        free(m);
+        m = next;
+    }
+}
+
+void bridge_set_notify(struct bridge *br, void (*notify)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&br->in_lock);
+    br->notify = notify;
+    br->notify_arg = arg;
+    if (br->in_head && notify) notify(arg);
+    pthread_mutex_unlock(&br->in_lock);
 }
 
 static void on_plain(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
@@ -482,6 +570,7 @@ int bridge_new(const struct bridge_config *cfg, struct bridge **out, char *err, 
     struct bridge *br = calloc(1, sizeof *br);
     ENSURE(br, ERR_NOMEM);
     pthread_mutex_init(&br->lock, NULL);
+    pthread_mutex_init(&br->in_lock, NULL);
     map_init(&br->interest);
     map_init(&br->groups);
     buf_init(&br->env, 0);
@@ -554,8 +643,11 @@ void bridge_free(struct bridge *br)
         free(q->filter);
         free(q);
     }
+    atomic_store(&br->broker, NULL);
+    bridge_route(br); /* frees what is still queued */
     buf_free(&br->env);
     free(br->subject);
     pthread_mutex_destroy(&br->lock);
+    pthread_mutex_destroy(&br->in_lock);
     free(br);
 }

@@ -3,6 +3,7 @@
 # certmq nodes that carry messages between them over it. Each node has its
 # own data_dir and SQLite database, a plain HTTP API listener (to set up the
 # same tenants on every node) and a plain MQTT listener.
+import queue
 import socket
 import subprocess
 import time
@@ -99,20 +100,28 @@ def start_nodes(tmp_path_factory, nats, names, options=None):
 
 
 def await_route(publish, receiver, topic, timeout=TIMEOUT):
-    """Publishes b"probe" on topic every 0.1 s until receiver (a conftest or
-    mqtt5 Client) gets one: the subscriptions of its node have reached NATS.
-    The probes still on their way are drained."""
+    """Publishes b"probe <n>" on topic every 0.1 s until receiver (a
+    conftest or mqtt5 Client) gets one: the subscriptions of its node have
+    reached NATS. Then waits for the last probe sent (messages of one
+    publishing node keep their order), so that no probe is left on its way."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        publish(topic, b"probe")
+    sent = 0
+    while True:
+        if time.monotonic() > deadline:
+            pytest.fail(f"nothing published on {topic!r} crossed to the other node")
+        sent += 1
+        publish(topic, b"probe %d" % sent)
         try:
             m = receiver.messages.get(timeout=0.1)
-        except Exception:
+        except queue.Empty:
             continue
-        if m.payload == b"probe":
-            while receiver.drain(0.2):
-                pass
-            return
-        receiver.messages.put(m)
-        pytest.fail(f"a message other than a probe arrived first: {m.topic} {m.payload!r}")
-    pytest.fail(f"nothing published on {topic!r} crossed to the other node")
+        if not m.payload.startswith(b"probe "):
+            pytest.fail(f"a message other than a probe arrived first: {m.topic} {m.payload!r}")
+        break
+    last = b"probe %d" % sent
+    while m.payload != last:
+        assert m.payload.startswith(b"probe "), (m.topic, m.payload)
+        try:
+            m = receiver.messages.get(timeout=max(0.01, deadline + TIMEOUT - time.monotonic()))
+        except queue.Empty:
+            pytest.fail(f"the last probe on {topic!r} never arrived")

@@ -228,6 +228,7 @@ static int start_cluster(struct app *app)
         .reconnect_buffer = cfg->cluster_reconnect_buffer,
         .max_pending = cfg->cluster_max_pending,
         .reconnect_wait = cfg->cluster_reconnect_wait,
+        .max_subject = cfg->cluster_max_subject,
     };
     int rc = bridge_new(&bc, &app->bridge, err, sizeof err);
     if (rc < 0) log_error("%s", err);

@@ -33,7 +33,6 @@
 
 #define MAX_SERVERS  16
 #define SEEN_SLOTS   64 /* origins remembered for duplicates (least recently seen goes) */
-#define SUBJECT_CAP  (3 * 65536 + 600)
 #define TENANT_CAP   256
 #define STOP_WAIT_US 1000
 
@@ -64,6 +63,7 @@ struct bridge {
     _Atomic(struct broker *) broker;
     struct broker_cluster ops;
     long max_pending;
+    size_t max_subject; /* longest subject (and queue name) sent to NATS */
     atomic_bool stopping;
     atomic_int inflight;     /* callbacks that may still queue or notify */
     pthread_mutex_t in_lock; /* guards the queue to the workers and notify */
@@ -368,7 +368,7 @@ static void bridge_publish(void *arg, const char *tenant, const char *topic, siz
                          props, props_len, payload,    plen};
     buf_free(&br->env);
     buf_init(&br->env, 0);
-    int rc = subject_from_topic(tenant, topic, tlen, br->subject, SUBJECT_CAP, &slen);
+    int rc = subject_from_topic(tenant, topic, tlen, br->subject, br->max_subject + 1, &slen);
     if (rc == 0) rc = envelope_write(&br->env, &e);
     natsStatus s = NATS_ERR;
     if (rc == 0 && br->pub)
@@ -392,7 +392,16 @@ static int subscribe_filter(struct bridge *br, natsConnection *nc, const char *t
     size_t slen;
     bool parent;
     subs[0] = subs[1] = NULL;
-    GUARD(subject_from_filter(tenant, filter, flen, br->subject, SUBJECT_CAP, &slen, &parent));
+    /* A control line beyond the server's max_control_line gets the whole
+     * connection closed: such a filter is not subscribed at all. */
+    size_t room = br->max_subject + 1 - (queue ? strlen(queue) + 1 : 0);
+    ENSURE(!queue || strlen(queue) + 1 < br->max_subject, ERR_LIMIT);
+    int rc = subject_from_filter(tenant, filter, flen, br->subject, room, &slen, &parent);
+    if (rc == ERR_LIMIT)
+        log_warn("cluster: a filter of tenant '%s' is too long for a NATS subject "
+                 "(cluster_max_subject): its subscribers get this node's messages only",
+                 tenant);
+    GUARD(rc);
     for (int i = 0; i < (parent ? 2 : 1); i++) {
         if (i) br->subject[slen - 2] = '\0'; /* "a.>" -> "a": MQTT's a/# takes a too */
         natsStatus s =
@@ -496,11 +505,14 @@ static struct qsub *qsub_new(struct bridge *br, const char *tenant, const char *
 /* Subscribes q's queue group; each subscription it got completes once. */
 static void qsub_start(struct bridge *br, struct qsub *q)
 {
-    char queue[2 * TENANT_CAP + 2 * 65536];
-    int rc = subject_queue(q->tenant, q->group, strlen(q->group), queue, sizeof queue);
+    char *queue = malloc(br->max_subject + 1);
+    int rc = queue
+                 ? subject_queue(q->tenant, q->group, strlen(q->group), queue, br->max_subject + 1)
+                 : ERR_NOMEM;
     if (rc == 0)
         rc = subscribe_filter(br, br->queue, q->tenant, q->filter, q->flen, queue, on_group, q,
                               q->sub);
+    free(queue);
     q->next = br->qsubs;
     if (q->next) q->next->prev = q;
     br->qsubs = q;
@@ -575,8 +587,9 @@ int bridge_new(const struct bridge_config *cfg, struct bridge **out, char *err, 
     map_init(&br->groups);
     buf_init(&br->env, 0);
     br->max_pending = cfg->max_pending;
+    br->max_subject = (size_t)cfg->max_subject;
     br->ops = (struct broker_cluster){bridge_publish, bridge_interest, br};
-    br->subject = malloc(SUBJECT_CAP);
+    br->subject = malloc(br->max_subject + 1);
     int rc = ERR_NOMEM;
     if (br->subject && RAND_bytes((unsigned char *)&br->origin, sizeof br->origin) == 1)
         rc = bridge_connect(br, cfg, err, errlen);

@@ -20,6 +20,8 @@ struct bridge_config {
     long max_pending;      /* messages received and not yet routed, per subscription and
                               in the queue to the workers */
     long reconnect_wait;   /* milliseconds between reconnection attempts */
+    long max_subject;      /* bytes of the longest subject sent (below the servers'
+                              max_control_line): longer topics stay on their node */
 };
 
 struct bridge;

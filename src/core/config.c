@@ -179,6 +179,10 @@ static const struct option options[] = {
            "messages from other nodes waiting to be routed, per subscribed filter; more are lost"),
     G_LONG("cluster_reconnect_wait", cluster_reconnect_wait, 10, 600000, 500,
            "milliseconds between attempts to reach NATS again"),
+    G_LONG("cluster_max_subject", cluster_max_subject, 64, 1048576, 4000,
+           "bytes of the longest NATS subject a node sends, kept below the NATS servers' "
+           "max_control_line; a message whose topic maps to a longer one reaches this node's "
+           "subscribers only"),
     {"listener", OPT_STR, false, 0, 0, 0, 0, 0, NULL, NULL,
      "PORT [ADDR]: starts a listener block (options below apply to it)"},
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),

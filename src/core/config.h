@@ -86,6 +86,7 @@ struct config {
     long cluster_reconnect_buffer;
     long cluster_max_pending;
     long cluster_reconnect_wait;
+    long cluster_max_subject;
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };

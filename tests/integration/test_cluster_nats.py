@@ -293,6 +293,21 @@ def test_a_cluster_that_is_not_a_nats_url_stops_the_start(tmp_path):
     assert "cluster: 'http://127.0.0.1:4222' is not a nats://host:port URL" in r.stderr
 
 
+def test_a_topic_too_long_for_a_nats_subject_stays_on_its_node(nodes, clients):
+    a, b = nodes
+    base = unique_topic("long")
+    sub = subscribed(b, a, clients, f"{base}/#", f"{base}/probe", qos=1)
+    local = clients(a, "long-local")
+    local.subscribe(f"{base}/#", 1)
+    lost_before = a.stderr().count("connection to NATS lost")
+    long_topic = f"{base}/" + "." * 3000  # 9,000 bytes once escaped
+    assert mosquitto_pub(a.mqtt_port, long_topic, "long", qos=1).returncode == 0
+    assert mosquitto_pub(a.mqtt_port, f"{base}/short", "short", qos=1).returncode == 0
+    assert local.get().topic == long_topic  # delivered on its own node
+    assert sub.get().topic == f"{base}/short"
+    assert a.stderr().count("connection to NATS lost") == lost_before
+
+
 def test_nats_restart_cross_node_delivery_resumes(nodes, clients, nats):  # noqa: F811
     a, b = nodes
     topic = unique_topic("restart")

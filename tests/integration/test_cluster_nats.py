@@ -17,7 +17,7 @@ from mqtt5 import Client5, pprops, user_props
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory, nats):  # noqa: F811
-    a, b = start_nodes(tmp_path_factory, nats, ["a", "b"])
+    a, b = start_nodes(tmp_path_factory, nats, ["a", "b"], {"max_packet_size": "2097152"})
     yield a, b
     a.stop()
     b.stop()
@@ -305,6 +305,27 @@ def test_a_topic_too_long_for_a_nats_subject_stays_on_its_node(nodes, clients):
     assert mosquitto_pub(a.mqtt_port, f"{base}/short", "short", qos=1).returncode == 0
     assert local.get().topic == long_topic  # delivered on its own node
     assert sub.get().topic == f"{base}/short"
+    assert a.stderr().count("connection to NATS lost") == lost_before
+
+
+def test_a_message_beyond_the_nats_max_payload_stays_on_its_node(nodes, clients, tmp_path):
+    """Node a takes MQTT packets of up to 2 MiB (max_packet_size); NATS
+    carries 1 MiB (its max_payload)."""
+    a, b = nodes
+    base = unique_topic("big")
+    sub = subscribed(b, a, clients, f"{base}/#", f"{base}/probe", qos=1)
+    local = clients(a, "big-local")
+    local.subscribe(f"{base}/#", 1)
+    lost_before = a.stderr().count("connection to NATS lost")
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 1_500_000)
+    r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(a.mqtt_port), "-t",
+                        f"{base}/big", "-f", str(big), "-q", "1", "-V", "mqttv311"],
+                       capture_output=True, text=True, timeout=TIMEOUT + 5)
+    assert r.returncode == 0, r.stderr
+    assert mosquitto_pub(a.mqtt_port, f"{base}/small", "small", qos=1).returncode == 0
+    assert len(local.get().payload) == 1_500_000
+    assert sub.get().topic == f"{base}/small"
     assert a.stderr().count("connection to NATS lost") == lost_before
 
 

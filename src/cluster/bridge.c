@@ -27,11 +27,12 @@
 #include "cluster/envelope.h"
 #include "cluster/subject.h"
 #include "core/buf.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
 
-#define MAX_SERVERS  16
+#define MAX_SERVERS  CONFIG_MAX_CLUSTER_SERVERS
 #define SEEN_SLOTS   64 /* origins remembered for duplicates (least recently seen goes) */
 #define TENANT_CAP   256
 #define STOP_WAIT_US 1000

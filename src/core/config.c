@@ -486,8 +486,28 @@ static int check_readable(const char *name, const struct listener_config *l, con
     return ERR_INVALID;
 }
 
+/* cluster: a comma list of at most CONFIG_MAX_CLUSTER_SERVERS nats:// URLs. */
+static int check_cluster(const char *name, const char *list, char *err, size_t errlen)
+{
+    if (!list[0]) return 0;
+    int n = 0;
+    for (const char *p = list;; p++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && *p == ' ') p++, len--;
+        if (len <= 7 || strncmp(p, "nats://", 7) != 0 || ++n > CONFIG_MAX_CLUSTER_SERVERS) {
+            snprintf(err, errlen, "%s: cluster: '%.*s' is not a nats://host:port URL (at most %d)",
+                     name, (int)len, p, CONFIG_MAX_CLUSTER_SERVERS);
+            return ERR_INVALID;
+        }
+        if (!end) return 0;
+        p = end;
+    }
+}
+
 int config_check_serve(const struct config *cfg, const char *name, char *err, size_t errlen)
 {
+    GUARD(check_cluster(name, cfg->cluster, err, errlen));
     if (cfg->n_listeners == 0) {
         snprintf(err, errlen,
                  "%s: no listener configured (add e.g. 'listener 8883' with certfile and "

@@ -28,7 +28,8 @@ struct listener_config {
     long tls_session_cache; /* sessions kept for resumption; 0: none */
 };
 
-#define CONFIG_MAX_LISTENERS 16
+#define CONFIG_MAX_LISTENERS       16
+#define CONFIG_MAX_CLUSTER_SERVERS 16 /* NATS URLs in the cluster option */
 
 struct config {
     char data_dir[512];
@@ -105,7 +106,8 @@ MUST_USE int config_parse(struct config *cfg, const char *text, size_t len, cons
                           char *err, size_t errlen);
 /* What a configuration must have to serve, beyond parsing (not checked by
  * config_parse, which judges text alone): at least one listener, and every
- * certfile, keyfile and cafile it names readable. On error writes e.g.
+ * certfile, keyfile and cafile it names readable, and a cluster option
+ * that is a list of nats:// URLs. On error writes e.g.
  * "FILE: listener 8883: certfile /x.pem: No such file or directory" into
  * err and returns ERR_INVALID. */
 MUST_USE int config_check_serve(const struct config *cfg, const char *name, char *err,

@@ -286,11 +286,12 @@ def test_metrics_count_messages_to_and_from_the_cluster(nodes):
 
 
 def test_a_cluster_that_is_not_a_nats_url_stops_the_start(tmp_path):
-    node = ClusterNode(tmp_path, "http://127.0.0.1:4222", "bad")
+    node = ClusterNode(tmp_path, "nats://127.0.0.1:4222, http://127.0.0.1:4222", "bad")
     r = subprocess.run([CERTMQ_BIN, "serve", "--config", str(node.conf)], env=node.env,
                        capture_output=True, text=True, timeout=TIMEOUT + 5)
-    assert r.returncode != 0
+    assert r.returncode == 2
     assert "cluster: 'http://127.0.0.1:4222' is not a nats://host:port URL" in r.stderr
+    assert not node.data.exists()  # refused before anything was written
 
 
 def test_a_topic_too_long_for_a_nats_subject_stays_on_its_node(nodes, clients):

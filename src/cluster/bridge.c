@@ -35,6 +35,7 @@
 #define MAX_SERVERS  CONFIG_MAX_CLUSTER_SERVERS
 #define SEEN_SLOTS   64 /* origins remembered for duplicates (least recently seen goes) */
 #define TENANT_CAP   256
+#define ENV_KEEP     (64 * 1024) /* envelope scratch kept between publishes */
 #define STOP_WAIT_US 1000
 
 /* The NATS subscriptions of one (tenant, filter): two when the filter
@@ -367,8 +368,8 @@ static void bridge_publish(void *arg, const char *tenant, const char *topic, siz
     pthread_mutex_lock(&br->lock);
     struct envelope e = {qos,   retain,    br->origin, ++br->seq, expiry,
                          props, props_len, payload,    plen};
-    buf_free(&br->env);
-    buf_init(&br->env, 0);
+    buf_consume(&br->env, buf_used(&br->env)); /* the scratch is kept, up to ENV_KEEP */
+    if (br->env.cap > ENV_KEEP) buf_free(&br->env);
     int rc = subject_from_topic(tenant, topic, tlen, br->subject, br->max_subject + 1, &slen);
     if (rc == 0) rc = envelope_write(&br->env, &e);
     natsStatus s = NATS_ERR;

@@ -269,6 +269,36 @@ def test_no_duplicates_on_either_node(nodes, clients):
         assert got == list(range(5)), (c.c._client_id, got)
 
 
+def test_a_will_reaches_the_other_node(nodes, clients):
+    a, b = nodes
+    topic = unique_topic("will")
+    sub = subscribed(b, a, clients, topic, topic, qos=1)
+    dying = clients(a, "dying", will=(topic, b"gone", 1, False))
+    dying.c.socket().close()  # no DISCONNECT: the will goes out
+    m = sub.get_on(topic)
+    assert (m.payload, m.qos) == (b"gone", 1)
+
+
+def test_a_restored_persistent_subscription_hears_the_other_node(nodes, clients):
+    """A persistent session's subscription, read back when its node starts
+    again, is subscribed in NATS again: QoS 1 messages from the other node
+    wait in the session for its client."""
+    a, b = nodes
+    base = unique_topic("durable")
+    durable = clients(b, "durable-b", clean_session=False)
+    durable.subscribe(f"{base}/+", 1)
+    durable.disconnect()
+    b.stop()
+    b.start()
+    # A later subscription of b reaching NATS shows the earlier ones did.
+    probe = subscribed(b, a, clients, f"{base}/p/q", f"{base}/p/q")
+    assert mosquitto_pub(a.mqtt_port, f"{base}/m", "kept for you", qos=1).returncode == 0
+    assert probe.drain() == []
+    back = clients(b, "durable-b", clean_session=False)
+    m = back.get()
+    assert (m.topic, m.payload, m.qos) == (f"{base}/m", b"kept for you", 1)
+
+
 def test_metrics_count_messages_to_and_from_the_cluster(nodes):
     a, b = nodes
 

@@ -2,7 +2,8 @@
 # session (started once, on a free port, restartable on the same port), and
 # certmq nodes that carry messages between them over it. Each node has its
 # own data_dir and SQLite database, a plain HTTP API listener (to set up the
-# same tenants on every node) and a plain MQTT listener.
+# same tenants on every node) and a plain MQTT listener. A module imports the
+# session fixture by name (`from cluster import nats`) to share the server.
 import queue
 import socket
 import subprocess

@@ -31,6 +31,7 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
+#include "core/text.h"
 
 #define MAX_SERVERS  CONFIG_MAX_CLUSTER_SERVERS
 #define SEEN_SLOTS   64 /* origins remembered for duplicates (least recently seen goes) */
@@ -110,7 +111,9 @@ static int split_servers(char *copy, const char **urls, int *n, char *err, size_
     for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         while (*t == ' ') t++;
         if (strncmp(t, "nats://", 7) != 0 || !t[7] || *n == MAX_SERVERS) {
-            snprintf(err, errlen, "cluster: '%s' is not a nats://host:port URL (at most %d)", t,
+            char shown[CONFIG_CLUSTER_LEN];
+            text_url_redact(t, strlen(t), shown, sizeof shown);
+            snprintf(err, errlen, "cluster: '%s' is not a nats://host:port URL (at most %d)", shown,
                      MAX_SERVERS);
             return ERR_INVALID;
         }
@@ -149,16 +152,18 @@ static int options_new(const struct bridge_config *cfg, const char **urls, int n
 static int connect_one(const struct bridge_config *cfg, const char **urls, int n, bool pub,
                        natsConnection **out, char *err, size_t errlen)
 {
+    char shown[CONFIG_CLUSTER_LEN]; /* the list without passwords */
+    text_url_redact(cfg->servers, strlen(cfg->servers), shown, sizeof shown);
     natsOptions *o;
     GUARD(options_new(cfg, urls, n, pub, &o));
     natsStatus s = natsConnection_Connect(out, o);
     natsOptions_Destroy(o);
     if (s == NATS_NOT_YET_CONNECTED) {
-        log_warn("cluster: NATS at %s not reachable yet; retrying in the background", cfg->servers);
+        log_warn("cluster: NATS at %s not reachable yet; retrying in the background", shown);
         return 0;
     }
     if (s == NATS_OK) return 0;
-    snprintf(err, errlen, "cluster: cannot connect to %s: %s", cfg->servers, natsStatus_GetText(s));
+    snprintf(err, errlen, "cluster: cannot connect to %s: %s", shown, natsStatus_GetText(s));
     return ERR_IO;
 }
 
@@ -601,7 +606,9 @@ int bridge_new(const struct bridge_config *cfg, struct bridge **out, char *err, 
         bridge_free(br);
         return rc;
     }
-    log_info("cluster: node '%s' publishing to NATS at %s", cfg->node_id, cfg->servers);
+    char shown[CONFIG_CLUSTER_LEN];
+    text_url_redact(cfg->servers, strlen(cfg->servers), shown, sizeof shown);
+    log_info("cluster: node '%s' publishing to NATS at %s", cfg->node_id, shown);
     *out = br;
     return 0;
 }

@@ -2,6 +2,7 @@
 #include "core/config.h"
 
 #include "core/buf.h"
+#include "core/text.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -496,8 +497,10 @@ static int check_cluster(const char *name, const char *list, char *err, size_t e
         size_t len = end ? (size_t)(end - p) : strlen(p);
         while (len && *p == ' ') p++, len--;
         if (len <= 7 || strncmp(p, "nats://", 7) != 0 || ++n > CONFIG_MAX_CLUSTER_SERVERS) {
-            snprintf(err, errlen, "%s: cluster: '%.*s' is not a nats://host:port URL (at most %d)",
-                     name, (int)len, p, CONFIG_MAX_CLUSTER_SERVERS);
+            char shown[sizeof((struct config *)0)->cluster];
+            text_url_redact(p, len, shown, sizeof shown);
+            snprintf(err, errlen, "%s: cluster: '%s' is not a nats://host:port URL (at most %d)",
+                     name, shown, CONFIG_MAX_CLUSTER_SERVERS);
             return ERR_INVALID;
         }
         if (!end) return 0;

@@ -30,6 +30,7 @@ struct listener_config {
 
 #define CONFIG_MAX_LISTENERS       16
 #define CONFIG_MAX_CLUSTER_SERVERS 16 /* NATS URLs in the cluster option */
+#define CONFIG_CLUSTER_LEN         1024
 
 struct config {
     char data_dir[512];
@@ -82,8 +83,8 @@ struct config {
     long crl_fetch_max_bytes;
     long crl_fetch_retry;
     long crl_fetch_max_urls;
-    char cluster[1024]; /* NATS servers; empty: a single node */
-    char node_id[128];  /* empty: hostname-pid */
+    char cluster[CONFIG_CLUSTER_LEN]; /* NATS servers; empty: a single node */
+    char node_id[128];                /* empty: hostname-pid */
     long cluster_reconnect_buffer;
     long cluster_max_pending;
     long cluster_reconnect_wait;

@@ -324,6 +324,23 @@ def test_a_cluster_that_is_not_a_nats_url_stops_the_start(tmp_path):
     assert not node.data.exists()  # refused before anything was written
 
 
+def test_credentials_in_the_cluster_url_are_never_logged(tmp_path, nats):  # noqa: F811
+    url = nats.url.replace("nats://", "nats://certmq:s3cret-pw@")
+    node = ClusterNode(tmp_path / "creds", url, "creds").start()
+    try:
+        node.stop()
+    finally:
+        err = node.stderr()
+    assert "publishing to NATS at nats://***@127.0.0.1" in err, err[-2000:]
+    assert "s3cret-pw" not in err
+    bad = ClusterNode(tmp_path / "bad", "nats://a:s3cret-pw@h:1,tls://b:s3cret-pw@h:2", "bad")
+    r = subprocess.run([CERTMQ_BIN, "serve", "--config", str(bad.conf)], env=bad.env,
+                       capture_output=True, text=True, timeout=TIMEOUT + 5)
+    assert r.returncode == 2
+    assert "cluster: 'tls://***@h:2' is not a nats://host:port URL" in r.stderr
+    assert "s3cret-pw" not in r.stderr + r.stdout
+
+
 def test_a_topic_too_long_for_a_nats_subject_stays_on_its_node(nodes, clients):
     a, b = nodes
     base = unique_topic("long")

@@ -803,9 +803,10 @@ static void *worker_main(void *arg)
                 conn_event(evs[i].data.ptr, evs[i].events);
             }
         }
-        worker_drain_dirty(w);
+        /* Posted work first: the clients it wakes on this worker are drained next. */
         if (w->id == 0 && atomic_exchange(&w->srv->work_posted, false) && w->srv->work_fn)
             w->srv->work_fn(w->srv->work_arg);
+        worker_drain_dirty(w);
         if (now_ms() >= next_tick) {
             worker_tick(w);
             next_tick = now_ms() + TICK_MS;

@@ -377,6 +377,34 @@ def test_a_message_beyond_the_nats_max_payload_stays_on_its_node(nodes, clients,
     assert a.stderr().count("connection to NATS lost") == lost_before
 
 
+def test_messages_from_the_cluster_go_out_at_once_on_a_single_worker(tmp_path_factory,
+                                                                   nats):  # noqa: F811
+    """The worker that routes what came from NATS writes to its own clients
+    in the same turn (not at its next 250 ms tick): with one worker per
+    node, 30 messages one after the other take a few ms each."""
+    a, b = start_nodes(tmp_path_factory, nats, ["one-a", "one-b"], {"workers": "1"})
+    try:
+        pub, sub = Client("lat-pub"), Client("lat-sub")
+        pub.connect(a.mqtt_port)
+        sub.connect(b.mqtt_port)
+        topic = unique_topic("lat")
+        sub.subscribe(topic, 0)
+        await_route(lambda t, p: pub.publish(t, p), sub, topic)
+        took = []
+        for _ in range(30):
+            start = time.monotonic()
+            pub.publish(topic, b"x")
+            sub.get()
+            took.append(time.monotonic() - start)
+        took.sort()
+        assert took[15] < 0.1, f"median {took[15] * 1000:.0f} ms"
+        pub.close()
+        sub.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_nats_restart_cross_node_delivery_resumes(nodes, clients, nats):  # noqa: F811
     a, b = nodes
     topic = unique_topic("restart")

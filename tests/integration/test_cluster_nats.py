@@ -274,7 +274,7 @@ def test_a_will_reaches_the_other_node(nodes, clients):
     topic = unique_topic("will")
     sub = subscribed(b, a, clients, topic, topic, qos=1)
     dying = clients(a, "dying", will=(topic, b"gone", 1, False))
-    dying.c.socket().close()  # no DISCONNECT: the will goes out
+    dying.close()  # the connection closes without DISCONNECT: the will goes out
     m = sub.get_on(topic)
     assert (m.payload, m.qos) == (b"gone", 1)
 

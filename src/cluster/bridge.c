@@ -6,7 +6,9 @@
  * delivers on one thread for both (the global delivery pool of size 1), in
  * the order messages came off the sockets. A message that matches several
  * filters of a node comes once per subscription: the second copy has the
- * same (origin, sequence) and is dropped. The libnats thread only parses
+ * same (origin, sequence) and is dropped. Outgoing messages go through a
+ * queue to one sender thread (in order; a stalled NATS connection blocks
+ * it, not the broker lock). The libnats thread only parses
  * and queues; the first worker routes the queue (bridge_route), so no
  * libnats thread ever waits for the broker lock. bridge->lock guards the
  * maps, the scratch buffers and the duplicate table; in_lock the queue. The
@@ -74,6 +76,13 @@ struct bridge {
     long in_count;
     void (*notify)(void *arg);
     void *notify_arg;
+    pthread_mutex_t out_lock; /* guards the queue to the sender thread */
+    pthread_cond_t out_cond;
+    struct outmsg *out_head, *out_tail;
+    long out_count;
+    bool out_stop;
+    pthread_t sender;
+    bool sender_running;
     pthread_mutex_t lock;
     struct map interest; /* tenant \x01 filter -> struct interest */
     struct map groups;   /* tenant \x01 group \x01 filter -> struct qsub */
@@ -91,6 +100,12 @@ static void on_disconnected(natsConnection *nc, void *closure)
     log_warn("cluster: %s connection to NATS lost; reconnecting (messages between nodes are "
              "lost until it is back)",
              (const char *)closure);
+}
+
+/* The first connection, made in the background (NATS was not up at start). */
+static void on_connected(natsConnection *nc, void *closure)
+{
+    log_info("cluster: %s connection to NATS made", (const char *)closure);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -136,7 +151,9 @@ static int options_new(const struct bridge_config *cfg, const char **urls, int n
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, cfg->reconnect_wait);
     if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(o, (int)cfg->reconnect_buffer);
-    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+    /* With a callback, a first connect that fails returns at once and goes
+     * on in the background (without one it would retry here, forever). */
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, (void *)role);
     if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(o, true);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, (void *)role);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, (void *)role);
@@ -364,6 +381,69 @@ out:
 
 /* ---- to NATS ---- */
 
+/* A message for NATS waiting for the sender thread: its subject (NUL
+ * terminated), then its envelope. */
+struct outmsg {
+    struct outmsg *next;
+    size_t slen, len;
+    char data[];
+};
+
+/* The sender thread: publishes the queued messages in their order, so a
+ * stalled NATS connection blocks this thread, never the broker lock. */
+static void *sender_main(void *arg)
+{
+    struct bridge *br = arg;
+    pthread_mutex_lock(&br->out_lock);
+    for (;;) {
+        while (!br->out_head && !br->out_stop) pthread_cond_wait(&br->out_cond, &br->out_lock);
+        if (br->out_stop) break;
+        struct outmsg *m = br->out_head;
+        br->out_head = br->out_tail = NULL;
+        br->out_count = 0;
+        pthread_mutex_unlock(&br->out_lock);
+        while (m) {
+            struct outmsg *next = m->next;
+            natsStatus s =
+                natsConnection_Publish(br->pub, m->data, m->data + m->slen + 1, (int)m->len);
+            metrics_cluster(s == NATS_OK ? METRICS_CLUSTER_OUT : METRICS_CLUSTER_LOST);
+            if (s != NATS_OK)
+                log_debug("cluster: a message not published: %s", natsStatus_GetText(s));
+            free(m);
+            m = next;
+        }
+        pthread_mutex_lock(&br->out_lock);
+    }
+    pthread_mutex_unlock(&br->out_lock);
+    return NULL;
+}
+
+/* Queues subject and envelope for the sender (copied); false when the
+ * queue is full or memory is out. */
+static bool send_queue(struct bridge *br, const char *subj, size_t slen, const struct buf *env)
+{
+    struct outmsg *m = malloc(sizeof *m + slen + 1 + buf_used(env));
+    if (!m) return false;
+    m->next = NULL;
+    m->slen = slen;
+    m->len = buf_used(env);
+    memcpy(m->data, subj, slen + 1);
+    memcpy(m->data + slen + 1, buf_head(env), m->len);
+    pthread_mutex_lock(&br->out_lock);
+    bool ok = br->out_count < br->max_pending && !br->out_stop;
+    if (ok) {
+        if (br->out_tail)
+            br->out_tail->next = m;
+        else
+            br->out_head = m;
+        br->out_tail = m;
+        if (br->out_count++ == 0) pthread_cond_signal(&br->out_cond);
+    }
+    pthread_mutex_unlock(&br->out_lock);
+    if (!ok) free(m);
+    return ok;
+}
+
 static void bridge_publish(void *arg, const char *tenant, const char *topic, size_t tlen,
                            const uint8_t *payload, size_t plen, const uint8_t *props,
                            size_t props_len, uint8_t qos, bool retain, uint32_t expiry)
@@ -377,18 +457,11 @@ static void bridge_publish(void *arg, const char *tenant, const char *topic, siz
     if (br->env.cap > ENV_KEEP) buf_free(&br->env);
     int rc = subject_from_topic(tenant, topic, tlen, br->subject, br->max_subject + 1, &slen);
     if (rc == 0) rc = envelope_write(&br->env, &e);
-    natsStatus s = NATS_ERR;
-    if (rc == 0 && br->pub)
-        s = natsConnection_Publish(br->pub, br->subject, buf_head(&br->env),
-                                   (int)buf_used(&br->env));
+    if (rc == 0 && !send_queue(br, br->subject, slen, &br->env)) rc = ERR_LIMIT;
     pthread_mutex_unlock(&br->lock);
-    if (s == NATS_OK) {
-        metrics_cluster(METRICS_CLUSTER_OUT);
-        return;
-    }
+    if (rc == 0) return;
     metrics_cluster(METRICS_CLUSTER_LOST);
-    log_debug("cluster: a message of tenant '%s' not published: %s", tenant,
-              rc < 0 ? err_str(rc) : natsStatus_GetText(s));
+    log_debug("cluster: a message of tenant '%s' not published: %s", tenant, err_str(rc));
 }
 
 /* Subscribes the subject(s) of filter on nc (queue: a queue group). */
@@ -590,6 +663,8 @@ int bridge_new(const struct bridge_config *cfg, struct bridge **out, char *err, 
     ENSURE(br, ERR_NOMEM);
     pthread_mutex_init(&br->lock, NULL);
     pthread_mutex_init(&br->in_lock, NULL);
+    pthread_mutex_init(&br->out_lock, NULL);
+    pthread_cond_init(&br->out_cond, NULL);
     map_init(&br->interest);
     map_init(&br->groups);
     buf_init(&br->env, 0);
@@ -600,6 +675,10 @@ int bridge_new(const struct bridge_config *cfg, struct bridge **out, char *err, 
     int rc = ERR_NOMEM;
     if (br->subject && RAND_bytes((unsigned char *)&br->origin, sizeof br->origin) == 1)
         rc = bridge_connect(br, cfg, err, errlen);
+    if (rc == 0) {
+        br->sender_running = pthread_create(&br->sender, NULL, sender_main, br) == 0;
+        if (!br->sender_running) rc = ERR_INTERNAL;
+    }
     if (rc < 0) {
         if (rc == ERR_NOMEM) snprintf(err, errlen, "cluster: out of memory");
         bridge_stop(br);
@@ -630,6 +709,12 @@ void bridge_stop(struct bridge *br)
         struct timespec ts = {0, STOP_WAIT_US * 1000};
         nanosleep(&ts, NULL);
     }
+    pthread_mutex_lock(&br->out_lock);
+    br->out_stop = true;
+    pthread_cond_signal(&br->out_cond);
+    pthread_mutex_unlock(&br->out_lock);
+    if (br->sender_running) pthread_join(br->sender, NULL);
+    br->sender_running = false;
     if (br->pub) natsConnection_Close(br->pub);
     if (br->queue) natsConnection_Close(br->queue);
 }
@@ -666,10 +751,17 @@ void bridge_free(struct bridge *br)
         free(q);
     }
     atomic_store(&br->broker, NULL);
-    bridge_route(br); /* frees what is still queued */
+    bridge_route(br);      /* frees what is still queued */
+    while (br->out_head) { /* not sent before the stop */
+        struct outmsg *m = br->out_head;
+        br->out_head = m->next;
+        free(m);
+    }
     buf_free(&br->env);
     free(br->subject);
     pthread_mutex_destroy(&br->lock);
     pthread_mutex_destroy(&br->in_lock);
+    pthread_mutex_destroy(&br->out_lock);
+    pthread_cond_destroy(&br->out_cond);
     free(br);
 }

@@ -17,8 +17,8 @@ struct bridge_config {
     const char *servers;   /* "nats://host:port[,nats://...]" */
     const char *node_id;   /* the connection name NATS shows */
     long reconnect_buffer; /* bytes published while NATS is unreachable, kept */
-    long max_pending;      /* messages received and not yet routed, per subscription and
-                              in the queue to the workers */
+    long max_pending;      /* messages waiting: to be sent, and received and not yet
+                              routed (per subscription and in the queue to the workers) */
     long reconnect_wait;   /* milliseconds between reconnection attempts */
     long max_subject;      /* bytes of the longest subject sent (below the servers'
                               max_control_line): longer topics stay on their node */

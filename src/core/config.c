@@ -177,7 +177,8 @@ static const struct option options[] = {
     G_LONG("cluster_reconnect_buffer", cluster_reconnect_buffer, 0, 1073741824, 8388608,
            "bytes of messages to other nodes kept while NATS is unreachable; more are lost"),
     G_LONG("cluster_max_pending", cluster_max_pending, 1, 100000000, 65536,
-           "messages from other nodes waiting to be routed, per subscribed filter; more are lost"),
+           "messages waiting to be sent to NATS, and received and not yet routed (per subscribed "
+           "filter, and in the queue to the workers); more are lost"),
     G_LONG("cluster_reconnect_wait", cluster_reconnect_wait, 10, 600000, 500,
            "milliseconds between attempts to reach NATS again"),
     G_LONG("cluster_max_subject", cluster_max_subject, 64, 1048576, 4000,

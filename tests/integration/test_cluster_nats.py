@@ -10,7 +10,7 @@ import time
 import pytest
 
 from apiserver import ADMIN
-from cluster import ClusterNode, await_route, nats, start_nodes  # noqa: F401
+from cluster import ClusterNode, NatsServer, await_route, nats, start_nodes  # noqa: F401
 from conftest import CERTMQ_BIN, QUIET, TIMEOUT, Client, MosquittoSub, mosquitto_pub, unique_topic
 from mqtt5 import Client5, pprops, user_props
 
@@ -403,6 +403,32 @@ def test_messages_from_the_cluster_go_out_at_once_on_a_single_worker(tmp_path_fa
     finally:
         a.stop()
         b.stop()
+
+
+def test_nodes_started_before_nats_join_when_it_comes(tmp_path_factory):
+    """A node whose NATS is not up yet starts all the same (its own clients
+    are served) and connects when NATS comes."""
+    late = NatsServer(tmp_path_factory.mktemp("nats-late"))
+    a, b = [ClusterNode(tmp_path_factory.mktemp(f"late-{n}"), late.url, f"late-{n}").start()
+            for n in ("a", "b")]
+    try:
+        assert "not reachable yet" in a.stderr()
+        local = Client("late-local")
+        local.connect(a.mqtt_port)
+        local.subscribe("here", 1)
+        assert mosquitto_pub(a.mqtt_port, "here", "served", qos=1).returncode == 0
+        assert local.get().payload == b"served"
+        local.close()
+        late.start()
+        sub = Client("late-sub")
+        sub.connect(b.mqtt_port)
+        sub.subscribe("there", 1)
+        await_route(pub_on(a, qos=1), sub, "there", timeout=TIMEOUT * 2)
+        sub.close()
+    finally:
+        a.stop()
+        b.stop()
+        late.stop()
 
 
 def test_nats_restart_cross_node_delivery_resumes(nodes, clients, nats):  # noqa: F811

@@ -8,12 +8,12 @@
  * filters of a node comes once per subscription: the second copy has the
  * same (origin, sequence) and is dropped. Outgoing messages go through a
  * queue to one sender thread (in order; a stalled NATS connection blocks
- * it, not the broker lock). The libnats thread only parses
- * and queues; the first worker routes the queue (bridge_route), so no
- * libnats thread ever waits for the broker lock. bridge->lock guards the
- * maps, the scratch buffers and the duplicate table; in_lock the queue. The
- * broker calls in with its lock held; neither bridge lock is held while
- * calling the broker. */
+ * it, not the broker lock). Incoming ones are parsed and queued by the
+ * libnats thread and routed by the first worker (bridge_route), so no
+ * libnats thread waits for the broker lock. bridge->lock guards the maps,
+ * the scratch buffers and the duplicate table; in_lock and out_lock the
+ * two queues. The broker calls in with its lock held; no bridge lock is
+ * held while calling the broker. */
 #include "cluster/bridge.h"
 
 #include <pthread.h>

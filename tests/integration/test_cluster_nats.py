@@ -419,6 +419,8 @@ def test_nodes_started_before_nats_join_when_it_comes(tmp_path_factory):
         assert mosquitto_pub(a.mqtt_port, "here", "served", qos=1).returncode == 0
         assert local.get().payload == b"served"
         local.close()
+        lonely = ClusterNode(tmp_path_factory.mktemp("late-c"), late.url, "late-c").start()
+        lonely.stop()  # stops cleanly (exit 0) while it still waits for NATS
         late.start()
         sub = Client("late-sub")
         sub.connect(b.mqtt_port)

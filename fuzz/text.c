@@ -22,6 +22,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char small[7];
     size_t m = text_escape(in, size, small, sizeof small);
     if (m >= sizeof small || memcmp(small, out, m) != 0) abort();
+    /* A redacted URL list: within its room, never longer than "***" per
+     * user-information part could make it. */
+    text_url_redact(in, size, out, cap);
+    if (strlen(out) >= cap) abort();
+    text_url_redact(in, size, small, sizeof small);
+    if (strlen(small) >= sizeof small) abort();
     free(out);
     return 0;
 }

@@ -5,12 +5,12 @@ set -euo pipefail
 
 build=(build-essential cmake pkg-config clang libclang-rt-14-dev
        libssl-dev libsqlite3-dev libjansson-dev libjwt-dev libmicrohttpd-dev libgnutls28-dev
-       libjemalloc-dev libpq-dev)
+       libjemalloc-dev libpq-dev libnats-dev)
 run=(openssl)
 # what the README's walkthrough after `make run` uses (make run installs them)
 walk=(mosquitto-clients curl python3 python3-paho-mqtt python3-jwt)
 test=(libcmocka-dev python3 python3-pytest python3-paho-mqtt python3-cryptography
-      python3-jwt mosquitto mosquitto-clients curl default-jdk-headless
+      python3-jwt mosquitto mosquitto-clients curl default-jdk-headless nats-server
       chromium chromium-driver python3-selenium nodejs node-mqtt haproxy postgresql)
 
 case "${1:-all}" in

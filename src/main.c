@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "identity/acl.h"
@@ -19,6 +20,7 @@
 #include "core/log.h"
 #include "core/seal.h"
 #include "ca/tenantca.h"
+#include "cluster/bridge.h"
 #include "cluster/changes.h"
 #include "identity/crlfetch.h"
 #include "core/metrics.h"
@@ -80,6 +82,7 @@ struct app {
     char public_url[300];
     struct auth *auth;
     struct broker *broker;
+    struct bridge *bridge;   /* cross-node messaging; NULL: a single node */
     struct sstore *sessions; /* durable sessions; NULL with persistence off */
     struct server *srv;
     struct api *apis[CONFIG_MAX_LISTENERS];
@@ -204,6 +207,45 @@ static void flush_seen(struct app *app)
     }
     free(rows);
     free(v);
+}
+
+/* Cross-node messaging (option cluster): connected before the broker
+ * exists, so that the subscriptions it restores reach NATS too. */
+static int start_cluster(struct app *app)
+{
+    const struct config *cfg = &app->cfg;
+    if (!cfg->cluster[0]) return 0;
+    char node[160], err[512];
+    if (cfg->node_id[0]) {
+        snprintf(node, sizeof node, "%s", cfg->node_id);
+    } else {
+        char host[64] = "node";
+        if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "node");
+        host[sizeof host - 1] = '\0';
+        snprintf(node, sizeof node, "%s-%ld", host, (long)getpid());
+    }
+    struct bridge_config bc = {
+        .servers = cfg->cluster,
+        .node_id = node,
+        .reconnect_buffer = cfg->cluster_reconnect_buffer,
+        .max_pending = cfg->cluster_max_pending,
+        .reconnect_wait = cfg->cluster_reconnect_wait,
+        .max_subject = cfg->cluster_max_subject,
+    };
+    int rc = bridge_new(&bc, &app->bridge, err, sizeof err);
+    if (rc < 0) log_error("%s", err);
+    return rc;
+}
+
+/* Messages from other nodes are routed by a worker (bridge_route). */
+static void cluster_work(void *arg)
+{
+    bridge_route(arg);
+}
+
+static void cluster_notify(void *arg)
+{
+    server_post_work(arg);
 }
 
 /* Durable sessions: the session store beside the main database, read back
@@ -539,7 +581,10 @@ static int app_start(struct app *app)
         .acl_compile = acl_compile_hook,
         .acl_arg = app,
     };
+    GUARD(start_cluster(app));
+    bc.cluster = app->bridge ? bridge_cluster(app->bridge) : NULL;
     GUARD(broker_new(&bc, &app->broker));
+    if (app->bridge) bridge_attach(app->bridge, app->broker);
     if (store_retained_list(app->store, restore_retained, app) < 0) {
         log_error("cannot read the retained messages from the store");
         return ERR_DB;
@@ -551,10 +596,12 @@ static int app_start(struct app *app)
         return rc;
     }
     server_set_pwcheck(app->srv, app->pwcheck);
+    if (app->bridge) server_set_work(app->srv, cluster_work, app->bridge);
     if (server_start(app->srv) < 0) {
         log_error("cannot start worker threads");
         return ERR_INTERNAL;
     }
+    if (app->bridge) bridge_set_notify(app->bridge, cluster_notify, app->srv);
     GUARD(watch_changes(app));
     GUARD(start_apis(app));
     log_mqtt_listeners(cfg);
@@ -565,12 +612,14 @@ static void app_stop(struct app *app)
 {
     store_unwatch(app->store);
     for (size_t i = 0; i < app->n_apis; i++) api_stop(app->apis[i]);
+    bridge_stop(app->bridge); /* nothing from NATS is queued for the workers from here on */
     if (app->srv) server_stop(app->srv);
     if (app->broker) broker_persist_stop(app->broker);
     if (app->store) flush_seen(app);
     sstore_close(app->sessions);
     if (app->auth) auth_log_counters(app->auth);
     broker_free(app->broker);
+    bridge_free(app->bridge);
     auth_free(app->auth);
     crlfetch_free(app->crls);
     activity_free(app->activity);

@@ -153,13 +153,24 @@ struct space *space_get(struct broker *b, const char *tenant)
     return sp;
 }
 
+void broker_interest(struct broker *b, const struct space *sp, const char *filter, size_t flen,
+                     const char *group, bool add)
+{
+    const struct broker_cluster *cl = b->cfg.cluster;
+    if (cl) cl->interest(cl->arg, sp->tenant, filter, flen, group, add);
+}
+
 void session_del_sub(struct broker *b, struct session *s, struct sub *sub)
 {
     persist_sub(b, s, sub, true);
-    if (sub->share)
-        share_leave(s->space, sub->share, s);
-    else
-        topic_unsubscribe(s->space->tree, sub->filter, sub->len, s);
+    if (sub->share) {
+        char *group = strdup(share_group(sub->share));
+        if (share_leave(s->space, sub->share, s) && group)
+            broker_interest(b, s->space, sub->filter, sub->len, group, false);
+        free(group);
+    } else if (topic_unsubscribe(s->space->tree, sub->filter, sub->len, s) == 1) {
+        broker_interest(b, s->space, sub->filter, sub->len, NULL, false);
+    }
     s->sub_bytes -= sub->cost;
     free(sub->filter);
     *sub = s->subs[--s->n_subs];
@@ -225,6 +236,7 @@ static void collect_hit(void *subscriber, uint8_t qos, void *arg)
     struct broker *b = arg;
     struct session *s = subscriber;
     if (share_is(subscriber)) {
+        if (b->skip_shares) return;
         uint32_t id;
         s = share_pick(subscriber, &qos, &id);
         if (!s) return;
@@ -304,6 +316,20 @@ out:
     return rc;
 }
 
+/* Queues m for the sessions of sp's tree that match it (the shared
+ * subscriptions too unless skip_shares); returns how many. */
+static int route(struct broker *b, struct space *sp, struct msg *m, const struct session *from,
+                 bool skip_shares)
+{
+    b->gen++;
+    b->n_hits = 0;
+    b->skip_shares = skip_shares;
+    topic_match(sp->tree, m->data, m->topic_len, collect_hit, b);
+    int queued = 0;
+    for (size_t i = 0; i < b->n_hits; i++) queued += deliver_one(b, b->hits[i], m, from);
+    return queued;
+}
+
 int broker_publish(struct broker *b, struct space *sp, struct msg *m, const struct session *from)
 {
     const char *topic = m->data;
@@ -325,11 +351,33 @@ int broker_publish(struct broker *b, struct space *sp, struct msg *m, const stru
         if (old && m->payload_len == 0 && b->stats.retained) b->stats.retained--;
         msg_unref(old);
     }
-    b->gen++;
-    b->n_hits = 0;
-    topic_match(sp->tree, topic, m->topic_len, collect_hit, b);
+    int queued = route(b, sp, m, from, b->cfg.cluster != NULL);
+    const struct broker_cluster *cl = b->cfg.cluster;
+    if (cl) {
+        time_t now = time(NULL);
+        uint32_t left = !m->expire_at ? 0 : m->expire_at > now ? (uint32_t)(m->expire_at - now) : 1;
+        cl->publish(cl->arg, sp->tenant, topic, m->topic_len, msg_payload(m), m->payload_len,
+                    msg_props(m), m->props_len, m->qos, m->retain, left);
+    }
+    return queued;
+}
+
+int broker_remote_publish(struct broker *b, const struct broker_remote *r)
+{
+    ENSURE(r->tlen && r->tlen <= UINT16_MAX && r->qos <= 2, ERR_INVALID);
+    struct msg *m = msg_new((const uint8_t *)r->topic, r->tlen, r->payload, r->plen, r->qos,
+                            r->retain, r->props, r->props_len);
+    ENSURE(m, ERR_NOMEM);
+    if (r->expiry) m->expire_at = time(NULL) + r->expiry;
     int queued = 0;
-    for (size_t i = 0; i < b->n_hits; i++) queued += deliver_one(b, b->hits[i], m, from);
+    pthread_mutex_lock(&b->lock);
+    struct space *sp = map_get(&b->spaces, r->tenant, strlen(r->tenant));
+    if (sp && r->group)
+        queued = share_deliver(b, sp, r->group, r->filter, r->flen, m);
+    else if (sp)
+        queued = route(b, sp, m, NULL, true);
+    msg_unref(m);
+    pthread_mutex_unlock(&b->lock);
     return queued;
 }
 

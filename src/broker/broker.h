@@ -74,6 +74,24 @@ static inline bool client_v5(const struct client *c)
     return c->protocol_level == MQTT_V5;
 }
 
+/* Cross-node messaging (cluster/bridge.c). Both calls come with the broker
+ * lock held and must not call into the broker. */
+struct broker_cluster {
+    /* A message routed here goes to the other nodes too: topic as routed,
+     * props the 5.0 properties that travel (encoded), expiry the seconds
+     * of Message Expiry left (0: none). */
+    void (*publish)(void *arg, const char *tenant, const char *topic, size_t tlen,
+                    const uint8_t *payload, size_t plen, const uint8_t *props, size_t props_len,
+                    uint8_t qos, bool retain, uint32_t expiry);
+    /* A subscription to filter entered (add) or left the tenant's tree:
+     * one call per session subscription; group names a shared
+     * subscription's group (NULL: not shared), whose call comes once for
+     * the group's first and last member here. */
+    void (*interest)(void *arg, const char *tenant, const char *filter, size_t flen,
+                     const char *group, bool add);
+    void *arg;
+};
+
 struct broker_config {
     long max_inflight;
     long max_queued;
@@ -126,6 +144,10 @@ struct broker_config {
     int (*acl_compile)(void *arg, const struct auth_result *who, const char *client_id,
                        struct acl_matcher **out);
     void *acl_arg;
+    /* NULL: a single node. With it, shared subscriptions take their
+     * messages from the cluster only (broker_remote_publish with a group),
+     * so that each goes to one member cluster-wide. */
+    const struct broker_cluster *cluster;
 };
 
 MUST_USE int broker_new(const struct broker_config *cfg, struct broker **out);
@@ -162,6 +184,31 @@ int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_
  * sessions of a tenant ("" is the static space) and drops subscriptions
  * they no longer allow. Returns how many subscriptions were dropped. */
 int broker_acl_refresh(struct broker *b, const char *tenant);
+
+/* A message from another node (see struct broker_cluster). */
+struct broker_remote {
+    const char *tenant;
+    const char *topic;
+    size_t tlen;
+    const uint8_t *payload;
+    size_t plen;
+    const uint8_t *props; /* 5.0 properties, encoded and checked */
+    size_t props_len;
+    uint8_t qos;
+    bool retain;
+    uint32_t expiry; /* seconds of Message Expiry left; 0: none */
+    /* NULL: for the tenant's subscriptions that are not shared; else for
+     * the shared subscription $share/{group}/{filter} alone. */
+    const char *group;
+    const char *filter;
+    size_t flen;
+};
+/* Routes a message from another node in its tenant's space (any thread;
+ * takes the broker lock): matched again by the topic tree, queued with
+ * min(message, subscription) QoS, never stored as retained and never
+ * published to the cluster again. Returns how many sessions it was queued
+ * for, or a negative code. */
+MUST_USE int broker_remote_publish(struct broker *b, const struct broker_remote *r);
 
 /* Puts back a retained message kept by on_retain (at start, before clients). */
 MUST_USE int broker_restore_retained(struct broker *b, const char *tenant, const char *topic,

@@ -116,6 +116,9 @@ static uint8_t subscribe_apply(struct broker *b, struct session *s, const struct
     int rc = w->group.p ? share_join(s->space, (const char *)w->group.p, w->group.len, filter, flen,
                                      s, sub, &sub->share)
                         : topic_subscribe(s->space->tree, filter, flen, s, qos);
+    if (rc == 1) /* a new subscription in the tree, or a new group */
+        broker_interest(b, s->space, filter, flen, w->group.p ? share_group(sub->share) : NULL,
+                        true);
     if (rc < 0) {
         if (!old) { /* nothing in the tree yet: just forget it */
             s->sub_bytes -= sub->cost;

@@ -127,6 +127,7 @@ struct broker {
     struct map sessions; /* key -> struct session */
     uint64_t gen;
     struct session **hits; /* routing scratch */
+    bool skip_shares;      /* routing: shared subscriptions take the cluster's copy */
     size_t n_hits, cap_hits;
     struct broker_stats stats;
     /* persistence (persist.c): sstore NULL when off */
@@ -243,11 +244,22 @@ MUST_USE int persist_release_acks(struct broker *b, struct client *c);
 void persist_await(struct broker *b, struct client *c);
 void persist_client_gone(struct broker *b, struct client *c);
 
+/* Tells the cluster (if any) that a subscription entered or left sp's tree. */
+void broker_interest(struct broker *b, const struct space *sp, const char *filter, size_t flen,
+                     const char *group, bool add);
+
 /* ---- shared subscriptions (share.c) ---- */
-/* Adds s to the group of $share/{group}/{filter} (filter as routed). */
+/* Adds s to the group of $share/{group}/{filter} (filter as routed).
+ * Returns 1 when s is the group's first member, 0 when not. */
 MUST_USE int share_join(struct space *sp, const char *group, size_t glen, const char *filter,
                         size_t flen, struct session *s, const struct sub *sub, struct share **out);
-void share_leave(struct space *sp, struct share *sh, struct session *s);
+/* Returns true when s was the group's last member (the group is gone). */
+bool share_leave(struct space *sp, struct share *sh, struct session *s);
+/* Queues m for one member of $share/{group}/{filter} when that group
+ * exists and its filter matches (a message from the cluster). Returns 1
+ * when queued. */
+int share_deliver(struct broker *b, struct space *sp, const char *group, const char *filter,
+                  size_t flen, struct msg *m);
 /* Is sh the group named group (its filter is compared by the caller)? */
 bool share_named(const struct share *sh, const char *group, size_t glen);
 /* The group's name (NUL-terminated). */

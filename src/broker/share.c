@@ -101,7 +101,7 @@ int share_join(struct space *sp, const char *group, size_t glen, const char *fil
     }
     sh->m[sh->n++] = (struct member){s, sub->qos, sub->id};
     *out = sh;
-    return 0;
+    return sh->n == 1;
 }
 
 const char *share_group(const struct share *sh)
@@ -114,16 +114,38 @@ bool share_named(const struct share *sh, const char *group, size_t glen)
     return sh->klen > glen && !memcmp(sh->key, group, glen) && sh->key[glen] == '\x01';
 }
 
-void share_leave(struct space *sp, struct share *sh, struct session *s)
+bool share_leave(struct space *sp, struct share *sh, struct session *s)
 {
     for (unsigned i = 0; i < sh->n; i++)
         if (sh->m[i].s == s) {
             sh->m[i] = sh->m[--sh->n];
             break;
         }
-    if (sh->n) return;
+    if (sh->n) return false;
     topic_unsubscribe(sp->tree, sh->filter, sh->flen, tagged(sh));
     share_drop(sp, sh);
+    return true;
+}
+
+int share_deliver(struct broker *b, struct space *sp, const char *group, const char *filter,
+                  size_t flen, struct msg *m)
+{
+    char key[65536 * 2 + 2];
+    int klen = snprintf(key, sizeof key, "%s\x01%.*s", group, (int)flen, filter);
+    if (klen < 0 || (size_t)klen >= sizeof key) return 0;
+    struct share *sh = map_get(&sp->shares, key, (size_t)klen);
+    if (!sh || !topic_matches(sh->filter, sh->flen, m->data, m->topic_len)) return 0;
+    uint8_t qos;
+    uint32_t id;
+    struct session *s = share_pick(tagged(sh), &qos, &id);
+    if (!s) return 0;
+    struct delivery d = {m->qos < qos ? m->qos : qos, false, id ? 1 : 0, &id};
+    if (s->acl_recheck && !session_may_read(s, m)) {
+        b->stats.acl_denied_delivery++;
+        return 0;
+    }
+    session_enqueue(b, s, m, &d);
+    return 1;
 }
 
 struct session *share_pick(const void *subscriber, uint8_t *qos, uint32_t *id)

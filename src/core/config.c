@@ -2,6 +2,7 @@
 #include "core/config.h"
 
 #include "core/buf.h"
+#include "core/text.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -177,6 +178,21 @@ static const struct option options[] = {
            "seconds between attempts to fetch a CRL that could not be had"),
     G_LONG("crl_fetch_max_urls", crl_fetch_max_urls, 1, 1000000, 10000,
            "distinct CRL URLs kept for online checks; further ones count as unavailable"),
+    G_STR("cluster", cluster, "",
+          "NATS servers that carry messages between nodes, nats://host:port[,nats://...] "
+          "(empty: a single node)"),
+    G_STR("node_id", node_id, "", "this node's name in the cluster (empty: hostname-pid)"),
+    G_LONG("cluster_reconnect_buffer", cluster_reconnect_buffer, 0, 1073741824, 8388608,
+           "bytes of messages to other nodes kept while NATS is unreachable; more are lost"),
+    G_LONG("cluster_max_pending", cluster_max_pending, 1, 100000000, 65536,
+           "messages waiting to be sent to NATS, and received and not yet routed (per subscribed "
+           "filter, and in the queue to the workers); more are lost"),
+    G_LONG("cluster_reconnect_wait", cluster_reconnect_wait, 10, 600000, 500,
+           "milliseconds between attempts to reach NATS again"),
+    G_LONG("cluster_max_subject", cluster_max_subject, 64, 1048576, 4000,
+           "bytes of the longest NATS subject a node sends, kept below the NATS servers' "
+           "max_control_line; a message whose topic maps to a longer one reaches this node's "
+           "subscribers only"),
     {"listener", OPT_STR, false, 0, 0, 0, 0, 0, NULL, NULL,
      "PORT [ADDR]: starts a listener block (options below apply to it)"},
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),
@@ -496,8 +512,30 @@ static int check_readable(const char *name, const struct listener_config *l, con
     return ERR_INVALID;
 }
 
+/* cluster: a comma list of at most CONFIG_MAX_CLUSTER_SERVERS nats:// URLs. */
+static int check_cluster(const char *name, const char *list, char *err, size_t errlen)
+{
+    if (!list[0]) return 0;
+    int n = 0;
+    for (const char *p = list;; p++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && *p == ' ') p++, len--;
+        if (len <= 7 || strncmp(p, "nats://", 7) != 0 || ++n > CONFIG_MAX_CLUSTER_SERVERS) {
+            char shown[sizeof((struct config *)0)->cluster];
+            text_url_redact(p, len, shown, sizeof shown);
+            snprintf(err, errlen, "%s: cluster: '%s' is not a nats://host:port URL (at most %d)",
+                     name, shown, CONFIG_MAX_CLUSTER_SERVERS);
+            return ERR_INVALID;
+        }
+        if (!end) return 0;
+        p = end;
+    }
+}
+
 int config_check_serve(const struct config *cfg, const char *name, char *err, size_t errlen)
 {
+    GUARD(check_cluster(name, cfg->cluster, err, errlen));
     if (cfg->n_listeners == 0) {
         snprintf(err, errlen,
                  "%s: no listener configured (add e.g. 'listener 8883' with certfile and "

@@ -29,7 +29,9 @@ struct listener_config {
     bool proxy_protocol;    /* a PROXY v2 header first (MQTT listeners) */
 };
 
-#define CONFIG_MAX_LISTENERS 16
+#define CONFIG_MAX_LISTENERS       16
+#define CONFIG_MAX_CLUSTER_SERVERS 16 /* NATS URLs in the cluster option */
+#define CONFIG_CLUSTER_LEN         1024
 
 struct config {
     char data_dir[512];
@@ -83,6 +85,12 @@ struct config {
     long crl_fetch_max_bytes;
     long crl_fetch_retry;
     long crl_fetch_max_urls;
+    char cluster[CONFIG_CLUSTER_LEN]; /* NATS servers; empty: a single node */
+    char node_id[128];                /* empty: hostname-pid */
+    long cluster_reconnect_buffer;
+    long cluster_max_pending;
+    long cluster_reconnect_wait;
+    long cluster_max_subject;
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };
@@ -101,7 +109,8 @@ MUST_USE int config_parse(struct config *cfg, const char *text, size_t len, cons
                           char *err, size_t errlen);
 /* What a configuration must have to serve, beyond parsing (not checked by
  * config_parse, which judges text alone): at least one listener, and every
- * certfile, keyfile and cafile it names readable. On error writes e.g.
+ * certfile, keyfile and cafile it names readable, and a cluster option
+ * that is a list of nats:// URLs. On error writes e.g.
  * "FILE: listener 8883: certfile /x.pem: No such file or directory" into
  * err and returns ERR_INVALID. */
 MUST_USE int config_check_serve(const struct config *cfg, const char *name, char *err,

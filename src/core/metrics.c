@@ -69,6 +69,13 @@ void metrics_refusal(const char *reason)
     atomic_fetch_add_explicit(&reasons_other, 1, memory_order_relaxed);
 }
 
+static atomic_ulong cluster[METRICS_CLUSTER_N];
+
+void metrics_cluster(enum metrics_cluster what)
+{
+    atomic_fetch_add_explicit(&cluster[what], 1, memory_order_relaxed);
+}
+
 void metrics_family(FILE *out, const char *name, const char *type, const char *help)
 {
     fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -165,9 +172,27 @@ static void write_process(FILE *out)
     fprintf(out, "process_resident_memory_bytes %llu\n", rss_bytes());
 }
 
+static void write_cluster(FILE *out)
+{
+    static const char *const dir[] = {"out", "in"};
+    metrics_family(out, "certmq_cluster_messages_total", "counter",
+                   "messages between this node and the cluster, by direction");
+    for (int i = 0; i < 2; i++)
+        fprintf(out, "certmq_cluster_messages_total{direction=\"%s\"} %lu\n", dir[i],
+                atomic_load(&cluster[i]));
+    metrics_family(out, "certmq_cluster_errors_total", "counter",
+                   "cluster messages refused (malformed envelope or subject), lost (could not be "
+                   "published) or dropped as duplicates");
+    static const char *const why[] = {"malformed", "lost", "duplicate"};
+    for (int i = 0; i < 3; i++)
+        fprintf(out, "certmq_cluster_errors_total{kind=\"%s\"} %lu\n", why[i],
+                atomic_load(&cluster[METRICS_CLUSTER_BAD + i]));
+}
+
 void metrics_write(FILE *out)
 {
     write_handshakes(out);
     write_refusals(out);
+    write_cluster(out);
     write_process(out);
 }

@@ -18,7 +18,18 @@ void metrics_store_op(uint64_t micros);
 /* One refused connection attempt; reason is static text (its pointer is kept). */
 void metrics_refusal(const char *reason);
 
-/* Writes the families this module owns (TLS handshakes, refusals, process
+/* Cross-node messaging (cluster/bridge.c): what a node counts. */
+enum metrics_cluster {
+    METRICS_CLUSTER_OUT,       /* messages published to the cluster */
+    METRICS_CLUSTER_IN,        /* messages received from the cluster and routed */
+    METRICS_CLUSTER_BAD,       /* received messages refused: envelope or subject malformed */
+    METRICS_CLUSTER_LOST,      /* messages that could not be published to the cluster */
+    METRICS_CLUSTER_DUPLICATE, /* received twice through overlapping filters, dropped */
+    METRICS_CLUSTER_N,
+};
+void metrics_cluster(enum metrics_cluster what);
+
+/* Writes the families this module owns (TLS handshakes, refusals, cluster messages, process
  * CPU seconds and resident memory) in the Prometheus text format. */
 void metrics_write(FILE *out);
 

@@ -117,3 +117,19 @@ char *text_escape_dup(const char *s)
     if (out) text_escape(s, len, out, cap);
     return out;
 }
+
+void text_url_redact(const char *in, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (!cap) return;
+    for (size_t i = 0; i < len && o + 1 < cap; i++) {
+        out[o++] = in[i];
+        if (i < 2 || in[i] != '/' || in[i - 1] != '/' || in[i - 2] != ':') continue;
+        size_t at = i + 1; /* after "://": user information ends at '@' */
+        while (at < len && in[at] != '@' && in[at] != '/' && in[at] != ',') at++;
+        if (at >= len || in[at] != '@') continue;
+        for (const char *m = "***"; *m && o + 1 < cap; m++) out[o++] = *m;
+        i = at - 1;
+    }
+    out[o] = '\0';
+}

@@ -23,6 +23,11 @@ bool text_printable(const char *s);
  * the length written (without the NUL). Backslashes are kept as they are. */
 size_t text_escape(const char *in, size_t len, char *out, size_t cap);
 
+/* Copies len bytes of a URL list ("scheme://user:secret@host,...") to
+ * out (cap bytes, NUL-terminated, cut when it does not fit) with every
+ * user-information part written "***": what may be logged of it. */
+void text_url_redact(const char *in, size_t len, char *out, size_t cap);
+
 /* text_escape() of a NUL-terminated string into a malloc'ed copy (NULL
  * when out of memory). */
 char *text_escape_dup(const char *s);

@@ -105,7 +105,10 @@ struct server {
     int n_workers;
     atomic_long n_conns;
     atomic_bool stop;
-    struct pwcheck *pw; /* NULL: passwords are checked on the worker */
+    struct pwcheck *pw;         /* NULL: passwords are checked on the worker */
+    void (*work_fn)(void *arg); /* posted work: run by the first worker */
+    void *work_arg;
+    atomic_bool work_posted;
 };
 
 static _Thread_local struct worker *current_worker;
@@ -864,6 +867,9 @@ static void *worker_main(void *arg)
                 conn_event(evs[i].data.ptr, evs[i].events);
             }
         }
+        /* Posted work first: the clients it wakes on this worker are drained next. */
+        if (w->id == 0 && atomic_exchange(&w->srv->work_posted, false) && w->srv->work_fn)
+            w->srv->work_fn(w->srv->work_arg);
         worker_drain_dirty(w);
         if (now_ms() >= next_tick) {
             worker_tick(w);
@@ -959,6 +965,20 @@ fail:
 void server_set_pwcheck(struct server *s, struct pwcheck *pw)
 {
     s->pw = pw;
+}
+
+void server_set_work(struct server *s, void (*fn)(void *arg), void *arg)
+{
+    s->work_fn = fn;
+    s->work_arg = arg;
+}
+
+void server_post_work(struct server *s)
+{
+    if (atomic_exchange(&s->work_posted, true)) return; /* the first worker is told already */
+    uint64_t one = 1;
+    ssize_t r = write(s->workers[0].evfd, &one, sizeof one);
+    (void)r;
 }
 
 int server_start(struct server *s)

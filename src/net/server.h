@@ -26,6 +26,12 @@ MUST_USE int server_new(const struct config *cfg, struct broker *b, struct serve
 /* Password logins are checked on pw's pool, not on the workers (call
  * before server_start; pw must outlive the server). */
 void server_set_pwcheck(struct server *s, struct pwcheck *pw);
+/* Work another thread hands to the workers (messages from other nodes):
+ * after server_post_work, the first worker calls fn(arg) soon, once for
+ * any number of posts before it runs. Set before server_start. */
+void server_set_work(struct server *s, void (*fn)(void *arg), void *arg);
+/* Any thread, while the server runs. */
+void server_post_work(struct server *s);
 /* Starts the worker threads. */
 MUST_USE int server_start(struct server *s);
 /* Reloads certificates, keys, CA and CRL files of every TLS listener; new

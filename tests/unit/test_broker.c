@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -276,6 +277,200 @@ static void test_dispatch_v31_never_session_present(void **state)
     expect_connack(&f->sub, true, 0);
 }
 
+/* ---- cross-node messaging: the hooks a cluster bridge gets ---- */
+
+struct recorder {
+    int adds, dels, publishes;
+    char last_filter[64], last_group[16], last_topic[64];
+    uint8_t last_qos;
+};
+static struct recorder rec;
+
+static void rec_publish(void *arg, const char *tenant, const char *topic, size_t tlen,
+                        const uint8_t *payload, size_t plen, const uint8_t *props, size_t props_len,
+                        uint8_t qos, bool retain, uint32_t expiry)
+{
+    rec.publishes++;
+    snprintf(rec.last_topic, sizeof rec.last_topic, "%s|%.*s", tenant, (int)tlen, topic);
+    rec.last_qos = qos;
+}
+
+static void rec_interest(void *arg, const char *tenant, const char *filter, size_t flen,
+                         const char *group, bool add)
+{
+    if (add)
+        rec.adds++;
+    else
+        rec.dels++;
+    snprintf(rec.last_filter, sizeof rec.last_filter, "%.*s", (int)flen, filter);
+    snprintf(rec.last_group, sizeof rec.last_group, "%s", group ? group : "-");
+}
+
+static const struct broker_cluster rec_ops = {rec_publish, rec_interest, NULL};
+
+static int setup_cluster(void **state)
+{
+    GUARD(setup(state));
+    struct fixture *f = *state;
+    broker_free(f->b);
+    memset(&rec, 0, sizeof rec);
+    struct broker_config bc = {.max_inflight = 20,
+                               .max_queued = 100,
+                               .max_topic_levels = 128,
+                               .max_subscriptions = 100,
+                               .max_subscription_bytes = 1 << 20,
+                               .shared_subscriptions = true,
+                               .auth = f->auth,
+                               .wake = wake,
+                               .cluster = &rec_ops};
+    assert_int_equal(broker_new(&bc, &f->b), 0);
+    return 0;
+}
+
+static void subscribe(struct fixture *f, struct client *c, const char *filter, uint8_t qos)
+{
+    struct buf t;
+    buf_init(&t, 0);
+    struct mqtt_bytes fb = {(const uint8_t *)filter, (uint16_t)strlen(filter)};
+    assert_int_equal(mqtt_encode_subscribe(&t, 1, &fb, &qos, 1, NULL), 0);
+    assert_int_equal(feed(f, c, &t), 0);
+    buf_free(&t);
+    struct mqtt_packet p;
+    next_out(c, &p);
+    assert_int_equal(p.type, MQTT_SUBACK);
+}
+
+static void unsubscribe(struct fixture *f, struct client *c, const char *filter)
+{
+    struct buf t;
+    buf_init(&t, 0);
+    struct mqtt_bytes fb = {(const uint8_t *)filter, (uint16_t)strlen(filter)};
+    assert_int_equal(mqtt_encode_unsubscribe(&t, 2, &fb, 1, NULL), 0);
+    assert_int_equal(feed(f, c, &t), 0);
+    buf_free(&t);
+    struct mqtt_packet p;
+    next_out(c, &p);
+    assert_int_equal(p.type, MQTT_UNSUBACK);
+}
+
+static void publish(struct fixture *f, struct client *c, const char *topic, uint8_t qos)
+{
+    struct buf t;
+    buf_init(&t, 0);
+    struct mqtt_publish m = {.qos = qos,
+                             .topic = {(const uint8_t *)topic, (uint16_t)strlen(topic)},
+                             .packet_id = 7,
+                             .payload = (const uint8_t *)"m",
+                             .payload_len = 1};
+    assert_int_equal(mqtt_encode_publish(&t, &m), 0);
+    assert_int_equal(feed(f, c, &t), 0);
+    buf_free(&t);
+    if (qos) {
+        struct mqtt_packet p;
+        next_out(c, &p); /* its PUBACK / PUBREC */
+    }
+}
+
+static void connect_both(struct fixture *f)
+{
+    assert_int_equal(send_connect(f, &f->sub, "sub", 4, true), 0);
+    assert_int_equal(send_connect(f, &f->pub, "pub", 4, true), 0);
+    expect_connack(&f->sub, false, 0);
+    expect_connack(&f->pub, false, 0);
+}
+
+static void test_cluster_interest_follows_subscriptions(void **state)
+{
+    struct fixture *f = *state;
+    connect_both(f);
+    subscribe(f, &f->sub, "a/#", 1);
+    assert_int_equal(rec.adds, 1);
+    assert_string_equal(rec.last_filter, "a/#");
+    assert_string_equal(rec.last_group, "-");
+    subscribe(f, &f->sub, "a/#", 2); /* a new QoS only */
+    assert_int_equal(rec.adds, 1);
+    subscribe(f, &f->pub, "a/#", 0); /* a second session: the bridge counts it */
+    assert_int_equal(rec.adds, 2);
+    unsubscribe(f, &f->sub, "a/#");
+    assert_int_equal(rec.dels, 1);
+    broker_close(f->b, &f->pub, false); /* a clean session ends: its subscription goes */
+    assert_int_equal(rec.dels, 2);
+}
+
+static void test_cluster_share_group_interest_once(void **state)
+{
+    struct fixture *f = *state;
+    connect_both(f);
+    subscribe(f, &f->sub, "$share/g/jobs/+", 1);
+    subscribe(f, &f->pub, "$share/g/jobs/+", 1);
+    assert_int_equal(rec.adds, 1);
+    assert_string_equal(rec.last_filter, "jobs/+");
+    assert_string_equal(rec.last_group, "g");
+    unsubscribe(f, &f->sub, "$share/g/jobs/+");
+    assert_int_equal(rec.dels, 0);
+    unsubscribe(f, &f->pub, "$share/g/jobs/+");
+    assert_int_equal(rec.dels, 1);
+    assert_string_equal(rec.last_group, "g");
+}
+
+static void test_cluster_publish_goes_out_once_shares_wait_for_it(void **state)
+{
+    struct fixture *f = *state;
+    connect_both(f);
+    subscribe(f, &f->sub, "$share/g/x", 1);
+    publish(f, &f->pub, "x", 1);
+    assert_int_equal(rec.publishes, 1);
+    assert_string_equal(rec.last_topic, "|x");
+    assert_int_equal(rec.last_qos, 1);
+    assert_int_equal(broker_drain(f->b, &f->sub), 0);
+    assert_int_equal(buf_used(&f->sub.out), 0); /* the group takes the cluster's copy */
+    struct broker_remote r = {.tenant = "",
+                              .topic = "x",
+                              .tlen = 1,
+                              .payload = (const uint8_t *)"m",
+                              .plen = 1,
+                              .qos = 2,
+                              .group = "g",
+                              .filter = "x",
+                              .flen = 1};
+    assert_int_equal(broker_remote_publish(f->b, &r), 1);
+    assert_int_equal(broker_drain(f->b, &f->sub), 0);
+    struct mqtt_packet p;
+    next_out(&f->sub, &p);
+    assert_int_equal(p.type, MQTT_PUBLISH);
+    assert_int_equal(p.publish.qos, 1); /* the member's QoS */
+    assert_int_equal(rec.publishes, 1); /* not published again */
+    r.group = "other";
+    assert_int_equal(broker_remote_publish(f->b, &r), 0);
+}
+
+static void test_cluster_remote_publish_matches_in_its_tenant(void **state)
+{
+    struct fixture *f = *state;
+    connect_both(f);
+    subscribe(f, &f->sub, "a/+", 2);
+    struct broker_remote r = {.tenant = "",
+                              .topic = "a/b",
+                              .tlen = 3,
+                              .payload = (const uint8_t *)"m",
+                              .plen = 1,
+                              .qos = 1};
+    assert_int_equal(broker_remote_publish(f->b, &r), 1);
+    r.topic = "a/b/c"; /* NATS may send more than matches: the tree decides */
+    r.tlen = 5;
+    assert_int_equal(broker_remote_publish(f->b, &r), 0);
+    r.tenant = "someone-else";
+    r.topic = "a/b";
+    r.tlen = 3;
+    assert_int_equal(broker_remote_publish(f->b, &r), 0);
+    assert_int_equal(rec.publishes, 0);
+    assert_int_equal(broker_drain(f->b, &f->sub), 0);
+    struct mqtt_packet p;
+    next_out(&f->sub, &p);
+    assert_int_equal(p.publish.qos, 1);
+    assert_int_equal(buf_used(&f->sub.out), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +488,14 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dispatch_v31_empty_client_id_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispatch_v31_never_session_present, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_interest_follows_subscriptions, setup_cluster,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_share_group_interest_once, setup_cluster,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_publish_goes_out_once_shares_wait_for_it,
+                                        setup_cluster, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_remote_publish_matches_in_its_tenant,
+                                        setup_cluster, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -105,6 +105,19 @@ static void test_text_escape_dup_worst_case(void **state)
     free(e);
 }
 
+static void test_text_url_redact(void **state)
+{
+    (void)state;
+    char out[128];
+    const char *in = "nats://user:s3cret@h1:4222, nats://h2:4222,nats://tok@h3/x,nats://a/b@c";
+    text_url_redact(in, strlen(in), out, sizeof out);
+    assert_string_equal(out, "nats://***@h1:4222, nats://h2:4222,nats://***@h3/x,nats://a/b@c");
+    text_url_redact(in, strlen(in), out, 12);
+    assert_string_equal(out, "nats://***@");
+    text_url_redact("://@", 4, out, sizeof out);
+    assert_string_equal(out, "://***@");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -114,6 +127,7 @@ int main(void)
         cmocka_unit_test(test_text_escape),
         cmocka_unit_test(test_text_escape_never_cuts_an_escape),
         cmocka_unit_test(test_text_escape_dup_worst_case),
+        cmocka_unit_test(test_text_url_redact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -257,8 +257,10 @@ static int open_sessions(struct app *app)
     char path[4096];
     int n = snprintf(path, sizeof path, "%s/sessions.db", cfg->data_dir);
     ENSURE(n > 0 && (size_t)n < sizeof path, ERR_INVALID);
-    /* On PostgreSQL the sessions live in the store's database. */
-    const char *where = store_is_pg(cfg->store) ? cfg->store : path;
+    /* On PostgreSQL the sessions of a single node live in the store's
+     * database; a cluster node keeps its own in data_dir, since a session
+     * does not yet move between nodes and nodes must not load each other's. */
+    const char *where = store_is_pg(cfg->store) && !cfg->cluster[0] ? cfg->store : path;
     if (sstore_open(where, &app->sessions) < 0 ||
         broker_persist_load(app->broker, app->sessions, time(NULL)) < 0) {
         log_error("cannot read the sessions from %s",

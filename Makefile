@@ -6,7 +6,7 @@ ARGS  ?=
 FUZZ_RUNS ?= 20000
 FUZZ_SECONDS ?= 600
 
-.PHONY: all run test build build-asan fuzz fuzz-run fuzz-long unit bench deps deps-build deps-run install uninstall format clean
+.PHONY: all run cluster cluster-down test build build-asan fuzz fuzz-run fuzz-long unit bench deps deps-build deps-run install uninstall format clean
 
 all: build
 
@@ -27,6 +27,14 @@ build: deps-build
 # Also installs the clients the README's walkthrough uses next.
 run: deps-run build
 	./build/certmq serve $(ARGS)
+
+# A three-node cluster on this machine (PostgreSQL, NATS, HAProxy, three
+# nodes; scripts/cluster.sh), the walkthrough's ports served by HAProxy.
+cluster:
+	@scripts/cluster.sh up
+
+cluster-down:
+	@scripts/cluster.sh down
 
 build-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON >/dev/null

@@ -9,14 +9,17 @@ build=(build-essential cmake pkg-config clang libclang-rt-14-dev
 run=(openssl)
 # what the README's walkthrough after `make run` uses (make run installs them)
 walk=(mosquitto-clients curl python3 python3-paho-mqtt python3-jwt)
+# what `make cluster` runs besides the broker
+cluster=(postgresql nats-server haproxy)
 test=(libcmocka-dev python3 python3-pytest python3-paho-mqtt python3-cryptography
-      python3-jwt mosquitto mosquitto-clients curl default-jdk-headless nats-server
-      chromium chromium-driver python3-selenium nodejs node-mqtt haproxy postgresql)
+      python3-jwt mosquitto mosquitto-clients curl default-jdk-headless
+      chromium chromium-driver python3-selenium nodejs node-mqtt)
 
 case "${1:-all}" in
   build) want=("${build[@]}" "${run[@]}") ;;
   run)   want=("${build[@]}" "${run[@]}" "${walk[@]}") ;;
-  *)     want=("${build[@]}" "${run[@]}" "${walk[@]}" "${test[@]}") ;;
+  cluster) want=("${build[@]}" "${run[@]}" "${walk[@]}" "${cluster[@]}") ;;
+  *)     want=("${build[@]}" "${run[@]}" "${walk[@]}" "${cluster[@]}" "${test[@]}") ;;
 esac
 
 missing=()

@@ -5,20 +5,24 @@
 # (deploy/haproxy.cfg: MQTT over TLS on 8883 with PROXY protocol to the
 # nodes, the REST API on 8080), so the README's walkthrough runs unchanged.
 # It shares var/dev-ca and var/admin-password with `make run` (not both at
-# once: same ports). State under var/cluster; `down` stops it all and
-# removes var/cluster.
+# once: same ports). State under var/cluster (PostgreSQL's files under
+# /tmp); `down` stops it all and removes them.
 #   scripts/cluster.sh up | down | status
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-dir=$root/var/cluster
-certmq=$root/build/certmq
+# CERTMQ_VAR and CERTMQ_BIN let a test run it elsewhere with a given build.
+var=${CERTMQ_VAR:-$root/var}
+dir=$var/cluster
+certmq=${CERTMQ_BIN:-$root/build/certmq}
 nodes=(1 2 3)
 nats_port=4222
 
 log() { echo "cluster: $*"; }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+alive_pg() { [ -f "$1/data/postmaster.pid" ] && kill -0 "$(head -1 "$1/data/postmaster.pid")" 2>/dev/null; }
 
 wait_health() {
   local port=$1 i
@@ -32,9 +36,9 @@ wait_health() {
 # The development CA and server certificate `make run` also uses, made
 # here when `make run` has not made them yet.
 dev_pki() {
-  local ca=$root/var/dev-ca
+  local ca=$var/dev-ca
   [ -f "$ca/server.pem" ] && return 0
-  mkdir -p "$root/var" && chmod 700 "$root/var"
+  mkdir -p "$var" && chmod 700 "$var"
   "$certmq" pki ca init "$ca" --cn "certmq development CA" >/dev/null
   local tmp
   tmp=$(mktemp -d)
@@ -49,7 +53,7 @@ dev_pki() {
 # (a tenant CA key or token key sealed by one node is opened by another).
 shared_secrets() {
   umask 077
-  [ -s "$root/var/admin-password" ] || openssl rand -base64 18 >"$root/var/admin-password"
+  [ -s "$var/admin-password" ] || openssl rand -base64 18 >"$var/admin-password"
   [ -s "$dir/kek" ] || openssl rand -out "$dir/kek" 32
 }
 
@@ -66,9 +70,9 @@ node_id node$n
 http_max_connections_per_ip 10000
 
 listener 1883$n 127.0.0.1
-certfile $root/var/dev-ca/server.pem
-keyfile $root/var/dev-ca/server.key
-cafile $root/var/dev-ca/ca.pem
+certfile $var/dev-ca/server.pem
+keyfile $var/dev-ca/server.key
+cafile $var/dev-ca/ca.pem
 client_certificates optional
 proxy_protocol true
 
@@ -78,32 +82,40 @@ EOF
 }
 
 up() {
-  scripts/deps.sh cluster
-  make --no-print-directory build >/dev/null
+  if [ -z "${CERTMQ_BIN:-}" ]; then
+    scripts/deps.sh cluster
+    make --no-print-directory build >/dev/null
+  fi
   mkdir -p "$dir" && chmod 700 "$dir"
   dev_pki
   shared_secrets
-  local store
-  if [ -f "$dir/pg/port" ]; then
-    scripts/pgtest.sh resume "$dir/pg" 2>/dev/null || true
-    store="postgresql://postgres@127.0.0.1:$(cat "$dir/pg/port")/certmq"
+  # PostgreSQL runs as its own user, which may not enter var/ (mode 0700):
+  # its files go to a directory of their own under /tmp.
+  local store pg
+  if [ -f "$dir/pgdir" ] && [ -f "$(cat "$dir/pgdir")/port" ]; then
+    pg=$(cat "$dir/pgdir")
+    alive_pg "$pg" || scripts/pgtest.sh resume "$pg"
+    store="postgresql://postgres@127.0.0.1:$(cat "$pg/port")/certmq"
   else
     local uri
-    uri=$(scripts/pgtest.sh start "$dir/pg")
+    pg=$(mktemp -d /tmp/certmq-cluster-pg.XXXXXX)
+    echo "$pg" >"$dir/pgdir"
+    uri=$(scripts/pgtest.sh start "$pg")
     psql -q "$uri" -c "CREATE DATABASE certmq" >/dev/null
     store=${uri%/postgres}/certmq
   fi
   log "PostgreSQL: $store"
   if ! alive "$dir/nats.pid"; then
-    nats-server -a 127.0.0.1 -p "$nats_port" -P "$dir/nats.pid" -l "$dir/nats.log" &
-    disown
+    setsid nats-server -a 127.0.0.1 -p "$nats_port" -P "$dir/nats.pid" -l "$dir/nats.log" \
+      </dev/null >/dev/null 2>&1 &
+    for i in $(seq 1 50); do [ -s "$dir/nats.pid" ] && break; sleep 0.1; done
   fi
   log "NATS: nats://127.0.0.1:$nats_port"
   for n in "${nodes[@]}"; do
     alive "$dir/node$n.pid" && continue
     mkdir -p "$dir/node$n"
     node_config "$n" "$store" >"$dir/node$n.conf"
-    CERTMQ_ADMIN_PASSWORD=$(cat "$root/var/admin-password") \
+    CERTMQ_ADMIN_PASSWORD=$(cat "$var/admin-password") \
       setsid "$certmq" serve --config "$dir/node$n.conf" </dev/null >>"$dir/node$n.log" 2>&1 &
     echo $! >"$dir/node$n.pid"
     # The first node migrates the schema and creates the management tenant.
@@ -113,7 +125,9 @@ up() {
     wait_health "1808$n" || { log "node$n did not come up:"; tail -20 "$dir/node$n.log"; exit 1; }
     log "node$n: MQTT 127.0.0.1:1883$n, HTTP 127.0.0.1:1808$n, log $dir/node$n.log"
   done
-  alive "$dir/haproxy.pid" || haproxy -D -f deploy/haproxy.cfg -p "$dir/haproxy.pid"
+  alive "$dir/haproxy.pid" ||
+    haproxy -D -q -f deploy/haproxy.cfg -p "$dir/haproxy.pid" </dev/null >/dev/null 2>"$dir/haproxy.log" ||
+    { cat "$dir/haproxy.log"; exit 1; }
   log "HAProxy: MQTT over TLS on localhost:8883, REST on localhost:8080"
   log "up; the management admin's password is in var/admin-password; stop with: make cluster-down"
 }
@@ -125,7 +139,7 @@ down() {
   for f in node1 node2 node3; do
     while alive "$dir/$f.pid"; do sleep 0.1; done
   done
-  [ -d "$dir/pg" ] && scripts/pgtest.sh stop "$dir/pg"
+  [ -f "$dir/pgdir" ] && scripts/pgtest.sh stop "$(cat "$dir/pgdir")"
   rm -rf "$dir"
   log "down"
 }

@@ -1,0 +1,91 @@
+# `make cluster` (issue 9 item 6): scripts/cluster.sh brings up PostgreSQL,
+# NATS, three nodes and HAProxy on the default ports, and the README's
+# "From zero to a connected device" lines run through HAProxy unchanged
+# (HAProxy balances by least connections, so the subscriber and the device
+# are on different nodes and the message crosses between them). Then
+# `cluster.sh down` stops everything. The ports are the walkthrough's
+# (8883, 8080), so only a suite allowed the default ports runs it.
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CERTMQ_BIN, TIMEOUT, default_ports_allowed
+from test_pki_broker import ZERO_TO_DEVICE
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER = str(REPO / "scripts" / "cluster.sh")
+PORTS = (8883, 8080, 4222, 18831, 18832, 18833, 18081, 18082, 18083)
+
+pytestmark = pytest.mark.certmq_only
+
+
+def port_free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    if not default_ports_allowed():
+        pytest.skip("the default ports belong to the other suite (CERTMQ_DEFAULT_PORTS=0)")
+    taken = [p for p in PORTS if not port_free(p)]
+    if taken:
+        pytest.skip(f"ports {taken} are taken here")
+    env = {**os.environ, "CERTMQ_VAR": str(tmp_path / "var"), "CERTMQ_BIN": CERTMQ_BIN}
+    env.pop("CERTMQ_ADMIN_PASSWORD", None)
+    r = subprocess.run(["bash", CLUSTER, "up"], env=env, capture_output=True, text=True,
+                       timeout=180)
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "cluster: up" in r.stdout, r.stdout
+        yield tmp_path
+    finally:
+        d = subprocess.run(["bash", CLUSTER, "down"], env=env, capture_output=True, text=True,
+                           timeout=120)
+        assert d.returncode == 0, d.stdout + d.stderr
+        assert all(port_free(p) for p in PORTS), "something still listens after down"
+
+
+def test_make_cluster_runs_the_readme_walkthrough_through_haproxy(cluster):
+    cwd = cluster
+
+    def sh(line, **kw):
+        line = line.replace("./build/certmq", CERTMQ_BIN)
+        return subprocess.run(["bash", "-c", line], cwd=cwd, capture_output=True, text=True,
+                              timeout=60, **kw)
+
+    assert ZERO_TO_DEVICE[0] == "make run"
+    for line in ZERO_TO_DEVICE[1:4]:
+        r = sh(line)
+        assert r.returncode == 0, f"{line}\n{r.stdout}{r.stderr}"
+    sub = subprocess.Popen(["bash", "-c", "exec " + ZERO_TO_DEVICE[4]], cwd=cwd,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got = ""
+        deadline = time.monotonic() + 2 * TIMEOUT
+        os.set_blocking(sub.stdout.fileno(), False)
+        while "demo/hello hello from sensor-1" not in got:
+            assert time.monotonic() < deadline, f"nothing arrived: {got!r}"
+            assert sub.poll() is None, sub.stderr.read()
+            r = sh(ZERO_TO_DEVICE[5])
+            assert r.returncode == 0, r.stderr
+            time.sleep(0.3)
+            try:
+                got += os.read(sub.stdout.fileno(), 65536).decode(errors="replace")
+            except BlockingIOError:
+                pass
+    finally:
+        sub.kill()
+        sub.wait()
+    # The device was registered once, in the shared store, whichever node it reached.
+    logs = "".join((cwd / "var" / "cluster" / f"node{n}.log").read_text() for n in (1, 2, 3))
+    assert logs.count("device sensor-1 registered on first connect") == 1, logs[-3000:]

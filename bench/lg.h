@@ -24,6 +24,7 @@ struct lg_opts {
     enum lg_mode mode;
     const char *host; /* numeric IPv4/IPv6 address of the broker */
     int port;
+    int sub_port;       /* pubsub: subscribers connect here (another node); 0: port */
     const char *sni;    /* server name sent and verified (default localhost) */
     const char *cafile; /* CA that signed the broker's certificate */
     const char *devdir; /* dev-N.pem (chain) + dev-N.key, N = 0.. */
@@ -47,6 +48,7 @@ struct lg_opts {
                          * more connections fit than one ephemeral port range;
                          * 0: the kernel picks the source address */
     pid_t broker_pid;   /* 0: no CPU accounting */
+    pid_t broker_pid2;  /* a second node whose CPU counts too (--sub-port's); 0: none */
 };
 
 enum lg_state { ST_FREE, ST_TCP, ST_TLS, ST_MQTT, ST_DONE };
@@ -94,7 +96,7 @@ struct lg {
     int ndev;
     struct lg_conn *conns;
     int nconns;
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr, sub_addr; /* sub_addr: --sub-port, else addr */
     socklen_t addrlen;
     uint64_t conn_seq;   /* connections started: picks the device certificate */
     uint64_t client_seq; /* CONNECTs sent: makes each ClientId unique */

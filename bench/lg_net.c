@@ -112,6 +112,14 @@ static int parse_addr(struct lg *lg)
 int lg_init(struct lg *lg)
 {
     GUARD(parse_addr(lg));
+    lg->sub_addr = lg->addr;
+    if (lg->o.sub_port) {
+        uint16_t p = htons((uint16_t)lg->o.sub_port);
+        if (lg->addr.ss_family == AF_INET)
+            ((struct sockaddr_in *)&lg->sub_addr)->sin_port = p;
+        else
+            ((struct sockaddr_in6 *)&lg->sub_addr)->sin6_port = p;
+    }
     GUARD(load_devices(lg));
     lg->conns = calloc((size_t)lg->nconns, sizeof *lg->conns);
     if (!lg->conns) return ERR_NOMEM;
@@ -178,7 +186,8 @@ int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
     int one = 1;
     if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) goto out;
     if (bind_source(lg, c->fd) < 0) goto out;
-    if (connect(c->fd, (struct sockaddr *)&lg->addr, lg->addrlen) < 0 && errno != EINPROGRESS)
+    const struct sockaddr_storage *to = role == ROLE_SUB ? &lg->sub_addr : &lg->addr;
+    if (connect(c->fd, (const struct sockaddr *)to, lg->addrlen) < 0 && errno != EINPROGRESS)
         goto out;
     c->st = ST_TCP;
     rc = ERR_TLS;

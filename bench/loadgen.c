@@ -234,6 +234,10 @@ static struct cpu_mark cpu_mark(const struct lg *lg)
 {
     struct cpu_mark m = {-1, lg_proc_cpu(getpid())};
     if (lg->o.broker_pid) m.broker = lg_proc_cpu(lg->o.broker_pid);
+    if (lg->o.broker_pid2 && m.broker >= 0) {
+        double other = lg_proc_cpu(lg->o.broker_pid2);
+        m.broker = other < 0 ? -1 : m.broker + other;
+    }
     return m;
 }
 
@@ -352,6 +356,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: certmq-loadgen MODE [options]   MODE: handshake | pubsub | idle | path\n"
                "  --host ADDR        broker address (numeric, default 127.0.0.1)\n"
                "  --port N           broker port (default 8883)\n"
+               "  --sub-port N       pubsub: subscribers connect to this port (another node)\n"
                "  --sni NAME         server name sent and verified (default localhost)\n"
                "  --cafile FILE      CA of the broker's certificate (required but for path)\n"
                "  --devices DIR      dev-N.pem (chain) and dev-N.key files (required)\n"
@@ -375,7 +380,8 @@ static void usage(FILE *f)
                "  --persistent       pubsub: subscribers keep their session (clean session 0;\n"
                "                     5.0: session expiry 3600 s), so the broker stores their\n"
                "                     QoS 1 messages\n"
-               "  --broker-pid PID   report the broker's CPU seconds over the measurement\n");
+               "  --broker-pid PID   report the broker's CPU seconds over the measurement\n"
+               "  --broker-pid2 PID  a second node's CPU seconds counted with it\n");
 }
 
 static int parse_mode(const char *s, enum lg_mode *m)
@@ -431,6 +437,7 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
     switch (opt) {
     case 'H': o->host = arg; return 0;
     case 'p': return parse_int(arg, 1, 65535, &o->port);
+    case 'u': return parse_int(arg, 1, 65535, &o->sub_port);
     case 'S': o->sni = arg; return 0;
     case 'A': o->cafile = arg; return 0;
     case 'D': o->devdir = arg; return 0;
@@ -456,8 +463,9 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
         return 0;
     }
     case 'B':
+    case 'b':
         GUARD(parse_int(arg, 1, 1 << 30, &pid));
-        o->broker_pid = pid;
+        *(opt == 'B' ? &o->broker_pid : &o->broker_pid2) = pid;
         return 0;
     default: return ERR_INVALID;
     }
@@ -468,6 +476,7 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
     static const struct option longopts[] = {
         {"host", 1, 0, 'H'},
         {"port", 1, 0, 'p'},
+        {"sub-port", 1, 0, 'u'},
         {"sni", 1, 0, 'S'},
         {"cafile", 1, 0, 'A'},
         {"devices", 1, 0, 'D'},
@@ -483,6 +492,7 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
         {"plain-id", 0, 0, 'I'},
         {"persistent", 0, 0, 'R'},
         {"broker-pid", 1, 0, 'B'},
+        {"broker-pid2", 1, 0, 'b'},
         {"mqtt", 1, 0, 'V'},
         {"sources", 1, 0, 's'},
         {"hold", 1, 0, 'T'},

@@ -240,6 +240,9 @@ def test_postgresql_down_gives_503_and_connack_3_then_recovers(srv, acme, pg, cl
         # a known device connects from memory
         srv.connect_device(clients, known).disconnect()
         srv.assert_alive()
+        # the node still serves: a balancer keeps it, and sees the store's state
+        h = srv.call("GET", "/health")
+        assert h.status == 200 and h.json == {"status": "UP", "store": "DOWN"}, h
     finally:
         pg.ctl("resume")
     # back without a broker restart
@@ -250,6 +253,7 @@ def test_postgresql_down_gives_503_and_connack_3_then_recovers(srv, acme, pg, cl
     assert pg.sql("SELECT count(*) FROM devices WHERE cn = 'late-1'") == "1"
     assert pg.sql("SELECT count(*) FROM tenants WHERE id = 'during'") == "0"
     assert "connected again to postgresql" in srv.stderr()
+    assert srv.call("GET", "/health").json == {"status": "UP", "store": "UP"}
 
 
 def serve_once(tmp_path, store):

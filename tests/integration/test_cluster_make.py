@@ -3,9 +3,12 @@
 # "From zero to a connected device" lines run through HAProxy unchanged
 # (HAProxy balances by least connections, so the subscriber and the device
 # are on different nodes and the message crosses between them). Then
+# a node killed with -9: devices connect through HAProxy to the others at
+# once, and a message still crosses between the nodes left. Then
 # `cluster.sh down` stops everything. The ports are the walkthrough's
 # (8883, 8080), so only a suite allowed the default ports runs it.
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -89,3 +92,28 @@ def test_make_cluster_runs_the_readme_walkthrough_through_haproxy(cluster):
     # The device was registered once, in the shared store, whichever node it reached.
     logs = "".join((cwd / "var" / "cluster" / f"node{n}.log").read_text() for n in (1, 2, 3))
     assert logs.count("device sensor-1 registered on first connect") == 1, logs[-3000:]
+
+
+def test_devices_connect_through_haproxy_after_a_node_is_killed(cluster):
+    cwd = cluster
+    for line in ZERO_TO_DEVICE[1:4]:  # the CA trusted, the device issued
+        r = subprocess.run(["bash", "-c", line.replace("./build/certmq", CERTMQ_BIN)], cwd=cwd,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"{line}\n{r.stdout}{r.stderr}"
+    pid = int((cwd / "var" / "cluster" / "node1.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    pub = ZERO_TO_DEVICE[5].replace("./build/certmq", CERTMQ_BIN)
+    sub = subprocess.Popen(["bash", "-c", "exec " + ZERO_TO_DEVICE[4] + " -C 1"], cwd=cwd,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Every connect right after the kill succeeds: HAProxy passes a
+        # refused one on to another node before its checks notice.
+        for _ in range(6):
+            r = subprocess.run(["bash", "-c", pub], cwd=cwd, capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 0, r.stderr
+        out, err = sub.communicate(timeout=TIMEOUT)
+        assert "demo/hello hello from sensor-1" in out, err
+    finally:
+        sub.kill()
+        sub.wait()

@@ -8,6 +8,10 @@
 #                         authorization rules per client; 0: skip; default 100)
 #                         [--only GROUPS]  (comma list of handshake, pubsub,
 #                         acl, idle: run only those; rows of the others: n/a)
+#                         [--workers N]    (certmq's worker threads; default 0:
+#                         one per CPU it may use)
+#                         [--cpus B:G]     (taskset CPU lists of the brokers
+#                         and of the generator; default 0:1)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +28,7 @@ acl_now=0      # set while that row runs: start_broker installs the rules
 only=handshake,pubsub,acl,idle
 broker_cpu=0
 gen_cpu=1
+workers=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,7 +38,9 @@ while [ $# -gt 0 ]; do
     --idle-conns) idle_conns=$2; shift ;;
     --acl-rules) acl_rules=$2; shift ;;
     --only) only=$2; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --workers) workers=$2; shift ;;
+    --cpus) broker_cpu=${2%%:*}; gen_cpu=${2##*:}; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -95,7 +102,7 @@ write_config() {
     cat > "$f" <<EOF
 data_dir $work/certmq-var
 log_level warn
-workers 0
+workers $workers
 max_connections 1000000
 listener $port 127.0.0.1
 certfile $pki/server-$key.pem
@@ -392,7 +399,8 @@ if [ "$record" = 1 ]; then
     echo
     echo "$(uname -sr), $cpu, $(nproc) CPUs, load average before run:" \
          "$load_before; mosquitto $mver; $(openssl version | cut -d' ' -f1-2);" \
-         "best of $repeat runs of ${secs} s per throughput metric"
+         "best of $repeat runs of ${secs} s per throughput metric;" \
+         "brokers on CPU $broker_cpu, generator on CPU $gen_cpu, certmq workers $workers"
     echo
     echo "$out"
   } >> "$root/bench/RESULTS.md"

@@ -6,10 +6,6 @@
 # a second; a password user made on one node logs in on the other; after
 # PostgreSQL was stopped and started again under the nodes, changes flow
 # again without restarting them.
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 
 import pytest
@@ -17,7 +13,7 @@ import pytest
 from cluster import nats  # noqa: F401 (fixture)
 from conftest import RawClient
 from identity_pki import IdentityServer, pki  # noqa: F401 (fixture)
-from test_store_pg import PGTEST, Pg
+from test_store_pg import own_postgresql
 
 pytestmark = pytest.mark.certmq_only
 
@@ -25,19 +21,7 @@ pytestmark = pytest.mark.certmq_only
 @pytest.fixture(scope="module")
 def pg():
     """A PostgreSQL of this module's own: one test stops it under the nodes."""
-    d = tempfile.mkdtemp(prefix="certmq-pg-changes-")
-    r = subprocess.run(["bash", PGTEST, "start", d], capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        shutil.rmtree(d, ignore_errors=True)
-        why = f"PostgreSQL did not start: {r.stderr[-2000:]}"
-        if os.environ.get("CERTMQ_TEST_PG"):
-            pytest.fail(why)
-        pytest.skip(why)
-    p = Pg(d, r.stdout.strip())
-    p.create("changes")
-    p.uri = p.uri_of("changes")
-    yield p
-    subprocess.run(["bash", PGTEST, "stop", d], capture_output=True, timeout=60)
+    yield from own_postgresql("certmq-pg-changes-", "changes")
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,12 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import CERTMQ_BIN, TIMEOUT, default_ports_allowed
-from test_pki_broker import ZERO_TO_DEVICE
+from test_pki_broker import ZERO_TO_DEVICE, walk_message_arrives, walk_setup
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = str(REPO / "scripts" / "cluster.sh")
@@ -58,37 +57,15 @@ def cluster(tmp_path):
         assert all(port_free(p) for p in PORTS), "something still listens after down"
 
 
+def in_repo(line):
+    return line.replace("./build/certmq", CERTMQ_BIN)
+
+
 def test_make_cluster_runs_the_readme_walkthrough_through_haproxy(cluster):
     cwd = cluster
-
-    def sh(line, **kw):
-        line = line.replace("./build/certmq", CERTMQ_BIN)
-        return subprocess.run(["bash", "-c", line], cwd=cwd, capture_output=True, text=True,
-                              timeout=60, **kw)
-
     assert ZERO_TO_DEVICE[0] == "make run"
-    for line in ZERO_TO_DEVICE[1:4]:
-        r = sh(line)
-        assert r.returncode == 0, f"{line}\n{r.stdout}{r.stderr}"
-    sub = subprocess.Popen(["bash", "-c", "exec " + ZERO_TO_DEVICE[4]], cwd=cwd,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        got = ""
-        deadline = time.monotonic() + 2 * TIMEOUT
-        os.set_blocking(sub.stdout.fileno(), False)
-        while "demo/hello hello from sensor-1" not in got:
-            assert time.monotonic() < deadline, f"nothing arrived: {got!r}"
-            assert sub.poll() is None, sub.stderr.read()
-            r = sh(ZERO_TO_DEVICE[5])
-            assert r.returncode == 0, r.stderr
-            time.sleep(0.3)
-            try:
-                got += os.read(sub.stdout.fileno(), 65536).decode(errors="replace")
-            except BlockingIOError:
-                pass
-    finally:
-        sub.kill()
-        sub.wait()
+    walk_setup(cwd, in_repo)
+    walk_message_arrives(cwd, in_repo)
     # The device was registered once, in the shared store, whichever node it reached.
     logs = "".join((cwd / "var" / "cluster" / f"node{n}.log").read_text() for n in (1, 2, 3))
     assert logs.count("device sensor-1 registered on first connect") == 1, logs[-3000:]
@@ -96,13 +73,10 @@ def test_make_cluster_runs_the_readme_walkthrough_through_haproxy(cluster):
 
 def test_devices_connect_through_haproxy_after_a_node_is_killed(cluster):
     cwd = cluster
-    for line in ZERO_TO_DEVICE[1:4]:  # the CA trusted, the device issued
-        r = subprocess.run(["bash", "-c", line.replace("./build/certmq", CERTMQ_BIN)], cwd=cwd,
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, f"{line}\n{r.stdout}{r.stderr}"
+    walk_setup(cwd, in_repo)  # the CA trusted, the device issued
     pid = int((cwd / "var" / "cluster" / "node1.pid").read_text())
     os.kill(pid, signal.SIGKILL)
-    pub = ZERO_TO_DEVICE[5].replace("./build/certmq", CERTMQ_BIN)
+    pub = in_repo(ZERO_TO_DEVICE[5])
     sub = subprocess.Popen(["bash", "-c", "exec " + ZERO_TO_DEVICE[4] + " -C 1"], cwd=cwd,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

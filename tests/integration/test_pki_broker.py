@@ -564,6 +564,42 @@ def _start_like_make_run(cwd):
     return proc, mqtt, http
 
 
+def walk_setup(cwd, rewrite):
+    """Runs the walkthrough's set-up lines (CA, upload, device) in cwd, each
+    through rewrite (binary path and ports of the broker at hand)."""
+    for line in ZERO_TO_DEVICE[1:4]:
+        r = subprocess.run(["bash", "-c", rewrite(line)], cwd=cwd, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, f"{line}\n{r.stdout}{r.stderr}"
+        if line.startswith("curl"):
+            assert '"status":"ENABLED"' in r.stdout.replace(" ", ""), r.stdout
+
+
+def walk_message_arrives(cwd, rewrite):
+    """Starts the walkthrough's subscriber and runs its publisher until the
+    subscriber prints the device's message."""
+    sub = subprocess.Popen(["bash", "-c", "exec " + rewrite(ZERO_TO_DEVICE[4])], cwd=cwd,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got = ""
+        deadline = time.monotonic() + 2 * TIMEOUT
+        os.set_blocking(sub.stdout.fileno(), False)
+        while "demo/hello hello from sensor-1" not in got:
+            assert time.monotonic() < deadline, f"nothing arrived: {got!r}"
+            assert sub.poll() is None, sub.stderr.read()
+            r = subprocess.run(["bash", "-c", rewrite(ZERO_TO_DEVICE[5])], cwd=cwd,
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+            time.sleep(0.3)
+            try:  # raw reads: a non-blocking text stream can fail mid-read
+                got += os.read(sub.stdout.fileno(), 65536).decode(errors="replace")
+            except BlockingIOError:
+                pass
+    finally:
+        sub.kill()
+        sub.communicate()
+
+
 def test_readme_from_zero_to_a_connected_device(tmp_path):
     assert len(ZERO_TO_DEVICE) <= 6
     assert ZERO_TO_DEVICE[0] == "make run"
@@ -577,32 +613,8 @@ def test_readme_from_zero_to_a_connected_device(tmp_path):
 
     try:
         assert (tmp_path / "var" / "admin-password").exists()
-        for line in ZERO_TO_DEVICE[1:4]:
-            r = subprocess.run(["bash", "-c", sh(line)], cwd=tmp_path, capture_output=True,
-                               text=True, timeout=60)
-            assert r.returncode == 0, f"{line}\n{r.stdout}{r.stderr}"
-            if line.startswith("curl"):
-                assert '"status":"ENABLED"' in r.stdout.replace(" ", ""), r.stdout
-        sub = subprocess.Popen(["bash", "-c", "exec " + sh(ZERO_TO_DEVICE[4])], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            got = ""
-            deadline = time.monotonic() + 2 * TIMEOUT
-            os.set_blocking(sub.stdout.fileno(), False)
-            while "demo/hello hello from sensor-1" not in got:
-                assert time.monotonic() < deadline, f"nothing arrived: {got!r}"
-                assert sub.poll() is None, sub.stderr.read()
-                r = subprocess.run(["bash", "-c", sh(ZERO_TO_DEVICE[5])], cwd=tmp_path,
-                                   capture_output=True, text=True, timeout=30)
-                assert r.returncode == 0, r.stderr
-                time.sleep(0.3)
-                try:  # raw reads: a non-blocking text stream can fail mid-read
-                    got += os.read(sub.stdout.fileno(), 65536).decode(errors="replace")
-                except BlockingIOError:
-                    pass
-        finally:
-            sub.kill()
-            sub.communicate()
+        walk_setup(tmp_path, sh)
+        walk_message_arrives(tmp_path, sh)
     finally:
         rc = terminate(proc)
     err = (tmp_path / "broker.err").read_text(errors="replace")

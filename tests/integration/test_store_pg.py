@@ -65,9 +65,11 @@ class Pg:
         assert r.returncode == 0, r.stderr
 
 
-@pytest.fixture(scope="module")
-def pg():
-    d = tempfile.mkdtemp(prefix="certmq-pg-it-")
+def own_postgresql(prefix, db):
+    """A PostgreSQL of a module's own (scripts/pgtest.sh in a temp dir) with
+    database db made: yields its Pg, stops it after. Under make test
+    (CERTMQ_TEST_PG set) one that cannot start fails the module."""
+    d = tempfile.mkdtemp(prefix=prefix)
     r = subprocess.run(["bash", PGTEST, "start", d], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         shutil.rmtree(d, ignore_errors=True)
@@ -77,10 +79,16 @@ def pg():
         pytest.skip(why)
     p = Pg(d, r.stdout.strip())
     try:
-        p.create(DB)
+        p.create(db)
+        p.uri = p.uri_of(db)
         yield p
     finally:
         subprocess.run(["bash", PGTEST, "stop", d], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def pg():
+    yield from own_postgresql("certmq-pg-it-", DB)
 
 
 @pytest.fixture

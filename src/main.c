@@ -21,6 +21,7 @@
 #include "core/seal.h"
 #include "ca/tenantca.h"
 #include "cluster/bridge.h"
+#include "cluster/presence.h"
 #include "cluster/changes.h"
 #include "identity/crlfetch.h"
 #include "core/metrics.h"
@@ -82,8 +83,9 @@ struct app {
     char public_url[300];
     struct auth *auth;
     struct broker *broker;
-    struct bridge *bridge;   /* cross-node messaging; NULL: a single node */
-    struct sstore *sessions; /* durable sessions; NULL with persistence off */
+    struct bridge *bridge;     /* cross-node messaging; NULL: a single node */
+    struct presence *presence; /* one connection per ClientId cluster-wide */
+    struct sstore *sessions;   /* durable sessions; NULL with persistence off */
     struct server *srv;
     struct api *apis[CONFIG_MAX_LISTENERS];
     size_t n_apis;
@@ -233,8 +235,16 @@ static int start_cluster(struct app *app)
         .max_subject = cfg->cluster_max_subject,
     };
     int rc = bridge_new(&bc, &app->bridge, err, sizeof err);
-    if (rc < 0) log_error("%s", err);
-    return rc;
+    if (rc < 0) {
+        log_error("%s", err);
+        return rc;
+    }
+    struct presence_config pc = {
+        .node_id = node,
+        .heartbeat_ms = cfg->cluster_heartbeat,
+        .claim_timeout_ms = cfg->cluster_claim_timeout,
+    };
+    return presence_new(&pc, app->bridge, &app->presence);
 }
 
 /* Messages from other nodes are routed by a worker (bridge_route). */
@@ -592,6 +602,8 @@ static int app_start(struct app *app)
         return ERR_DB;
     }
     GUARD(open_sessions(app));
+    /* Claims are answered once this node's own sessions are back. */
+    if (app->presence) GUARD(presence_attach(app->presence, app->broker));
     int rc = server_new(cfg, app->broker, &app->srv, err, sizeof err);
     if (rc < 0) {
         log_error("%s", err);
@@ -616,6 +628,7 @@ static void app_stop(struct app *app)
     for (size_t i = 0; i < app->n_apis; i++) api_stop(app->apis[i]);
     bridge_stop(app->bridge); /* nothing from NATS is queued for the workers from here on */
     if (app->srv) server_stop(app->srv);
+    presence_free(app->presence); /* after the connections: they cancel their claims */
     if (app->broker) broker_persist_stop(app->broker);
     if (app->store) flush_seen(app);
     sstore_close(app->sessions);

@@ -714,7 +714,10 @@ static void will_on_close(struct broker *b, struct session *s, time_t now)
 
 void broker_close(struct broker *b, struct client *c, bool abnormal)
 {
+    const struct broker_cluster *cl = b->cfg.cluster;
+    if (c->claimed && cl && cl->claim_cancel) cl->claim_cancel(cl->claim_arg, c);
     pthread_mutex_lock(&b->lock);
+    claim_end(b, c);
     struct session *s = c->session;
     time_t now = time(NULL);
     if (s && s->client == c) {

@@ -66,7 +66,13 @@ struct client {
     struct aliases *aliases; /* topic aliases both ways; NULL: none */
     struct ackq *acks;       /* acknowledgements waiting for a commit (persist.c) */
     bool awaiting;           /* on the broker's list to wake after a commit */
+    /* A CONNECT that waits for the other nodes of a cluster
+     * (broker_cluster.claim); what it keeps meanwhile is the broker's. */
+    _Atomic uint8_t claim; /* enum client_claim */
+    struct claim *claimed;
 };
+
+enum client_claim { CLAIM_NONE, CLAIM_WAITING, CLAIM_DONE };
 
 /* The client speaks MQTT 5.0. */
 static inline bool client_v5(const struct client *c)
@@ -90,6 +96,16 @@ struct broker_cluster {
     void (*interest)(void *arg, const char *tenant, const char *filter, size_t flen,
                      const char *group, bool add);
     void *arg;
+    /* Before c's CONNECT is answered, without the broker lock: the other
+     * nodes close their connection of (tenant, client_id) and, when take
+     * is set, hand over the session they hold. Returns 1 when the answer
+     * comes later (broker_claim_answered), 0 when there is nothing to wait
+     * for. NULL: no claims. */
+    int (*claim)(void *arg, struct client *c, const char *tenant, const char *client_id, bool take);
+    /* c goes before its claim was answered; nothing touches c after this
+     * returns. */
+    void (*claim_cancel)(void *arg, struct client *c);
+    void *claim_arg;
 };
 
 struct broker_config {
@@ -184,6 +200,23 @@ int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_
  * sessions of a tenant ("" is the static space) and drops subscriptions
  * they no longer allow. Returns how many subscriptions were dropped. */
 int broker_acl_refresh(struct broker *b, const char *tenant);
+
+/* ---- one ClientId, one connection, cluster-wide (move.c) ---- */
+/* Another node claims (tenant, client_id): its connection here is closed
+ * (0x8E in 5.0) and, when take is set and it outlives its connection, the
+ * session is written to out as journal records (at most max bytes) and
+ * ends here. Returns 1 when it was written, 0 when there was none to hand
+ * over, ERR_TOO_LARGE when it is kept here (more than max bytes). */
+MUST_USE int broker_release(struct broker *b, const char *tenant, const char *client_id, bool take,
+                            size_t max, struct buf *out);
+/* Puts a session of (tenant, client_id) handed over by another node
+ * (records from broker_release) here, offline: the claim it answers is
+ * gone. ERR_MALFORMED for records that are not all of that session. */
+MUST_USE int broker_adopt(struct broker *b, const char *tenant, const char *client_id,
+                          const uint8_t *rec, size_t len);
+/* The claim of c is answered, with the session handed over (rec, taken;
+ * NULL: none): its CONNECT goes on (the owner is woken). */
+void broker_claim_answered(struct broker *b, struct client *c, uint8_t *rec, size_t len);
 
 /* A message from another node (see struct broker_cluster). */
 struct broker_remote {

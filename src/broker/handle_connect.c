@@ -94,19 +94,7 @@ static struct session *attach(struct broker *b, struct client *c, const struct a
     int klen = snprintf(key, sizeof key, "%s\x01%s", who->tenant, client_id);
     struct session *s = map_get(&b->sessions, key, (size_t)klen);
     *present = false;
-    if (s && s->client) {
-        /* Takeover: the older connection ends without DISCONNECT, so its
-         * will is published (as 3.1.2.5 says, and as mosquitto does). */
-        log_info("client %s: taken over by %s", client_id, c->peer);
-        s->client->kicked = true;
-        s->client->close_reason = MQTT_RC_SESSION_TAKEN_OVER;
-        s->client->session = NULL;
-        b->cfg.wake(s->client);
-        s->client = NULL;
-        b->stats.clients--;
-        /* A delayed will waits for a reconnect that has now come. */
-        if (!s->will_delay || clean || !s->expiry) session_will_fire(b, s);
-    }
+    if (s && s->client) session_kick(b, s, !clean && s->expiry);
     /* A reconnect within the will delay cancels the will (5.0 3.1.3.2.2). */
     msg_unref(s ? s->will : NULL);
     if (s) {
@@ -290,6 +278,40 @@ static int authenticate(struct broker *b, struct client *c, const struct mqtt_pa
     return 0;
 }
 
+/* In a cluster, the other nodes give up this client: a connection they
+ * hold closes and, for a session that continues, they hand it over. When
+ * the answer has to be waited for, the authentication is kept, reading
+ * stops, and the CONNECT is handled again once it came (ERR_AGAIN). */
+static int claim(struct broker *b, struct client *c, const struct mqtt_packet *p,
+                 const struct auth_result *who, const char *client_id, bool assigned)
+{
+    const struct broker_cluster *cl = b->cfg.cluster;
+    if (!cl || !cl->claim || assigned) return 0;
+    struct claim *k = calloc(1, sizeof *k);
+    char *key = k ? malloc(strlen(who->tenant) + 2 + strlen(client_id)) : NULL;
+    if (!key) {
+        free(k);
+        return refuse(c, p, MQTT_CONNACK_UNAVAILABLE);
+    }
+    k->who = *who;
+    k->key = key;
+    k->klen = (size_t)sprintf(key, "%s\x01%s", who->tenant, client_id);
+    c->claimed = k;
+    bool capped;
+    bool take = !p->connect.clean_session && connect_expiry(b, p, &capped);
+    if (take) {
+        /* A session here is the only one: it moved here when it last
+         * connected elsewhere, and every node it left ended its copy. */
+        pthread_mutex_lock(&b->lock);
+        take = !map_get(&b->sessions, k->key, k->klen);
+        pthread_mutex_unlock(&b->lock);
+    }
+    c->claim = CLAIM_WAITING;
+    if (cl->claim(cl->claim_arg, c, who->tenant, client_id, take) == 1) return ERR_AGAIN;
+    c->claim = CLAIM_DONE;
+    return 0;
+}
+
 int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet *p, time_t now)
 {
     const struct mqtt_connect *cp = &p->connect;
@@ -312,7 +334,13 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet 
     }
 
     struct auth_result who;
-    GUARD(authenticate(b, c, p, client_id, now, &who));
+    if (c->claimed && c->claim == CLAIM_DONE) {
+        who = c->claimed->who;
+    } else {
+        GUARD(authenticate(b, c, p, client_id, now, &who));
+        int claimed = claim(b, c, p, &who, client_id, ci.assigned_id || cp->client_id.len == 0);
+        if (claimed) return claimed;
+    }
 
     struct acl_matcher *acl = NULL;
     if (b->cfg.acl_compile && b->cfg.acl_compile(b->cfg.acl_arg, &who, client_id, &acl) < 0)
@@ -328,6 +356,7 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet 
     bool present;
     ci.expiry = connect_expiry(b, p, &ci.expiry_capped);
     pthread_mutex_lock(&b->lock);
+    claim_end(b, c); /* the session handed over, if any, is here now */
     struct session *s = attach(b, c, &who, client_id, cp->clean_session, &present);
     if (!s || client_limits(b, c, p) < 0) {
         if (s) session_end(b, s);

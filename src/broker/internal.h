@@ -203,6 +203,10 @@ void session_deliver_direct(struct broker *b, struct session *s, struct msg *m);
  * from s's list. */
 void session_del_sub(struct broker *b, struct session *s, struct sub *sub);
 
+/* Closes s's connection: another connection takes the session over (0x8E
+ * in 5.0). Its will goes out, unless it is a delayed one and
+ * keep_delayed_will (the session continues). */
+void session_kick(struct broker *b, struct session *s, bool keep_delayed_will);
 /* Creates a session in sp (map key key) without a client. */
 struct session *session_new(struct broker *b, struct space *sp, const char *key, size_t klen,
                             const char *client_id);
@@ -222,6 +226,27 @@ void persist_sub(struct broker *b, struct session *s, const struct sub *sub, boo
 void persist_item_put(struct broker *b, struct session *s, struct qitem *it);
 void persist_item_upd(struct broker *b, const struct qitem *it);
 void persist_rx(struct broker *b, struct session *s, uint16_t id, bool del);
+/* s as the records that rebuild it (journal.h): the session, its
+ * subscriptions, its QoS 1/2 items each with its message, its incoming
+ * QoS 2 ids. */
+MUST_USE int persist_snapshot(const struct session *s, struct buf *out);
+/* Builds the session key (tenant \x01 ClientId) from such records (broker
+ * lock held), journaled here as new; ERR_MALFORMED for bad records or
+ * records of another session. */
+MUST_USE int broker_import(struct broker *b, const char *key, size_t klen, const uint8_t *rec,
+                           size_t len, time_t now);
+
+/* What a CONNECT waiting for the cluster keeps (client.claimed). */
+struct claim {
+    struct auth_result who; /* decided before the wait */
+    char *key;              /* its session's */
+    size_t klen;
+    uint8_t *rec; /* the session handed over (journal records); NULL: none */
+    size_t len;
+};
+/* Puts a handed-over session that nothing took here (offline) and frees
+ * c->claimed. */
+void claim_end(struct broker *b, struct client *c);
 /* A stored message no item holds any more (found so at start). */
 void persist_msg_del(struct broker *b, uint64_t pid);
 /* An item is done with (acknowledged, expired, dropped): out of the store

@@ -48,9 +48,8 @@ static void msg_fields(struct jrec *r, const struct msg *m)
     r->expire_at = m->expire_at;
 }
 
-void persist_session(struct broker *b, struct session *s)
+static struct jrec session_rec(const struct session *s)
 {
-    if (!s->durable) return;
     const struct auth_result *w = &s->who;
     struct jrec r = {
         .type = J_SESSION_PUT,
@@ -70,6 +69,13 @@ void persist_session(struct broker *b, struct session *s)
         .will_expiry = s->will_expiry,
     };
     if (s->will) msg_fields(&r, s->will);
+    return r;
+}
+
+void persist_session(struct broker *b, struct session *s)
+{
+    if (!s->durable) return;
+    struct jrec r = session_rec(s);
     append(b, &r);
 }
 
@@ -80,10 +86,9 @@ void persist_session_del(struct broker *b, struct session *s)
     s->durable = false;
 }
 
-void persist_sub(struct broker *b, struct session *s, const struct sub *sub, bool del)
+static struct jrec sub_rec(const struct session *s, const struct sub *sub, bool del)
 {
-    if (!s->durable) return;
-    struct jrec r = {
+    return (struct jrec){
         .type = del ? J_SUB_DEL : J_SUB_PUT,
         .key = jz(s->key),
         .filter = js(sub->filter, sub->len),
@@ -92,6 +97,12 @@ void persist_sub(struct broker *b, struct session *s, const struct sub *sub, boo
         .opts = sub->opts,
         .sub_id = sub->id,
     };
+}
+
+void persist_sub(struct broker *b, struct session *s, const struct sub *sub, bool del)
+{
+    if (!s->durable) return;
+    struct jrec r = sub_rec(s, sub, del);
     append(b, &r);
 }
 
@@ -113,12 +124,9 @@ static void msg_release(struct broker *b, struct msg *m, bool journal)
     m->pid = 0;
 }
 
-void persist_item_put(struct broker *b, struct session *s, struct qitem *it)
+/* An item's record; ids is room for its first 16 subscription ids. */
+static struct jrec item_rec(const struct session *s, const struct qitem *it, uint8_t ids[4 * 16])
 {
-    if (!s->durable || it->qos == 0) return;
-    msg_hold(b, it->msg);
-    it->seq = ++b->next_item_seq;
-    uint8_t ids[4 * 16];
     uint16_t n = it->n_ids < 16 ? it->n_ids : 16;
     for (uint16_t i = 0; i < n; i++) {
         uint32_t v = it->sub_ids[i];
@@ -127,16 +135,25 @@ void persist_item_put(struct broker *b, struct session *s, struct qitem *it)
         ids[4 * i + 2] = (uint8_t)(v >> 8);
         ids[4 * i + 3] = (uint8_t)v;
     }
-    struct jrec r = {.type = J_ITEM_PUT,
-                     .key = jz(s->key),
-                     .seq = it->seq,
-                     .pid = it->msg->pid,
-                     .qos = it->qos,
-                     .retain = it->retain,
-                     .state = it->state,
-                     .packet_id = it->packet_id,
-                     .n_ids = n,
-                     .ids = ids};
+    return (struct jrec){.type = J_ITEM_PUT,
+                         .key = jz(s->key),
+                         .seq = it->seq,
+                         .pid = it->msg->pid,
+                         .qos = it->qos,
+                         .retain = it->retain,
+                         .state = it->state,
+                         .packet_id = it->packet_id,
+                         .n_ids = n,
+                         .ids = ids};
+}
+
+void persist_item_put(struct broker *b, struct session *s, struct qitem *it)
+{
+    if (!s->durable || it->qos == 0) return;
+    msg_hold(b, it->msg);
+    it->seq = ++b->next_item_seq;
+    uint8_t ids[4 * 16];
+    struct jrec r = item_rec(s, it, ids);
     append(b, &r);
     it->jseq = b->jseq;
 }
@@ -174,6 +191,53 @@ void persist_rx(struct broker *b, struct session *s, uint16_t id, bool del)
     if (!s->durable) return;
     append(b,
            &(struct jrec){.type = del ? J_RX_DEL : J_RX_PUT, .key = jz(s->key), .packet_id = id});
+}
+
+/* ---- a session's whole state (moved to another node) ---- */
+
+/* The QoS 1/2 items of l as records, each with its own message (pid and
+ * seq counted from *n). */
+static int snapshot_items(struct buf *out, const struct session *s, const struct qlist *l,
+                          uint64_t *n, bool msgs)
+{
+    uint64_t k = *n;
+    for (const struct qitem *it = l->head; it; it = it->next) {
+        if (!it->qos) continue;
+        k++;
+        if (msgs) {
+            struct jrec r = {.type = J_MSG_PUT, .pid = k};
+            msg_fields(&r, it->msg);
+            GUARD(journal_put(out, &r));
+            continue;
+        }
+        uint8_t ids[4 * 16];
+        struct jrec r = item_rec(s, it, ids);
+        r.seq = r.pid = k;
+        GUARD(journal_put(out, &r));
+    }
+    *n = k;
+    return 0;
+}
+
+int persist_snapshot(const struct session *s, struct buf *out)
+{
+    struct jrec r = session_rec(s);
+    GUARD(journal_put(out, &r));
+    for (unsigned i = 0; i < s->n_subs; i++) {
+        r = sub_rec(s, &s->subs[i], false);
+        GUARD(journal_put(out, &r));
+    }
+    /* The order sstore_load gives: messages, then items as queued. */
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t n = 0;
+        GUARD(snapshot_items(out, s, &s->inflight, &n, pass == 0));
+        GUARD(snapshot_items(out, s, &s->queue, &n, pass == 0));
+    }
+    for (unsigned i = 0; i < s->n_rx; i++) {
+        r = (struct jrec){.type = J_RX_PUT, .key = jz(s->key), .packet_id = s->rx_ids[i]};
+        GUARD(journal_put(out, &r));
+    }
+    return 0;
 }
 
 /* ---- acknowledgements that wait for a commit ---- */

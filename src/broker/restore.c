@@ -15,13 +15,19 @@
 /* The stored messages come in increasing pid order, so they are kept in an
  * array sorted by pid; items mostly name them in that order too, so a
  * lookup tries the one after the last found before a binary search (a
- * million queued messages are found without a hash lookup each). */
+ * million queued messages are found without a hash lookup each).
+ * The same records also bring a session handed over by another node
+ * (import): then nothing keeps the other node's ids, and everything is
+ * journaled here as new. */
 struct restore {
     struct broker *b;
     struct msg **msgs; /* one reference held on each */
+    uint64_t *pids;    /* msgs[i]'s id in the records */
     size_t n_msgs, cap_msgs, hint;
     time_t now;
     size_t sessions, items;
+    bool import;
+    struct jstr key; /* import: the one session the records may name */
 };
 
 static void copy_str(char *dst, size_t cap, struct jstr s)
@@ -64,7 +70,7 @@ static int restore_session(struct restore *rs, const struct jrec *r)
     w->device = r->device;
     w->has_user_name = r->has_user_name;
     w->roles = r->roles;
-    s->durable = true;
+    s->durable = !rs->import || (b->sstore && r->expiry);
     s->expiry = r->expiry;
     s->expiry_was_zero = false;
     s->offline_since = r->offline_since ? r->offline_since : rs->now;
@@ -81,6 +87,7 @@ static int restore_session(struct restore *rs, const struct jrec *r)
     if (b->cfg.acl_compile && b->cfg.acl_compile(b->cfg.acl_arg, w, s->client_id, &acl) < 0)
         log_error("session %s: authorization rules could not be compiled", s->client_id);
     session_set_acl(b, s, acl);
+    if (rs->import) persist_session(b, s); /* journaled here */
     rs->sessions++;
     return 0;
 }
@@ -95,18 +102,24 @@ static int restore_sub(struct restore *rs, const struct jrec *r)
 
 static int restore_msg(struct restore *rs, const struct jrec *r)
 {
-    ENSURE(!rs->n_msgs || r->pid > rs->msgs[rs->n_msgs - 1]->pid, ERR_MALFORMED);
+    ENSURE(!rs->n_msgs || r->pid > rs->pids[rs->n_msgs - 1], ERR_MALFORMED);
     if (rs->n_msgs == rs->cap_msgs) {
         size_t cap = rs->cap_msgs ? rs->cap_msgs * 2 : 1024;
         struct msg **v = realloc(rs->msgs, cap * sizeof *v);
         ENSURE(v, ERR_NOMEM);
         rs->msgs = v;
+        uint64_t *p = realloc(rs->pids, cap * sizeof *p);
+        ENSURE(p, ERR_NOMEM);
+        rs->pids = p;
         rs->cap_msgs = cap;
     }
     struct msg *m = msg_from(r);
     ENSURE(m, ERR_NOMEM);
-    m->pid = r->pid;
-    if (r->pid > rs->b->next_msg_pid) rs->b->next_msg_pid = r->pid;
+    if (!rs->import) {
+        m->pid = r->pid;
+        if (r->pid > rs->b->next_msg_pid) rs->b->next_msg_pid = r->pid;
+    }
+    rs->pids[rs->n_msgs] = r->pid;
     rs->msgs[rs->n_msgs++] = m;
     return 0;
 }
@@ -114,20 +127,20 @@ static int restore_msg(struct restore *rs, const struct jrec *r)
 static struct msg *msg_find(struct restore *rs, uint64_t pid)
 {
     size_t i = rs->hint;
-    if (i < rs->n_msgs && rs->msgs[i]->pid == pid) return rs->msgs[i];
-    if (++i < rs->n_msgs && rs->msgs[i]->pid == pid) {
+    if (i < rs->n_msgs && rs->pids[i] == pid) return rs->msgs[i];
+    if (++i < rs->n_msgs && rs->pids[i] == pid) {
         rs->hint = i;
         return rs->msgs[i];
     }
     size_t lo = 0, hi = rs->n_msgs;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (rs->msgs[mid]->pid < pid)
+        if (rs->pids[mid] < pid)
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (lo == rs->n_msgs || rs->msgs[lo]->pid != pid) return NULL;
+    if (lo == rs->n_msgs || rs->pids[lo] != pid) return NULL;
     rs->hint = lo;
     return rs->msgs[lo];
 }
@@ -137,18 +150,20 @@ static int restore_item(struct restore *rs, const struct jrec *r)
     struct broker *b = rs->b;
     struct session *s = find(b, r->key);
     struct msg *m = msg_find(rs, r->pid);
-    if (r->seq > b->next_item_seq) b->next_item_seq = r->seq;
-    if (!s || !m) return 0;
+    if (!rs->import && r->seq > b->next_item_seq) b->next_item_seq = r->seq;
+    if (!s || !m || r->qos == 0 || r->qos > 2) return 0;
     struct qitem *it = calloc(1, sizeof *it + r->n_ids * sizeof it->sub_ids[0]);
     ENSURE(it, ERR_NOMEM);
     it->msg = m;
     m->refs++;
-    m->durable_refs++;
     it->qos = r->qos;
     it->retain = r->retain;
     it->state = r->state;
     it->packet_id = r->packet_id;
-    it->seq = r->seq;
+    if (!rs->import) {
+        m->durable_refs++;
+        it->seq = r->seq;
+    }
     it->maybe_sent = true;
     it->n_ids = r->n_ids;
     for (uint16_t i = 0; i < r->n_ids; i++) it->sub_ids[i] = journal_id(r, i);
@@ -160,13 +175,27 @@ static int restore_item(struct restore *rs, const struct jrec *r)
         it->packet_id = 0;
         qlist_push(&s->queue, it);
     }
+    if (rs->import) persist_item_put(b, s, it); /* stored here, with its message */
     rs->items++;
     return 0;
+}
+
+/* Records handed over by another node name the session claimed and no
+ * other: a node never gives another tenant's session. */
+static bool foreign(const struct restore *rs, const struct jrec *r)
+{
+    if (!rs->import || r->type == J_MSG_PUT) return false;
+    const struct jstr *k = &rs->key;
+    if (r->key.len != k->len || memcmp(r->key.p, k->p, k->len)) return true;
+    if (r->type != J_SESSION_PUT) return false;
+    return r->tenant.len >= k->len || memcmp(r->tenant.p, k->p, r->tenant.len) ||
+           k->p[r->tenant.len] != 1;
 }
 
 static int restore_one(void *arg, const struct jrec *r)
 {
     struct restore *rs = arg;
+    if (foreign(rs, r)) return ERR_MALFORMED;
     switch ((enum jtype)r->type) {
     case J_SESSION_PUT: return restore_session(rs, r);
     case J_SUB_PUT: return restore_sub(rs, r);
@@ -174,7 +203,10 @@ static int restore_one(void *arg, const struct jrec *r)
     case J_ITEM_PUT: return restore_item(rs, r);
     case J_RX_PUT: {
         struct session *s = find(rs->b, r->key);
-        return s ? session_rx_add(rs->b, s, r->packet_id) : 0;
+        if (!s) return 0;
+        GUARD(session_rx_add(rs->b, s, r->packet_id));
+        if (rs->import) persist_rx(rs->b, s, r->packet_id, false);
+        return 0;
     }
     default: return ERR_MALFORMED;
     }
@@ -195,9 +227,32 @@ int broker_persist_load(struct broker *b, struct sstore *st, time_t now)
     pthread_mutex_unlock(&b->lock);
     for (size_t i = 0; i < rs.n_msgs; i++) msg_unref(rs.msgs[i]);
     free(rs.msgs);
+    free(rs.pids);
     if (rc < 0) return rc;
     int expired = broker_expire_sessions(b, now);
     log_info("persistence: %zu session(s) and %zu queued message(s) restored%s",
              rs.sessions - expired, rs.items, expired ? ", expired ones ended" : "");
     return 0;
+}
+
+int broker_import(struct broker *b, const char *key, size_t klen, const uint8_t *rec, size_t len,
+                  time_t now)
+{
+    struct restore rs = {.b = b, .now = now, .import = true, .key = {(const uint8_t *)key, klen}};
+    struct rd r = rd_make(rec, len);
+    int rc = 0;
+    while (rc == 0 && rd_left(&r)) {
+        struct jrec j;
+        rc = journal_next(&r, &j);
+        if (rc == 0) rc = restore_one(&rs, &j);
+    }
+    for (size_t i = 0; i < rs.n_msgs; i++) msg_unref(rs.msgs[i]);
+    free(rs.msgs);
+    free(rs.pids);
+    if (rc < 0) {
+        struct session *s = map_get(&b->sessions, key, klen);
+        if (s && !s->client) session_free(b, s);
+        log_error("a session handed over by another node is malformed: dropped");
+    }
+    return rc;
 }

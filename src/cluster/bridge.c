@@ -670,7 +670,8 @@ int bridge_new(const struct bridge_config *cfg, struct bridge **out, char *err, 
     buf_init(&br->env, 0);
     br->max_pending = cfg->max_pending;
     br->max_subject = (size_t)cfg->max_subject;
-    br->ops = (struct broker_cluster){bridge_publish, bridge_interest, br};
+    br->ops =
+        (struct broker_cluster){.publish = bridge_publish, .interest = bridge_interest, .arg = br};
     br->subject = malloc(br->max_subject + 1);
     int rc = ERR_NOMEM;
     if (br->subject && RAND_bytes((unsigned char *)&br->origin, sizeof br->origin) == 1)
@@ -695,6 +696,21 @@ int bridge_new(const struct bridge_config *cfg, struct bridge **out, char *err, 
 const struct broker_cluster *bridge_cluster(struct bridge *br)
 {
     return &br->ops;
+}
+
+void bridge_set_claims(struct bridge *br,
+                       int (*claim)(void *arg, struct client *c, const char *tenant,
+                                    const char *client_id, bool take),
+                       void (*cancel)(void *arg, struct client *c), void *arg)
+{
+    br->ops.claim = claim;
+    br->ops.claim_cancel = cancel;
+    br->ops.claim_arg = arg;
+}
+
+natsConnection *bridge_nats(struct bridge *br)
+{
+    return br->pub;
 }
 
 void bridge_attach(struct bridge *br, struct broker *b)

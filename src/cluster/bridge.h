@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include <nats/nats.h>
+
 #include "broker/broker.h"
 #include "core/err.h"
 
@@ -33,6 +35,15 @@ MUST_USE int bridge_new(const struct bridge_config *cfg, struct bridge **out, ch
                         size_t errlen);
 /* What the broker calls (broker_config.cluster); valid until bridge_free. */
 const struct broker_cluster *bridge_cluster(struct bridge *br);
+/* The broker's claim calls (struct broker_cluster) go to these; set
+ * before the broker is made. */
+void bridge_set_claims(struct bridge *br,
+                       int (*claim)(void *arg, struct client *c, const char *tenant,
+                                    const char *client_id, bool take),
+                       void (*cancel)(void *arg, struct client *c), void *arg);
+/* The connection that publishes, without echo (a node does not hear what
+ * it sends): for the other cluster modules. */
+natsConnection *bridge_nats(struct bridge *br);
 /* Messages from NATS go to b from now on (before: dropped). */
 void bridge_attach(struct bridge *br, struct broker *b);
 /* Messages from NATS wait in a queue for a worker: notify(arg) is called

@@ -193,6 +193,11 @@ static const struct option options[] = {
            "bytes of the longest NATS subject a node sends, kept below the NATS servers' "
            "max_control_line; a message whose topic maps to a longer one reaches this node's "
            "subscribers only"),
+    G_LONG("cluster_heartbeat", cluster_heartbeat, 50, 60000, 1000,
+           "milliseconds between a node's heartbeats; a node silent for three is taken for gone"),
+    G_LONG("cluster_claim_timeout", cluster_claim_timeout, 10, 60000, 1000,
+           "milliseconds a CONNECT waits for the other nodes to close the client's connection "
+           "there and hand over its session"),
     {"listener", OPT_STR, false, 0, 0, 0, 0, 0, NULL, NULL,
      "PORT [ADDR]: starts a listener block (options below apply to it)"},
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),

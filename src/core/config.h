@@ -91,6 +91,8 @@ struct config {
     long cluster_max_pending;
     long cluster_reconnect_wait;
     long cluster_max_subject;
+    long cluster_heartbeat;     /* ms */
+    long cluster_claim_timeout; /* ms */
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };

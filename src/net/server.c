@@ -213,7 +213,7 @@ static int listener_load(struct listener *l, char *err, size_t n)
 
 static void conn_set_events(struct conn *c, bool out, bool paused)
 {
-    bool in_off = paused || c->auth_job;
+    bool in_off = paused || c->auth_job || c->cl.claim == CLAIM_WAITING;
     c->paused = paused;
     if (c->out_armed == out && c->in_off == in_off) return;
     struct epoll_event ev = {.events = (in_off ? 0 : EPOLLIN) | (out ? EPOLLOUT : 0),
@@ -532,6 +532,8 @@ static bool conn_auth_defer(struct conn *c, const struct mqtt_connect *p)
 static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *abnormal);
 static bool conn_readable(struct conn *c);
 
+static void conn_frames_resume(struct conn *c);
+
 /* The password check is done: its verdict goes with the CONNECT, which is
  * still first in c->in, and reading goes on. */
 static void conn_auth_resume(struct conn *c)
@@ -541,6 +543,12 @@ static void conn_auth_resume(struct conn *c)
     int rc = pwcheck_finish(pw, c->auth_job, &c->cl.pw_roles);
     c->auth_job = NULL;
     c->cl.pw_verdict = rc == 0 ? 1 : rc;
+    conn_frames_resume(c);
+}
+
+/* The CONNECT waiting in c->in goes on, and reading too. */
+static void conn_frames_resume(struct conn *c)
+{
     bool abnormal = true;
     long used = conn_frames(c, buf_head(&c->in), buf_used(&c->in), &abnormal);
     if (used < 0) {
@@ -580,7 +588,7 @@ static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *a
 {
     struct server *s = c->w->srv;
     size_t used = 0;
-    while (used < len && !c->auth_job) {
+    while (used < len && !c->auth_job && c->cl.claim != CLAIM_WAITING) {
         size_t flen;
         int rc = mqtt_frame(data + used, len - used, (size_t)s->cfg->max_packet_size, &flen);
         if (rc == 0) break;
@@ -598,8 +606,12 @@ static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *a
         }
         if (p.type == MQTT_CONNECT && c->cl.state == CLIENT_NEW && conn_auth_defer(c, &p.connect))
             break;
-        used += flen;
         rc = broker_handle(s->broker, &c->cl, &p, time(NULL));
+        if (rc == ERR_AGAIN) { /* the cluster answers first (conn_frames_resume) */
+            conn_set_events(c, c->out_armed, c->paused);
+            break;
+        }
+        used += flen;
         if (rc < 0 && rc != ERR_CLOSED && rc != ERR_NOT_AUTHORIZED)
             broker_say_goodbye(&c->cl, broker_close_reason(&c->cl, rc));
         if (rc < 0) {
@@ -712,7 +724,8 @@ static bool conn_readable(struct conn *c)
         }
         c->last_rx_ms = now_ms();
         if (conn_input(c, rbuf, (size_t)n, &abnormal) < 0) goto close;
-        if (c->auth_job) return true; /* resumed by conn_auth_resume */
+        if (c->auth_job || c->cl.claim == CLAIM_WAITING)
+            return true; /* resumed by conn_auth_resume or conn_frames_resume */
         if (buf_used(&c->cl.out) > OUT_PAUSE) {
             conn_flush(c);
             if (c->dead) goto close;
@@ -801,6 +814,8 @@ static void worker_drain_dirty(struct worker *w)
             /* nothing more goes out */
         } else if (c->auth_job) {
             conn_auth_resume(c);
+        } else if (c->cl.claim == CLAIM_DONE && c->cl.state == CLIENT_NEW) {
+            conn_frames_resume(c); /* the cluster answered the CONNECT's claim */
         } else if (broker_drain(w->srv->broker, &c->cl) == ERR_CLOSED) {
             conn_finish(c, false);
         } else {

@@ -306,7 +306,7 @@ static void rec_interest(void *arg, const char *tenant, const char *filter, size
     snprintf(rec.last_group, sizeof rec.last_group, "%s", group ? group : "-");
 }
 
-static const struct broker_cluster rec_ops = {rec_publish, rec_interest, NULL};
+static const struct broker_cluster rec_ops = {.publish = rec_publish, .interest = rec_interest};
 
 static int setup_cluster(void **state)
 {
@@ -471,6 +471,123 @@ static void test_cluster_remote_publish_matches_in_its_tenant(void **state)
     assert_int_equal(buf_used(&f->sub.out), 0);
 }
 
+/* ---- handing a session over to another node (move.c) ---- */
+
+/* A client of b with a persistent session "mover" subscribed to "t" at QoS
+ * 1 goes offline, and two QoS 1 messages are queued for it. */
+static void offline_with_two_queued(struct fixture *f)
+{
+    assert_int_equal(send_connect(f, &f->sub, "mover", 4, false), 0);
+    assert_int_equal(send_connect(f, &f->pub, "pub", 4, true), 0);
+    expect_connack(&f->sub, false, 0);
+    expect_connack(&f->pub, false, 0);
+    subscribe(f, &f->sub, "t", 1);
+    broker_close(f->b, &f->sub, false);
+    publish(f, &f->pub, "t", 1);
+    publish(f, &f->pub, "t", 1);
+}
+
+/* A fresh client connects to b as "mover" (persistent): returns whether
+ * the session was present, and how many messages it then received. */
+static int reconnect_mover(struct fixture *f, struct broker *b, bool *present)
+{
+    struct client c = {0};
+    buf_init(&c.out, 0);
+    struct broker *keep = f->b;
+    f->b = b;
+    assert_int_equal(send_connect(f, &c, "mover", 4, false), 0);
+    struct mqtt_packet p;
+    next_out(&c, &p);
+    assert_int_equal(p.type, MQTT_CONNACK);
+    *present = p.connack.session_present;
+    assert_int_equal(broker_drain(b, &c), 0);
+    int n = 0;
+    while (buf_used(&c.out)) {
+        next_out(&c, &p);
+        assert_int_equal(p.type, MQTT_PUBLISH);
+        n++;
+    }
+    broker_close(b, &c, false);
+    buf_free(&c.out);
+    f->b = keep;
+    return n;
+}
+
+static struct broker *second_broker(struct fixture *f)
+{
+    struct broker_config bc = {.max_inflight = 20,
+                               .max_queued = 100,
+                               .max_topic_levels = 128,
+                               .max_subscriptions = 100,
+                               .max_subscription_bytes = 1 << 20,
+                               .auth = f->auth,
+                               .wake = wake};
+    struct broker *b;
+    assert_int_equal(broker_new(&bc, &b), 0);
+    return b;
+}
+
+static void test_release_hands_the_session_over_with_its_queue(void **state)
+{
+    struct fixture *f = *state;
+    offline_with_two_queued(f);
+    struct buf snap;
+    buf_init(&snap, 0);
+    assert_int_equal(broker_release(f->b, "", "mover", true, 1 << 20, &snap), 1);
+    struct broker *b2 = second_broker(f);
+    assert_int_equal(broker_adopt(b2, "", "mover", buf_head(&snap), buf_used(&snap)), 0);
+    bool present;
+    assert_int_equal(reconnect_mover(f, b2, &present), 2);
+    assert_true(present);
+    /* The node it left ended its copy. */
+    assert_int_equal(reconnect_mover(f, f->b, &present), 0);
+    assert_false(present);
+    buf_free(&snap);
+    broker_free(b2);
+}
+
+static void test_adopt_refuses_a_session_of_another_tenant(void **state)
+{
+    struct fixture *f = *state;
+    offline_with_two_queued(f);
+    struct buf snap;
+    buf_init(&snap, 0);
+    assert_int_equal(broker_release(f->b, "", "mover", true, 1 << 20, &snap), 1);
+    struct broker *b2 = second_broker(f);
+    /* Records of ("", mover) offered as (acme, mover), or as another id. */
+    assert_int_equal(broker_adopt(b2, "acme", "mover", buf_head(&snap), buf_used(&snap)),
+                     ERR_MALFORMED);
+    assert_int_equal(broker_adopt(b2, "", "other", buf_head(&snap), buf_used(&snap)),
+                     ERR_MALFORMED);
+    /* Cut short: nothing half-made stays. */
+    assert_int_equal(broker_adopt(b2, "", "mover", buf_head(&snap), buf_used(&snap) - 3),
+                     ERR_MALFORMED);
+    bool present;
+    assert_int_equal(reconnect_mover(f, b2, &present), 0);
+    assert_false(present);
+    buf_free(&snap);
+    broker_free(b2);
+}
+
+static void test_release_keeps_a_session_too_large_to_send(void **state)
+{
+    struct fixture *f = *state;
+    offline_with_two_queued(f);
+    struct buf snap;
+    buf_init(&snap, 0);
+    assert_int_equal(broker_release(f->b, "", "mover", true, 40, &snap), ERR_TOO_LARGE);
+    assert_int_equal(buf_used(&snap), 0);
+    bool present;
+    assert_int_equal(reconnect_mover(f, f->b, &present), 2);
+    assert_true(present);
+    /* Claimed for a clean start elsewhere: it ends here, nothing is sent. */
+    assert_int_equal(broker_release(f->b, "", "mover", false, 1 << 20, &snap), 0);
+    assert_int_equal(buf_used(&snap), 0);
+    assert_int_equal(reconnect_mover(f, f->b, &present), 0);
+    assert_false(present);
+    buf_free(&snap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +611,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cluster_publish_goes_out_once_shares_wait_for_it,
                                         setup_cluster, teardown),
+        cmocka_unit_test_setup_teardown(test_release_hands_the_session_over_with_its_queue, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_refuses_a_session_of_another_tenant, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_release_keeps_a_session_too_large_to_send, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_cluster_remote_publish_matches_in_its_tenant,
                                         setup_cluster, teardown),
     };

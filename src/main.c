@@ -85,6 +85,8 @@ struct app {
     struct broker *broker;
     struct bridge *bridge;     /* cross-node messaging; NULL: a single node */
     struct presence *presence; /* one connection per ClientId cluster-wide */
+    char node[160];            /* this node's name in the cluster */
+    struct sstore *taker;      /* takes sessions of gone nodes (PostgreSQL cluster) */
     struct sstore *sessions;   /* durable sessions; NULL with persistence off */
     struct server *srv;
     struct api *apis[CONFIG_MAX_LISTENERS];
@@ -213,18 +215,25 @@ static void flush_seen(struct app *app)
 
 /* Cross-node messaging (option cluster): connected before the broker
  * exists, so that the subscriptions it restores reach NATS too. */
+/* A session in the store of a node that is gone (presence.h). */
+static int take_stored(void *arg, const char *key, size_t klen, struct buf *out)
+{
+    struct app *app = arg;
+    return app->taker ? sstore_take(app->taker, key, klen, out) : 0;
+}
+
 static int start_cluster(struct app *app)
 {
     const struct config *cfg = &app->cfg;
     if (!cfg->cluster[0]) return 0;
-    char node[160], err[512];
+    char *node = app->node, err[512];
     if (cfg->node_id[0]) {
-        snprintf(node, sizeof node, "%s", cfg->node_id);
+        snprintf(node, sizeof app->node, "%s", cfg->node_id);
     } else {
         char host[64] = "node";
         if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "node");
         host[sizeof host - 1] = '\0';
-        snprintf(node, sizeof node, "%s-%ld", host, (long)getpid());
+        snprintf(node, sizeof app->node, "%s-%ld", host, (long)getpid());
     }
     struct bridge_config bc = {
         .servers = cfg->cluster,
@@ -243,6 +252,8 @@ static int start_cluster(struct app *app)
         .node_id = node,
         .heartbeat_ms = cfg->cluster_heartbeat,
         .claim_timeout_ms = cfg->cluster_claim_timeout,
+        .take_stored = store_is_pg(cfg->store) && cfg->persistence ? take_stored : NULL,
+        .take_arg = app,
     };
     return presence_new(&pc, app->bridge, &app->presence);
 }
@@ -267,14 +278,19 @@ static int open_sessions(struct app *app)
     char path[4096];
     int n = snprintf(path, sizeof path, "%s/sessions.db", cfg->data_dir);
     ENSURE(n > 0 && (size_t)n < sizeof path, ERR_INVALID);
-    /* On PostgreSQL the sessions of a single node live in the store's
-     * database; a cluster node keeps its own in data_dir, since a session
-     * does not yet move between nodes and nodes must not load each other's. */
-    const char *where = store_is_pg(cfg->store) && !cfg->cluster[0] ? cfg->store : path;
-    if (sstore_open(where, &app->sessions) < 0 ||
-        broker_persist_load(app->broker, app->sessions, time(NULL)) < 0) {
-        log_error("cannot read the sessions from %s",
-                  where == path ? path : "the PostgreSQL store");
+    /* On PostgreSQL the sessions live in the store's database: a cluster
+     * node's in a schema of its own, from which a node that takes over a
+     * client of a node that died reads its session (app->taker). */
+    bool pg = store_is_pg(cfg->store);
+    int rc;
+    if (pg && cfg->cluster[0]) {
+        rc = sstore_open_node(cfg->store, app->node, true, &app->sessions);
+        if (rc == 0) rc = sstore_open_node(cfg->store, app->node, false, &app->taker);
+    } else {
+        rc = sstore_open(pg ? cfg->store : path, &app->sessions);
+    }
+    if (rc < 0 || broker_persist_load(app->broker, app->sessions, time(NULL)) < 0) {
+        log_error("cannot read the sessions from %s", pg ? "the PostgreSQL store" : path);
         return ERR_DB;
     }
     return broker_persist_start(app->broker, app->sessions, cfg->persistence_commit_interval);
@@ -629,6 +645,7 @@ static void app_stop(struct app *app)
     bridge_stop(app->bridge); /* nothing from NATS is queued for the workers from here on */
     if (app->srv) server_stop(app->srv);
     presence_free(app->presence); /* after the connections: they cancel their claims */
+    sstore_close(app->taker);
     if (app->broker) broker_persist_stop(app->broker);
     if (app->store) flush_seen(app);
     sstore_close(app->sessions);

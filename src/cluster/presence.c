@@ -38,6 +38,7 @@ struct pending {
     uint64_t id;
     struct client *c; /* NULL once its connection went */
     unsigned expected, got;
+    bool busy; /* being settled by the thread (only it takes k out then) */
     uint64_t deadline_ms;
     char *tenant, *client_id;
     uint8_t *rec; /* the session handed over */
@@ -59,6 +60,8 @@ struct presence {
     uint64_t inc;
     char inbox[48];
     long hb_ms, timeout_ms;
+    int (*take_stored)(void *arg, const char *key, size_t klen, struct buf *out);
+    void *take_arg;
     natsSubscription *subs[3];
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -188,21 +191,6 @@ static void pending_free(struct pending *k)
     free(k);
 }
 
-/* Answers the CONNECT (lock held) or, when its connection went, keeps the
- * session handed over here: *orphan takes k then (the caller adopts it
- * without the lock). */
-static void pending_done(struct presence *p, struct pending *k, struct pending **orphan)
-{
-    if (k->c) {
-        broker_claim_answered(atomic_load(&p->b), k->c, k->rec, k->len);
-        k->rec = NULL;
-    } else if (k->rec) {
-        *orphan = k;
-        return;
-    }
-    pending_free(k);
-}
-
 static void adopt(struct presence *p, const char *tenant, const char *client_id, const uint8_t *rec,
                   size_t len)
 {
@@ -210,10 +198,33 @@ static void adopt(struct presence *p, const char *tenant, const char *client_id,
         log_warn("cluster: the session of client %s handed over here is lost", client_id);
 }
 
-static void orphan_adopt(struct presence *p, struct pending *k)
+/* Answers the CONNECT of k (busy, in the list) with the session handed
+ * over or, when none was, one found in the store of a node that is gone;
+ * when its connection went, keeps that session here. Without the lock. */
+static void settle(struct presence *p, struct pending *k)
 {
-    if (!k) return;
-    adopt(p, k->tenant, k->client_id, k->rec, k->len);
+    if (!k->rec && p->take_stored) {
+        char key[NAME_CAP + 1 + 65536];
+        int klen = snprintf(key, sizeof key, "%s\x01%s", k->tenant, k->client_id);
+        struct buf b;
+        buf_init(&b, 0);
+        if (klen > 0 && (size_t)klen < sizeof key &&
+            p->take_stored(p->take_arg, key, (size_t)klen, &b) == 1 &&
+            (k->rec = malloc(buf_used(&b)))) {
+            memcpy(k->rec, buf_head(&b), buf_used(&b));
+            k->len = buf_used(&b);
+        }
+        buf_free(&b);
+    }
+    pthread_mutex_lock(&p->lock);
+    pending_take(p, k->id);
+    bool answered = k->c != NULL;
+    if (answered) {
+        broker_claim_answered(atomic_load(&p->b), k->c, k->rec, k->len);
+        k->rec = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!answered && k->rec) adopt(p, k->tenant, k->client_id, k->rec, k->len);
     pending_free(k);
 }
 
@@ -247,7 +258,8 @@ static int presence_claim(void *arg, struct client *c, const char *tenant, const
     struct pending *k = NULL;
     pthread_mutex_lock(&p->lock);
     unsigned live = live_members(p, now);
-    if (take && live) {
+    /* With nobody to ask, a session may still be in a gone node's store. */
+    if (take && (live || p->take_stored)) {
         k = calloc(1, sizeof *k);
         if (k) {
             k->tenant = strdup(tenant);
@@ -257,9 +269,10 @@ static int presence_claim(void *arg, struct client *c, const char *tenant, const
             k->id = ++p->next_id;
             k->c = c;
             k->expected = live;
-            k->deadline_ms = now + (uint64_t)p->timeout_ms;
+            k->deadline_ms = now + (live ? (uint64_t)p->timeout_ms : 0);
             k->next = p->pending;
             p->pending = k;
+            pthread_cond_signal(&p->cond);
         } else if (k) {
             pending_free(k);
             k = NULL;
@@ -271,10 +284,11 @@ static int presence_claim(void *arg, struct client *c, const char *tenant, const
     if (!k) return 0;
     if (rc == 0) return 1;
     pthread_mutex_lock(&p->lock);
-    struct pending *mine = pending_take(p, k->id); /* NULL: answered meanwhile */
+    bool busy = k->busy; /* settled meanwhile (timed out): it answers */
+    if (!busy) pending_take(p, k->id);
     pthread_mutex_unlock(&p->lock);
-    if (!mine) return 1;
-    pending_free(mine);
+    if (busy) return 1;
+    pending_free(k);
     log_warn("cluster: cannot claim client %s from the other nodes (NATS unreachable)", client_id);
     return 0;
 }
@@ -292,12 +306,12 @@ static void presence_cancel(void *arg, struct client *c)
 static void serve_reply(struct presence *p, const struct claimmsg *m, const char *tenant,
                         const char *client_id)
 {
-    struct pending *orphan = NULL;
     pthread_mutex_lock(&p->lock);
     struct pending *k = NULL;
     for (k = p->pending; k && k->id != m->id; k = k->next) {
     }
-    bool mine = k && !strcmp(k->tenant, tenant) && !strcmp(k->client_id, client_id);
+    bool mine = k && !k->busy && !strcmp(k->tenant, tenant) && !strcmp(k->client_id, client_id);
+    bool done = false;
     if (mine) {
         k->got++;
         if (m->take && m->rec_len && k->rec)
@@ -308,26 +322,26 @@ static void serve_reply(struct presence *p, const struct claimmsg *m, const char
             memcpy(k->rec, m->rec, m->rec_len);
             k->len = m->rec_len;
         }
-        if (k->rec || k->got >= k->expected) pending_done(p, pending_take(p, k->id), &orphan);
+        done = k->busy = k->rec || k->got >= k->expected;
     }
     pthread_mutex_unlock(&p->lock);
-    orphan_adopt(p, orphan);
+    if (done) settle(p, k);
     /* Too late for its CONNECT (timed out): the session stays here. */
     if (!mine && m->take && m->rec_len) adopt(p, tenant, client_id, m->rec, m->rec_len);
 }
 
-/* CONNECTs whose wait is over answer with what came. */
+/* CONNECTs whose wait is over are answered with what came. */
 static void expire_pending(struct presence *p, uint64_t now)
 {
     for (;;) {
-        struct pending *orphan = NULL, *k;
         pthread_mutex_lock(&p->lock);
-        for (k = p->pending; k && k->deadline_ms > now; k = k->next) {
+        struct pending *k;
+        for (k = p->pending; k && (k->busy || k->deadline_ms > now); k = k->next) {
         }
-        if (k) pending_done(p, pending_take(p, k->id), &orphan);
+        if (k) k->busy = true;
         pthread_mutex_unlock(&p->lock);
-        orphan_adopt(p, orphan);
         if (!k) return;
+        settle(p, k);
     }
 }
 
@@ -480,6 +494,8 @@ int presence_new(const struct presence_config *cfg, struct bridge *br, struct pr
     p->nc = bridge_nats(br);
     p->hb_ms = cfg->heartbeat_ms;
     p->timeout_ms = cfg->claim_timeout_ms;
+    p->take_stored = cfg->take_stored;
+    p->take_arg = cfg->take_arg;
     snprintf(p->node, sizeof p->node, "%s", cfg->node_id);
     if (RAND_bytes((unsigned char *)&p->inc, sizeof p->inc) != 1) {
         presence_free(p);

@@ -4,7 +4,8 @@
  * nodes: a node holding a connection of it closes it (0x8E in 5.0), and a
  * node holding its continuing session hands it over in the reply; the
  * CONNECT is answered once every live node replied, one handed the
- * session over, or cluster_claim_timeout passed. One thread here does the
+ * session over, or cluster_claim_timeout passed; a session none handed
+ * over may still be taken from the store of a node that died. One thread here does the
  * broker's side of claims and the heartbeats; no libnats thread waits for
  * the broker lock. */
 #ifndef CERTMQ_CLUSTER_PRESENCE_H
@@ -18,6 +19,11 @@ struct presence_config {
     const char *node_id;
     long heartbeat_ms;     /* between heartbeats; a node silent for 3 is gone */
     long claim_timeout_ms; /* a CONNECT waits at most this long for the others */
+    /* A session no live node handed over is looked for in the stores of
+     * nodes that are gone (sstore_take): 1 and its records appended to out
+     * when found. Called on this module's thread. NULL: not looked for. */
+    int (*take_stored)(void *arg, const char *key, size_t klen, struct buf *out);
+    void *take_arg;
 };
 
 struct presence;

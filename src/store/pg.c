@@ -113,6 +113,20 @@ static void conn_describe(struct pg_conn *c)
     snprintf(c->where, sizeof c->where, "%s:%s/%s", h ? h : "?", p ? p : "?", d ? d : "?");
 }
 
+/* The connection's setup statements: their last row must say true. */
+static bool run_setup(struct pg_conn *c)
+{
+    PGresult *r = PQexec(c->conn, c->setup);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+              !strcmp(PQgetvalue(r, 0, 0), "t");
+    if (!ok)
+        log_error("store: postgresql %s: %s", c->where,
+                  PQresultStatus(r) == PGRES_TUPLES_OK ? "connection setup refused"
+                                                       : PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
 /* (Re)connects unless the last attempt is under a second old. */
 static int conn_try(struct pg_conn *c)
 {
@@ -139,7 +153,22 @@ static int conn_try(struct pg_conn *c)
         PGresult *r = PQexec(c->conn, "SET client_min_messages = warning");
         PQclear(r);
     }
+    if (ok && c->setup && !run_setup(c)) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+        c->down = true;
+        ok = false;
+    }
     return ok ? 0 : ERR_UNAVAILABLE;
+}
+
+int pg_conn_setup(struct pg_conn *c, const char *setup)
+{
+    c->setup = strdup(setup);
+    ENSURE(c->setup, ERR_NOMEM);
+    if (c->conn && PQstatus(c->conn) == CONNECTION_OK && run_setup(c)) return 0;
+    c->down = true;
+    return ERR_UNAVAILABLE;
 }
 
 int pg_conn_open(struct pg_conn *c, const char *conninfo)
@@ -155,6 +184,7 @@ void pg_conn_close(struct pg_conn *c)
     if (c->conn) PQfinish(c->conn);
     if (c->conninfo) explicit_bzero(c->conninfo, strlen(c->conninfo));
     free(c->conninfo);
+    free(c->setup);
     memset(c, 0, sizeof *c);
 }
 

@@ -24,11 +24,16 @@ struct pg_conn {
     int pipe_rc;          /* pipeline: the first statement failure */
     bool down;            /* the last connection attempt failed */
     uint64_t last_try_us; /* monotonic time of the last connection attempt */
+    char *setup;          /* run after every (re)connect; NULL: none */
 };
 
 /* Connects (ERR_UNAVAILABLE when the server cannot be reached). */
 MUST_USE int pg_conn_open(struct pg_conn *c, const char *conninfo);
 void pg_conn_close(struct pg_conn *c);
+/* setup (statements; the last one returns one boolean row) runs now and
+ * after every reconnect: a connection whose setup fails or returns false
+ * is not used (ERR_UNAVAILABLE). */
+MUST_USE int pg_conn_setup(struct pg_conn *c, const char *setup);
 
 /* The bound parameters of one query: text, integers or binary (bytea). */
 #define PG_MAX_PARAMS 20

@@ -8,7 +8,19 @@
 
 int sstore_open(const char *path, struct sstore **out)
 {
-    return store_is_pg(path) ? sstore_pg_open(path, out) : sstore_sqlite_open(path, out);
+    return store_is_pg(path) ? sstore_pg_open(path, NULL, true, out)
+                             : sstore_sqlite_open(path, out);
+}
+
+int sstore_open_node(const char *conninfo, const char *node, bool writer, struct sstore **out)
+{
+    ENSURE(store_is_pg(conninfo), ERR_INVALID);
+    return sstore_pg_open(conninfo, node, writer, out);
+}
+
+int sstore_take(struct sstore *s, const char *key, size_t klen, struct buf *out)
+{
+    return s->ops->take ? s->ops->take(s, key, klen, out) : 0;
 }
 
 void sstore_close(struct sstore *s)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/buf.h"
 #include "store/journal.h"
 
 struct sstore;
@@ -16,7 +17,20 @@ struct sstore;
 /* Opens the session store at path: a file (SQLite, created mode 0600) or
  * a postgresql:// conninfo URI (its own tables in that database). */
 MUST_USE int sstore_open(const char *path, struct sstore **out);
+/* The session store of a cluster node on PostgreSQL (conninfo): its own
+ * schema, named from node, in the store's database. The writer handle
+ * (applies, loads) marks the node as running while it is open; ERR_UNAVAILABLE
+ * when another process has it. Another handle (writer false) only takes. */
+MUST_USE int sstore_open_node(const char *conninfo, const char *node, bool writer,
+                              struct sstore **out);
 void sstore_close(struct sstore *s);
+
+/* Takes the session key (tenant \x01 ClientId) from the store of a node
+ * that is gone (its writer handle is closed: the process ended): its
+ * records are appended to out, as sstore_load orders them, and its rows
+ * deleted, in one transaction. 1: taken; 0: no such session (or a SQLite
+ * store); ERR_UNAVAILABLE or ERR_DB, and out unchanged, when it failed. */
+MUST_USE int sstore_take(struct sstore *s, const char *key, size_t klen, struct buf *out);
 
 /* Applies the records in j[0..len) in one transaction, durable on disk
  * (fsync) when it returns 0. On failure nothing of it is applied

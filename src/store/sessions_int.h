@@ -10,6 +10,7 @@ struct sstore_ops {
     void (*close)(struct sstore *s);
     int (*apply)(struct sstore *s, const uint8_t *j, size_t len);
     int (*load)(struct sstore *s, sstore_load_fn fn, void *arg);
+    int (*take)(struct sstore *s, const char *key, size_t klen, struct buf *out); /* or NULL */
 };
 
 struct sstore {
@@ -17,6 +18,9 @@ struct sstore {
 };
 
 MUST_USE int sstore_sqlite_open(const char *path, struct sstore **out);
-MUST_USE int sstore_pg_open(const char *conninfo, struct sstore **out);
+/* node: a cluster node's own schema (NULL: public); writer: the handle
+ * that applies and loads (else one that only takes, sstore_take). */
+MUST_USE int sstore_pg_open(const char *conninfo, const char *node, bool writer,
+                            struct sstore **out);
 
 #endif

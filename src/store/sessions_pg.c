@@ -2,8 +2,12 @@
  * the store's database on a connection of its own, one transaction per
  * batch (durable when it returns: synchronous commit). Record strings are
  * bytea in binary; the load's binary results are borrowed while fn runs. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/sha.h>
 
 #include "core/log.h"
 #include "store/pg_int.h"
@@ -28,9 +32,19 @@ static const char schema[] =
 /* pg_advisory_xact_lock key of the schema: nodes starting together. */
 #define SCHEMA_LOCK "7303012"
 
+/* A cluster node's sessions are in a schema of its own, named from its
+ * node_id; public.sess_nodes lists them. While a node runs, its writer's
+ * connection holds an advisory lock keyed like its schema: a node that
+ * takes over a session from another's schema takes that lock first, so it
+ * takes only from nodes that are gone. */
+#define NODES_TABLE                                                                                \
+    "CREATE TABLE IF NOT EXISTS public.sess_nodes(schema TEXT PRIMARY KEY, node TEXT NOT NULL,"    \
+    " lock_key BIGINT NOT NULL)"
+
 struct sstore_pg {
     struct sstore base; /* first: the handle callers hold */
     struct pg_conn c;   /* the one writer's (the caller serialises) */
+    char schema[32];    /* a cluster node's ("": public, a single node) */
 };
 
 static const struct sstore_ops pg_ops;
@@ -59,13 +73,58 @@ static int make_schema(struct pg_conn *c)
     return pg_end(c, rc);
 }
 
-int sstore_pg_open(const char *conninfo, struct sstore **out)
+/* The schema and lock key of node: from the first 8 bytes of its SHA-256. */
+static void node_schema(const char *node, char nsp[32], int64_t *lock_key)
+{
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)node, strlen(node), h);
+    uint64_t k = 0;
+    for (int i = 0; i < 8; i++) k = k << 8 | h[i];
+    snprintf(nsp, 32, "certmq_sess_%016" PRIx64, k);
+    *lock_key = (int64_t)k;
+}
+
+/* Registers node's schema; the writer's connection then works in it and
+ * holds the node's lock (refused while another process has it). */
+static int node_open(struct sstore_pg *s, const char *node, bool writer)
+{
+    int64_t key;
+    node_schema(node, s->schema, &key);
+    struct pg_params p = {0};
+    pg_text(&p, s->schema);
+    pg_text(&p, node);
+    pg_int(&p, key);
+    int rc = pg_begin(&s->c);
+    if (rc == 0)
+        rc = pg_exec(&s->c, "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK ")", NULL, NULL, NULL);
+    if (rc == 0) rc = pg_exec(&s->c, NODES_TABLE, NULL, NULL, NULL);
+    if (rc == 0)
+        rc = pg_exec(&s->c,
+                     "INSERT INTO public.sess_nodes VALUES($1, $2, $3) ON CONFLICT DO NOTHING", &p,
+                     NULL, NULL);
+    char sql[160];
+    snprintf(sql, sizeof sql, "CREATE SCHEMA IF NOT EXISTS %s", s->schema);
+    if (rc == 0) rc = pg_exec(&s->c, sql, NULL, NULL, NULL);
+    rc = pg_end(&s->c, rc);
+    if (rc < 0 || !writer) return rc;
+    snprintf(sql, sizeof sql, "SET search_path TO %s; SELECT pg_try_advisory_lock(%" PRId64 ")",
+             s->schema, key);
+    rc = pg_conn_setup(&s->c, sql);
+    if (rc < 0)
+        log_error("session store: the sessions of node '%s' are held by another process (two "
+                  "nodes with one node_id?)",
+                  node);
+    return rc;
+}
+
+int sstore_pg_open(const char *conninfo, const char *node, bool writer, struct sstore **out)
 {
     struct sstore_pg *s = calloc(1, sizeof *s);
     ENSURE(s, ERR_NOMEM);
     s->base.ops = &pg_ops;
     int rc = pg_conn_open(&s->c, conninfo);
-    if (rc == 0) rc = make_schema(&s->c);
+    if (rc == 0 && node) rc = node_open(s, node, writer);
+    if (rc == 0 && writer) rc = make_schema(&s->c);
     if (rc < 0) {
         spg_close(&s->base);
         return rc;
@@ -355,8 +414,97 @@ static int spg_load(struct sstore *base, sstore_load_fn fn, void *arg)
     return load_rows(c, "SELECT * FROM sess_rx", row_rx, fn, arg);
 }
 
+/* ---- taking a session from a node that is gone ---- */
+
+struct take {
+    struct buf *out;
+    size_t rows;
+};
+
+static int take_row(void *arg, const struct jrec *r)
+{
+    struct take *t = arg;
+    t->rows++;
+    return journal_put(t->out, r);
+}
+
+/* Appends the rows of sql (key bound as $1) to t as records. */
+static int read_rows(struct pg_conn *c, const char *sql, const struct pg_params *kp,
+                     void (*conv)(const PGresult *, int, struct jrec *), struct take *t)
+{
+    PGresult *q = NULL;
+    int rc = pg_exec_fmt(c, sql, kp, &q, NULL, 1);
+    for (int row = 0; rc == 0 && q && row < PQntuples(q); row++) {
+        struct jrec rec = {0};
+        conv(q, row, &rec);
+        rc = take_row(t, &rec);
+    }
+    PQclear(q);
+    return rc;
+}
+
+/* Reads key's rows in schema nsp as records into out, then deletes them
+ * (not its messages: the node's restart drops those no item holds). */
+static int take_from(struct pg_conn *c, const char *nsp, const struct pg_params *kp,
+                     struct buf *out, bool *found)
+{
+    char sql[256];
+    struct take t = {out, 0};
+    snprintf(sql, sizeof sql, "SELECT * FROM %s.sess_sessions WHERE key = $1", nsp);
+    GUARD(read_rows(c, sql, kp, row_session, &t));
+    if (!t.rows) return 0; /* not there */
+    snprintf(sql, sizeof sql, "SELECT * FROM %s.sess_subs WHERE key = $1", nsp);
+    GUARD(read_rows(c, sql, kp, row_sub, &t));
+    snprintf(sql, sizeof sql,
+             "SELECT * FROM %s.sess_msgs WHERE pid IN (SELECT pid FROM %s.sess_items WHERE key ="
+             " $1) ORDER BY pid",
+             nsp, nsp);
+    GUARD(read_rows(c, sql, kp, row_msg, &t));
+    snprintf(sql, sizeof sql, "SELECT * FROM %s.sess_items WHERE key = $1 ORDER BY seq", nsp);
+    GUARD(read_rows(c, sql, kp, row_item, &t));
+    snprintf(sql, sizeof sql, "SELECT * FROM %s.sess_rx WHERE key = $1", nsp);
+    GUARD(read_rows(c, sql, kp, row_rx, &t));
+    static const char *const tables[] = {"sess_subs", "sess_items", "sess_rx", "sess_sessions"};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        snprintf(sql, sizeof sql, "DELETE FROM %s.%s WHERE key = $1", nsp, tables[i]);
+        GUARD(pg_exec(c, sql, kp, NULL, NULL));
+    }
+    *found = true;
+    return 0;
+}
+
+/* The schemas of the other nodes, and whether each is gone (its lock is
+ * free: taken now, to the end of this transaction). */
+static int spg_take(struct sstore *base, const char *key, size_t klen, struct buf *out)
+{
+    struct sstore_pg *s = (struct sstore_pg *)base;
+    struct pg_conn *c = &s->c;
+    struct pg_params me = {0}, kp = {0};
+    pg_text(&me, s->schema);
+    pg_blob(&kp, key, klen);
+    size_t used = buf_used(out);
+    bool found = false;
+    PGresult *nodes = NULL;
+    int rc = pg_begin(c);
+    if (rc == 0)
+        rc = pg_exec(c,
+                     "SELECT schema, pg_try_advisory_xact_lock(lock_key) FROM public.sess_nodes"
+                     " WHERE schema <> $1",
+                     &me, &nodes, NULL);
+    for (int i = 0; rc == 0 && nodes && !found && i < PQntuples(nodes); i++) {
+        if (strcmp(pg_col(nodes, i, 1), "t") != 0) continue; /* alive */
+        rc = take_from(c, pg_col(nodes, i, 0), &kp, out, &found);
+        if (found) log_info("session store: a session of %s taken over", pg_col(nodes, i, 0));
+    }
+    PQclear(nodes);
+    rc = pg_end(c, rc);
+    if (rc < 0) out->len = out->off + used;
+    return rc < 0 ? rc : found;
+}
+
 static const struct sstore_ops pg_ops = {
     .close = spg_close,
     .apply = spg_apply,
     .load = spg_load,
+    .take = spg_take,
 };

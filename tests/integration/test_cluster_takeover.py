@@ -5,14 +5,16 @@
 # session (subscriptions, queued and in-flight QoS 1/2 messages) moves to B
 # with it. Real clients: paho 3.1.1 and 5.0, mosquitto_sub, and raw 5.0
 # packets where the wire must be checked (DISCONNECT reason, DUP).
+import os
 import subprocess
 import time
 
 import pytest
 
-from cluster import await_route, nats, start_nodes  # noqa: F401
+from cluster import ClusterNode, await_route, nats, start_nodes  # noqa: F401
 from conftest import TIMEOUT, Client, mosquitto_pub, unique_topic
 from mqtt5 import Client5, Raw5, disconnect5, pprops, props
+from test_store_pg import Pg, own_postgresql
 
 SESSION_EXPIRY = 0x11
 
@@ -172,3 +174,65 @@ def test_mosquitto_sub_resumes_its_session_on_the_other_node(nodes):
                             + common, capture_output=True, text=True, timeout=TIMEOUT + 10)
     assert second.returncode == 0, second.stderr
     assert second.stdout.split() == ["m0", "m1", "m2"]
+
+
+# ---- on PostgreSQL: the sessions of a node that died ----
+# Nodes on one PostgreSQL keep their sessions there, each in a schema of its
+# own that it holds (an advisory lock) while it runs. A node that a client
+# of a dead node connects to takes the session from there.
+
+@pytest.fixture(scope="module")
+def pg():
+    db = f"takeover_{os.getpid()}"
+    server = os.environ.get("CERTMQ_TEST_PG")
+    if not server:  # run alone: a server of this module's own
+        yield from own_postgresql("certmq-pg-takeover-", db)
+        return
+    p = Pg(None, server)
+    p.create(db)
+    p.uri = p.uri_of(db)
+    yield p
+
+
+@pytest.fixture(scope="module")
+def pg_nodes(tmp_path_factory, nats, pg):  # noqa: F811
+    opts = {"cluster_heartbeat": "200", "store": pg.uri, "persistence": "true"}
+    c, d = start_nodes(tmp_path_factory, nats, ["c", "d"], opts)
+    await_log(c, "node 'd' is here")
+    await_log(d, "node 'c' is here")
+    yield c, d
+    for n in (c, d):
+        if n.proc is not None:
+            n.stop()
+
+
+def test_the_sessions_of_a_killed_node_are_taken_from_postgresql(pg_nodes, clients):
+    c, d = pg_nodes
+    topic = unique_topic("dead")
+    first = clients(c, "tk-dead", clean=False, expect_present=False)
+    assert first.subscribe(topic, 1) == [1]
+    first.disconnect()
+    # Each PUBACK comes once the message is committed to node c's schema.
+    for i in range(20):
+        assert mosquitto_pub(c.mqtt_port, topic, f"kept {i}", qos=1).returncode == 0
+    c.kill()
+    moved = clients(d, "tk-dead", clean=False, expect_present=True)
+    got = [moved.get() for _ in range(20)]
+    assert [m.payload for m in got] == [f"kept {i}".encode() for i in range(20)]
+    assert moved.drain() == []
+    moved.disconnect()
+    assert "session of certmq_sess_" in d.stderr()
+    # Node c comes back without the session (d took it from c's schema); its
+    # client connecting there gets it from d, with nothing twice.
+    c.start()
+    await_log(c, "node 'd' is here")
+    back = clients(c, "tk-dead", clean=False, expect_present=True)
+    assert back.drain() == []
+
+
+def test_a_running_node_keeps_its_sessions_in_postgresql(pg_nodes, pg, nats, tmp_path):  # noqa: F811
+    """A second process with a running node's node_id cannot take its schema."""
+    twin = ClusterNode(tmp_path, nats.url, "d", {"store": pg.uri, "persistence": "true"})
+    with pytest.raises(BaseException):
+        twin.start()
+    assert "held by another process" in twin.stderr()

@@ -400,6 +400,67 @@ static void test_compact(void **state)
     buf_free(&out);
 }
 
+/* A cluster node's sessions are in its own schema; another node takes one
+ * of them only once the first node's writer handle is closed (it died). */
+static void test_store_pg_take_from_a_gone_node(void **state)
+{
+    (void)state;
+    char db[128], uri[1024];
+    assert_int_equal(pgtest_create(db, sizeof db, uri, sizeof uri), 0);
+    struct sstore *x, *x_twin, *y_taker, *y;
+    assert_int_equal(sstore_open_node(uri, "node-x", true, &x), 0);
+    assert_int_not_equal(sstore_open_node(uri, "node-x", true, &x_twin), 0); /* x runs */
+    assert_int_equal(sstore_open_node(uri, "node-y", true, &y), 0);
+    assert_int_equal(sstore_open_node(uri, "node-y", false, &y_taker), 0);
+    struct jrec v[J_TYPE_MAX];
+    sample(v);
+    struct buf b, got;
+    buf_init(&b, 0);
+    buf_init(&got, 0);
+    put_all(&b, v, (int[]){0, 2, 4, 6, 9}, 5); /* session, sub, message, item, rx */
+    assert_int_equal(sstore_apply(x, buf_head(&b), buf_used(&b)), 0);
+    const char *key = (const char *)v[0].key.p;
+    size_t klen = v[0].key.len;
+    /* x is alive: nothing is taken; y's own schema does not have it either. */
+    assert_int_equal(sstore_take(y_taker, key, klen, &got), 0);
+    assert_int_equal(buf_used(&got), 0);
+    struct seen s = {0};
+    assert_int_equal(sstore_load(y, collect, &s), 0);
+    assert_int_equal(s.n, 0);
+    sstore_close(x); /* x dies: its server process ends a moment later */
+    int taken = 0;
+    for (int i = 0; i < 200 && taken == 0; i++) {
+        taken = sstore_take(y_taker, key, klen, &got);
+        if (!taken) usleep(10000);
+    }
+    assert_int_equal(taken, 1);
+    struct rd r = rd_make(buf_head(&got), buf_used(&got));
+    struct jrec rec;
+    memset(&s, 0, sizeof s);
+    s.want = v;
+    while (rd_left(&r)) {
+        assert_int_equal(journal_next(&r, &rec), 0);
+        assert_int_equal(collect(&s, &rec), 0);
+    }
+    int want[] = {J_SESSION_PUT, J_SUB_PUT, J_MSG_PUT, J_ITEM_PUT, J_RX_PUT};
+    assert_int_equal(s.n, 5);
+    assert_memory_equal(s.types, want, sizeof want);
+    /* Taken once: x's schema no longer has it when x comes back. */
+    buf_consume(&got, buf_used(&got));
+    assert_int_equal(sstore_take(y_taker, key, klen, &got), 0);
+    assert_int_equal(sstore_open_node(uri, "node-x", true, &x), 0);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(sstore_load(x, collect, &s), 0);
+    assert_int_equal(s.n, 1); /* its message alone, which x's broker drops */
+    assert_int_equal(s.types[0], J_MSG_PUT);
+    sstore_close(x);
+    sstore_close(y);
+    sstore_close(y_taker);
+    buf_free(&b);
+    buf_free(&got);
+    pgtest_drop(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,6 +472,7 @@ int main(void)
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_store_apply_and_load_pg),
         cmocka_unit_test(test_store_pg_refused_statement_rolls_back_its_batch),
+        cmocka_unit_test(test_store_pg_take_from_a_gone_node),
     };
     int rc = cmocka_run_group_tests_name("journal, sessions on sqlite", tests, NULL, NULL);
     if (!pgtest_skip("test_journal"))

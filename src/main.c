@@ -216,10 +216,11 @@ static void flush_seen(struct app *app)
 /* Cross-node messaging (option cluster): connected before the broker
  * exists, so that the subscriptions it restores reach NATS too. */
 /* A session in the store of a node that is gone (presence.h). */
-static int take_stored(void *arg, const char *key, size_t klen, struct buf *out)
+static int take_stored(void *arg, const char *key, size_t klen, const char *const *live,
+                       struct buf *out)
 {
     struct app *app = arg;
-    return app->taker ? sstore_take(app->taker, key, klen, out) : 0;
+    return app->taker ? sstore_take(app->taker, key, klen, live, out) : 0;
 }
 
 static int start_cluster(struct app *app)

@@ -1,5 +1,6 @@
 /* Claim messages (claimmsg.h): version, flags, a 64-bit claim number, the
- * tenant and the ClientId each with a 16-bit length, then the records. */
+ * tenant, the ClientId and the sender's node_id each with a 16-bit length,
+ * then the records. */
 #include "cluster/claimmsg.h"
 
 #include <string.h>
@@ -17,6 +18,8 @@ int claimmsg_write(struct buf *out, const struct claimmsg *m)
     GUARD(buf_append(out, m->tenant, m->tenant_len));
     GUARD(buf_put_u16(out, m->client_id_len));
     GUARD(buf_append(out, m->client_id, m->client_id_len));
+    GUARD(buf_put_u16(out, m->node_len));
+    GUARD(buf_append(out, m->node, m->node_len));
     return buf_append(out, m->rec, m->rec_len);
 }
 
@@ -38,8 +41,10 @@ int claimmsg_parse(const uint8_t *d, size_t n, struct claimmsg *out)
     GUARD(rd_u32(&r, &lo));
     GUARD(rd_lp16(&r, &out->tenant, &out->tenant_len));
     GUARD(rd_lp16(&r, &out->client_id, &out->client_id_len));
+    GUARD(rd_lp16(&r, &out->node, &out->node_len));
     ENSURE(name_ok(out->tenant, out->tenant_len, TENANT_MAX) && out->client_id_len &&
-               name_ok(out->client_id, out->client_id_len, UINT16_MAX),
+               name_ok(out->client_id, out->client_id_len, UINT16_MAX) && out->node_len &&
+               name_ok(out->node, out->node_len, CLAIMMSG_NODE_MAX),
            ERR_MALFORMED);
     out->id = (uint64_t)hi << 32 | lo;
     out->take = flags & FLAG_TAKE;

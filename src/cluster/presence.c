@@ -19,11 +19,12 @@
 #include "cluster/claimmsg.h"
 #include "core/log.h"
 
-#define SUBJ_HB    "certmq.hb"
-#define SUBJ_CLAIM "certmq.claim"
-#define TICK_MS    50
-#define NAME_CAP   64
-#define QUEUE_MAX  65536 /* requests and replies waiting for the thread */
+#define SUBJ_HB     "certmq.hb"
+#define SUBJ_CLAIM  "certmq.claim"
+#define TICK_MS     50
+#define NAME_CAP    (CLAIMMSG_NODE_MAX + 1)
+#define QUEUE_MAX   65536 /* requests and replies waiting for the thread */
+#define MAX_ANSWERS 32    /* answering nodes a claim remembers (not taken from) */
 
 struct member {
     uint64_t inc; /* incarnation: random at each start */
@@ -38,7 +39,8 @@ struct pending {
     uint64_t id;
     struct client *c; /* NULL once its connection went */
     unsigned expected, got;
-    bool busy; /* being settled by the thread (only it takes k out then) */
+    char *answered[MAX_ANSWERS + 1]; /* nodes that replied: alive (NULL-terminated) */
+    bool busy;                       /* being settled by the thread (only it takes k out then) */
     uint64_t deadline_ms;
     char *tenant, *client_id;
     uint8_t *rec; /* the session handed over */
@@ -60,7 +62,8 @@ struct presence {
     uint64_t inc;
     char inbox[48];
     long hb_ms, timeout_ms;
-    int (*take_stored)(void *arg, const char *key, size_t klen, struct buf *out);
+    int (*take_stored)(void *arg, const char *key, size_t klen, const char *const *live,
+                       struct buf *out);
     void *take_arg;
     natsSubscription *subs[3];
     pthread_mutex_t lock;
@@ -185,6 +188,7 @@ static struct pending *pending_take(struct presence *p, uint64_t id)
 
 static void pending_free(struct pending *k)
 {
+    for (char **a = k->answered; *a; a++) free(*a);
     free(k->tenant);
     free(k->client_id);
     free(k->rec);
@@ -209,7 +213,8 @@ static void settle(struct presence *p, struct pending *k)
         struct buf b;
         buf_init(&b, 0);
         if (klen > 0 && (size_t)klen < sizeof key &&
-            p->take_stored(p->take_arg, key, (size_t)klen, &b) == 1 &&
+            p->take_stored(p->take_arg, key, (size_t)klen, (const char *const *)k->answered, &b) ==
+                1 &&
             (k->rec = malloc(buf_used(&b)))) {
             memcpy(k->rec, buf_head(&b), buf_used(&b));
             k->len = buf_used(&b);
@@ -236,7 +241,9 @@ static int send_claim(struct presence *p, uint64_t id, const char *tenant, const
                          .tenant = (const uint8_t *)tenant,
                          .tenant_len = (uint16_t)strlen(tenant),
                          .client_id = (const uint8_t *)client_id,
-                         .client_id_len = (uint16_t)strlen(client_id)};
+                         .client_id_len = (uint16_t)strlen(client_id),
+                         .node = (const uint8_t *)p->node,
+                         .node_len = (uint16_t)strlen(p->node)};
     struct buf b;
     buf_init(&b, 0);
     int rc = claimmsg_write(&b, &m);
@@ -313,6 +320,8 @@ static void serve_reply(struct presence *p, const struct claimmsg *m, const char
     bool mine = k && !k->busy && !strcmp(k->tenant, tenant) && !strcmp(k->client_id, client_id);
     bool done = false;
     if (mine) {
+        /* It answered: it is alive, its store is not taken from. */
+        if (k->got < MAX_ANSWERS) k->answered[k->got] = strndup((const char *)m->node, m->node_len);
         k->got++;
         if (m->take && m->rec_len && k->rec)
             log_warn("cluster: two nodes handed over the session of client %s; the later one "
@@ -359,6 +368,8 @@ static void serve_request(struct presence *p, const struct claimmsg *m, const ch
     int r = broker_release(b, tenant, client_id, m->take && reply_to, max, &rec);
     if (reply_to) {
         struct claimmsg a = *m;
+        a.node = (const uint8_t *)p->node;
+        a.node_len = (uint16_t)strlen(p->node);
         a.take = r == 1;
         a.rec = buf_head(&rec);
         a.rec_len = r == 1 ? buf_used(&rec) : 0;

@@ -20,9 +20,11 @@ struct presence_config {
     long heartbeat_ms;     /* between heartbeats; a node silent for 3 is gone */
     long claim_timeout_ms; /* a CONNECT waits at most this long for the others */
     /* A session no live node handed over is looked for in the stores of
-     * nodes that are gone (sstore_take): 1 and its records appended to out
+     * nodes that are gone (sstore_take), never of one in live (the names
+     * heard lately, NULL-terminated): 1 and its records appended to out
      * when found. Called on this module's thread. NULL: not looked for. */
-    int (*take_stored)(void *arg, const char *key, size_t klen, struct buf *out);
+    int (*take_stored)(void *arg, const char *key, size_t klen, const char *const *live,
+                       struct buf *out);
     void *take_arg;
 };
 

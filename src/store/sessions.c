@@ -18,9 +18,10 @@ int sstore_open_node(const char *conninfo, const char *node, bool writer, struct
     return sstore_pg_open(conninfo, node, writer, out);
 }
 
-int sstore_take(struct sstore *s, const char *key, size_t klen, struct buf *out)
+int sstore_take(struct sstore *s, const char *key, size_t klen, const char *const *live,
+                struct buf *out)
 {
-    return s->ops->take ? s->ops->take(s, key, klen, out) : 0;
+    return s->ops->take ? s->ops->take(s, key, klen, live, out) : 0;
 }
 
 void sstore_close(struct sstore *s)

@@ -26,11 +26,13 @@ MUST_USE int sstore_open_node(const char *conninfo, const char *node, bool write
 void sstore_close(struct sstore *s);
 
 /* Takes the session key (tenant \x01 ClientId) from the store of a node
- * that is gone (its writer handle is closed: the process ended): its
+ * that is gone (its writer handle is closed: the process ended; and it is
+ * not named in live, NULL-terminated, NULL: none): its
  * records are appended to out, as sstore_load orders them, and its rows
  * deleted, in one transaction. 1: taken; 0: no such session (or a SQLite
  * store); ERR_UNAVAILABLE or ERR_DB, and out unchanged, when it failed. */
-MUST_USE int sstore_take(struct sstore *s, const char *key, size_t klen, struct buf *out);
+MUST_USE int sstore_take(struct sstore *s, const char *key, size_t klen, const char *const *live,
+                         struct buf *out);
 
 /* Applies the records in j[0..len) in one transaction, durable on disk
  * (fsync) when it returns 0. On failure nothing of it is applied

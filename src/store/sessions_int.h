@@ -10,7 +10,8 @@ struct sstore_ops {
     void (*close)(struct sstore *s);
     int (*apply)(struct sstore *s, const uint8_t *j, size_t len);
     int (*load)(struct sstore *s, sstore_load_fn fn, void *arg);
-    int (*take)(struct sstore *s, const char *key, size_t klen, struct buf *out); /* or NULL */
+    int (*take)(struct sstore *s, const char *key, size_t klen, const char *const *live,
+                struct buf *out); /* or NULL */
 };
 
 struct sstore {

@@ -475,7 +475,15 @@ static int take_from(struct pg_conn *c, const char *nsp, const struct pg_params 
 
 /* The schemas of the other nodes, and whether each is gone (its lock is
  * free: taken now, to the end of this transaction). */
-static int spg_take(struct sstore *base, const char *key, size_t klen, struct buf *out)
+static bool named(const char *const *live, const char *node)
+{
+    for (; live && *live; live++)
+        if (!strcmp(*live, node)) return true;
+    return false;
+}
+
+static int spg_take(struct sstore *base, const char *key, size_t klen, const char *const *live,
+                    struct buf *out)
 {
     struct sstore_pg *s = (struct sstore_pg *)base;
     struct pg_conn *c = &s->c;
@@ -487,12 +495,14 @@ static int spg_take(struct sstore *base, const char *key, size_t klen, struct bu
     PGresult *nodes = NULL;
     int rc = pg_begin(c);
     if (rc == 0)
-        rc = pg_exec(c,
-                     "SELECT schema, pg_try_advisory_xact_lock(lock_key) FROM public.sess_nodes"
-                     " WHERE schema <> $1",
-                     &me, &nodes, NULL);
+        rc = pg_exec(
+            c,
+            "SELECT schema, pg_try_advisory_xact_lock(lock_key), node FROM public.sess_nodes"
+            " WHERE schema <> $1",
+            &me, &nodes, NULL);
     for (int i = 0; rc == 0 && nodes && !found && i < PQntuples(nodes); i++) {
-        if (strcmp(pg_col(nodes, i, 1), "t") != 0) continue; /* alive */
+        if (strcmp(pg_col(nodes, i, 1), "t") != 0 || named(live, pg_col(nodes, i, 2)))
+            continue; /* alive */
         rc = take_from(c, pg_col(nodes, i, 0), &kp, out, &found);
         if (found) log_info("session store: a session of %s taken over", pg_col(nodes, i, 0));
     }

@@ -4,13 +4,17 @@
 # (HAProxy balances by least connections, so the subscriber and the device
 # are on different nodes and the message crosses between them). Then
 # a node killed with -9: devices connect through HAProxy to the others at
-# once, and a message still crosses between the nodes left. Then
+# once, and a message still crosses between the nodes left; a persistent
+# session on the killed node is taken over from PostgreSQL with the QoS 1
+# messages queued for it. Then
 # `cluster.sh down` stops everything. The ports are the walkthrough's
 # (8883, 8080), so only a suite allowed the default ports runs it.
+import hashlib
 import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +95,41 @@ def test_devices_connect_through_haproxy_after_a_node_is_killed(cluster):
     finally:
         sub.kill()
         sub.wait()
+
+
+def shell(cwd, cmd, timeout=30):
+    r = subprocess.run(["bash", "-c", cmd], cwd=cwd, capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def queued_on(cwd, client_id):
+    """{node number: QoS 1/2 messages queued for client_id in its session schema}."""
+    pgdir = (cwd / "var" / "cluster" / "pgdir").read_text().strip()
+    uri = f"postgresql://postgres@127.0.0.1:{Path(pgdir, 'port').read_text().strip()}/certmq"
+    out = {}
+    for n in (1, 2, 3):
+        schema = "certmq_sess_" + hashlib.sha256(f"node{n}".encode()).hexdigest()[:16]
+        q = (f"SELECT count(*) FROM {schema}.sess_items i JOIN {schema}.sess_sessions s"
+             f" ON s.key = i.key WHERE s.client_id = '{client_id}'::bytea")
+        out[n] = int(shell(cwd, f"psql -X -tA '{uri}' -c \"{q}\"").strip())
+    return out
+
+
+def test_a_persistent_session_is_taken_over_when_its_node_is_killed(cluster):
+    cwd = cluster
+    walk_setup(cwd, in_repo)
+    watch = ZERO_TO_DEVICE[4] + " -c -i ops-watch -q 1"
+    shell(cwd, watch + " -E")  # subscribed, then gone: the session stays on its node
+    for i in range(5):
+        shell(cwd, in_repo(ZERO_TO_DEVICE[5]).replace("-m 'hello from sensor-1'",
+                                                     f"-q 1 -m 'kept {i}'"))
+    deadline = time.monotonic() + TIMEOUT
+    while 5 not in (counts := queued_on(cwd, "ops-watch")).values():
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.1)
+    holder = next(n for n, c in counts.items() if c == 5)
+    os.kill(int((cwd / "var" / "cluster" / f"node{holder}.pid").read_text()), signal.SIGKILL)
+    out = shell(cwd, watch + " -C 5 -W 20", timeout=40)
+    assert out.split("\n")[:5] == [f"demo/hello kept {i}" for i in range(5)], out

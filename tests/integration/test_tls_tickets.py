@@ -43,10 +43,11 @@ class Result:
         self.rc, self.session, self.reused, self.version = rc, session, reused, version
 
 
-def mqtt_connect(node, ctx, client_id, session=None):
+def mqtt_connect(node, ctx, client_id, session=None, while_connected=None):
     """One MQTT CONNECT over TLS: the CONNACK return code (None when there
     was none), the session after it (with the ticket sent before CONNACK),
-    whether the handshake resumed, and the TLS version."""
+    whether the handshake resumed, and the TLS version. while_connected()
+    runs after a CONNACK 0, before the DISCONNECT."""
     raw = socket.create_connection(("127.0.0.1", node.mqtt_port), timeout=TIMEOUT)
     s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
     try:
@@ -60,6 +61,8 @@ def mqtt_connect(node, ctx, client_id, session=None):
         rc = head[3] if len(head) == 4 and head[0] == 0x20 else None
         r = Result(rc, s.session, s.session_reused, s.version())
         if rc == 0:
+            if while_connected:
+                while_connected()
             s.sendall(b"\xe0\x00")  # DISCONNECT
         return r
     finally:
@@ -107,7 +110,10 @@ def nodes(tmp_path_factory, pki, pg, nats):  # noqa: F811
     for name in ("t1", "t2"):
         opts = {"store": pg.uri, "cluster": nats.url, "node_id": name, "tls_tickets": "store",
                 "ca_key_file": kek}
-        made.append(IdentityServer(tmp_path_factory.mktemp(name), pki, options=opts).start())
+        # The listener also trusts tenant A's CA statically: a leaf alone is
+        # then admitted, but as a static client, not as the tenant's device.
+        made.append(IdentityServer(tmp_path_factory.mktemp(name), pki, options=opts,
+                                   cafile=pki.ca_a.pem).start())
     yield made
     for n in made:
         n.stop()
@@ -118,8 +124,15 @@ def tenant(nodes, pki):  # noqa: F811
     n1, n2 = nodes
     auth = n1.tenant("tickets")
     n1.trust("tickets", auth, pki.ca_a.pem, name="tickets CA")
+    n1.trust("tickets", auth, pki.ca_b.pem, name="second CA")
     connected(n2, client_context(n2, pki.a2), pki.a2.cn)  # the CA has reached node 2
     return auth
+
+
+def tenant_connections(node, auth):
+    r = node.call("GET", "/devices/connections?pageSize=100", auth)
+    assert r.status == 200, r
+    return {c["clientId"]: c for c in r.json["connections"]}
 
 
 def test_a_ticket_from_node_1_resumes_as_the_device_on_node_2(nodes, tenant, pki):  # noqa: F811
@@ -127,10 +140,14 @@ def test_a_ticket_from_node_1_resumes_as_the_device_on_node_2(nodes, tenant, pki
     ctx = client_context(n1, pki.a1)
     full = connected(n1, ctx, pki.a1.cn)
     assert not full.reused and full.session.has_ticket
-    again = mqtt_connect(n2, ctx, pki.a1.cn, session=full.session)
+    seen = {}
+    again = mqtt_connect(n2, ctx, pki.a1.cn, session=full.session,
+                         while_connected=lambda: seen.update(tenant_connections(n2, tenant)))
     assert again.reused, "node 2 did not resume the session of node 1"
     assert again.version == "TLSv1.3"
     assert again.rc == 0, "the resumed device was not accepted as the tenant's device"
+    c = seen[pki.a1.cn]
+    assert c["kind"] == "certificate" and c["handshake"] == "resumed", c
 
 
 def test_a_resumed_session_gets_a_ticket_that_resumes_again(nodes, tenant, pki):  # noqa: F811
@@ -144,15 +161,34 @@ def test_a_resumed_session_gets_a_ticket_that_resumes_again(nodes, tenant, pki):
 
 
 def test_a_session_that_did_not_prove_the_ca_is_no_device_on_node_2(nodes, tenant, pki):  # noqa: F811
-    # Leaf only: the CA is not in the presented chain, so CONNECT is refused,
+    # Leaf only, CA in the listener's cafile: the tenant's CA is not in the
+    # presented chain, so the client is admitted as a static client, and its
+    # ticket says nothing was proven. Resumed on node 2 it is again a static
+    # client, never the tenant's device.
+    n1, n2 = nodes
+    ctx = client_context(n1, pki.a3, chain=False)
+    seen = {}
+    full = mqtt_connect(n1, ctx, pki.a3.cn,
+                        while_connected=lambda: seen.update(tenant_connections(n1, tenant)))
+    assert full.rc == 0 and not full.reused and full.session.has_ticket
+    assert pki.a3.cn not in seen, "a leaf alone was admitted as the tenant's device"
+    seen.clear()
+    again = mqtt_connect(n2, ctx, pki.a3.cn, session=full.session,
+                         while_connected=lambda: seen.update(tenant_connections(n2, tenant)))
+    assert again.reused and again.rc == 0
+    assert pki.a3.cn not in seen, "a session that proved nothing resumed as the tenant's device"
+
+
+def test_a_refused_session_gets_no_ticket(nodes, tenant, pki):  # noqa: F811
+    # Leaf only of the tenant's second CA, which no cafile holds: refused,
     # and a refused CONNECT gets no ticket: on node 2 there is nothing to
     # resume, and the full handshake is refused again.
     n1, n2 = nodes
-    ctx = client_context(n1, pki.a3, chain=False)
-    full = mqtt_connect(n1, ctx, pki.a3.cn)
+    ctx = client_context(n1, pki.b1, chain=False)
+    full = mqtt_connect(n1, ctx, pki.b1.cn)
     assert full.rc == 5 and not full.reused
     assert full.session is None or not full.session.has_ticket
-    again = mqtt_connect(n2, ctx, pki.a3.cn, session=full.session)
+    again = mqtt_connect(n2, ctx, pki.b1.cn, session=full.session)
     assert not again.reused and again.rc == 5
 
 

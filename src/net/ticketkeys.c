@@ -18,10 +18,10 @@
 
 #include "core/log.h"
 
-#define AES_LEN    32
-#define HMAC_LEN   32
-#define KEY_LEN    (TICKETKEYS_NAME_LEN + AES_LEN + HMAC_LEN) /* name | AES-256 | HMAC-SHA256 */
-#define RETRY_S    5 /* a failed re-read is tried again this soon */
+#define AES_LEN     32
+#define HMAC_LEN    32
+#define KEY_LEN     (TICKETKEYS_NAME_LEN + AES_LEN + HMAC_LEN) /* name | AES-256 | HMAC-SHA256 */
+#define RETRY_S     5 /* a failed re-read is tried again this soon */
 #define CONTEXT_LEN 64
 
 struct tkey {

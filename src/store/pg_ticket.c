@@ -23,8 +23,8 @@ int pgs_ticket_key_put(struct store *st, int64_t period, int64_t slot, const voi
     pg_int(&d, period);
     pg_int(&d, slot);
     if (rc == 0)
-        rc = pg_exec(c, "DELETE FROM ticket_keys WHERE period = $1 AND slot < $2::bigint - 1", &d, NULL,
-                     NULL);
+        rc = pg_exec(c, "DELETE FROM ticket_keys WHERE period = $1 AND slot < $2::bigint - 1", &d,
+                     NULL, NULL);
     pg_unlock(st);
     return rc;
 }

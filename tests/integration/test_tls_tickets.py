@@ -275,6 +275,18 @@ def test_a_ticket_resumes_after_a_restart(solo, pki):  # noqa: F811
     assert again.rc == 0 and again.version == "TLSv1.3"
 
 
+def test_tls12_clients_resume_through_the_node_cache(solo, pki):  # noqa: F811
+    # A TLS 1.2 ticket would be made before CONNECT decided anything: TLS 1.2
+    # clients get none and resume by session id from the node's cache.
+    ctx = client_context(solo, pki.a2)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    full = connected(solo, ctx, pki.a2.cn)
+    assert full.version == "TLSv1.2" and not full.session.has_ticket
+    again = mqtt_connect(solo, ctx, pki.a2.cn, session=full.session)
+    assert again.reused and again.rc == 0
+
+
 def test_the_sqlite_row_is_sealed(solo):
     db = sqlite3.connect(str(solo.data / "certmq.db"))
     try:

@@ -987,8 +987,8 @@ static void test_store_pg_token_keys_plaintext_rewrapped(void **state)
         cmocka_unit_test_setup_teardown(test_trust_register_device_writes_store_and_index, setup,  \
                                         teardown),                                                 \
         cmocka_unit_test_setup_teardown(test_store_token_keys_first_writer_wins, setup, teardown), \
-        cmocka_unit_test_setup_teardown(test_store_ticket_keys_first_writer_wins_and_prunes, setup,\
-                                        teardown),                                                 \
+        cmocka_unit_test_setup_teardown(test_store_ticket_keys_first_writer_wins_and_prunes,       \
+                                        setup, teardown),                                          \
         cmocka_unit_test_setup_teardown(test_store_lists_in_order_with_paging, setup, teardown),   \
         cmocka_unit_test_setup_teardown(test_store_retained_authz_and_seen, setup, teardown),      \
         cmocka_unit_test_setup_teardown(test_store_ca_tokens_and_issuances, setup, teardown),      \

@@ -163,8 +163,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ticketkeys_two_nodes_share_the_key, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ticketkeys_previous_key_renews_older_is_unknown,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ticketkeys_previous_key_renews_older_is_unknown, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_ticketkeys_another_kek_uses_its_own_key, setup,
                                         teardown),
     };

@@ -241,7 +241,7 @@ static void test_tls_hello_offers_tls13(void **state)
     (void)state;
     const unsigned char both[] = {4, 0x03, 0x04, 0x03, 0x03};
     const unsigned char only12[] = {2, 0x03, 0x03};
-    const unsigned char lying[] = {8, 0x03, 0x03}; /* says 8 bytes, has 2 */
+    const unsigned char lying[] = {8, 0x03, 0x03};           /* says 8 bytes, has 2 */
     const unsigned char odd[] = {3, 0x03, 0x03, 0x03, 0x04}; /* 0304 is past the list */
     const unsigned char grease[] = {4, 0x7a, 0x7a, 0x03, 0x04};
     assert_true(tls_hello_offers_tls13(both, sizeof both));

@@ -324,6 +324,9 @@ def in_one_slot(action):
     """Runs action inside one rotation slot (again when a slot ended during
     it); returns its result and the slot."""
     while True:
+        into = time.time() % PERIOD
+        if into < 0.5:  # the node switches keys a moment after the slot starts
+            time.sleep(0.5 - into)
         before = int(time.time()) // PERIOD
         r = action()
         if int(time.time()) // PERIOD == before:

@@ -66,6 +66,8 @@ ca_key_file $dir/kek
 store $store
 cluster nats://127.0.0.1:$nats_port
 node_id node$n
+# a device resumes its TLS session on whichever node it reaches
+tls_tickets store
 # HAProxy limits each client; the node sees the balancer's address
 http_max_connections_per_ip 10000
 

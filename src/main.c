@@ -32,6 +32,8 @@
 #include "identity/revocation.h"
 #include "identity/trust.h"
 #include "net/server.h"
+#include "net/ticketkeys.h"
+#include "net/tls.h"
 #include "pki/pki.h"
 #include "store/sessions.h"
 #include "store/store.h"
@@ -78,6 +80,7 @@ struct app {
     struct authz *authz;
     struct activity *activity;
     struct token_service *tokens;
+    struct ticketkeys *tickets; /* shared TLS ticket keys; NULL: tls_tickets node */
     struct tenant_ca *ca;
     struct crlfetch *crls;
     char public_url[300];
@@ -523,6 +526,24 @@ static int watch_changes(struct app *app)
     return 0;
 }
 
+/* tls_tickets store: the ticket keys every node of the store shares, in
+ * place before the listeners' TLS contexts are made. */
+static int start_ticket_keys(struct app *app)
+{
+    if (app->cfg.tls_tickets != TLS_TICKETS_STORE) return 0;
+    struct ticketkeys_config tc = {
+        .st = app->store,
+        .seal = app->seal,
+        .period = app->cfg.tls_ticket_key_rotate,
+    };
+    if (ticketkeys_start(&tc, &app->tickets) < 0) {
+        log_error("cannot read or make the TLS ticket keys in the store");
+        return ERR_DB;
+    }
+    tls_use_ticket_keys(app->tickets);
+    return 0;
+}
+
 static int app_start(struct app *app)
 {
     struct config *cfg = &app->cfg;
@@ -621,6 +642,7 @@ static int app_start(struct app *app)
     GUARD(open_sessions(app));
     /* Claims are answered once this node's own sessions are back. */
     if (app->presence) GUARD(presence_attach(app->presence, app->broker));
+    GUARD(start_ticket_keys(app));
     int rc = server_new(cfg, app->broker, &app->srv, err, sizeof err);
     if (rc < 0) {
         log_error("%s", err);
@@ -653,6 +675,8 @@ static void app_stop(struct app *app)
     if (app->auth) auth_log_counters(app->auth);
     broker_free(app->broker);
     bridge_free(app->bridge);
+    tls_use_ticket_keys(NULL); /* no handshake runs any more */
+    ticketkeys_stop(app->tickets);
     auth_free(app->auth);
     crlfetch_free(app->crls);
     activity_free(app->activity);

@@ -28,6 +28,7 @@ static const char *const cert_choices[] = {"off", "optional", "required", NULL};
 static const char *const proto_choices[] = {"mqtt", "http", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const acl_choices[] = {"allow", "deny", NULL};
+static const char *const ticket_choices[] = {"node", "store", NULL};
 
 #define G_LONG(n, f, lo, hi, d, h)                                                                 \
     {                                                                                              \
@@ -198,6 +199,14 @@ static const struct option options[] = {
     G_LONG("cluster_claim_timeout", cluster_claim_timeout, 10, 60000, 1000,
            "milliseconds a CONNECT waits for the other nodes to close the client's connection "
            "there and hand over its session"),
+    G_ENUM("tls_tickets", tls_tickets, ticket_choices, TLS_TICKETS_NODE,
+           "TLS 1.3 session resumption: node (a session cache per node: cheapest per handshake, "
+           "a client resumes only on the node it last used) or store (tickets encrypted with "
+           "keys kept sealed in the store: a client resumes on any node of the store, also "
+           "after a restart)"),
+    G_LONG("tls_ticket_key_rotate", tls_ticket_key_rotate, 1, 2592000, 86400,
+           "seconds each shared ticket key is used (tls_tickets store); a ticket of the "
+           "previous key still resumes, an older one gets a full handshake"),
     {"listener", OPT_STR, false, 0, 0, 0, 0, 0, NULL, NULL,
      "PORT [ADDR]: starts a listener block (options below apply to it)"},
     L_ENUM("protocol", protocol, proto_choices, PROTO_MQTT, "mqtt or http"),

@@ -14,6 +14,7 @@
 enum client_certs { CLIENT_CERTS_OFF, CLIENT_CERTS_OPTIONAL, CLIENT_CERTS_REQUIRED };
 enum listener_protocol { PROTO_MQTT, PROTO_HTTP };
 enum acl_default { ACL_DEFAULT_ALLOW, ACL_DEFAULT_DENY };
+enum tls_tickets { TLS_TICKETS_NODE, TLS_TICKETS_STORE };
 
 struct listener_config {
     int port;
@@ -93,6 +94,8 @@ struct config {
     long cluster_max_subject;
     long cluster_heartbeat;     /* ms */
     long cluster_claim_timeout; /* ms */
+    int tls_tickets; /* enum tls_tickets */
+    long tls_ticket_key_rotate;
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];
 };

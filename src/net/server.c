@@ -492,6 +492,20 @@ MUST_USE static int release_session(struct conn *c)
     return ERR_TLS;
 }
 
+/* With shared ticket keys the ticket goes out now that CONNECT has decided
+ * (it says whether the chain proved the anchor), and the session is let go
+ * of after it; one still queued for the socket keeps the session. */
+MUST_USE static int send_ticket(struct conn *c)
+{
+    int t = c->ssl ? tls_ticket_send(c->ssl) : 0;
+    if (t < 0) {
+        log_info("%s: cannot send the TLS session ticket, closing", c->cl.peer);
+        c->dead = true;
+        return ERR_TLS;
+    }
+    return t == 0 ? release_session(c) : 0;
+}
+
 /* ---- password checks off the worker ---- */
 
 static void auth_done(void *arg)
@@ -624,7 +638,7 @@ static long conn_frames(struct conn *c, const uint8_t *data, size_t len, bool *a
             if (c->ssl && c->cl.chain_proven && !SSL_session_reused(c->ssl))
                 tls_session_mark_chain_proven(c->ssl);
             release_peer_chain(c);
-            if (release_session(c) < 0) return ERR_TLS;
+            if (send_ticket(c) < 0) return ERR_TLS;
         }
     }
     return (long)used;

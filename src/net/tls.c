@@ -1,7 +1,8 @@
 /* TLS server contexts (see tls.h): TLS 1.2+, partial writes and released
  * buffers for small idle connections, client certificates requested per
- * the listener's mode, session tickets for returning clients, and an idle
- * connection's own session (with the peer certificate) let go of. */
+ * the listener's mode, session tickets for returning clients (per node, or
+ * stateless under the store's shared keys), and an idle connection's own
+ * session (with the peer certificate) let go of. */
 #include "net/tls.h"
 
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <openssl/pem.h>
 
 #include "net/keypass.h"
+#include "net/ticketkeys.h"
 #include "net/tlslib.h"
 
 /* "what file: reason" from the OpenSSL error queue (then cleared). A failed
@@ -89,6 +91,131 @@ MUST_USE static int use_private_key(SSL_CTX *ctx, const struct listener_config *
     return rc;
 }
 
+/* The shared ticket keys (tls_tickets store): set once before the listeners
+ * are made and cleared after the workers stopped, so the handshake
+ * callbacks read it without a lock. NULL: per-node session cache only. */
+static struct ticketkeys *ticket_keys;
+
+void tls_use_ticket_keys(struct ticketkeys *tk)
+{
+    ticket_keys = tk;
+}
+
+/* What a ticket says of its session's full handshake (its application data;
+ * ex_data is not serialised). Anything else, or nothing, is not proven. */
+static const char ticket_proven[] = "certmq:1:chain-proven";
+static const char ticket_plain[] = "certmq:1:-";
+
+static int proven_index = -1;
+static pthread_once_t proven_once = PTHREAD_ONCE_INIT;
+
+static void proven_init(void)
+{
+    proven_index = SSL_SESSION_get_ex_new_index(0, "certmq: chain proven", NULL, NULL, NULL);
+}
+
+static int ticket_key_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+                         EVP_MAC_CTX *hctx, int enc)
+{
+    (void)s;
+    return ticket_keys ? ticketkeys_cipher(ticket_keys, name, iv, cctx, hctx, enc) : -1;
+}
+
+/* A ticket is made: it carries whether the session proved the anchor. */
+static int ticket_gen_cb(SSL *s, void *arg)
+{
+    (void)arg;
+    pthread_once(&proven_once, proven_init);
+    SSL_SESSION *sess = SSL_get_session(s);
+    if (!sess) return 0;
+    bool proven = proven_index >= 0 && SSL_SESSION_get_ex_data(sess, proven_index) != NULL;
+    const char *tag = proven ? ticket_proven : ticket_plain;
+    return SSL_SESSION_set1_ticket_appdata(sess, tag, strlen(tag));
+}
+
+bool tls_ticket_appdata_proven(const void *data, size_t len)
+{
+    return data && len == sizeof ticket_proven - 1 && !memcmp(data, ticket_proven, len);
+}
+
+/* A ticket was opened: its session is marked proven only when the ticket
+ * says so; unknown keys and damaged tickets mean a full handshake. */
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *s, SSL_SESSION *ss, const unsigned char *name,
+                                       size_t name_len, SSL_TICKET_STATUS status, void *arg)
+{
+    (void)s;
+    (void)name;
+    (void)name_len;
+    (void)arg;
+    if (status == SSL_TICKET_EMPTY || status == SSL_TICKET_NO_DECRYPT)
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+        return status == SSL_TICKET_NONE ? SSL_TICKET_RETURN_IGNORE : SSL_TICKET_RETURN_ABORT;
+    pthread_once(&proven_once, proven_init);
+    void *data = NULL;
+    size_t len = 0;
+    if (SSL_SESSION_get0_ticket_appdata(ss, &data, &len) != 1) data = NULL;
+    if (proven_index < 0 ||
+        SSL_SESSION_set_ex_data(ss, proven_index,
+                                tls_ticket_appdata_proven(data, len) ? (void *)1 : NULL) != 1)
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+}
+
+bool tls_hello_offers_tls13(const unsigned char *p, size_t n)
+{
+    if (n < 1) return false;
+    size_t len = p[0];
+    if (len > n - 1) len = n - 1;
+    for (size_t i = 1; i + 1 < len + 1; i += 2)
+        if (p[i] == 0x03 && p[i + 1] == 0x04) return true;
+    return false;
+}
+
+/* A client that cannot speak TLS 1.3 resumes through the node's session
+ * cache: a TLS 1.2 ticket is issued inside the handshake, before CONNECT has
+ * decided whether the chain proved anything, so it would never resume a
+ * device. */
+static int hello_cb(SSL *s, int *alert, void *arg)
+{
+    (void)alert;
+    (void)arg;
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    if (SSL_client_hello_get0_ext(s, TLSEXT_TYPE_supported_versions, &p, &n) != 1 ||
+        !tls_hello_offers_tls13(p, n))
+        SSL_set_options(s, SSL_OP_NO_TICKET);
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Stateless TLS 1.3 tickets under the shared keys: any node of the store
+ * opens them, also after a restart. None is sent at the end of the handshake
+ * (num_tickets 0): tls_ticket_send issues one once CONNECT has decided, so
+ * that it can say whether the chain proved the anchor. */
+static void use_shared_tickets(SSL_CTX *ctx)
+{
+    SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
+    SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, ticket_dec_cb, NULL);
+    SSL_CTX_set_client_hello_cb(ctx, hello_cb, NULL);
+}
+
+int tls_ticket_send(SSL *ssl)
+{
+    if (!ticket_keys || SSL_version(ssl) != TLS1_3_VERSION ||
+        (SSL_get_options(ssl) & SSL_OP_NO_TICKET))
+        return 0;
+    ERR_clear_error();
+    if (SSL_new_session_ticket(ssl) != 1) return ERR_TLS;
+    int r = SSL_do_handshake(ssl);
+    if (r == 1) return 0;
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return 1;
+    ERR_clear_error();
+    return ERR_TLS;
+}
+
 int tls_ctx_new(const struct listener_config *lc, SSL_CTX **out, char *err, size_t n)
 {
     /* Client chains are parsed in the lean context, where setting up a key
@@ -123,6 +250,7 @@ int tls_ctx_new(const struct listener_config *lc, SSL_CTX **out, char *err, size
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, lc->tls_session_cache);
     SSL_CTX_set_num_tickets(ctx, lc->tls_session_cache ? 1 : 0);
+    if (ticket_keys && lc->tls_session_cache) use_shared_tickets(ctx);
     int mode = SSL_VERIFY_NONE;
     if (lc->client_certs != CLIENT_CERTS_OFF) {
         mode = SSL_VERIFY_PEER;
@@ -148,14 +276,6 @@ int tls_ca_store_new(const char *cafile, X509_STORE **out, char *err, size_t n)
     }
     *out = st;
     return 0;
-}
-
-static int proven_index = -1;
-static pthread_once_t proven_once = PTHREAD_ONCE_INIT;
-
-static void proven_init(void)
-{
-    proven_index = SSL_SESSION_get_ex_new_index(0, "certmq: chain proven", NULL, NULL, NULL);
 }
 
 void tls_session_mark_chain_proven(SSL *ssl)

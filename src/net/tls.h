@@ -18,6 +18,24 @@ MUST_USE int tls_ctx_new(const struct listener_config *lc, SSL_CTX **out, char *
 /* Loads a PEM bundle of trusted client CAs into a new store. */
 MUST_USE int tls_ca_store_new(const char *cafile, X509_STORE **out, char *err, size_t n);
 
+struct ticketkeys;
+/* Makes the contexts built after it use stateless TLS 1.3 tickets under the
+ * shared keys tk (tls_tickets store) instead of the per-node session cache;
+ * call before the listeners are made, and with NULL only after they stopped. */
+void tls_use_ticket_keys(struct ticketkeys *tk);
+/* With shared keys, once CONNECT has decided (and marked the session proven
+ * or not): issues the connection's ticket and writes it. 0 when written or
+ * none is due; 1 when it is still queued for the socket (the session must
+ * then be kept: tls_session_drop would lose it); ERR_TLS when the connection
+ * failed. */
+MUST_USE int tls_ticket_send(SSL *ssl);
+/* Whether a ticket's application data says its full handshake proved the
+ * anchor (pure; anything but the exact tag is not proven). */
+bool tls_ticket_appdata_proven(const void *data, size_t len);
+/* Whether a ClientHello's supported_versions extension body offers TLS 1.3
+ * (pure; never reads past n). */
+bool tls_hello_offers_tls13(const unsigned char *p, size_t n);
+
 /* Remembers in the connection's TLS session that its full handshake
  * presented a chain holding the device's trust anchor, so that a client
  * resuming that session (which sends no chain) is judged as having shown it. */

@@ -90,6 +90,9 @@ static const char *const migrations[] = {
     " EXECUTE FUNCTION certmq_notify('tenant', 'user');"
     "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON tenant_ca FOR EACH ROW"
     " EXECUTE FUNCTION certmq_notify('tenant');",
+    /* 10: TLS session-ticket keys shared by the nodes, sealed (pg_ticket.c) */
+    "CREATE TABLE ticket_keys(period BIGINT NOT NULL, slot BIGINT NOT NULL,"
+    " sealed BYTEA NOT NULL, created BIGINT NOT NULL, PRIMARY KEY(period, slot));",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 /* pg_advisory_xact_lock key of the migrations: nodes starting together

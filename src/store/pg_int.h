@@ -183,6 +183,11 @@ int pgs_issuance_get(struct store *st, const char *tenant, const char *serial,
                      struct store_issuance *out);
 int pgs_device_seen_put(struct store *st, const struct store_seen *v, size_t n);
 int pgs_device_seen_list(struct store *st, store_seen_cb cb, void *arg);
+/* pg_ticket.c: the TLS ticket keys. */
+int pgs_ticket_key_put(struct store *st, int64_t period, int64_t slot, const void *sealed,
+                       size_t sealed_len);
+int pgs_ticket_key_get(struct store *st, int64_t period, int64_t slot, void **sealed,
+                       size_t *sealed_len);
 
 #define PG_STORE_OPS(X)                                                                            \
     X(tenant_create)                                                                               \
@@ -233,6 +238,8 @@ int pgs_device_seen_list(struct store *st, store_seen_cb cb, void *arg);
     X(issuance_latest)                                                                             \
     X(issuance_get)                                                                                \
     X(device_seen_put)                                                                             \
-    X(device_seen_list)
+    X(device_seen_list)                                                                            \
+    X(ticket_key_put)                                                                              \
+    X(ticket_key_get)
 
 #endif

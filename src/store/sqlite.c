@@ -74,6 +74,9 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS device_seen(tenant TEXT NOT NULL REFERENCES tenants(id) ON "
     "DELETE CASCADE, cn TEXT NOT NULL, last_seen INTEGER NOT NULL, not_after INTEGER NOT NULL,"
     " PRIMARY KEY(tenant, cn));",
+    /* 10: TLS session-ticket keys shared by the nodes, sealed (sqlite_ticket.c) */
+    "CREATE TABLE IF NOT EXISTS ticket_keys(period INTEGER NOT NULL, slot INTEGER NOT NULL,"
+    " sealed BLOB NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(period, slot));",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -1509,4 +1512,6 @@ static const struct store_ops sqlite_ops = {
     .issuance_count = sq_issuance_count,
     .issuance_latest = sq_issuance_latest,
     .issuance_get = sq_issuance_get,
+    .ticket_key_put = sq_ticket_key_put,
+    .ticket_key_get = sq_ticket_key_get,
 };

@@ -38,4 +38,10 @@ int sq_issuance_get(struct store *st, const char *tenant, const char *serial,
 int sq_issuance_latest(struct store *st, const char *tenant, const char *cn,
                        struct store_issuance *out);
 
+/* sqlite_ticket.c: the TLS ticket keys of store.h for this backend. */
+int sq_ticket_key_put(struct store *st, int64_t period, int64_t slot, const void *sealed,
+                      size_t sealed_len);
+int sq_ticket_key_get(struct store *st, int64_t period, int64_t slot, void **sealed,
+                      size_t *sealed_len);
+
 #endif

@@ -327,6 +327,18 @@ int store_device_seen_put(struct store *st, const struct store_seen *v, size_t n
     return st->ops->device_seen_put(st, v, n);
 }
 
+int store_ticket_key_put(struct store *st, int64_t period, int64_t slot, const void *sealed,
+                         size_t sealed_len)
+{
+    return st->ops->ticket_key_put(st, period, slot, sealed, sealed_len);
+}
+
+int store_ticket_key_get(struct store *st, int64_t period, int64_t slot, void **sealed,
+                         size_t *sealed_len)
+{
+    return st->ops->ticket_key_get(st, period, slot, sealed, sealed_len);
+}
+
 int store_device_seen_list(struct store *st, store_seen_cb cb, void *arg)
 {
     return st->ops->device_seen_list(st, cb, arg);

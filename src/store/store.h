@@ -198,6 +198,16 @@ MUST_USE int store_retained_put(struct store *st, const char *tenant, const void
                                 size_t tlen, const void *payload, size_t plen, int qos);
 MUST_USE int store_retained_list(struct store *st, store_retained_cb cb, void *arg);
 
+/* TLS session-ticket keys shared by the nodes of one store (net/ticketkeys.h):
+ * one sealed key per rotation slot (slot = unix time / period). put keeps an
+ * existing key of the slot (first writer wins: put, then get, and every node
+ * uses the same key) and deletes the keys of that period older than the slot
+ * before slot; get allocates *sealed (free()), ERR_NOT_FOUND when none. */
+MUST_USE int store_ticket_key_put(struct store *st, int64_t period, int64_t slot,
+                                  const void *sealed, size_t sealed_len);
+MUST_USE int store_ticket_key_get(struct store *st, int64_t period, int64_t slot, void **sealed,
+                                  size_t *sealed_len);
+
 /* ---- topic authorization (identity/authz.h keeps them in memory) ---- */
 
 /* (tenant, key, value): for rules key is "" and value the tenant's rule

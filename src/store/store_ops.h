@@ -84,6 +84,10 @@ struct store_ops {
                         struct store_issuance *out);
     int (*device_seen_put)(struct store *st, const struct store_seen *v, size_t n);
     int (*device_seen_list)(struct store *st, store_seen_cb cb, void *arg);
+    int (*ticket_key_put)(struct store *st, int64_t period, int64_t slot, const void *sealed,
+                          size_t sealed_len);
+    int (*ticket_key_get)(struct store *st, int64_t period, int64_t slot, void **sealed,
+                          size_t *sealed_len);
     int (*watch)(struct store *st, store_change_cb cb, void *arg); /* NULL: one node */
     void (*unwatch)(struct store *st);
 };

@@ -4,15 +4,18 @@
 # (HAProxy balances by least connections, so the subscriber and the device
 # are on different nodes and the message crosses between them). Then
 # a node killed with -9: devices connect through HAProxy to the others at
-# once, and a message still crosses between the nodes left; a persistent
-# session on the killed node is taken over from PostgreSQL with the QoS 1
-# messages queued for it. Then
+# once, a device whose TLS session node 1 made resumes it on another node,
+# and a message still crosses between the nodes left; a persistent session
+# on a killed node is taken over from PostgreSQL with the QoS 1 messages
+# queued for it. Then
 # `cluster.sh down` stops everything. The ports are the walkthrough's
 # (8883, 8080), so only a suite allowed the default ports runs it.
 import hashlib
 import os
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -61,6 +64,44 @@ def cluster(tmp_path):
         assert all(port_free(p) for p in PORTS), "something still listens after down"
 
 
+PROXY_V2 = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def device_context(cwd):
+    dev = cwd / "var" / "devices"
+    ctx = ssl.create_default_context(cafile=str(cwd / "var" / "dev-ca" / "ca.pem"))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(str(dev / "sensor-1.chain.pem"), str(dev / "sensor-1.key"))
+    return ctx
+
+
+def device_session(ctx, port, session=None, proxy=False):
+    """sensor-1's MQTT CONNECT over mutual TLS (straight to a node's
+    PROXY-protocol listener when proxy is set): (CONNACK code, the session
+    with its ticket, whether the handshake resumed)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    if proxy:  # PROXY v2, TCP over IPv4, from 127.0.0.1:40000 to the node
+        addrs = socket.inet_aton("127.0.0.1") * 2 + struct.pack("!HH", 40000, port)
+        raw.sendall(PROXY_V2 + b"\x21\x11" + struct.pack("!H", len(addrs)) + addrs)
+    s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+    try:
+        var = b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x08sensor-1"
+        s.sendall(bytes([0x10, len(var)]) + var)
+        ack = b""
+        while len(ack) < 4:
+            chunk = s.recv(4 - len(ack))
+            if not chunk:
+                break
+            ack += chunk
+        rc = ack[3] if len(ack) == 4 and ack[0] == 0x20 else None
+        sess, reused = s.session, s.session_reused
+        if rc == 0:
+            s.sendall(b"\xe0\x00")
+        return rc, sess, reused
+    finally:
+        s.close()
+
+
 def in_repo(line):
     return line.replace("./build/certmq", CERTMQ_BIN)
 
@@ -78,6 +119,9 @@ def test_make_cluster_runs_the_readme_walkthrough_through_haproxy(cluster):
 def test_devices_connect_through_haproxy_after_a_node_is_killed(cluster):
     cwd = cluster
     walk_setup(cwd, in_repo)  # the CA trusted, the device issued
+    ctx = device_context(cwd)
+    rc, session, _ = device_session(ctx, 18831, proxy=True)  # node 1 itself
+    assert rc == 0 and session.has_ticket
     pid = int((cwd / "var" / "cluster" / "node1.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     pub = in_repo(ZERO_TO_DEVICE[5])
@@ -92,6 +136,10 @@ def test_devices_connect_through_haproxy_after_a_node_is_killed(cluster):
             assert r.returncode == 0, r.stderr
         out, err = sub.communicate(timeout=TIMEOUT)
         assert "demo/hello hello from sensor-1" in out, err
+        # Node 1's ticket resumes on the node HAProxy picks now (tls_tickets store).
+        rc, _, reused = device_session(ctx, 8883, session=session)
+        assert reused, "the session of the dead node did not resume on another node"
+        assert rc == 0
     finally:
         sub.kill()
         sub.wait()

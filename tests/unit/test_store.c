@@ -33,8 +33,8 @@ static char dir[256];
 static bool use_pg; /* the group running: PostgreSQL, else SQLite */
 static char pg_db[128], pg_uri[1024];
 /* The newest schema: PostgreSQL's 8 adds the change-notice triggers. */
-#define SCHEMA_SQLITE 7
-#define SCHEMA_PG     8
+#define SCHEMA_SQLITE 8
+#define SCHEMA_PG     9
 
 static int setup(void **state)
 {
@@ -422,6 +422,33 @@ static void test_store_token_keys_first_writer_wins(void **state)
     assert_int_equal(store_token_key_put(st, "ghost", "P", 1, "Q"), ERR_NOT_FOUND);
 }
 
+/* TLS ticket keys: the first key put for a slot stays (nodes that make one
+ * together agree), and a put prunes the keys older than the previous slot. */
+static void test_store_ticket_keys_first_writer_wins_and_prunes(void **state)
+{
+    struct store *st = *state;
+    void *blob = NULL;
+    size_t len = 0;
+    assert_int_equal(store_ticket_key_get(st, 60, 100, &blob, &len), ERR_NOT_FOUND);
+    assert_int_equal(store_ticket_key_put(st, 60, 100, "KEY-A", 5), 0);
+    assert_int_equal(store_ticket_key_put(st, 60, 100, "KEY-B", 5), 0);
+    assert_int_equal(store_ticket_key_get(st, 60, 100, &blob, &len), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(blob, "KEY-A", 5);
+    free(blob);
+    assert_int_equal(store_ticket_key_put(st, 30, 100, "OTHER", 5), 0); /* another period */
+    assert_int_equal(store_ticket_key_put(st, 60, 101, "KEY-C", 5), 0);
+    assert_int_equal(store_ticket_key_get(st, 60, 100, &blob, &len), 0); /* the previous slot */
+    free(blob);
+    assert_int_equal(store_ticket_key_put(st, 60, 102, "KEY-D", 5), 0);
+    assert_int_equal(store_ticket_key_get(st, 60, 100, &blob, &len), ERR_NOT_FOUND);
+    assert_int_equal(store_ticket_key_get(st, 60, 101, &blob, &len), 0);
+    assert_memory_equal(blob, "KEY-C", 5);
+    free(blob);
+    assert_int_equal(store_ticket_key_get(st, 30, 100, &blob, &len), 0);
+    free(blob);
+}
+
 /* A stand-in for sealing: the plaintext reversed, then 41 bytes (a real
  * seal's overhead, so the row grows); counts sealed rows. */
 static int wrap_plain(void *arg, const char *tenant, const char *priv_pem, const void *sealed,
@@ -478,7 +505,7 @@ static void test_store_token_keys_plaintext_rewrapped_and_gone(void **state)
     assert_true(file_contains(path, "PLAIN-SECRET-KEY") || file_contains(wal, "PLAIN-SECRET-KEY"));
     assert_int_equal(store_open(dir, &st), 0);
     *state = st;
-    assert_int_equal(store_schema_version(st), 7);
+    assert_int_equal(store_schema_version(st), SCHEMA_SQLITE);
     int calls = 0;
     size_t changed = 0;
     assert_int_equal(store_token_key_rewrap(st, wrap_plain, &calls, &changed), 0);
@@ -960,6 +987,8 @@ static void test_store_pg_token_keys_plaintext_rewrapped(void **state)
         cmocka_unit_test_setup_teardown(test_trust_register_device_writes_store_and_index, setup,  \
                                         teardown),                                                 \
         cmocka_unit_test_setup_teardown(test_store_token_keys_first_writer_wins, setup, teardown), \
+        cmocka_unit_test_setup_teardown(test_store_ticket_keys_first_writer_wins_and_prunes,       \
+                                        setup, teardown),                                          \
         cmocka_unit_test_setup_teardown(test_store_lists_in_order_with_paging, setup, teardown),   \
         cmocka_unit_test_setup_teardown(test_store_retained_authz_and_seen, setup, teardown),      \
         cmocka_unit_test_setup_teardown(test_store_ca_tokens_and_issuances, setup, teardown),      \

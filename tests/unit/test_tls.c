@@ -222,12 +222,45 @@ static void test_tls_session_drop_leaves_tls12(void **state)
     SSL_free(cli);
 }
 
+/* A ticket is proven only by the exact tag; missing or altered data is not. */
+static void test_tls_ticket_appdata_proven_only_exactly(void **state)
+{
+    (void)state;
+    static const char tag[] = "certmq:1:chain-proven";
+    assert_true(tls_ticket_appdata_proven(tag, sizeof tag - 1));
+    assert_false(tls_ticket_appdata_proven(NULL, 0));
+    assert_false(tls_ticket_appdata_proven(tag, 0));
+    assert_false(tls_ticket_appdata_proven(tag, sizeof tag)); /* with the NUL */
+    assert_false(tls_ticket_appdata_proven(tag, sizeof tag - 2));
+    assert_false(tls_ticket_appdata_proven("certmq:1:-", 10));
+    assert_false(tls_ticket_appdata_proven("certmq:1:chain-provem", sizeof tag - 1));
+}
+
+static void test_tls_hello_offers_tls13(void **state)
+{
+    (void)state;
+    const unsigned char both[] = {4, 0x03, 0x04, 0x03, 0x03};
+    const unsigned char only12[] = {2, 0x03, 0x03};
+    const unsigned char lying[] = {8, 0x03, 0x03};           /* says 8 bytes, has 2 */
+    const unsigned char odd[] = {3, 0x03, 0x03, 0x03, 0x04}; /* 0304 is past the list */
+    const unsigned char grease[] = {4, 0x7a, 0x7a, 0x03, 0x04};
+    assert_true(tls_hello_offers_tls13(both, sizeof both));
+    assert_false(tls_hello_offers_tls13(only12, sizeof only12));
+    assert_false(tls_hello_offers_tls13(lying, sizeof lying));
+    assert_false(tls_hello_offers_tls13(odd, sizeof odd));
+    assert_true(tls_hello_offers_tls13(grease, sizeof grease));
+    assert_false(tls_hello_offers_tls13(both, 0));
+    assert_false(tls_hello_offers_tls13(both, 2)); /* cut inside 0304 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tls_session_drop_keeps_connection),
         cmocka_unit_test(test_tls_session_drop_unclean_end),
         cmocka_unit_test(test_tls_session_drop_leaves_tls12),
+        cmocka_unit_test(test_tls_ticket_appdata_proven_only_exactly),
+        cmocka_unit_test(test_tls_hello_offers_tls13),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,166 @@
+# Retained messages cluster-wide (issue 9 item 3): two nodes on one
+# PostgreSQL (and one NATS). A retained message set, replaced or cleared
+# through one node is what a new subscriber on the other node gets within a
+# second (the store announces the change, each node reads the row again),
+# per tenant, for topics too long for a change notice too; and a node's own
+# write coming back to it delivers nothing twice.
+import subprocess
+import time
+
+import pytest
+
+from cluster import ClusterNode, await_route, nats  # noqa: F401 (fixture)
+from conftest import QUIET, TIMEOUT, Client, unique_topic
+from test_store_pg import own_postgresql
+
+pytestmark = pytest.mark.certmq_only
+
+LIMIT = 1.0  # seconds for a change made on one node to show on the other
+
+
+@pytest.fixture(scope="module")
+def pg():
+    yield from own_postgresql("certmq-pg-retained-", "retained")
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory, pg, nats):  # noqa: F811
+    made = [ClusterNode(tmp_path_factory.mktemp(name), nats.url, name, {"store": pg.uri}).start()
+            for name in ("r1", "r2")]
+    yield made
+    for n in made:
+        n.stop()
+
+
+def logs_in(node, auth):
+    """A paho client of node logged in as auth, retried for a while (the
+    user was made on the other node and is on its way here)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        c = Client(username=auth[0], password=auth[1])
+        if c.connect(node.mqtt_port, expect_rc=None) == 0:
+            return c
+        c.close()
+        assert time.monotonic() < deadline, f"{auth[0]} never logged in on {node.dir.name}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def tenants(nodes):
+    """Two tenants made through node 1, each with a user that logs in on both."""
+    n1, n2 = nodes
+    made = [n1.tenant_user("reta"), n1.tenant_user("retb")]
+    for auth in made:
+        logs_in(n2, auth).close()
+    return made
+
+
+def publish(node, auth, topic, payload, retain=True):
+    r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(node.mqtt_port),
+                        "-u", auth[0], "-P", auth[1], "-t", topic, "-m", payload, "-q", "1",
+                        "-V", "mqttv311"] + (["-r"] if retain else []),
+                       capture_output=True, text=True, timeout=TIMEOUT + 5)
+    assert r.returncode == 0, r.stderr
+
+
+def new_subscriber(node, auth, topic, wait):
+    """What a new subscriber to topic on node receives within wait seconds:
+    [(payload, retain flag)]."""
+    c = Client(username=auth[0], password=auth[1])
+    try:
+        c.connect(node.mqtt_port)
+        c.subscribe(topic, 1)
+        return [(m.payload, bool(m.retain)) for m in c.drain(wait)]
+    finally:
+        c.close()
+
+
+def within_limit(node, auth, topic, want):
+    """New subscribers on node, one after the other, until one receives
+    exactly want; returns how long that took (which must be under LIMIT)."""
+    t0 = time.monotonic()
+    while True:
+        got = new_subscriber(node, auth, topic, 0.15)
+        took = time.monotonic() - t0
+        if got == want:
+            assert took < LIMIT, f"took {took:.3f} s"
+            return took
+        assert took < LIMIT, f"after {took:.3f} s a new subscriber still gets {got!r}"
+
+
+def test_set_on_node_1_is_received_by_a_new_subscriber_on_node_2(nodes, tenants):
+    n1, n2 = nodes
+    a, _ = tenants
+    topic = unique_topic("kept")
+    publish(n1, a, topic, "on node 1")
+    took = within_limit(n2, a, topic, [(b"on node 1", True)])
+    print(f"set on node 1, seen by a new subscriber on node 2 after {took * 1000:.0f} ms")
+
+
+def test_cleared_on_node_2_a_new_subscriber_on_node_1_gets_nothing(nodes, tenants):
+    n1, n2 = nodes
+    a, _ = tenants
+    topic = unique_topic("clear")
+    publish(n1, a, topic, "to be cleared")
+    within_limit(n2, a, topic, [(b"to be cleared", True)])
+    publish(n2, a, topic, "")
+    within_limit(n1, a, topic, [])
+    assert new_subscriber(n1, a, topic, QUIET) == []
+    assert new_subscriber(n2, a, topic, QUIET) == []
+
+
+def test_replaced_the_new_payload_only(nodes, tenants):
+    n1, n2 = nodes
+    a, _ = tenants
+    topic = unique_topic("replace")
+    publish(n1, a, topic, "old")
+    within_limit(n2, a, topic, [(b"old", True)])
+    publish(n2, a, topic, "new")
+    within_limit(n1, a, topic, [(b"new", True)])
+    publish(n1, a, topic, "newest")
+    within_limit(n2, a, topic, [(b"newest", True)])
+    assert new_subscriber(n1, a, topic, QUIET) == [(b"newest", True)]
+
+
+def test_another_tenant_with_the_same_topic_gets_nothing(nodes, tenants):
+    n1, n2 = nodes
+    a, b = tenants
+    topic = unique_topic("mine")
+    publish(n1, a, topic, "tenant a only")
+    within_limit(n2, a, topic, [(b"tenant a only", True)])
+    assert new_subscriber(n2, b, topic, QUIET) == []
+    assert new_subscriber(n1, b, topic, QUIET) == []
+    # and b's own retained message on that topic leaves a's alone
+    publish(n2, b, topic, "tenant b's")
+    within_limit(n1, b, topic, [(b"tenant b's", True)])
+    assert new_subscriber(n1, a, topic, QUIET) == [(b"tenant a only", True)]
+
+
+def test_a_topic_longer_than_a_change_notice(nodes, tenants):
+    n1, n2 = nodes
+    a, _ = tenants
+    topic = unique_topic("long") + "/" + "x" * 9000  # a notice holds at most 8000 bytes
+    publish(n1, a, topic, "long one")
+    within_limit(n2, a, topic, [(b"long one", True)])
+    publish(n2, a, topic, "")
+    within_limit(n1, a, topic, [])
+
+
+def test_no_message_is_delivered_twice(nodes, tenants):
+    """A live subscriber on node 2 gets the retained publish of node 1 once
+    (over NATS, RETAIN 0 as a live delivery), not again when the store's
+    notice arrives; node 1, whose own write comes back, keeps one copy."""
+    n1, n2 = nodes
+    a, _ = tenants
+    topic = unique_topic("once")
+    live = logs_in(n2, a)
+    try:
+        live.subscribe(topic, 1)
+        await_route(lambda t, p: publish(n1, a, t, p.decode(), retain=False), live, topic)
+        publish(n1, a, topic, "just once")
+        within_limit(n2, a, topic, [(b"just once", True)])
+        got = [(m.payload, bool(m.retain)) for m in live.drain(QUIET)]
+        assert got == [(b"just once", False)]
+    finally:
+        live.close()
+    assert new_subscriber(n1, a, topic, QUIET) == [(b"just once", True)]

@@ -229,8 +229,7 @@ MUST_USE int broker_retained_put(struct broker *b, const char *tenant, const cha
 /* Clears the retained message of tenant whose topic has this digest
  * (store_retained_digest): 0 also when there is none. ERR_INVALID without
  * cfg.retain_digests. */
-MUST_USE int broker_retained_clear_digest(struct broker *b, const char *tenant,
-                                          const char *digest);
+MUST_USE int broker_retained_clear_digest(struct broker *b, const char *tenant, const char *digest);
 
 /* Writes a 5.0 client's DISCONNECT with reason before the network layer
  * closes it (nothing for 3.1.1). */

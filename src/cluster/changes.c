@@ -128,8 +128,7 @@ static int copy_retained(void *arg, const char *tenant, const void *topic, size_
  * the row as the store holds it now is what this node keeps (two racing
  * writes end the same on every node). Future subscribers only: nothing is
  * delivered now (the publishing node's live subscribers got it already). */
-static void apply_retained(const struct changes_config *cfg, const char *tenant,
-                           const char *digest)
+static void apply_retained(const struct changes_config *cfg, const char *tenant, const char *digest)
 {
     struct retained_copy c = {0};
     int rc = store_retained_get(cfg->st, tenant, digest, copy_retained, &c);

@@ -22,8 +22,8 @@ struct broker;
 struct changes_config {
     struct store *st;
     struct trust_index *ti;
-    struct authz *authz;  /* may be NULL */
-    struct tenant_ca *ca; /* may be NULL */
+    struct authz *authz;   /* may be NULL */
+    struct tenant_ca *ca;  /* may be NULL */
     struct broker *broker; /* retained messages; may be NULL (built with retain_digests) */
     /* The REST API's hooks (api.h), each may be NULL. */
     void (*on_anchor_change)(void *arg, const char *tenant, const char *fp, bool still_enabled);

@@ -46,8 +46,8 @@ int pgs_retained_list(struct store *st, store_retained_cb cb, void *arg)
 }
 
 /* By the digest of schema 9's notices, through its index. */
-int pgs_retained_get(struct store *st, const char *tenant, const char *digest,
-                     store_retained_cb cb, void *arg)
+int pgs_retained_get(struct store *st, const char *tenant, const char *digest, store_retained_cb cb,
+                     void *arg)
 {
     struct pg_params p = {0};
     pg_text(&p, tenant);

@@ -536,10 +536,8 @@ static void test_cluster_retained_publish_is_found_by_digest(void **state)
     connect_both(f);
     struct buf t;
     buf_init(&t, 0);
-    struct mqtt_publish m = {.retain = true,
-                             .topic = BYTES("k/1"),
-                             .payload = (const uint8_t *)"m",
-                             .payload_len = 1};
+    struct mqtt_publish m = {
+        .retain = true, .topic = BYTES("k/1"), .payload = (const uint8_t *)"m", .payload_len = 1};
     assert_int_equal(mqtt_encode_publish(&t, &m), 0);
     assert_int_equal(feed(f, &f->pub, &t), 0);
     buf_free(&t);

@@ -56,9 +56,11 @@ def tenants(nodes):
 
 
 def publish(node, auth, topic, payload, retain=True):
-    r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(node.mqtt_port),
-                        "-u", auth[0], "-P", auth[1], "-t", topic, "-m", payload, "-q", "1",
-                        "-V", "mqttv311"] + (["-r"] if retain else []),
+    """mosquitto_pub at QoS 1 as auth (None: anonymous)."""
+    login = ["-u", auth[0], "-P", auth[1]] if auth else []
+    r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(node.mqtt_port)] + login +
+                       ["-t", topic, "-m", payload, "-q", "1", "-V", "mqttv311"] +
+                       (["-r"] if retain else []),
                        capture_output=True, text=True, timeout=TIMEOUT + 5)
     assert r.returncode == 0, r.stderr
 
@@ -66,7 +68,7 @@ def publish(node, auth, topic, payload, retain=True):
 def new_subscriber(node, auth, topic, wait):
     """What a new subscriber to topic on node receives within wait seconds:
     [(payload, retain flag)]."""
-    c = Client(username=auth[0], password=auth[1])
+    c = Client(username=auth[0], password=auth[1]) if auth else Client()
     try:
         c.connect(node.mqtt_port)
         c.subscribe(topic, 1)
@@ -134,6 +136,17 @@ def test_another_tenant_with_the_same_topic_gets_nothing(nodes, tenants):
     publish(n2, b, topic, "tenant b's")
     within_limit(n1, b, topic, [(b"tenant b's", True)])
     assert new_subscriber(n1, a, topic, QUIET) == [(b"tenant a only", True)]
+
+
+def test_the_anonymous_space_too_and_apart_from_tenants(nodes, tenants):
+    n1, n2 = nodes
+    a, _ = tenants
+    topic = unique_topic("anon")
+    publish(n2, None, topic, "anonymous")
+    within_limit(n1, None, topic, [(b"anonymous", True)])
+    assert new_subscriber(n1, a, topic, QUIET) == []
+    publish(n1, None, topic, "")
+    within_limit(n2, None, topic, [])
 
 
 def test_a_topic_longer_than_a_change_notice(nodes, tenants):

@@ -1,10 +1,10 @@
 /* What other nodes changed, applied here: the store tells of every committed
  * change nodes hold in memory (store_watch), and this module reads the row
- * again and updates the trust index and the authorization rules as the REST
- * API does after its own writes (and the broker's retained messages), then
- * calls the same hooks, so that a
- * certificate disabled or a device revoked on any node disconnects its
- * devices on this one too. A single node (SQLite) has nothing to apply. */
+ * again and updates the trust index, the authorization rules and the
+ * broker's retained messages as the REST API and the broker do after their
+ * own writes, then calls the same hooks, so that a certificate disabled or a
+ * device revoked on any node disconnects its devices on this one too. A
+ * single node (SQLite) has nothing to apply. */
 #ifndef CERTMQ_CLUSTER_CHANGES_H
 #define CERTMQ_CLUSTER_CHANGES_H
 

@@ -230,6 +230,13 @@ MUST_USE int broker_retained_put(struct broker *b, const char *tenant, const cha
  * (store_retained_digest): 0 also when there is none. ERR_INVALID without
  * cfg.retain_digests. */
 MUST_USE int broker_retained_clear_digest(struct broker *b, const char *tenant, const char *digest);
+/* Clears every retained message whose (tenant, digest) keep refuses (keep
+ * runs under the broker lock and must not call into the broker): what a
+ * node missed while it heard no notices. ERR_INVALID without
+ * cfg.retain_digests. */
+MUST_USE int broker_retained_sweep(struct broker *b,
+                                   bool (*keep)(void *arg, const char *tenant, const char *digest),
+                                   void *arg);
 
 /* Writes a 5.0 client's DISCONNECT with reason before the network layer
  * closes it (nothing for 3.1.1). */

@@ -2,9 +2,11 @@
  * is set or cleared (publish, restore at start, a change another node
  * stored), which keeps the count and, when the store is shared by nodes,
  * an index by topic digest (a store notice names a topic by its digest
- * only, so a removal announced elsewhere is found through it). */
+ * only, so a removal announced elsewhere is found through it, and a node
+ * that missed notices sweeps away what the store no longer holds). */
 #include "broker/internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -89,4 +91,58 @@ int broker_restore_retained(struct broker *b, const char *tenant, const char *to
 {
     ENSURE(plen, ERR_INVALID);
     return broker_retained_put(b, tenant, topic, tlen, payload, plen, qos);
+}
+
+/* A sweep over every space: keep is asked for each retained message. */
+struct sweep {
+    struct broker *b;
+    bool (*keep)(void *arg, const char *tenant, const char *digest);
+    void *arg;
+    const char *tenant;
+    char (*gone)[STORE_DIGEST_HEX + 1];
+    size_t n;
+    int rc;
+};
+
+static void sweep_mark(const char *key, void *value, void *arg)
+{
+    (void)value;
+    struct sweep *s = arg;
+    if (!s->keep(s->arg, s->tenant, key)) memcpy(s->gone[s->n++], key, STORE_DIGEST_HEX + 1);
+}
+
+/* Clears the retained messages of one space that keep refuses (marked
+ * first: clearing changes the map being walked). */
+static void sweep_space(const char *key, void *value, void *arg)
+{
+    (void)key;
+    struct space *sp = value;
+    struct sweep *s = arg;
+    if (!sp->retained.count) return;
+    s->gone = malloc(sp->retained.count * sizeof *s->gone);
+    if (!s->gone) {
+        s->rc = ERR_NOMEM;
+        return;
+    }
+    s->tenant = sp->tenant;
+    s->n = 0;
+    map_each(&sp->retained, sweep_mark, s);
+    for (size_t i = 0; i < s->n; i++) {
+        struct msg *m = map_get(&sp->retained, s->gone[i], STORE_DIGEST_HEX);
+        if (m) space_retain_set(s->b, sp, m->data, m->topic_len, NULL);
+    }
+    free(s->gone);
+    s->gone = NULL;
+}
+
+int broker_retained_sweep(struct broker *b,
+                          bool (*keep)(void *arg, const char *tenant, const char *digest),
+                          void *arg)
+{
+    ENSURE(b->cfg.retain_digests, ERR_INVALID);
+    struct sweep s = {.b = b, .keep = keep, .arg = arg};
+    pthread_mutex_lock(&b->lock);
+    map_each(&b->spaces, sweep_space, &s); /* clearing leaves b->spaces as it is */
+    pthread_mutex_unlock(&b->lock);
+    return s.rc;
 }

@@ -11,6 +11,7 @@
 
 #include "broker/broker.h"
 #include "ca/tenantca.h"
+#include "core/map.h"
 #include "core/log.h"
 #include "identity/authz.h"
 #include "identity/trust.h"
@@ -92,13 +93,53 @@ static void apply_authz(const struct changes_config *cfg, const char *tenant)
     if (cfg->on_authz_change) cfg->on_authz_change(cfg->hook_arg, tenant);
 }
 
+/* After a gap: every stored retained message is set again, and noted by
+ * "tenant \x01 digest" so that the ones cleared meanwhile can be swept. */
+struct stored_retained {
+    struct broker *broker;
+    struct map seen; /* values unused (non-NULL) */
+};
+
+#define RETAINED_KEY_MAX (STORE_TENANT_MAX + 1 + STORE_DIGEST_HEX + 1)
+
+static int retained_key(char key[RETAINED_KEY_MAX], const char *tenant, const char *digest)
+{
+    int n = snprintf(key, RETAINED_KEY_MAX, "%s\x01%s", tenant, digest);
+    return n > 0 && n < RETAINED_KEY_MAX ? n : ERR_INVALID;
+}
+
 /* Row callback of the resync's store_retained_list: PostgreSQL (the only
  * store with a watch) visits its rows after releasing its connection, so
  * the broker lock taken here never waits on the store's. */
 static int put_retained(void *arg, const char *tenant, const void *topic, size_t tlen,
                         const void *payload, size_t plen, int qos)
 {
-    return broker_retained_put(arg, tenant, topic, tlen, payload, plen, (uint8_t)qos);
+    struct stored_retained *r = arg;
+    char digest[STORE_DIGEST_HEX + 1], key[RETAINED_KEY_MAX];
+    store_retained_digest(topic, tlen, digest);
+    int n = retained_key(key, tenant, digest);
+    GUARD(n);
+    GUARD(broker_retained_put(r->broker, tenant, topic, tlen, payload, plen, (uint8_t)qos));
+    return map_put(&r->seen, key, (size_t)n, r, NULL);
+}
+
+static bool still_stored(void *arg, const char *tenant, const char *digest)
+{
+    const struct stored_retained *r = arg;
+    char key[RETAINED_KEY_MAX];
+    int n = retained_key(key, tenant, digest);
+    return n < 0 || map_get(&r->seen, key, (size_t)n) != NULL;
+}
+
+static int resync_retained(const struct changes_config *cfg)
+{
+    if (!cfg->broker) return 0;
+    struct stored_retained r = {.broker = cfg->broker};
+    map_init(&r.seen);
+    int rc = store_retained_list(cfg->st, put_retained, &r);
+    if (rc == 0) rc = broker_retained_sweep(cfg->broker, still_stored, &r);
+    map_free(&r.seen);
+    return rc;
 }
 
 /* One retained row copied out of the store's callback (owned). */
@@ -145,11 +186,12 @@ static void apply_retained(const struct changes_config *cfg, const char *tenant,
 }
 
 /* After a gap in the notices: whatever was added or changed meanwhile is
- * read again (a deletion meanwhile stays in memory until a restart). */
+ * read again (a deletion meanwhile stays in memory until a restart, but
+ * for retained messages, which are swept). */
 static void resync(const struct changes_config *cfg)
 {
     if (trust_load(cfg->ti, cfg->st) < 0 || (cfg->authz && authz_reload(cfg->authz) < 0) ||
-        (cfg->broker && store_retained_list(cfg->st, put_retained, cfg->broker) < 0))
+        resync_retained(cfg) < 0)
         log_warn("store: reading changes made elsewhere again failed");
 }
 

@@ -2,8 +2,9 @@
 # PostgreSQL (and one NATS). A retained message set, replaced or cleared
 # through one node is what a new subscriber on the other node gets within a
 # second (the store announces the change, each node reads the row again),
-# per tenant, for topics too long for a change notice too; and a node's own
-# write coming back to it delivers nothing twice.
+# per tenant, for topics too long for a change notice too; a node's own
+# write coming back to it delivers nothing twice; and a node that heard no
+# notices for a while catches up with what was set and cleared meanwhile.
 import subprocess
 import time
 
@@ -25,8 +26,11 @@ def pg():
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory, pg, nats):  # noqa: F811
-    made = [ClusterNode(tmp_path_factory.mktemp(name), nats.url, name, {"store": pg.uri}).start()
-            for name in ("r1", "r2")]
+    # Node 2 logs in as a role of its own, which a test can lock out alone.
+    pg.sql("CREATE ROLE node2 LOGIN SUPERUSER")
+    uris = {"r1": pg.uri, "r2": pg.uri.replace("://postgres@", "://node2@")}
+    made = [ClusterNode(tmp_path_factory.mktemp(name), nats.url, name, {"store": uris[name]})
+            .start() for name in ("r1", "r2")]
     yield made
     for n in made:
         n.stop()
@@ -177,3 +181,37 @@ def test_no_message_is_delivered_twice(nodes, tenants):
     finally:
         live.close()
     assert new_subscriber(n1, a, topic, QUIET) == [(b"just once", True)]
+
+
+def wait_log(node, text, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while text not in node.stderr():
+        assert time.monotonic() < deadline, f"{node.dir.name} never logged {text!r}"
+        time.sleep(0.05)
+
+
+def test_a_node_that_missed_notices_catches_up(nodes, tenants, pg):
+    """Node 2 loses PostgreSQL (its role locked out, its connections ended)
+    while node 1 clears one retained message and sets another: once node 2
+    listens again, it holds what the store holds."""
+    n1, n2 = nodes
+    a, _ = tenants
+    cleared, added = unique_topic("gap-cleared"), unique_topic("gap-added")
+    publish(n1, a, cleared, "before the gap")
+    within_limit(n2, a, cleared, [(b"before the gap", True)])
+    pg.sql("ALTER ROLE node2 NOLOGIN")
+    try:
+        pg.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+               " WHERE usename = 'node2'")
+        wait_log(n2, "lost change notices")
+        publish(n1, a, cleared, "")
+        publish(n1, a, added, "during the gap")
+        assert new_subscriber(n2, a, cleared, QUIET) == [(b"before the gap", True)]
+    finally:
+        pg.sql("ALTER ROLE node2 LOGIN")
+    wait_log(n2, "again; changes meanwhile may be missed")
+    deadline = time.monotonic() + TIMEOUT
+    while (new_subscriber(n2, a, cleared, 0.15), new_subscriber(n2, a, added, 0.15)) != \
+            ([], [(b"during the gap", True)]):
+        assert time.monotonic() < deadline, "node 2 never caught up"
+    assert new_subscriber(n2, a, cleared, QUIET) == []

@@ -552,6 +552,35 @@ static void test_cluster_retained_publish_is_found_by_digest(void **state)
     assert_int_equal(buf_used(&f->sub.out), 0);
 }
 
+static bool keep_only(void *arg, const char *tenant, const char *digest)
+{
+    char d[STORE_DIGEST_HEX + 1];
+    store_retained_digest("s/keep", 6, d);
+    (*(int *)arg)++;
+    return !strcmp(tenant, "t1") && !strcmp(digest, d);
+}
+
+/* After missed notices: what the store no longer holds is swept away, in
+ * every tenant, and only that. */
+static void test_cluster_retained_sweep(void **state)
+{
+    struct fixture *f = *state;
+    const uint8_t *v = (const uint8_t *)"v";
+    assert_int_equal(broker_retained_put(f->b, "t1", "s/keep", 6, v, 1, 0), 0);
+    assert_int_equal(broker_retained_put(f->b, "t1", "s/gone", 6, v, 1, 0), 0);
+    assert_int_equal(broker_retained_put(f->b, "t2", "s/keep", 6, v, 1, 0), 0);
+    assert_int_equal(broker_retained_put(f->b, "", "s/gone", 6, v, 1, 0), 0);
+    assert_int_equal(retained_count(f), 4);
+    int asked = 0;
+    assert_int_equal(broker_retained_sweep(f->b, keep_only, &asked), 0);
+    assert_int_equal(asked, 4);
+    assert_int_equal(retained_count(f), 1);
+    char d[STORE_DIGEST_HEX + 1];
+    store_retained_digest("s/keep", 6, d);
+    assert_int_equal(broker_retained_clear_digest(f->b, "t1", d), 0);
+    assert_int_equal(retained_count(f), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +610,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cluster_retained_publish_is_found_by_digest,
                                         setup_cluster, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_retained_sweep, setup_cluster, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -513,6 +513,7 @@ static int watch_changes(struct app *app)
         .ti = app->trust,
         .authz = app->authz,
         .ca = app->ca,
+        .broker = app->broker,
         .on_anchor_change = on_anchor_change,
         .on_user_delete = on_user_delete,
         .on_crl_change = on_crl_change,
@@ -628,6 +629,7 @@ static int app_start(struct app *app)
         .renew_notice = tenant_ca_renew_notice,
         .on_retain = on_retain,
         .retain_arg = app,
+        .retain_digests = store_is_pg(cfg->store),
         .acl_compile = acl_compile_hook,
         .acl_arg = app,
     };

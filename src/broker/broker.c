@@ -108,6 +108,7 @@ static void free_space_cb(const char *key, void *value, void *arg)
     struct space *sp = value;
     share_free_all(sp);
     topic_retain_clear(sp->tree, free_retained, NULL);
+    map_free(&sp->retained);
     topic_tree_free(sp->tree);
     free(sp->tenant);
     free(sp);
@@ -144,6 +145,7 @@ struct space *space_get(struct broker *b, const char *tenant)
     sp->tenant = strdup(tenant);
     sp->tree = topic_tree_new();
     map_init(&sp->shares);
+    map_init(&sp->retained);
     if (!sp->tenant || !sp->tree || map_put(&b->spaces, tenant, len, sp, NULL) < 0) {
         topic_tree_free(sp->tree);
         free(sp->tenant);
@@ -337,19 +339,10 @@ int broker_publish(struct broker *b, struct space *sp, struct msg *m, const stru
     b->stats.msgs_in_qos[m->qos % 3]++;
     b->stats.bytes_in_qos[m->qos % 3] += m->payload_len;
     if (m->retain) {
-        struct msg *old;
         if (b->cfg.on_retain)
             b->cfg.on_retain(b->cfg.retain_arg, sp->tenant, topic, m->topic_len, msg_payload(m),
                              m->payload_len, m->qos);
-        if (m->payload_len == 0) {
-            old = topic_retain_set(sp->tree, topic, m->topic_len, NULL);
-        } else {
-            m->refs++;
-            old = topic_retain_set(sp->tree, topic, m->topic_len, m);
-            if (!old) b->stats.retained++;
-        }
-        if (old && m->payload_len == 0 && b->stats.retained) b->stats.retained--;
-        msg_unref(old);
+        space_retain_set(b, sp, topic, m->topic_len, m->payload_len ? m : NULL);
     }
     int queued = route(b, sp, m, from, b->cfg.cluster != NULL);
     const struct broker_cluster *cl = b->cfg.cluster;
@@ -399,25 +392,6 @@ void session_deliver_direct(struct broker *b, struct session *s, struct msg *m)
             best = s->subs[i].qos;
     struct delivery d = {m->qos < best ? m->qos : (uint8_t)best, false, 0, NULL};
     if (best >= 0 && session_may_read(s, m)) session_enqueue(b, s, m, &d);
-}
-
-int broker_restore_retained(struct broker *b, const char *tenant, const char *topic, size_t tlen,
-                            const uint8_t *payload, size_t plen, uint8_t qos)
-{
-    if (tlen == 0 || tlen > UINT16_MAX || plen == 0 || qos > 2) return ERR_INVALID;
-    int rc = ERR_NOMEM;
-    pthread_mutex_lock(&b->lock);
-    struct space *sp = space_get(b, tenant);
-    struct msg *m =
-        sp ? msg_new((const uint8_t *)topic, tlen, payload, plen, qos, true, NULL, 0) : NULL;
-    if (m) {
-        struct msg *old = topic_retain_set(sp->tree, topic, tlen, m);
-        if (!old) b->stats.retained++;
-        msg_unref(old);
-        rc = 0;
-    }
-    pthread_mutex_unlock(&b->lock);
-    return rc;
 }
 
 static uint16_t next_packet_id(struct session *s)

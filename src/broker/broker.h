@@ -154,6 +154,9 @@ struct broker_config {
     void (*on_retain)(void *arg, const char *tenant, const char *topic, size_t tlen,
                       const uint8_t *payload, size_t plen, uint8_t qos);
     void *retain_arg;
+    /* Retained topics are also indexed by their digest, so that
+     * broker_retained_clear_digest finds them (a store shared by nodes). */
+    bool retain_digests;
     /* Compiles the topic authorization rules that apply to a client into
      * *out (NULL: everything allowed). Called at CONNECT without the broker
      * lock, and by broker_acl_refresh with it. NULL: no authorization. */
@@ -246,6 +249,27 @@ MUST_USE int broker_remote_publish(struct broker *b, const struct broker_remote 
 /* Puts back a retained message kept by on_retain (at start, before clients). */
 MUST_USE int broker_restore_retained(struct broker *b, const char *tenant, const char *topic,
                                      size_t tlen, const uint8_t *payload, size_t plen, uint8_t qos);
+
+/* Retained messages another node stored (cluster/changes.c). Any thread;
+ * each takes the broker lock. Only what future subscribers receive
+ * changes: nothing is routed to live subscribers, nothing goes to
+ * on_retain or to the cluster again. */
+/* Sets (plen > 0) or clears (plen 0) the retained message of (tenant,
+ * topic). One equal to the message held (payload and QoS) leaves it as it
+ * is, so a node's own write coming back changes nothing. */
+MUST_USE int broker_retained_put(struct broker *b, const char *tenant, const char *topic,
+                                 size_t tlen, const uint8_t *payload, size_t plen, uint8_t qos);
+/* Clears the retained message of tenant whose topic has this digest
+ * (store_retained_digest): 0 also when there is none. ERR_INVALID without
+ * cfg.retain_digests. */
+MUST_USE int broker_retained_clear_digest(struct broker *b, const char *tenant, const char *digest);
+/* Clears every retained message whose (tenant, digest) keep refuses (keep
+ * runs under the broker lock and must not call into the broker): what a
+ * node missed while it heard no notices. ERR_INVALID without
+ * cfg.retain_digests. */
+MUST_USE int broker_retained_sweep(struct broker *b,
+                                   bool (*keep)(void *arg, const char *tenant, const char *digest),
+                                   void *arg);
 
 /* Writes a 5.0 client's DISCONNECT with reason before the network layer
  * closes it (nothing for 3.1.1). */

@@ -76,6 +76,9 @@ struct space {
     char *tenant;
     struct topic_tree *tree;
     struct map shares; /* "group\x01filter" -> struct share */
+    /* topic digest (store_retained_digest) -> its retained struct msg, the
+     * tree's reference; kept only with cfg.retain_digests (retained.c) */
+    struct map retained;
 };
 
 struct session {
@@ -160,6 +163,10 @@ static inline const uint8_t *msg_payload(const struct msg *m)
 }
 
 struct space *space_get(struct broker *b, const char *tenant);
+/* Sets the retained copy of topic in sp to m (a reference of its own is
+ * taken; NULL clears it), keeping the count and the digest index. */
+void space_retain_set(struct broker *b, struct space *sp, const char *topic, size_t tlen,
+                      struct msg *m);
 void session_free(struct broker *b, struct session *s);
 
 /* Routes m to every session of space subscribed to its topic, and stores

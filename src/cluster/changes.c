@@ -4,11 +4,14 @@
  * nothing more than the write itself did. */
 #include "cluster/changes.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/x509.h>
 
+#include "broker/broker.h"
 #include "ca/tenantca.h"
+#include "core/map.h"
 #include "core/log.h"
 #include "identity/authz.h"
 #include "identity/trust.h"
@@ -90,11 +93,105 @@ static void apply_authz(const struct changes_config *cfg, const char *tenant)
     if (cfg->on_authz_change) cfg->on_authz_change(cfg->hook_arg, tenant);
 }
 
+/* After a gap: every stored retained message is set again, and noted by
+ * "tenant \x01 digest" so that the ones cleared meanwhile can be swept. */
+struct stored_retained {
+    struct broker *broker;
+    struct map seen; /* values unused (non-NULL) */
+};
+
+#define RETAINED_KEY_MAX (STORE_TENANT_MAX + 1 + STORE_DIGEST_HEX + 1)
+
+static int retained_key(char key[RETAINED_KEY_MAX], const char *tenant, const char *digest)
+{
+    int n = snprintf(key, RETAINED_KEY_MAX, "%s\x01%s", tenant, digest);
+    return n > 0 && n < RETAINED_KEY_MAX ? n : ERR_INVALID;
+}
+
+/* Row callback of the resync's store_retained_list: PostgreSQL (the only
+ * store with a watch) visits its rows after releasing its connection, so
+ * the broker lock taken here never waits on the store's. */
+static int put_retained(void *arg, const char *tenant, const void *topic, size_t tlen,
+                        const void *payload, size_t plen, int qos)
+{
+    struct stored_retained *r = arg;
+    char digest[STORE_DIGEST_HEX + 1], key[RETAINED_KEY_MAX];
+    store_retained_digest(topic, tlen, digest);
+    int n = retained_key(key, tenant, digest);
+    GUARD(n);
+    GUARD(broker_retained_put(r->broker, tenant, topic, tlen, payload, plen, (uint8_t)qos));
+    return map_put(&r->seen, key, (size_t)n, r, NULL);
+}
+
+static bool still_stored(void *arg, const char *tenant, const char *digest)
+{
+    const struct stored_retained *r = arg;
+    char key[RETAINED_KEY_MAX];
+    int n = retained_key(key, tenant, digest);
+    return n < 0 || map_get(&r->seen, key, (size_t)n) != NULL;
+}
+
+static int resync_retained(const struct changes_config *cfg)
+{
+    if (!cfg->broker) return 0;
+    struct stored_retained r = {.broker = cfg->broker};
+    map_init(&r.seen);
+    int rc = store_retained_list(cfg->st, put_retained, &r);
+    if (rc == 0) rc = broker_retained_sweep(cfg->broker, still_stored, &r);
+    map_free(&r.seen);
+    return rc;
+}
+
+/* One retained row copied out of the store's callback (owned). */
+struct retained_copy {
+    void *topic, *payload;
+    size_t tlen, plen;
+    int qos;
+};
+
+static int copy_retained(void *arg, const char *tenant, const void *topic, size_t tlen,
+                         const void *payload, size_t plen, int qos)
+{
+    (void)tenant;
+    struct retained_copy *c = arg;
+    c->topic = malloc(tlen ? tlen : 1);
+    c->payload = malloc(plen ? plen : 1);
+    ENSURE(c->topic && c->payload, ERR_NOMEM);
+    memcpy(c->topic, topic, tlen);
+    if (plen) memcpy(c->payload, payload, plen);
+    c->tlen = tlen;
+    c->plen = plen;
+    c->qos = qos;
+    return 0;
+}
+
+/* A retained message set or cleared: the notice names its topic by digest;
+ * the row as the store holds it now is what this node keeps (two racing
+ * writes end the same on every node). Future subscribers only: nothing is
+ * delivered now (the publishing node's live subscribers got it already). */
+static void apply_retained(const struct changes_config *cfg, const char *tenant, const char *digest)
+{
+    struct retained_copy c = {0};
+    int rc = store_retained_get(cfg->st, tenant, digest, copy_retained, &c);
+    if (rc == 0)
+        rc = broker_retained_put(cfg->broker, tenant, c.topic, c.tlen, c.payload, c.plen,
+                                 (uint8_t)c.qos);
+    else if (rc == ERR_NOT_FOUND)
+        rc = broker_retained_clear_digest(cfg->broker, tenant, digest);
+    free(c.topic);
+    free(c.payload);
+    if (rc < 0)
+        log_warn("tenant %s: retained message %.16s... changed elsewhere, not applied: %s", tenant,
+                 digest, err_str(rc));
+}
+
 /* After a gap in the notices: whatever was added or changed meanwhile is
- * read again (a deletion meanwhile stays in memory until a restart). */
+ * read again (a deletion meanwhile stays in memory until a restart, but
+ * for retained messages, which are swept). */
 static void resync(const struct changes_config *cfg)
 {
-    if (trust_load(cfg->ti, cfg->st) < 0 || (cfg->authz && authz_reload(cfg->authz) < 0))
+    if (trust_load(cfg->ti, cfg->st) < 0 || (cfg->authz && authz_reload(cfg->authz) < 0) ||
+        resync_retained(cfg) < 0)
         log_warn("store: reading changes made elsewhere again failed");
 }
 
@@ -121,5 +218,7 @@ void changes_apply(void *arg, const struct store_change *c)
         apply_authz(cfg, c->tenant);
     else if (!strcmp(t, "tenant_ca"))
         tenant_ca_refresh(cfg->ca, c->tenant);
+    else if (!strcmp(t, "retained") && key1 && cfg->broker)
+        apply_retained(cfg, c->tenant, c->k1);
     /* tenants: nothing held in memory. */
 }

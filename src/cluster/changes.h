@@ -1,9 +1,10 @@
 /* What other nodes changed, applied here: the store tells of every committed
  * change nodes hold in memory (store_watch), and this module reads the row
- * again and updates the trust index and the authorization rules as the REST
- * API does after its own writes, then calls the same hooks, so that a
- * certificate disabled or a device revoked on any node disconnects its
- * devices on this one too. A single node (SQLite) has nothing to apply. */
+ * again and updates the trust index, the authorization rules and the
+ * broker's retained messages as the REST API and the broker do after their
+ * own writes, then calls the same hooks, so that a certificate disabled or a
+ * device revoked on any node disconnects its devices on this one too. A
+ * single node (SQLite) has nothing to apply. */
 #ifndef CERTMQ_CLUSTER_CHANGES_H
 #define CERTMQ_CLUSTER_CHANGES_H
 
@@ -16,12 +17,14 @@ struct trust_index;
 struct authz;
 struct tenant_ca;
 struct store_change;
+struct broker;
 
 struct changes_config {
     struct store *st;
     struct trust_index *ti;
-    struct authz *authz;  /* may be NULL */
-    struct tenant_ca *ca; /* may be NULL */
+    struct authz *authz;   /* may be NULL */
+    struct tenant_ca *ca;  /* may be NULL */
+    struct broker *broker; /* retained messages; may be NULL (built with retain_digests) */
     /* The REST API's hooks (api.h), each may be NULL. */
     void (*on_anchor_change)(void *arg, const char *tenant, const char *fp, bool still_enabled);
     void (*on_user_delete)(void *arg, const char *tenant, const char *user, const char *device_cn);

@@ -90,6 +90,17 @@ static const char *const migrations[] = {
     " EXECUTE FUNCTION certmq_notify('tenant', 'user');"
     "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON tenant_ca FOR EACH ROW"
     " EXECUTE FUNCTION certmq_notify('tenant');",
+    /* 9: retained messages announced too, by the hex SHA-256 of the topic (a
+     * topic may be 64 KiB, a notice at most 8000 bytes), and found again by
+     * that digest through an index on it */
+    "CREATE FUNCTION certmq_notify_retained() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE r retained; BEGIN"
+    " IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;"
+    " PERFORM pg_notify('certmq', jsonb_build_array(TG_TABLE_NAME, TG_OP, r.tenant,"
+    " encode(sha256(r.topic), 'hex'))::text); RETURN NULL; END $$;"
+    "CREATE TRIGGER notify AFTER INSERT OR UPDATE OR DELETE ON retained FOR EACH ROW"
+    " EXECUTE FUNCTION certmq_notify_retained();"
+    "CREATE INDEX retained_digest ON retained(tenant, encode(sha256(topic), 'hex'));",
     /* 10: TLS session-ticket keys shared by the nodes, sealed (pg_ticket.c) */
     "CREATE TABLE ticket_keys(period BIGINT NOT NULL, slot BIGINT NOT NULL,"
     " sealed BYTEA NOT NULL, created BIGINT NOT NULL, PRIMARY KEY(period, slot));",

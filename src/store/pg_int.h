@@ -160,6 +160,8 @@ int pgs_token_key_rewrap(struct store *st, store_token_key_fn fn, void *arg, siz
 int pgs_retained_put(struct store *st, const char *tenant, const void *topic, size_t tlen,
                      const void *payload, size_t plen, int qos);
 int pgs_retained_list(struct store *st, store_retained_cb cb, void *arg);
+int pgs_retained_get(struct store *st, const char *tenant, const char *digest, store_retained_cb cb,
+                     void *arg);
 int pgs_authz_rules_put(struct store *st, const char *tenant, const char *rules_json);
 int pgs_authz_rules_list(struct store *st, store_authz_cb cb, void *arg);
 int pgs_authz_roles_put(struct store *st, const char *tenant, const char *user, const char *roles);
@@ -220,6 +222,7 @@ int pgs_ticket_key_get(struct store *st, int64_t period, int64_t slot, void **se
     X(token_key_rewrap)                                                                            \
     X(retained_put)                                                                                \
     X(retained_list)                                                                               \
+    X(retained_get)                                                                                \
     X(authz_rules_put)                                                                             \
     X(authz_rules_list)                                                                            \
     X(authz_roles_put)                                                                             \

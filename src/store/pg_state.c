@@ -45,6 +45,23 @@ int pgs_retained_list(struct store *st, store_retained_cb cb, void *arg)
                    retained_row, &(struct pg_visit){(void (*)(void))cb, arg});
 }
 
+/* By the digest of schema 9's notices, through its index. */
+int pgs_retained_get(struct store *st, const char *tenant, const char *digest, store_retained_cb cb,
+                     void *arg)
+{
+    struct pg_params p = {0};
+    pg_text(&p, tenant);
+    pg_text(&p, digest);
+    PGresult *r = NULL;
+    int rc = pg_one(st,
+                    "SELECT tenant, topic, payload, qos FROM retained"
+                    " WHERE tenant = $1 AND encode(sha256(topic), 'hex') = $2",
+                    &p, &r);
+    if (rc == 0) rc = retained_row(r, 0, &(struct pg_visit){(void (*)(void))cb, arg});
+    PQclear(r);
+    return rc;
+}
+
 /* ---- topic authorization ---- */
 
 int pgs_authz_rules_put(struct store *st, const char *tenant, const char *rules_json)

@@ -123,6 +123,7 @@ enum q {
     Q_RETAIN_PUT,
     Q_RETAIN_DELETE,
     Q_RETAIN_LIST,
+    Q_RETAIN_TENANT,
     Q_AUTHZ_RULES_PUT,
     Q_AUTHZ_RULES_LIST,
     Q_AUTHZ_ROLES_PUT,
@@ -208,6 +209,7 @@ static const char *const sql[Q_COUNT] = {
                      " qos = excluded.qos",
     [Q_RETAIN_DELETE] = "DELETE FROM retained WHERE tenant = ? AND topic = ?",
     [Q_RETAIN_LIST] = "SELECT tenant, topic, payload, qos FROM retained ORDER BY rowid",
+    [Q_RETAIN_TENANT] = "SELECT tenant, topic, payload, qos FROM retained WHERE tenant = ?",
 };
 
 struct store_sqlite {
@@ -1354,6 +1356,42 @@ out:
     return rc;
 }
 
+/* One node has no notices to follow: the digest is looked for among the
+ * tenant's retained topics. */
+struct digest_find {
+    const char *digest;
+    store_retained_cb cb;
+    void *arg;
+    bool found;
+};
+
+static int retained_digest_row(sqlite3_stmt *s, const struct visit *v)
+{
+    struct digest_find *f = v->arg;
+    char hex[STORE_DIGEST_HEX + 1];
+    store_retained_digest(sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1), hex);
+    if (f->found || strcmp(hex, f->digest) != 0) return 0;
+    f->found = true;
+    return retained_row(s, &(struct visit){(void (*)(void))f->cb, f->arg});
+}
+
+static int sq_retained_get(struct store *base, const char *tenant, const char *digest,
+                           store_retained_cb cb, void *arg)
+{
+    struct store_sqlite *st = sq(base);
+    struct digest_find f = {digest, cb, arg, false};
+    int rc = ERR_DB;
+    lock(st);
+    sqlite3_stmt *s = stmt(st, Q_RETAIN_TENANT);
+    if (!s) goto out;
+    bind_text(s, 1, tenant);
+    rc = each_row(st, s, retained_digest_row, &(struct visit){NULL, &f});
+    if (rc == 0 && !f.found) rc = ERR_NOT_FOUND;
+out:
+    unlock(st);
+    return rc;
+}
+
 /* ---- topic authorization ---- */
 
 static int sq_authz_rules_put(struct store *base, const char *tenant, const char *rules_json)
@@ -1493,6 +1531,7 @@ static const struct store_ops sqlite_ops = {
     .token_key_rewrap = sq_token_key_rewrap,
     .retained_put = sq_retained_put,
     .retained_list = sq_retained_list,
+    .retained_get = sq_retained_get,
     .authz_rules_put = sq_authz_rules_put,
     .authz_roles_put = sq_authz_roles_put,
     .authz_rules_list = sq_authz_rules_list,

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "store/store_ops.h"
 
 static const char *const role_names[STORE_ROLE_COUNT] = {
@@ -231,6 +233,27 @@ int store_retained_put(struct store *st, const char *tenant, const void *topic, 
 int store_retained_list(struct store *st, store_retained_cb cb, void *arg)
 {
     return st->ops->retained_list(st, cb, arg);
+}
+
+void store_retained_digest(const void *topic, size_t tlen, char out[STORE_DIGEST_HEX + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[32] = {0};
+    if (EVP_Digest(topic, tlen, md, NULL, EVP_sha256(), NULL) != 1)
+        memset(md, 0, sizeof md); /* names no topic the store holds */
+    for (size_t i = 0; i < sizeof md; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[STORE_DIGEST_HEX] = '\0';
+}
+
+int store_retained_get(struct store *st, const char *tenant, const char *digest,
+                       store_retained_cb cb, void *arg)
+{
+    ENSURE(digest && strlen(digest) == STORE_DIGEST_HEX, ERR_INVALID);
+    ENSURE(strspn(digest, "0123456789abcdef") == STORE_DIGEST_HEX, ERR_INVALID);
+    return st->ops->retained_get(st, tenant, digest, cb, arg);
 }
 
 int store_authz_rules_put(struct store *st, const char *tenant, const char *rules_json)

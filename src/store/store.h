@@ -197,6 +197,15 @@ typedef int (*store_retained_cb)(void *arg, const char *tenant, const void *topi
 MUST_USE int store_retained_put(struct store *st, const char *tenant, const void *topic,
                                 size_t tlen, const void *payload, size_t plen, int qos);
 MUST_USE int store_retained_list(struct store *st, store_retained_cb cb, void *arg);
+/* A retained topic's digest: lowercase hex SHA-256 of its bytes, what the
+ * store's change notices name it by (a topic is too long for a notice). */
+#define STORE_DIGEST_HEX 64
+void store_retained_digest(const void *topic, size_t tlen, char out[STORE_DIGEST_HEX + 1]);
+/* Calls cb once with the retained message of tenant whose topic has that
+ * digest (borrowed). ERR_NOT_FOUND when there is none, ERR_INVALID for a
+ * digest that is not 64 lowercase hex digits. */
+MUST_USE int store_retained_get(struct store *st, const char *tenant, const char *digest,
+                                store_retained_cb cb, void *arg);
 
 /* TLS session-ticket keys shared by the nodes of one store (net/ticketkeys.h):
  * one sealed key per rotation slot (slot = unix time / period). put keeps an

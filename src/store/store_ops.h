@@ -60,6 +60,8 @@ struct store_ops {
     int (*retained_put)(struct store *st, const char *tenant, const void *topic, size_t tlen,
                         const void *payload, size_t plen, int qos);
     int (*retained_list)(struct store *st, store_retained_cb cb, void *arg);
+    int (*retained_get)(struct store *st, const char *tenant, const char *digest,
+                        store_retained_cb cb, void *arg);
     int (*authz_rules_put)(struct store *st, const char *tenant, const char *rules_json);
     int (*authz_rules_list)(struct store *st, store_authz_cb cb, void *arg);
     int (*authz_roles_put)(struct store *st, const char *tenant, const char *user,

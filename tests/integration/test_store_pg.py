@@ -169,7 +169,7 @@ def test_zero_to_a_connected_device_on_postgresql(srv, acme, pg, clients):
     # It is PostgreSQL that holds it, and no SQLite file was made.
     assert pg.sql("SELECT cn FROM devices WHERE tenant = 'acme'") == "sensor-1"
     assert not (srv.data / "certmq.db").exists()
-    assert pg.sql("SELECT version FROM schema_version") == "8"  # 8: change notices
+    assert pg.sql("SELECT version FROM schema_version") == "10"  # 10: ticket keys
     assert pg.uri not in srv.stderr()  # the conninfo is never logged
 
 

@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "identity/auth.h"
+#include "store/store.h"
 
 #define BYTES(s) ((struct mqtt_bytes){(const uint8_t *)(s), (uint16_t)(sizeof(s) - 1)})
 #define NOW      1700000000
@@ -280,7 +281,7 @@ static void test_dispatch_v31_never_session_present(void **state)
 /* ---- cross-node messaging: the hooks a cluster bridge gets ---- */
 
 struct recorder {
-    int adds, dels, publishes;
+    int adds, dels, publishes, retains;
     char last_filter[64], last_group[16], last_topic[64];
     uint8_t last_qos;
 };
@@ -306,6 +307,12 @@ static void rec_interest(void *arg, const char *tenant, const char *filter, size
     snprintf(rec.last_group, sizeof rec.last_group, "%s", group ? group : "-");
 }
 
+static void rec_retain(void *arg, const char *tenant, const char *topic, size_t tlen,
+                       const uint8_t *payload, size_t plen, uint8_t qos)
+{
+    rec.retains++;
+}
+
 static const struct broker_cluster rec_ops = {.publish = rec_publish, .interest = rec_interest};
 
 static int setup_cluster(void **state)
@@ -322,6 +329,8 @@ static int setup_cluster(void **state)
                                .shared_subscriptions = true,
                                .auth = f->auth,
                                .wake = wake,
+                               .on_retain = rec_retain,
+                               .retain_digests = true,
                                .cluster = &rec_ops};
     assert_int_equal(broker_new(&bc, &f->b), 0);
     return 0;
@@ -588,6 +597,107 @@ static void test_release_keeps_a_session_too_large_to_send(void **state)
     buf_free(&snap);
 }
 
+static uint64_t retained_count(struct fixture *f)
+{
+    struct broker_stats s;
+    broker_stats(f->b, &s);
+    return s.retained;
+}
+
+/* A retained message another node stored: kept for the subscriptions made
+ * from now on, delivered to no one now, neither stored nor published to
+ * the cluster again; cleared by the digest of its topic; its tenant's only. */
+static void test_cluster_retained_from_another_node(void **state)
+{
+    struct fixture *f = *state;
+    connect_both(f);
+    subscribe(f, &f->sub, "r/#", 1);
+    assert_int_equal(broker_retained_put(f->b, "", "r/1", 3, (const uint8_t *)"v1", 2, 1), 0);
+    assert_int_equal(broker_retained_put(f->b, "other", "r/1", 3, (const uint8_t *)"v2", 2, 1), 0);
+    assert_int_equal(broker_retained_put(f->b, "", "r/1", 3, (const uint8_t *)"v1", 2, 1), 0);
+    assert_int_equal(broker_drain(f->b, &f->sub), 0);
+    assert_int_equal(buf_used(&f->sub.out), 0);
+    assert_int_equal(rec.publishes + rec.retains, 0);
+    assert_int_equal(retained_count(f), 2);
+
+    subscribe(f, &f->pub, "r/#", 2);
+    assert_int_equal(broker_drain(f->b, &f->pub), 0);
+    struct mqtt_packet p;
+    next_out(&f->pub, &p);
+    assert_int_equal(p.type, MQTT_PUBLISH);
+    assert_true(p.publish.retain);
+    assert_int_equal(p.publish.qos, 1);
+    assert_int_equal(p.publish.payload_len, 2);
+    assert_memory_equal(p.publish.payload, "v1", 2);
+    assert_int_equal(buf_used(&f->pub.out), 0);
+    assert_int_equal(send_ack(f, &f->pub, MQTT_PUBACK, p.packet_id), 0);
+
+    char d[STORE_DIGEST_HEX + 1];
+    store_retained_digest("r/1", 3, d);
+    assert_int_equal(broker_retained_clear_digest(f->b, "nobody", d), 0);
+    assert_int_equal(broker_retained_clear_digest(f->b, "", d), 0);
+    assert_int_equal(retained_count(f), 1);
+    unsubscribe(f, &f->pub, "r/#");
+    subscribe(f, &f->pub, "r/#", 2);
+    assert_int_equal(broker_drain(f->b, &f->pub), 0);
+    assert_int_equal(buf_used(&f->pub.out), 0);
+    assert_int_equal(broker_retained_put(f->b, "", "r/1", 3, NULL, 0, 0), 0); /* none: fine */
+    assert_int_equal(rec.retains, 0);
+}
+
+/* A client's own retained publish is indexed too: a removal announced by
+ * digest finds it. */
+static void test_cluster_retained_publish_is_found_by_digest(void **state)
+{
+    struct fixture *f = *state;
+    connect_both(f);
+    struct buf t;
+    buf_init(&t, 0);
+    struct mqtt_publish m = {
+        .retain = true, .topic = BYTES("k/1"), .payload = (const uint8_t *)"m", .payload_len = 1};
+    assert_int_equal(mqtt_encode_publish(&t, &m), 0);
+    assert_int_equal(feed(f, &f->pub, &t), 0);
+    buf_free(&t);
+    assert_int_equal(rec.retains, 1);
+    assert_int_equal(retained_count(f), 1);
+    char d[STORE_DIGEST_HEX + 1];
+    store_retained_digest("k/1", 3, d);
+    assert_int_equal(broker_retained_clear_digest(f->b, "", d), 0);
+    assert_int_equal(retained_count(f), 0);
+    subscribe(f, &f->sub, "k/#", 1);
+    assert_int_equal(broker_drain(f->b, &f->sub), 0);
+    assert_int_equal(buf_used(&f->sub.out), 0);
+}
+
+static bool keep_only(void *arg, const char *tenant, const char *digest)
+{
+    char d[STORE_DIGEST_HEX + 1];
+    store_retained_digest("s/keep", 6, d);
+    (*(int *)arg)++;
+    return !strcmp(tenant, "t1") && !strcmp(digest, d);
+}
+
+/* After missed notices: what the store no longer holds is swept away, in
+ * every tenant, and only that. */
+static void test_cluster_retained_sweep(void **state)
+{
+    struct fixture *f = *state;
+    const uint8_t *v = (const uint8_t *)"v";
+    assert_int_equal(broker_retained_put(f->b, "t1", "s/keep", 6, v, 1, 0), 0);
+    assert_int_equal(broker_retained_put(f->b, "t1", "s/gone", 6, v, 1, 0), 0);
+    assert_int_equal(broker_retained_put(f->b, "t2", "s/keep", 6, v, 1, 0), 0);
+    assert_int_equal(broker_retained_put(f->b, "", "s/gone", 6, v, 1, 0), 0);
+    assert_int_equal(retained_count(f), 4);
+    int asked = 0;
+    assert_int_equal(broker_retained_sweep(f->b, keep_only, &asked), 0);
+    assert_int_equal(asked, 4);
+    assert_int_equal(retained_count(f), 1);
+    char d[STORE_DIGEST_HEX + 1];
+    store_retained_digest("s/keep", 6, d);
+    assert_int_equal(broker_retained_clear_digest(f->b, "t1", d), 0);
+    assert_int_equal(retained_count(f), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -619,6 +729,11 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cluster_remote_publish_matches_in_its_tenant,
                                         setup_cluster, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_retained_from_another_node, setup_cluster,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_retained_publish_is_found_by_digest,
+                                        setup_cluster, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_retained_sweep, setup_cluster, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,9 +32,11 @@
 static char dir[256];
 static bool use_pg; /* the group running: PostgreSQL, else SQLite */
 static char pg_db[128], pg_uri[1024];
-/* The newest schema: PostgreSQL's 8 adds the change-notice triggers. */
+/* The newest schema: SQLite's 8 adds the TLS ticket keys; PostgreSQL's 8
+ * adds the change-notice triggers, 9 those of retained messages, 10 the
+ * ticket keys. */
 #define SCHEMA_SQLITE 8
-#define SCHEMA_PG     9
+#define SCHEMA_PG     10
 
 static int setup(void **state)
 {
@@ -710,6 +712,77 @@ static void test_store_retained_authz_and_seen(void **state)
     assert_string_equal(k.text, "t1/d1=11/21,");
 }
 
+/* Copies the one row store_retained_get gives. */
+struct got_retained {
+    int n, qos;
+    char tenant[64];
+    char topic[9000];
+    size_t tlen;
+    char payload[16];
+    size_t plen;
+};
+
+static int get_retained(void *arg, const char *tenant, const void *topic, size_t tlen,
+                        const void *payload, size_t plen, int qos)
+{
+    struct got_retained *g = arg;
+    g->n++;
+    snprintf(g->tenant, sizeof g->tenant, "%s", tenant);
+    assert_true(tlen <= sizeof g->topic && plen <= sizeof g->payload);
+    memcpy(g->topic, topic, tlen);
+    memcpy(g->payload, payload, plen);
+    g->tlen = tlen;
+    g->plen = plen;
+    g->qos = qos;
+    return 0;
+}
+
+/* One retained row read back by (tenant, digest of its topic): the row as
+ * stored now, the other tenant's row of the same topic never, a topic too
+ * long for a change notice too; a bad digest is refused. */
+static void test_store_retained_get_by_digest(void **state)
+{
+    struct store *st = *state;
+    char d[STORE_DIGEST_HEX + 1];
+    store_retained_digest("abc", 3, d);
+    assert_string_equal(d, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    make_tenant(st, "t1", "admin", "h");
+    make_tenant(st, "t2", "admin", "h");
+    store_retained_digest("a\0b", 3, d);
+    struct got_retained g = {0};
+    assert_int_equal(store_retained_get(st, "t1", d, get_retained, &g), ERR_NOT_FOUND);
+    assert_int_equal(store_retained_put(st, "t1", "a\0b", 3, "one", 3, 1), 0);
+    assert_int_equal(store_retained_put(st, "t1", "a\0c", 3, "other", 5, 0), 0);
+    assert_int_equal(store_retained_put(st, "t2", "a\0b", 3, "two", 3, 2), 0);
+    assert_int_equal(store_retained_put(st, "t1", "a\0b", 3, "new", 3, 2), 0);
+    assert_int_equal(store_retained_get(st, "t1", d, get_retained, &g), 0);
+    assert_int_equal(g.n, 1);
+    assert_string_equal(g.tenant, "t1");
+    assert_int_equal(g.tlen, 3);
+    assert_memory_equal(g.topic, "a\0b", 3);
+    assert_int_equal(g.plen, 3);
+    assert_memory_equal(g.payload, "new", 3);
+    assert_int_equal(g.qos, 2);
+    assert_int_equal(store_retained_put(st, "t1", "a\0b", 3, NULL, 0, 0), 0);
+    assert_int_equal(store_retained_get(st, "t1", d, get_retained, &g), ERR_NOT_FOUND);
+    memset(&g, 0, sizeof g);
+    assert_int_equal(store_retained_get(st, "t2", d, get_retained, &g), 0);
+    assert_memory_equal(g.payload, "two", 3);
+
+    char topic[9000];
+    memset(topic, 'x', sizeof topic);
+    store_retained_digest(topic, sizeof topic, d);
+    assert_int_equal(store_retained_put(st, "", topic, sizeof topic, "long", 4, 0), 0);
+    memset(&g, 0, sizeof g);
+    assert_int_equal(store_retained_get(st, "", d, get_retained, &g), 0);
+    assert_int_equal(g.tlen, sizeof topic);
+    assert_memory_equal(g.topic, topic, sizeof topic);
+
+    assert_int_equal(store_retained_get(st, "", "abc", get_retained, &g), ERR_INVALID);
+    d[0] = 'A';
+    assert_int_equal(store_retained_get(st, "", d, get_retained, &g), ERR_INVALID);
+}
+
 static int keep_issuance(void *arg, const struct store_issuance *i)
 {
     struct kept *k = arg;
@@ -991,6 +1064,7 @@ static void test_store_pg_token_keys_plaintext_rewrapped(void **state)
                                         setup, teardown),                                          \
         cmocka_unit_test_setup_teardown(test_store_lists_in_order_with_paging, setup, teardown),   \
         cmocka_unit_test_setup_teardown(test_store_retained_authz_and_seen, setup, teardown),      \
+        cmocka_unit_test_setup_teardown(test_store_retained_get_by_digest, setup, teardown),       \
         cmocka_unit_test_setup_teardown(test_store_ca_tokens_and_issuances, setup, teardown),      \
         cmocka_unit_test_setup_teardown(test_store_enroll_token_one_use_between_handles, setup,    \
                                         teardown),                                                 \

@@ -13,6 +13,7 @@
 #include "ca/tenantca.h"
 #include "core/map.h"
 #include "core/log.h"
+#include "identity/auth.h"
 #include "identity/authz.h"
 #include "identity/trust.h"
 #include "store/store.h"
@@ -185,14 +186,35 @@ static void apply_retained(const struct changes_config *cfg, const char *tenant,
                  digest, err_str(rc));
 }
 
+/* A certificate device whose anchor is no longer trusted and enabled. */
+static bool anchor_withdrawn(const struct auth_result *who, void *arg)
+{
+    const struct trust_index *ti = arg;
+    if (who->kind != AUTH_CERTIFICATE_DEVICE || !who->anchor_fp[0]) return false;
+    const struct trust_anchor *a[16];
+    size_t n = trust_by_fp_locked(ti, who->anchor_fp, a, 16);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(a[i]->tenant, who->tenant) && a[i]->enabled) return false;
+    return true;
+}
+
 /* After a gap in the notices: whatever was added or changed meanwhile is
- * read again (a deletion meanwhile stays in memory until a restart, but
- * for retained messages, which are swept). */
+ * read again, and devices of anchors withdrawn meanwhile are closed (other
+ * deletions meanwhile stay in memory until a restart, but for retained
+ * messages, which are swept). */
 static void resync(const struct changes_config *cfg)
 {
     if (trust_load(cfg->ti, cfg->st) < 0 || (cfg->authz && authz_reload(cfg->authz) < 0) ||
-        resync_retained(cfg) < 0)
+        resync_retained(cfg) < 0) {
         log_warn("store: reading changes made elsewhere again failed");
+        return;
+    }
+    if (!cfg->broker) return;
+    /* An anchor disabled or deleted meanwhile closes its devices here too. */
+    trust_read_lock(cfg->ti); /* lock order: trust index, then broker */
+    int n = broker_kick_where(cfg->broker, anchor_withdrawn, cfg->ti);
+    trust_read_unlock(cfg->ti);
+    if (n) log_info("store: %d device(s) of trusted certificates withdrawn meanwhile closed", n);
 }
 
 void changes_apply(void *arg, const struct store_change *c)

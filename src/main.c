@@ -318,7 +318,8 @@ static int tenant_acl(struct app *app, const struct auth_result *who, const char
                       struct acl_matcher **out)
 {
     char login[STORE_NAME_MAX + 8], dflt[16];
-    snprintf(login, sizeof login, "%s%s", who->device ? "device_" : "", who->identity);
+    snprintf(login, sizeof login, "%s%s", who->device ? STORE_DEVICE_USER_PREFIX : "",
+             who->identity);
     bool allow = trust_option_get(app->trust, who->tenant, "authorization", "acl_default", dflt,
                                   sizeof dflt) < 0 ||
                  strcmp(dflt, "deny") != 0;

@@ -150,7 +150,7 @@ static int register_rows(struct api_req *r, const struct csv *c, const struct co
         GUARD_GOTO(rc, trust_device_add(r->api->ti, r->tenant, rows[i].id), out);
         if (rows[i].pw_hash) {
             char user[STORE_NAME_MAX];
-            snprintf(user, sizeof user, "device_%s", rows[i].id);
+            snprintf(user, sizeof user, STORE_DEVICE_USER_PREFIX "%s", rows[i].id);
             GUARD_GOTO(
                 rc, trust_user_put(r->api->ti, r->tenant, user, rows[i].pw_hash, STORE_ROLE_DEVICE),
                 out);

@@ -182,7 +182,7 @@ static int bearer_device(struct api_req *r, char *tenant, char *cn, size_t cap)
                                       "s/uat)"));
         return ERR_AUTH;
     }
-    if (strncmp(user, "device_", 7) != 0) {
+    if (strncmp(user, STORE_DEVICE_USER_PREFIX, STORE_DEVICE_USER_PREFIX_LEN) != 0) {
         ignore_result(api_reply_error(r, 403, "Only a device may re-enroll itself"));
         return ERR_FORBIDDEN;
     }

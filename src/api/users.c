@@ -128,7 +128,8 @@ int api_h_user_create(struct api_req *r)
     json_t *name = json_object_get(j, "userName"), *pw = json_object_get(j, "password"),
            *email = json_object_get(j, "email");
     if (!json_is_string(name) || !api_valid_id(json_string_value(name), sizeof u.name) ||
-        strncmp(json_string_value(name), "device_", 7) == 0) {
+        strncmp(json_string_value(name), STORE_DEVICE_USER_PREFIX, STORE_DEVICE_USER_PREFIX_LEN) ==
+            0) {
         rc = api_reply_error(r, 422, "userName is required (letters, digits, -_.@; not device_)");
         goto out;
     }

@@ -18,8 +18,6 @@
 #include "identity/trust.h"
 #include "store/store.h"
 
-#define DEVICE_USER_PREFIX "device_"
-
 /* A trusted certificate added, changed or deleted: the anchor follows the
  * store, and the hook closes what a withdrawn anchor admitted. */
 static void apply_cert(const struct changes_config *cfg, const char *tenant, const char *fp)
@@ -65,8 +63,8 @@ static void apply_user(const struct changes_config *cfg, const char *tenant, con
         ignore_result(trust_user_put(cfg->ti, tenant, name, u.pw_hash, u.roles));
     } else if (rc == ERR_NOT_FOUND) {
         ignore_result(trust_user_put(cfg->ti, tenant, name, "", 0));
-        size_t pre = strlen(DEVICE_USER_PREFIX);
-        const char *cn = strncmp(name, DEVICE_USER_PREFIX, pre) == 0 ? name + pre : NULL;
+        size_t pre = STORE_DEVICE_USER_PREFIX_LEN;
+        const char *cn = strncmp(name, STORE_DEVICE_USER_PREFIX, pre) == 0 ? name + pre : NULL;
         if (cfg->on_user_delete) cfg->on_user_delete(cfg->hook_arg, tenant, name, cn);
     }
 }

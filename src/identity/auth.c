@@ -48,7 +48,6 @@ static const char *const reason_text[R_COUNT] = {
 };
 
 /* Password users named device_<ID> holding ROLE_DEVICE are devices. */
-#define DEVICE_USER_PREFIX "device_"
 
 struct auth {
     bool allow_anonymous;
@@ -299,9 +298,9 @@ static int password_login(struct auth *a, const struct auth_request *rq, struct 
     res->has_user_name = true;
     res->roles = roles;
     snprintf(res->tenant, sizeof res->tenant, "%s", tenant);
-    const size_t plen = strlen(DEVICE_USER_PREFIX);
-    res->device =
-        (roles & STORE_ROLE_DEVICE) && !strncmp(user, DEVICE_USER_PREFIX, plen) && user[plen] != 0;
+    const size_t plen = STORE_DEVICE_USER_PREFIX_LEN;
+    res->device = (roles & STORE_ROLE_DEVICE) && !strncmp(user, STORE_DEVICE_USER_PREFIX, plen) &&
+                  user[plen] != 0;
     snprintf(res->identity, sizeof res->identity, "%s", res->device ? user + plen : user);
     return claim_client_id(a, rq, res);
 }

@@ -198,7 +198,8 @@ static int user_delete_tx(struct pg_conn *c, const char *tenant, const char *nam
     PQclear(r);
     GUARD(rc);
     ENSURE(found, ERR_NOT_FOUND);
-    if (!device || strncmp(name, "device_", 7) != 0) return 0;
+    if (!device || strncmp(name, STORE_DEVICE_USER_PREFIX, STORE_DEVICE_USER_PREFIX_LEN) != 0)
+        return 0;
     rc = delete_two(c, "DELETE FROM devices WHERE tenant = $1 AND cn = $2", tenant, name + 7);
     if (rc == ERR_NOT_FOUND) rc = 0; /* a device user whose row went before */
     if (rc == 0 && cap) snprintf(device_cn, cap, "%s", name + 7);
@@ -355,7 +356,7 @@ static int device_insert_tx(struct pg_conn *c, const char *tenant, const struct 
     struct store_user u;
     memset(&u, 0, sizeof u);
     snprintf(u.tenant, sizeof u.tenant, "%s", tenant);
-    int len = snprintf(u.name, sizeof u.name, "device_%s", d->cn);
+    int len = snprintf(u.name, sizeof u.name, STORE_DEVICE_USER_PREFIX "%s", d->cn);
     if (len < 0 || (size_t)len >= sizeof u.name) return ERR_INVALID;
     if (d->pw_hash) snprintf(u.pw_hash, sizeof u.pw_hash, "%s", d->pw_hash);
     u.roles = STORE_ROLE_DEVICE;

@@ -790,7 +790,8 @@ static int sq_user_delete(struct store *base, const char *tenant, const char *na
     if (rc == 0) {
         rc = user_is_device_locked(st, tenant, name, &device);
         if (rc == 0) rc = delete_locked(st, Q_USER_DELETE, tenant, name);
-        if (rc == 0 && device && strncmp(name, "device_", 7) == 0) {
+        if (rc == 0 && device &&
+            strncmp(name, STORE_DEVICE_USER_PREFIX, STORE_DEVICE_USER_PREFIX_LEN) == 0) {
             rc = delete_locked(st, Q_DEVICE_DELETE, tenant, name + 7);
             if (rc == ERR_NOT_FOUND) rc = 0; /* a device user whose row went before */
             if (rc == 0 && cap) snprintf(device_cn, cap, "%s", name + 7);
@@ -957,7 +958,7 @@ static int device_insert_locked(struct store_sqlite *st, const char *tenant,
     struct store_user u;
     memset(&u, 0, sizeof u);
     snprintf(u.tenant, sizeof u.tenant, "%s", tenant);
-    int n = snprintf(u.name, sizeof u.name, "device_%s", d->cn);
+    int n = snprintf(u.name, sizeof u.name, STORE_DEVICE_USER_PREFIX "%s", d->cn);
     if (n < 0 || (size_t)n >= sizeof u.name) return ERR_INVALID;
     if (d->pw_hash) snprintf(u.pw_hash, sizeof u.pw_hash, "%s", d->pw_hash);
     u.roles = STORE_ROLE_DEVICE;

@@ -30,6 +30,10 @@ enum store_role {
 };
 #define STORE_ROLE_COUNT 4
 
+/* The user name a device's registration makes: this prefix, then its CN. */
+#define STORE_DEVICE_USER_PREFIX     "device_"
+#define STORE_DEVICE_USER_PREFIX_LEN (sizeof STORE_DEVICE_USER_PREFIX - 1)
+
 /* "ROLE_TENANT_ADMIN" etc. for bit i (0..STORE_ROLE_COUNT-1). */
 const char *store_role_name(unsigned i);
 /* The bit for a role name, 0 when unknown. */

@@ -213,7 +213,7 @@ int token_service_issue(struct token_service *ts, const char *tenant, const char
     struct tkeys *k;
     GUARD_GOTO(rc, tenant_keys(ts, tenant, true, &k), out);
     char user[300];
-    snprintf(user, sizeof user, "device_%s", cn);
+    snprintf(user, sizeof user, STORE_DEVICE_USER_PREFIX "%s", cn);
     struct token_claims c;
     char *fresh;
     GUARD_GOTO(rc, token_mint(k->priv, user, tenant, now, token_lifespan(ts, tenant), &c, &fresh),

@@ -14,6 +14,7 @@ import base64
 import os
 import socket
 import sqlite3
+import ssl
 import subprocess
 import threading
 import time
@@ -98,6 +99,14 @@ organizationalUnitName  = optional
 commonName              = supplied
 emailAddress            = optional
 """
+
+
+def tls13_context(cafile, dev, chain=True):
+    """A TLS 1.3 client context presenting dev's chain (or its leaf alone)."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(dev.chain if chain else dev.pem, dev.key)
+    return ctx
 
 
 def openssl(*args, cwd=None):

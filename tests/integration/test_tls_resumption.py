@@ -4,26 +4,17 @@
 # session whose full handshake did not prove that must not be resumable into
 # an accepted device. Python's ssl module is the client (real TLS 1.3 tickets).
 import socket
-import ssl
 
 import pytest
 
-from identity_pki import pki, server_fixture  # noqa: F401
+from conftest import connect_packet
+from identity_pki import pki, server_fixture, tls13_context  # noqa: F401
 
 server = server_fixture("tls-resumption")
 
 
-def connect_packet(client_id):
-    cid = client_id.encode()
-    var = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
-    return bytes([0x10, len(var)]) + var
-
-
 def tls_context(server, dev, chain=True):
-    ctx = ssl.create_default_context(cafile=server.server_ca)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(dev.chain if chain else dev.pem, dev.key)
-    return ctx
+    return tls13_context(server.server_ca, dev, chain)
 
 
 def mqtt_connect(server, ctx, client_id, session=None):

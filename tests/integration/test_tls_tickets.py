@@ -15,8 +15,8 @@ import time
 import pytest
 
 from cluster import nats  # noqa: F401 (fixture)
-from conftest import TIMEOUT
-from identity_pki import IdentityServer, pki  # noqa: F401 (fixture)
+from conftest import TIMEOUT, connect_packet
+from identity_pki import IdentityServer, pki, tls13_context  # noqa: F401 (fixture)
 from test_store_pg import own_postgresql
 
 pytestmark = pytest.mark.certmq_only
@@ -25,17 +25,8 @@ SEAL_OVERHEAD = 4 + 1 + 8 + 12 + 16  # core/seal.h: header, nonce, tag
 KEY_LEN = 16 + 32 + 32  # name, AES-256 key, HMAC-SHA256 key
 
 
-def connect_packet(client_id):
-    cid = client_id.encode()
-    var = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
-    return bytes([0x10, len(var)]) + var
-
-
 def client_context(node, dev, chain=True):
-    ctx = ssl.create_default_context(cafile=node.server_ca)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(dev.chain if chain else dev.pem, dev.key)
-    return ctx
+    return tls13_context(node.server_ca, dev, chain)
 
 
 class Result:

@@ -261,19 +261,18 @@ static int presence_claim(void *arg, struct client *c, const char *tenant, const
                           bool take)
 {
     struct presence *p = arg;
-    uint64_t now = now_ms();
-    struct pending *k = NULL;
+    uint64_t now = now_ms(), id = 0;
     pthread_mutex_lock(&p->lock);
     unsigned live = live_members(p, now);
     /* With nobody to ask, a session may still be in a gone node's store. */
     if (take && (live || p->take_stored)) {
-        k = calloc(1, sizeof *k);
+        struct pending *k = calloc(1, sizeof *k);
         if (k) {
             k->tenant = strdup(tenant);
             k->client_id = strdup(client_id);
         }
         if (k && k->tenant && k->client_id) {
-            k->id = ++p->next_id;
+            k->id = id = ++p->next_id;
             k->c = c;
             k->expected = live;
             k->deadline_ms = now + (live ? (uint64_t)p->timeout_ms : 0);
@@ -282,22 +281,16 @@ static int presence_claim(void *arg, struct client *c, const char *tenant, const
             pthread_cond_signal(&p->cond);
         } else if (k) {
             pending_free(k);
-            k = NULL;
         }
     }
     pthread_mutex_unlock(&p->lock);
-    /* Without a wait, the others still close their connection of it. */
-    int rc = send_claim(p, k ? k->id : 0, tenant, client_id, k != NULL);
-    if (!k) return 0;
-    if (rc == 0) return 1;
-    pthread_mutex_lock(&p->lock);
-    bool busy = k->busy; /* settled meanwhile (timed out): it answers */
-    if (!busy) pending_take(p, k->id);
-    pthread_mutex_unlock(&p->lock);
-    if (busy) return 1;
-    pending_free(k);
-    log_warn("cluster: cannot claim client %s from the other nodes (NATS unreachable)", client_id);
-    return 0;
+    /* Without a wait, the others still close their connection of it. Once
+     * k is queued it belongs to the thread (it may be answered already):
+     * a claim NATS did not take times out and is settled all the same. */
+    if (send_claim(p, id, tenant, client_id, id != 0) < 0 && live)
+        log_warn("cluster: cannot claim client %s from the other nodes (NATS unreachable)",
+                 client_id);
+    return id != 0;
 }
 
 static void presence_cancel(void *arg, struct client *c)

@@ -327,7 +327,7 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet 
 
     bool present;
     ci.expiry = connect_expiry(b, p, &ci.expiry_capped);
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     struct session *s = attach(b, c, &who, client_id, cp->clean_session, &present);
     if (!s || client_limits(b, c, p) < 0) {
         if (s) session_end(b, s);

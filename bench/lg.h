@@ -43,6 +43,8 @@ struct lg_opts {
     uint8_t version;    /* MQTT_V311 or MQTT_V5 */
     const char *suites; /* TLS 1.3 cipher suites offered (NULL: OpenSSL's default) */
     enum lg_hold hold;  /* idle: CONNACK received (default), TLS up, or TCP only */
+    bool resume;        /* handshake: each device resumes with the ticket its last
+                         * connection received (TLS 1.3, one use per ticket) */
     int sources;        /* IPv4 only: bind each connection to one of 127.0.0.2 ..
                          * 127.0.0.(1+sources), in turn, before connecting, so
                          * more connections fit than one ephemeral port range;
@@ -80,6 +82,7 @@ struct lg_conn {
 struct lg_dev {
     SSL_CTX *ctx;
     char cn[64];
+    SSL_SESSION *ticket; /* --resume: the newest ticket, taken by the next connection */
 };
 
 /* Log-linear histogram of nanosecond values: 64 buckets per power of two. */
@@ -101,6 +104,7 @@ struct lg {
     uint64_t conn_seq;   /* connections started: picks the device certificate */
     uint64_t client_seq; /* CONNECTs sent: makes each ClientId unique */
     uint64_t src_seq;    /* sockets bound: picks the source address (o.sources) */
+    uint64_t resumed;    /* --resume: handshakes the server resumed */
     bool fatal;          /* a failure that ends the run (pubsub, idle hold) */
     bool kicks;          /* some connection has kick set */
     int errors_shown;

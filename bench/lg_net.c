@@ -1,7 +1,8 @@
 /* certmq-loadgen connections: one SSL_CTX per device certificate, non-blocking
  * TCP connects with TCP_NODELAY, full TLS handshakes (no tickets, no session
- * cache: every connection sends its certificate chain) and MQTT framing over
- * one edge-triggered epoll set. Modes see only whole parsed packets. */
+ * cache: every connection sends its certificate chain; with --resume, TLS 1.3
+ * resumption with the device's newest ticket) and MQTT framing over one
+ * edge-triggered epoll set. Modes see only whole parsed packets. */
 #include "lg.h"
 
 #include <errno.h>
@@ -21,14 +22,30 @@
 #define LG_READ_CHUNK  16384
 #define LG_WRITE_CHUNK 16384 /* one TLS record: many small packets per record */
 
+/* --resume: a ticket the server sent replaces the device's previous one (a
+ * TLS 1.3 server may accept each ticket once). Takes the reference. */
+static int keep_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+    struct lg_dev *dev = SSL_get_app_data(ssl);
+    if (!dev || !SSL_SESSION_is_resumable(sess)) return 0;
+    SSL_SESSION_free(dev->ticket);
+    dev->ticket = sess;
+    return 1;
+}
+
 static SSL_CTX *ctx_new(const struct lg_opts *o, const char *chain, const char *key)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    /* Every connection is a full handshake: no tickets offered or kept. */
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_min_proto_version(ctx, o->resume ? TLS1_3_VERSION : TLS1_2_VERSION);
+    if (o->resume) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+        SSL_CTX_sess_set_new_cb(ctx, keep_ticket);
+    } else {
+        /* Every connection is a full handshake: no tickets offered or kept. */
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* A broker that sends one small record per packet would otherwise cost
@@ -72,6 +89,7 @@ static int load_devices(struct lg *lg)
             cap *= 2;
         }
         struct lg_dev *d = &lg->devs[lg->ndev];
+        *d = (struct lg_dev){0};
         d->ctx = ctx_new(&lg->o, chain, key);
         if (!d->ctx) {
             fprintf(stderr, "loadgen: cannot load %s / %s (CA %s)\n", chain, key, lg->o.cafile);
@@ -133,7 +151,10 @@ void lg_fini(struct lg *lg)
     for (int i = 0; lg->conns && i < lg->nconns; i++)
         if (lg->conns[i].st != ST_FREE) lg_conn_close(lg, &lg->conns[i]);
     free(lg->conns);
-    for (int i = 0; i < lg->ndev; i++) SSL_CTX_free(lg->devs[i].ctx);
+    for (int i = 0; i < lg->ndev; i++) {
+        SSL_SESSION_free(lg->devs[i].ticket);
+        SSL_CTX_free(lg->devs[i].ctx);
+    }
     free(lg->devs);
     if (lg->epfd >= 0) close(lg->epfd);
 }
@@ -197,6 +218,12 @@ int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
     if (SSL_set1_host(c->ssl, lg->o.sni) != 1) goto out;
     SSL_set_connect_state(c->ssl);
     SSL_set_app_data(c->ssl, dev);
+    if (dev->ticket) {
+        int ok = SSL_set_session(c->ssl, dev->ticket);
+        SSL_SESSION_free(dev->ticket);
+        dev->ticket = NULL;
+        if (ok != 1) goto out;
+    }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
     ev.data.u64 = ((uint64_t)(c - lg->conns) << 32) | c->gen;
     rc = ERR_IO;
@@ -328,6 +355,7 @@ static int conn_establish(struct lg *lg, struct lg_conn *c, uint32_t events)
             return ERR_TLS;
         }
         c->st = ST_MQTT;
+        if (SSL_session_reused(c->ssl)) lg->resumed++;
         int rc = lg_on_tls_up(lg, c);
         if (rc != LG_CONTINUE) return rc < 0 ? rc : ERR_INTERNAL;
     }

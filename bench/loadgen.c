@@ -1,5 +1,6 @@
 /* certmq-loadgen: mutual-TLS MQTT load for bench/compare.sh. Modes:
- *   handshake  C slots loop: connect, full TLS handshake, CONNECT, CONNACK, close
+ *   handshake  C slots loop: connect, full TLS handshake (--resume: resumed),
+ *              CONNECT, CONNACK, close
  *   pubsub     N subscribers on bench/<i>, N publishers at QoS 0/1 with a window
  *   idle       K connections opened and held (the caller reads broker memory)
  *   path       no network: the broker's CPU per message, 3.1.1 vs 5.0 (lg_path.c)
@@ -257,7 +258,7 @@ static int mode_handshake(struct lg *lg)
     int rc = poll_until(lg, never, t0 + secs_ns(lg->o.warmup));
     if (rc != ERR_AGAIN) return rc;
     struct cpu_mark cpu0 = cpu_mark(lg);
-    uint64_t fail0 = g_run.failures, m0 = lg_now_ns();
+    uint64_t fail0 = g_run.failures, res0 = lg->resumed, m0 = lg_now_ns();
     g_run.measuring = true;
     rc = poll_until(lg, never, m0 + secs_ns(lg->o.duration));
     if (rc != ERR_AGAIN) return rc;
@@ -268,6 +269,7 @@ static int mode_handshake(struct lg *lg)
            "failures=%llu",
            lg->o.conns, lg->ndev, secs, (unsigned long long)g_run.completed,
            (double)g_run.completed / secs, (unsigned long long)(g_run.failures - fail0));
+    if (lg->o.resume) printf(" resumed=%llu", (unsigned long long)(lg->resumed - res0));
     print_cpu(&cpu0, &cpu1, (double)g_run.completed);
     printf("\n");
     return g_run.completed ? 0 : ERR_IO;
@@ -367,6 +369,8 @@ static void usage(FILE *f)
                "  --hold STEP        idle: hold each connection after mqtt (CONNACK, default),\n"
                "                     tls (handshake done, no CONNECT) or tcp (no TLS)\n"
                "  --ciphersuites L   TLS 1.3 suites offered (OpenSSL list syntax)\n"
+               "  --resume           handshake: TLS 1.3 only, each device resumes with the\n"
+               "                     ticket its previous connection got (resumed= counts them)\n"
                "  --sources N        bind connections in turn to 127.0.0.2 .. 127.0.0.(N+1)\n"
                "                     (IPv4 host only): N times the ephemeral port range\n"
                "  -d, --duration S   seconds measured (5); idle: hold time, 0 = until SIGTERM\n"
@@ -455,6 +459,7 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
     case 'k': return parse_int(arg, 0, 65535, &o->keepalive);
     case 'I': o->plain_id = true; return 0;
     case 'R': o->persistent = true; return 0;
+    case 'r': o->resume = true; return 0;
     case 'V': {
         int v;
         GUARD(parse_int(arg, 3, 5, &v));
@@ -474,31 +479,19 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
 static int parse_args(int argc, char **argv, struct lg_opts *o)
 {
     static const struct option longopts[] = {
-        {"host", 1, 0, 'H'},
-        {"port", 1, 0, 'p'},
-        {"sub-port", 1, 0, 'u'},
-        {"sni", 1, 0, 'S'},
-        {"cafile", 1, 0, 'A'},
-        {"devices", 1, 0, 'D'},
-        {"max-devices", 1, 0, 'M'},
-        {"conns", 1, 0, 'c'},
-        {"pending", 1, 0, 'P'},
-        {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 'w'},
-        {"qos", 1, 0, 'q'},
-        {"window", 1, 0, 'W'},
-        {"payload", 1, 0, 'L'},
-        {"keepalive", 1, 0, 'k'},
-        {"plain-id", 0, 0, 'I'},
-        {"persistent", 0, 0, 'R'},
-        {"broker-pid", 1, 0, 'B'},
-        {"broker-pid2", 1, 0, 'b'},
-        {"mqtt", 1, 0, 'V'},
-        {"sources", 1, 0, 's'},
-        {"hold", 1, 0, 'T'},
-        {"ciphersuites", 1, 0, 'C'},
-        {"help", 0, 0, 'h'},
-        {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},         {"port", 1, 0, 'p'},
+        {"sub-port", 1, 0, 'u'},     {"sni", 1, 0, 'S'},
+        {"cafile", 1, 0, 'A'},       {"devices", 1, 0, 'D'},
+        {"max-devices", 1, 0, 'M'},  {"conns", 1, 0, 'c'},
+        {"pending", 1, 0, 'P'},      {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'w'},       {"qos", 1, 0, 'q'},
+        {"window", 1, 0, 'W'},       {"payload", 1, 0, 'L'},
+        {"keepalive", 1, 0, 'k'},    {"plain-id", 0, 0, 'I'},
+        {"persistent", 0, 0, 'R'},   {"broker-pid", 1, 0, 'B'},
+        {"broker-pid2", 1, 0, 'b'},  {"mqtt", 1, 0, 'V'},
+        {"sources", 1, 0, 's'},      {"hold", 1, 0, 'T'},
+        {"ciphersuites", 1, 0, 'C'}, {"resume", 0, 0, 'r'},
+        {"help", 0, 0, 'h'},         {0, 0, 0, 0},
     };
     if (argc < 2 || parse_mode(argv[1], &o->mode) < 0) return ERR_INVALID;
     *o = (struct lg_opts){.mode = o->mode,
@@ -524,6 +517,7 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
     if (optind != argc) return ERR_INVALID;
     if (o->mode != LG_PATH && (!o->cafile || !o->devdir)) return ERR_INVALID;
     if (o->hold != LG_HOLD_MQTT && o->mode != LG_IDLE) return ERR_INVALID;
+    if (o->resume && o->mode != LG_HANDSHAKE) return ERR_INVALID;
     return 0;
 }
 

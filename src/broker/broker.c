@@ -363,7 +363,7 @@ int broker_remote_publish(struct broker *b, const struct broker_remote *r)
     ENSURE(m, ERR_NOMEM);
     if (r->expiry) m->expire_at = time(NULL) + r->expiry;
     int queued = 0;
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     struct space *sp = map_get(&b->spaces, r->tenant, strlen(r->tenant));
     if (sp && r->group)
         queued = share_deliver(b, sp, r->group, r->filter, r->flen, m);
@@ -612,7 +612,7 @@ static void assign_ahead(struct broker *b, struct client *c, struct session *s)
 int broker_drain(struct broker *b, struct client *c)
 {
     int rc = 0;
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     if (c->kicked) {
         rc = kicked(c);
         goto out;
@@ -690,7 +690,7 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
 {
     const struct broker_cluster *cl = b->cfg.cluster;
     if (c->claimed && cl && cl->claim_cancel) cl->claim_cancel(cl->claim_arg, c);
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     claim_end(b, c);
     struct session *s = c->session;
     time_t now = time(NULL);
@@ -757,7 +757,7 @@ static void collect_expired(const char *key, void *value, void *arg)
 int broker_expire_sessions(struct broker *b, time_t now)
 {
     struct expire_ctx e = {b, NULL, 0, 0, now};
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     map_each(&b->sessions, collect_expired, &e);
     for (size_t i = 0; i < e.n; i++) session_end(b, e.v[i]);
     pthread_mutex_unlock(&b->lock);
@@ -822,7 +822,7 @@ int broker_acl_refresh(struct broker *b, const char *tenant)
 {
     struct refresh_ctx r = {b, tenant, 0};
     if (!b->cfg.acl_compile) return 0;
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     map_each(&b->sessions, refresh_cb, &r);
     pthread_mutex_unlock(&b->lock);
     return r.dropped;
@@ -852,7 +852,7 @@ int broker_kick_where(struct broker *b, bool (*pred)(const struct auth_result *w
                       void *arg)
 {
     struct kick_ctx k = {b, pred, arg, 0};
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     map_each(&b->sessions, kick_cb, &k);
     pthread_mutex_unlock(&b->lock);
     return k.n;
@@ -876,9 +876,11 @@ int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_
 
 void broker_stats(struct broker *b, struct broker_stats *st)
 {
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     *st = b->stats;
     st->sessions = b->sessions.count;
+    st->lock_waits = atomic_load_explicit(&b->lock_waits, memory_order_relaxed);
+    st->lock_wait_ns = atomic_load_explicit(&b->lock_wait_ns, memory_order_relaxed);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -926,7 +928,7 @@ int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *
 {
     if (c->state == CLIENT_NEW) return dispatch_first(b, c, p, now);
     int rc = 0;
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     if (c->kicked) {
         rc = kicked(c);
         goto out;

@@ -307,6 +307,8 @@ struct broker_stats {
     /* topic authorization: PUBLISHes dropped, SUBSCRIBE filters refused,
      * deliveries withheld (a subscription allowed for some topics only) */
     uint64_t acl_denied_publish, acl_denied_subscribe, acl_denied_delivery;
+    /* the broker lock: takings that had to wait, and the time they waited */
+    uint64_t lock_waits, lock_wait_ns;
 };
 void broker_stats(struct broker *b, struct broker_stats *st);
 

@@ -302,7 +302,7 @@ static int claim(struct broker *b, struct client *c, const struct mqtt_packet *p
     if (take) {
         /* A session here is the only one: it moved here when it last
          * connected elsewhere, and every node it left ended its copy. */
-        pthread_mutex_lock(&b->lock);
+        broker_lock(b);
         take = !map_get(&b->sessions, k->key, k->klen);
         pthread_mutex_unlock(&b->lock);
     }
@@ -355,7 +355,7 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet 
 
     bool present;
     ci.expiry = connect_expiry(b, p, &ci.expiry_capped);
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     claim_end(b, c); /* the session handed over, if any, is here now */
     struct session *s = attach(b, c, &who, client_id, cp->clean_session, &present);
     if (!s || client_limits(b, c, p) < 0) {

@@ -108,7 +108,7 @@ static void token_request(struct broker *b, struct client *c)
     if (b->cfg.issue_token) {
         pthread_mutex_unlock(&b->lock);
         rc = b->cfg.issue_token(b->cfg.token_arg, tenant, cn, time(NULL), &jwt);
-        pthread_mutex_lock(&b->lock);
+        broker_lock(b);
         if (c->session != s || c->kicked) { /* taken over meanwhile: s may be gone */
             free(jwt);
             return;
@@ -147,7 +147,7 @@ static void cert_request(struct broker *b, struct client *c, const struct mqtt_p
     if (p->payload_len) memcpy(csr, p->payload, p->payload_len);
     pthread_mutex_unlock(&b->lock);
     int rc = b->cfg.renew_cert(b->cfg.renew_arg, tenant, cn, csr, p->payload_len, time(NULL), &out);
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     free(csr);
     if (c->session == s && !c->kicked) /* else taken over meanwhile: s may be gone */
         reply_own(b, s, rc == 0 ? "s/dcr" : "s/e",
@@ -167,7 +167,7 @@ static void renew_notice(struct broker *b, struct client *c)
     int64_t not_after = c->not_after;
     pthread_mutex_unlock(&b->lock);
     char *text = b->cfg.renew_notice(b->cfg.renew_arg, tenant, cn, not_after, time(NULL));
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     if (text && c->session == s && !c->kicked) reply_own(b, s, "s/ds", text);
     free(text);
 }

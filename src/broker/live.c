@@ -71,7 +71,7 @@ static int by_client_id(const void *a, const void *b)
 int broker_connections(struct broker *b, const char *tenant, struct broker_conn **out, size_t *n)
 {
     struct conn_pass p = {.tenant = tenant};
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     map_each(&b->sessions, collect_conn, &p);
     pthread_mutex_unlock(&b->lock);
     if (p.nomem) {
@@ -90,7 +90,7 @@ int broker_disconnect(struct broker *b, const char *tenant, const char *client_i
     int klen = asprintf(&key, "%s\x01%s", tenant, client_id);
     if (klen < 0) return ERR_NOMEM;
     int rc = ERR_NOT_FOUND;
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     struct session *s = map_get(&b->sessions, key, (size_t)klen);
     if (s && s->client && !s->client->kicked) {
         s->client->kicked = true;
@@ -152,10 +152,12 @@ int broker_client_counts(struct broker *b, struct broker_count **out, size_t *n,
 {
     struct count_pass p = {0};
     map_init(&p.by_key);
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     if (st) {
         *st = b->stats;
         st->sessions = b->sessions.count;
+        st->lock_waits = atomic_load_explicit(&b->lock_waits, memory_order_relaxed);
+        st->lock_wait_ns = atomic_load_explicit(&b->lock_wait_ns, memory_order_relaxed);
     }
     map_each(&b->sessions, count_client, &p);
     pthread_mutex_unlock(&b->lock);

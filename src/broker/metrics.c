@@ -73,5 +73,11 @@ int broker_metrics_write(struct broker *b, FILE *out)
             "certmq_authorization_denied_total{action=\"deliver\"} %llu\n",
             (unsigned long long)st.acl_denied_publish, (unsigned long long)st.acl_denied_subscribe,
             (unsigned long long)st.acl_denied_delivery);
+    metrics_family(out, "certmq_broker_lock_waits_total", "counter",
+                   "takings of the broker lock that found it held by another thread");
+    fprintf(out, "certmq_broker_lock_waits_total %llu\n", (unsigned long long)st.lock_waits);
+    metrics_family(out, "certmq_broker_lock_wait_seconds_total", "counter",
+                   "time threads waited for the broker lock");
+    fprintf(out, "certmq_broker_lock_wait_seconds_total %.9f\n", (double)st.lock_wait_ns / 1e9);
     return 0;
 }

@@ -36,7 +36,7 @@ int broker_release(struct broker *b, const char *tenant, const char *client_id, 
     int klen = snprintf(key, sizeof key, "%s\x01%s", tenant, client_id);
     if (klen < 0 || (size_t)klen >= sizeof key) return 0;
     int rc = 0;
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     struct session *s = map_get(&b->sessions, key, (size_t)klen);
     if (!s) goto out;
     bool move = take && s->expiry;
@@ -79,7 +79,7 @@ int broker_adopt(struct broker *b, const char *tenant, const char *client_id, co
     char key[64 + 1 + 65536];
     int klen = snprintf(key, sizeof key, "%s\x01%s", tenant, client_id);
     ENSURE(klen > 0 && (size_t)klen < sizeof key, ERR_INVALID);
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     int rc = adopt(b, key, (size_t)klen, rec, len);
     pthread_mutex_unlock(&b->lock);
     return rc;

@@ -368,7 +368,7 @@ void persist_client_gone(struct broker *b, struct client *c)
  * records are kept, in order, for the next attempt). */
 static bool commit_once(struct broker *b)
 {
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     if (!buf_used(&b->journal)) {
         pthread_mutex_unlock(&b->lock);
         return true;
@@ -389,7 +389,7 @@ static bool commit_once(struct broker *b)
     }
     rc = buf_used(&batch) ? sstore_apply(b->sstore, buf_head(&batch), buf_used(&batch)) : 0;
 
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     if (rc == 0) {
         b->durable_seq = end;
         if (b->persist_broken) log_info("persistence: the session store takes writes again");

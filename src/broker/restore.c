@@ -216,7 +216,7 @@ int broker_persist_load(struct broker *b, struct sstore *st, time_t now)
 {
     struct restore rs = {.b = b, .now = now};
     b->sstore = st;
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     b->restoring = true;
     int rc = sstore_load(st, restore_one, &rs);
     b->restoring = false;

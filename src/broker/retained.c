@@ -53,7 +53,7 @@ int broker_retained_put(struct broker *b, const char *tenant, const char *topic,
 {
     ENSURE(tlen && tlen <= UINT16_MAX && qos <= 2 && (plen == 0 || payload), ERR_INVALID);
     int rc = 0;
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     struct space *sp = plen ? space_get(b, tenant) : map_get(&b->spaces, tenant, strlen(tenant));
     struct msg *held = sp ? space_retained(sp, topic, tlen) : NULL;
     bool same = held && plen && held->qos == qos && held->payload_len == plen &&
@@ -78,7 +78,7 @@ int broker_retained_clear_digest(struct broker *b, const char *tenant, const cha
 {
     ENSURE(b->cfg.retain_digests, ERR_INVALID);
     ENSURE(strlen(digest) == STORE_DIGEST_HEX, ERR_INVALID);
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     struct space *sp = map_get(&b->spaces, tenant, strlen(tenant));
     struct msg *m = sp ? map_get(&sp->retained, digest, STORE_DIGEST_HEX) : NULL;
     if (m) space_retain_set(b, sp, m->data, m->topic_len, NULL);
@@ -141,7 +141,7 @@ int broker_retained_sweep(struct broker *b,
 {
     ENSURE(b->cfg.retain_digests, ERR_INVALID);
     struct sweep s = {.b = b, .keep = keep, .arg = arg};
-    pthread_mutex_lock(&b->lock);
+    broker_lock(b);
     map_each(&b->spaces, sweep_space, &s); /* clearing leaves b->spaces as it is */
     pthread_mutex_unlock(&b->lock);
     return s.rc;

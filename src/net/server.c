@@ -776,6 +776,9 @@ static void conn_event(struct conn *c, uint32_t events)
             return;
         }
         if (c->state == CONN_HANDSHAKE) return;
+        /* Read ahead with the client's Finished, its CONNECT may already
+         * sit in TLS's buffer, where epoll cannot see it. */
+        events |= EPOLLIN;
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (!conn_readable(c)) return;

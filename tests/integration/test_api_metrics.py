@@ -91,3 +91,15 @@ def retain(server, dev, payload_args):
         ["mosquitto_pub", "-h", "localhost", "-p", str(server.mqtt_port), "-V", "mqttv311",
          "-t", "t/keep", "-r", "-q", "1", "--cafile", server.server_ca, "-i", dev.cn,
          "--cert", dev.chain, "--key", dev.key] + payload_args, capture_output=True, timeout=30)
+
+
+def test_broker_lock_contention_is_exposed(server, pki, tenant):
+    # The counters exist from the start, never go back, and a wait count of
+    # zero comes with zero seconds waited.
+    waits, secs = "certmq_broker_lock_waits_total", "certmq_broker_lock_wait_seconds_total"
+    before = scrape(server)
+    assert server.mosquitto_pub(pki.a1, "t/lock", "x", qos=1).returncode == 0
+    after = scrape(server)
+    assert after[waits] >= before[waits] >= 0
+    assert after[secs] >= before[secs] >= 0
+    assert (after[waits] == 0) == (after[secs] == 0)

@@ -12,7 +12,13 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "broker/broker.h"
+#include "broker/internal.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "identity/auth.h"
@@ -698,6 +704,56 @@ static void test_cluster_retained_sweep(void **state)
     assert_int_equal(retained_count(f), 0);
 }
 
+/* A thread that reads the stats while another holds the broker lock. */
+struct lock_taker {
+    struct broker *b;
+    _Atomic long tid;
+    struct broker_stats st;
+};
+
+static void *take_lock(void *arg)
+{
+    struct lock_taker *t = arg;
+    t->tid = (long)syscall(SYS_gettid);
+    broker_stats(t->b, &t->st);
+    return NULL;
+}
+
+/* The thread's state letter from /proc ('S' while it sleeps on the lock). */
+static char thread_state(long tid)
+{
+    char path[64], line[512], st = '?';
+    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (!f) return st;
+    if (fgets(line, sizeof line, f)) {
+        const char *p = strrchr(line, ')');
+        if (p && p[1] == ' ') st = p[2];
+    }
+    fclose(f);
+    return st;
+}
+
+static void test_lock_contention_counted(void **state)
+{
+    struct fixture *f = *state;
+    struct broker_stats st;
+    broker_stats(f->b, &st);
+    assert_int_equal(st.lock_waits, 0); /* free takings are not counted */
+    assert_int_equal(st.lock_wait_ns, 0);
+    struct lock_taker t = {.b = f->b};
+    broker_lock(f->b);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, take_lock, &t), 0);
+    while (!t.tid || thread_state(t.tid) != 'S') sched_yield(); /* blocked on the lock */
+    pthread_mutex_unlock(&f->b->lock);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    broker_stats(f->b, &st);
+    assert_int_equal(st.lock_waits, 1);
+    assert_true(st.lock_wait_ns > 0);
+    assert_int_equal(t.st.lock_waits, 1); /* counted as soon as it had the lock */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -715,6 +771,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dispatch_v31_empty_client_id_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispatch_v31_never_session_present, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_contention_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_interest_follows_subscriptions, setup_cluster,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cluster_share_group_interest_once, setup_cluster,

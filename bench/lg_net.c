@@ -1,7 +1,8 @@
 /* certmq-loadgen connections: one SSL_CTX per device certificate, non-blocking
  * TCP connects with TCP_NODELAY, full TLS handshakes (no tickets, no session
- * cache: every connection sends its certificate chain) and MQTT framing over
- * one edge-triggered epoll set. Modes see only whole parsed packets. */
+ * cache: every connection sends its certificate chain; storm --resume keeps
+ * one ticket per slot instead) and MQTT framing over one edge-triggered epoll
+ * set. Modes see only whole parsed packets. */
 #include "lg.h"
 
 #include <errno.h>
@@ -21,14 +22,39 @@
 #define LG_READ_CHUNK  16384
 #define LG_WRITE_CHUNK 16384 /* one TLS record: many small packets per record */
 
-static SSL_CTX *ctx_new(const struct lg_opts *o, const char *chain, const char *key)
+/* --resume: a copy of the ticket the broker just sent becomes the slot's,
+ * replacing the one it had. A copy, as a device stores its ticket: the
+ * SSL's own session is marked not resumable when the connection is freed
+ * without a close_notify, which is how a storm ends it. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct lg_conn *c = SSL_get_app_data(ssl);
+    if (!c || !SSL_SESSION_is_resumable(sess)) return 0;
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    if (!copy) return 0;
+    if (c->sess) SSL_SESSION_free(c->sess);
+    c->sess = copy;
+    return 0;
+}
+
+/* The CA file is parsed once: every device's context shares its store
+ * (thousands of contexts would otherwise each parse it). */
+static SSL_CTX *ctx_new(const struct lg_opts *o, X509_STORE *cas, const char *chain,
+                        const char *key)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return NULL;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    /* Every connection is a full handshake: no tickets offered or kept. */
-    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (o->resume) {
+        /* Each slot keeps its own ticket (on_new_session); no shared cache. */
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+    } else {
+        /* Every connection is a full handshake: no tickets offered or kept. */
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* A broker that sends one small record per packet would otherwise cost
@@ -36,7 +62,7 @@ static SSL_CTX *ctx_new(const struct lg_opts *o, const char *chain, const char *
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if ((o->suites && SSL_CTX_set_ciphersuites(ctx, o->suites) != 1) ||
-        SSL_CTX_load_verify_locations(ctx, o->cafile, NULL) != 1 ||
+        SSL_CTX_set1_verify_cert_store(ctx, cas) != 1 ||
         SSL_CTX_use_certificate_chain_file(ctx, chain) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
@@ -54,13 +80,14 @@ static int dev_cn(SSL_CTX *ctx, char *cn, size_t len)
     return n > 0 ? 0 : ERR_INVALID;
 }
 
-/* Loads dev-0, dev-1, ... from the device directory until one is missing. */
-static int load_devices(struct lg *lg)
+/* Loads dev-0, dev-1, ... from the device directory until one is missing
+ * or max devices are loaded. */
+static int load_devices_with(struct lg *lg, X509_STORE *cas, int max)
 {
     int cap = 16;
     lg->devs = calloc((size_t)cap, sizeof *lg->devs);
     if (!lg->devs) return ERR_NOMEM;
-    for (int i = 0; !lg->o.max_devices || i < lg->o.max_devices; i++) {
+    for (int i = 0; !max || i < max; i++) {
         char chain[4096], key[4096];
         snprintf(chain, sizeof chain, "%s/dev-%d.pem", lg->o.devdir, i);
         snprintf(key, sizeof key, "%s/dev-%d.key", lg->o.devdir, i);
@@ -72,7 +99,7 @@ static int load_devices(struct lg *lg)
             cap *= 2;
         }
         struct lg_dev *d = &lg->devs[lg->ndev];
-        d->ctx = ctx_new(&lg->o, chain, key);
+        d->ctx = ctx_new(&lg->o, cas, chain, key);
         if (!d->ctx) {
             fprintf(stderr, "loadgen: cannot load %s / %s (CA %s)\n", chain, key, lg->o.cafile);
             ERR_print_errors_fp(stderr);
@@ -86,6 +113,24 @@ static int load_devices(struct lg *lg)
         return ERR_NOT_FOUND;
     }
     return 0;
+}
+
+/* A storm slot uses one device each: no more are loaded than slots. */
+static int load_devices(struct lg *lg)
+{
+    int max = lg->o.max_devices;
+    if (!max && lg->o.mode == LG_STORM) max = lg->o.conns;
+    X509_STORE *cas = X509_STORE_new();
+    if (!cas) return ERR_NOMEM;
+    int rc = ERR_TLS;
+    if (X509_STORE_load_file(cas, lg->o.cafile) != 1) {
+        fprintf(stderr, "loadgen: cannot load the CA file %s\n", lg->o.cafile);
+        goto out;
+    }
+    rc = load_devices_with(lg, cas, max);
+out:
+    X509_STORE_free(cas); /* the contexts hold their own references */
+    return rc;
 }
 
 static int parse_addr(struct lg *lg)
@@ -130,8 +175,10 @@ int lg_init(struct lg *lg)
 
 void lg_fini(struct lg *lg)
 {
-    for (int i = 0; lg->conns && i < lg->nconns; i++)
+    for (int i = 0; lg->conns && i < lg->nconns; i++) {
         if (lg->conns[i].st != ST_FREE) lg_conn_close(lg, &lg->conns[i]);
+        if (lg->conns[i].sess) SSL_SESSION_free(lg->conns[i].sess);
+    }
     free(lg->conns);
     for (int i = 0; i < lg->ndev; i++) SSL_CTX_free(lg->devs[i].ctx);
     free(lg->devs);
@@ -170,16 +217,22 @@ static int bind_source(struct lg *lg, int fd)
 int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
 {
     int rc = ERR_IO;
-    uint32_t gen = c->gen;
+    struct lg_conn kept = *c;
     memset(c, 0, sizeof *c);
-    c->gen = gen;
+    c->gen = kept.gen;
+    c->sess = kept.sess;
+    c->down_ns = kept.down_ns;
     c->fd = -1;
     c->role = role;
     c->idx = idx;
     c->next_pid = 1;
     buf_init(&c->in, LG_MAX_PACKET + LG_READ_CHUNK);
     buf_init(&c->out, 0);
-    struct lg_dev *dev = &lg->devs[lg->conn_seq++ % (uint64_t)lg->ndev];
+    /* A storm slot is one device: it always presents the same certificate
+     * (its ticket is bound to it); other modes take the devices in turn. */
+    uint64_t pick = lg->o.mode == LG_STORM ? (uint64_t)idx : lg->conn_seq++;
+    struct lg_dev *dev = &lg->devs[pick % (uint64_t)lg->ndev];
+    c->dev = dev;
 
     c->fd = socket(lg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) goto out;
@@ -196,7 +249,8 @@ int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
     SSL_set_tlsext_host_name(c->ssl, lg->o.sni);
     if (SSL_set1_host(c->ssl, lg->o.sni) != 1) goto out;
     SSL_set_connect_state(c->ssl);
-    SSL_set_app_data(c->ssl, dev);
+    SSL_set_app_data(c->ssl, c);
+    if (c->sess && SSL_set_session(c->ssl, c->sess) != 1) goto out;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
     ev.data.u64 = ((uint64_t)(c - lg->conns) << 32) | c->gen;
     rc = ERR_IO;
@@ -224,7 +278,7 @@ void lg_conn_close(struct lg *lg, struct lg_conn *c)
 
 int lg_queue_connect(struct lg *lg, struct lg_conn *c)
 {
-    const struct lg_dev *dev = SSL_get_app_data(c->ssl);
+    const struct lg_dev *dev = c->dev;
     char id[128];
     if (lg->o.plain_id)
         snprintf(id, sizeof id, "%s", dev->cn);

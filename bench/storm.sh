@@ -90,19 +90,25 @@ make_pki() {
     return 0
   fi
   echo "storm.sh: $conns device certificates in $pki" >&2
-  rm -rf "$pki"
-  "$root/bench/gen_certs.sh" "$pki" 1 >/dev/null || exit 1
-  rm -f "$pki"/devices/*
-  "$certmq" pki ca init "$pki/dca" --cn "certmq storm device CA" --key ec:P-256 >/dev/null &&
-    "$certmq" pki issue batch --ca "$pki/dca" --count "$conns" --prefix dev- --start 0 \
-      --key ec:P-256 --out "$pki/batch" >/dev/null || exit 1
-  cp "$pki/dca/ca.pem" "$pki/device-ca.pem"
-  (cd "$pki/batch" && for f in dev-*.chain.pem; do
-     id=${f%.chain.pem}
-     n=$((10#${id#dev-}))
-     ln -s "../batch/$f" "../devices/dev-$n.pem"
-     ln -s "../batch/$id.key" "../devices/dev-$n.key"
-   done)
+  # `issue batch` pads the numbers to the width of the largest (at least 4)
+  if [ ! -f "$pki/batch/dev-$(printf %04d $((conns - 1))).chain.pem" ]; then
+    rm -rf "$pki"
+    "$root/bench/gen_certs.sh" "$pki" 1 >/dev/null || exit 1
+    "$certmq" pki ca init "$pki/dca" --cn "certmq storm device CA" --key ec:P-256 >/dev/null &&
+      "$certmq" pki issue batch --ca "$pki/dca" --count "$conns" --prefix dev- --start 0 \
+        --key ec:P-256 --out "$pki/batch" >/dev/null || exit 1
+    cp "$pki/dca/ca.pem" "$pki/device-ca.pem"
+  fi
+  rm -rf "$pki/devices"
+  mkdir -p "$pki/devices"
+  python3 - "$pki" "$conns" <<'PY'
+import os, sys
+pki, n = sys.argv[1], int(sys.argv[2])
+w = max(4, len(str(n - 1)))
+for i in range(n):
+    os.symlink(f"../batch/dev-{i:0{w}d}.chain.pem", f"{pki}/devices/dev-{i}.pem")
+    os.symlink(f"../batch/dev-{i:0{w}d}.key", f"{pki}/devices/dev-{i}.key")
+PY
   chmod -R a+rX "$pki"
 }
 

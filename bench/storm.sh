@@ -123,6 +123,17 @@ trust_ca() {
       "http://127.0.0.1:$1/tenant/tenants/management/trusted-certificates"
 }
 
+# register HTTP_PORT: every device registered ahead with one bulk CSV
+# upload (the batch's), so the first connections do not each write a new
+# device to the store (one commit each) before the storm.
+register() {
+  local made
+  made=$(curl -sS -u management/admin:bench-admin-password -F "file=@$pki/batch/bulk-registration.csv" \
+    "http://127.0.0.1:$1/devicecontrol/bulkNewDeviceRequests" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin).get("numberOfCreated", 0))')
+  [ "${made:-0}" -ge "$conns" ] || { echo "storm.sh: only ${made:-0} devices registered" >&2; return 1; }
+}
+
 # extra_opts: --node-opts as config lines.
 extra_opts() { tr ';' '\n' <<<"$node_opts" | sed 's/^ *//; /^$/d'; }
 
@@ -206,7 +217,7 @@ EOF
   fi
   bpid=$!
   wait_port "$port" || { echo "storm.sh: $b did not start: $(tail -3 "$work/$b.log")" >&2; return 1; }
-  [ "$b" = mosquitto ] || { wait_port "$http" && trust_ca "$http"; }
+  [ "$b" = mosquitto ] || { wait_port "$http" && trust_ca "$http" && register "$http"; }
 }
 
 single_stop() {
@@ -281,7 +292,8 @@ EOF
   for n in 1 2 3; do
     wait_port "$(eval echo "\$http_$n")" || { tail -5 "$work/node$n.log" >&2; exit 1; }
   done
-  trust_ca "$http_1" || { echo "storm.sh: could not trust the device CA" >&2; exit 1; }
+  trust_ca "$http_1" && register "$http_1" ||
+    { echo "storm.sh: could not trust the device CA or register the devices" >&2; exit 1; }
   # deploy/haproxy.cfg as shipped, on this run's ports.
   hap_port=$(free_port)
   sed -e "s/127.0.0.1:8883/127.0.0.1:$hap_port/" -e "s/127.0.0.1:8080/127.0.0.1:$(free_port)/" \

@@ -17,6 +17,7 @@
 #          [--node-opts 'option value;option value']   (added to every certmq
 #          config: e.g. 'tls_tickets store' once tickets are shared)
 #          [--pki DIR]   (reuse device certificates made by an earlier run)
+#          [--brokers 'certmq mosquitto']   (single: which brokers, in order)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +31,7 @@ repeat=3
 pending=100 # mosquitto 2.0 listens with a backlog of 100: more SYNs at once overflow it
 node_opts=""
 pki_keep=""
+brokers="certmq mosquitto"
 while [ $# -gt 0 ]; do
   case $1 in
     --conns) conns=$2; shift ;;
@@ -37,7 +39,8 @@ while [ $# -gt 0 ]; do
     --pending) pending=$2; shift ;;
     --node-opts) node_opts=$2; shift ;;
     --pki) pki_keep=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --brokers) brokers=$2; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "storm.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -231,7 +234,7 @@ run_single() {
   # leaves its port in TIME_WAIT while the device connects again.
   local sources=$((conns / 5000 + 1))
   header
-  for b in certmq mosquitto; do
+  for b in $brokers; do
     for res in off on; do
       lines=""
       for r in $(seq "$repeat"); do

@@ -160,9 +160,11 @@ summary() {
       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
     function get(line, k,   m) { if (match(line, " " k "=[^ ]*")) return substr(line, RSTART + length(k) + 2, RLENGTH - length(k) - 2); return "" }
-    /^RESULT/ { n++; s[n] = get($0, "seconds"); c[n] = get($0, "per_cpu_s"); r[n] = get($0, "resumed")
-                d[n] = get($0, "dropped"); u[n] = get($0, "up"); f[n] = get($0, "failures")
-                p[n] = get($0, "p99_ms"); ok = ok (u[n] == get($0, "conns") ? "" : " (not all up)") }
+    # +0: numbers, not strings, when sorted and compared
+    /^RESULT/ { n++; s[n] = get($0, "seconds") + 0; c[n] = get($0, "per_cpu_s") + 0
+                r[n] = get($0, "resumed") + 0; d[n] = get($0, "dropped") + 0; u[n] = get($0, "up") + 0
+                f[n] = get($0, "failures") + 0; p[n] = get($0, "p99_ms") + 0
+                ok = ok (u[n] == get($0, "conns") + 0 ? "" : " (not all up)") }
     END {
       if (!n) { printf "| %s | n/a | | | | |\n", l; exit }
       lo = hi = s[1]; for (i = 1; i <= n; i++) { if (s[i] < lo) lo = s[i]; if (s[i] > hi) hi = s[i] }

@@ -506,7 +506,7 @@ static void usage(FILE *f)
                "  --devices DIR      dev-N.pem (chain) and dev-N.key files (required)\n"
                "  --max-devices N    use only dev-0 .. dev-(N-1)\n"
                "  -c, --conns N      handshake: concurrency (32); pubsub: pairs (10);\n"
-               "                     idle: connections (1000)\n"
+               "                     idle, storm: connections (1000)\n"
                "  --pending N        idle, storm: handshakes in flight at once (64)\n"
                "  --hold STEP        idle: hold each connection after mqtt (CONNACK, default),\n"
                "                     tls (handshake done, no CONNECT) or tcp (no TLS)\n"

@@ -7,7 +7,10 @@
 #                         [--acl-rules N]  (the QoS 0 run again with N tenant
 #                         authorization rules per client; 0: skip; default 100)
 #                         [--only GROUPS]  (comma list of handshake, pubsub,
-#                         acl, idle: run only those; rows of the others: n/a)
+#                         acl, idle, storm: run only those; rows of the
+#                         others: n/a)
+#                         [--storm-conns N] (devices in the reconnect storm;
+#                         default 20,000, capped by the open-file limit)
 #                         [--workers N]    (certmq's worker threads; default 0:
 #                         one per CPU it may use)
 #                         [--cpus B:G]     (taskset CPU lists of the brokers
@@ -25,7 +28,8 @@ idle_conns=100000 # issue #14's count; capped by the open-file limit
 devices=64
 acl_rules=100  # rules for the authorization row (the matching one last)
 acl_now=0      # set while that row runs: start_broker installs the rules
-only=handshake,pubsub,acl,idle
+storm_conns=20000 # issue #14's reconnect storm; capped by the open-file limit
+only=handshake,pubsub,acl,idle,storm
 broker_cpu=0
 gen_cpu=1
 workers=0
@@ -40,7 +44,8 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift ;;
     --workers) workers=$2; shift ;;
     --cpus) broker_cpu=${2%%:*}; gen_cpu=${2##*:}; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --storm-conns) storm_conns=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -65,6 +70,11 @@ fi
 # One loopback source address per 20,000 idle connections: each has its own
 # ephemeral port range (about 28,000 ports) towards the broker's port.
 idle_sources=$((idle_conns / 20000 + 1))
+if [ "$(ulimit -n)" != unlimited ] && [ "$storm_conns" -gt $(($(ulimit -n) - 200)) ]; then
+  echo "compare.sh: ulimit -n is $(ulimit -n): the storm rows hold $(($(ulimit -n) - 200))" \
+       "devices, not $storm_conns" >&2
+  storm_conns=$(($(ulimit -n) - 200))
+fi
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # The revision the binary was built from: CERTMQ_REV when given (a binary built
@@ -321,6 +331,24 @@ measure_idle() {
   stop_broker
 }
 
+# measure_storm BROKER off|on: storm_conns held connections all dropped at
+# once by the generator; the seconds until every one has its CONNACK again,
+# with full handshakes (off) or each offering its last TLS 1.3 ticket (on).
+# At most 100 handshakes in flight (mosquitto's listen backlog); one source
+# address per 5,000 (each dropped connection leaves a port in TIME_WAIT).
+measure_storm() {
+  local b=$1 res=$2 out args=()
+  [ "$res" = on ] && args+=(--resume)
+  start_broker "$b" rsa || return
+  out=$(lg storm -c "$storm_conns" --pending 100 --sources $((storm_conns / 5000 + 1)) \
+        --drop-after 1 "${args[@]}" --broker-pid "$broker_pid" 2>>"$work/lg.log" | grep '^RESULT')
+  stop_broker
+  echo "  $b storm, resumption $res: ${out#RESULT }" >&2
+  [ -n "$out" ] && [ "$(kv "$out" up)" = "$storm_conns" ] || return
+  R[$b.storm_$res]=$(kv "$out" seconds)
+  R[$b.stormcpu_$res]=$(kv "$out" per_cpu_s)
+}
+
 brokers=(certmq mosquitto)
 echo "compare.sh: best of $repeat runs of ${secs}s per metric, broker on CPU $broker_cpu, load generator on CPU $gen_cpu" >&2
 wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -344,6 +372,11 @@ if wanted acl && [ "$acl_rules" -gt 0 ]; then
 fi
 if wanted idle; then
   for b in "${brokers[@]}"; do measure_idle "$b"; done
+fi
+if wanted storm; then
+  for res in on off; do
+    for b in "${brokers[@]}"; do measure_storm "$b" "$res"; done
+  done
 fi
 
 # row LABEL KEY TARGET [SCALE]: certmq, mosquitto and their ratio; a value
@@ -375,6 +408,10 @@ table() {
   row "QoS 1 messages/s, MQTT 5.0 (10 -> 10, 64 B)" msg1v5 ">= 1.0"
   row "QoS 1 latency p50, ms, MQTT 5.0" p50_1v5 "-" 0.001
   row "RSS per idle mutual-TLS connection, KiB ($idle_conns conns)" mem "<= 1.0"
+  row "reconnect storm: seconds until all $storm_conns are up again, TLS 1.3 tickets" storm_on "-"
+  row "the same, reconnects per broker CPU-second" stormcpu_on "-"
+  row "reconnect storm: seconds until all $storm_conns are up again, full handshakes" storm_off "-"
+  row "the same, reconnects per broker CPU-second" stormcpu_off "-"
   if [ -n "${R[certmq.msg0_acl]:-}" ]; then
     awk -v a="${R[certmq.msg0_acl]}" -v c="${R[certmq.msg0]:-}" -v n="$acl_rules" 'BEGIN {
       r = (c == "" || c + 0 == 0) ? "n/a" : sprintf("%.2f", a / c)

@@ -16,7 +16,7 @@
 #include "core/buf.h"
 #include "mqtt/codec.h"
 
-enum lg_mode { LG_HANDSHAKE, LG_PUBSUB, LG_IDLE, LG_PATH };
+enum lg_mode { LG_HANDSHAKE, LG_PUBSUB, LG_IDLE, LG_STORM, LG_PATH };
 /* idle: how far each connection goes before it is held. */
 enum lg_hold { LG_HOLD_MQTT, LG_HOLD_TLS, LG_HOLD_TCP };
 
@@ -43,12 +43,16 @@ struct lg_opts {
     uint8_t version;    /* MQTT_V311 or MQTT_V5 */
     const char *suites; /* TLS 1.3 cipher suites offered (NULL: OpenSSL's default) */
     enum lg_hold hold;  /* idle: CONNACK received (default), TLS up, or TCP only */
-    bool resume;        /* handshake: each device resumes with the ticket its last
-                         * connection received (TLS 1.3, one use per ticket) */
+    bool resume;        /* handshake, storm: resume with the last ticket kept (TLS
+                         * 1.3): the device's (handshake) or the connection's (storm) */
     int sources;        /* IPv4 only: bind each connection to one of 127.0.0.2 ..
                          * 127.0.0.(1+sources), in turn, before connecting, so
                          * more connections fit than one ephemeral port range;
                          * 0: the kernel picks the source address */
+    double drop_after;  /* storm: seconds held before the generator drops every
+                         * connection itself; < 0: wait for the broker side to
+                         * drop them (a node killed behind a balancer) */
+    double timeout;     /* storm: seconds allowed for everyone to be up again */
     pid_t broker_pid;   /* 0: no CPU accounting */
     pid_t broker_pid2;  /* a second node whose CPU counts too (--sub-port's); 0: none */
 };
@@ -76,7 +80,12 @@ struct lg_conn {
     uint64_t seq;     /* publisher: next sequence; subscriber: highest seen + 1 */
     uint32_t unacked; /* publisher, QoS 1: PUBLISHes without PUBACK */
     uint16_t next_pid;
-    bool kick; /* lg_conn_kick it once the current event batch is done */
+    bool kick;          /* lg_conn_kick it once the current event batch is done */
+    struct lg_dev *dev; /* the certificate this connection presents */
+    /* Kept across lg_conn_start of the same slot (storm): */
+    SSL_SESSION *sess; /* --resume: the last ticket the broker gave this slot */
+    SSL_SESSION **ticket; /* --resume: where this connection's ticket is kept (sess, or its device's) */
+    uint64_t down_ns;  /* when the slot lost its connection; 0: up or never was */
 };
 
 struct lg_dev {

@@ -1,7 +1,7 @@
 /* certmq-loadgen connections: one SSL_CTX per device certificate, non-blocking
  * TCP connects with TCP_NODELAY, full TLS handshakes (no tickets, no session
  * cache: every connection sends its certificate chain; with --resume, TLS 1.3
- * resumption with the device's newest ticket) and MQTT framing over one
+ * resumption with the last ticket kept) and MQTT framing over one
  * edge-triggered epoll set. Modes see only whole parsed packets. */
 #include "lg.h"
 
@@ -22,25 +22,35 @@
 #define LG_READ_CHUNK  16384
 #define LG_WRITE_CHUNK 16384 /* one TLS record: many small packets per record */
 
-/* --resume: a ticket the server sent replaces the device's previous one (a
- * TLS 1.3 server may accept each ticket once). Takes the reference. */
-static int keep_ticket(SSL *ssl, SSL_SESSION *sess)
+/* --resume: a copy of the ticket the broker just sent replaces the one kept
+ * (c->ticket: a storm slot's own, as a slot is one device; else its
+ * device's, as devices take turns over the slots). A copy, as a device
+ * stores its ticket: the SSL's own session is marked not resumable when the
+ * connection is freed without a close_notify, which is how a storm ends it. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
-    struct lg_dev *dev = SSL_get_app_data(ssl);
-    if (!dev || !SSL_SESSION_is_resumable(sess)) return 0;
-    SSL_SESSION_free(dev->ticket);
-    dev->ticket = sess;
-    return 1;
+    struct lg_conn *c = SSL_get_app_data(ssl);
+    if (!c || !c->ticket || !SSL_SESSION_is_resumable(sess)) return 0;
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    if (!copy) return 0;
+    if (*c->ticket) SSL_SESSION_free(*c->ticket);
+    *c->ticket = copy;
+    return 0;
 }
 
-static SSL_CTX *ctx_new(const struct lg_opts *o, const char *chain, const char *key)
+/* The CA file is parsed once: every device's context shares its store
+ * (thousands of contexts would otherwise each parse it). */
+static SSL_CTX *ctx_new(const struct lg_opts *o, X509_STORE *cas, const char *chain,
+                        const char *key)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return NULL;
     SSL_CTX_set_min_proto_version(ctx, o->resume ? TLS1_3_VERSION : TLS1_2_VERSION);
     if (o->resume) {
-        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
-        SSL_CTX_sess_set_new_cb(ctx, keep_ticket);
+        /* Each slot keeps its own ticket (on_new_session); no shared cache. */
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, on_new_session);
     } else {
         /* Every connection is a full handshake: no tickets offered or kept. */
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
@@ -53,7 +63,7 @@ static SSL_CTX *ctx_new(const struct lg_opts *o, const char *chain, const char *
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if ((o->suites && SSL_CTX_set_ciphersuites(ctx, o->suites) != 1) ||
-        SSL_CTX_load_verify_locations(ctx, o->cafile, NULL) != 1 ||
+        SSL_CTX_set1_verify_cert_store(ctx, cas) != 1 ||
         SSL_CTX_use_certificate_chain_file(ctx, chain) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
@@ -71,13 +81,14 @@ static int dev_cn(SSL_CTX *ctx, char *cn, size_t len)
     return n > 0 ? 0 : ERR_INVALID;
 }
 
-/* Loads dev-0, dev-1, ... from the device directory until one is missing. */
-static int load_devices(struct lg *lg)
+/* Loads dev-0, dev-1, ... from the device directory until one is missing
+ * or max devices are loaded. */
+static int load_devices_with(struct lg *lg, X509_STORE *cas, int max)
 {
     int cap = 16;
     lg->devs = calloc((size_t)cap, sizeof *lg->devs);
     if (!lg->devs) return ERR_NOMEM;
-    for (int i = 0; !lg->o.max_devices || i < lg->o.max_devices; i++) {
+    for (int i = 0; !max || i < max; i++) {
         char chain[4096], key[4096];
         snprintf(chain, sizeof chain, "%s/dev-%d.pem", lg->o.devdir, i);
         snprintf(key, sizeof key, "%s/dev-%d.key", lg->o.devdir, i);
@@ -90,7 +101,7 @@ static int load_devices(struct lg *lg)
         }
         struct lg_dev *d = &lg->devs[lg->ndev];
         *d = (struct lg_dev){0};
-        d->ctx = ctx_new(&lg->o, chain, key);
+        d->ctx = ctx_new(&lg->o, cas, chain, key);
         if (!d->ctx) {
             fprintf(stderr, "loadgen: cannot load %s / %s (CA %s)\n", chain, key, lg->o.cafile);
             ERR_print_errors_fp(stderr);
@@ -104,6 +115,24 @@ static int load_devices(struct lg *lg)
         return ERR_NOT_FOUND;
     }
     return 0;
+}
+
+/* A storm slot uses one device each: no more are loaded than slots. */
+static int load_devices(struct lg *lg)
+{
+    int max = lg->o.max_devices;
+    if (!max && lg->o.mode == LG_STORM) max = lg->o.conns;
+    X509_STORE *cas = X509_STORE_new();
+    if (!cas) return ERR_NOMEM;
+    int rc = ERR_TLS;
+    if (X509_STORE_load_file(cas, lg->o.cafile) != 1) {
+        fprintf(stderr, "loadgen: cannot load the CA file %s\n", lg->o.cafile);
+        goto out;
+    }
+    rc = load_devices_with(lg, cas, max);
+out:
+    X509_STORE_free(cas); /* the contexts hold their own references */
+    return rc;
 }
 
 static int parse_addr(struct lg *lg)
@@ -148,8 +177,10 @@ int lg_init(struct lg *lg)
 
 void lg_fini(struct lg *lg)
 {
-    for (int i = 0; lg->conns && i < lg->nconns; i++)
+    for (int i = 0; lg->conns && i < lg->nconns; i++) {
         if (lg->conns[i].st != ST_FREE) lg_conn_close(lg, &lg->conns[i]);
+        if (lg->conns[i].sess) SSL_SESSION_free(lg->conns[i].sess);
+    }
     free(lg->conns);
     for (int i = 0; i < lg->ndev; i++) {
         SSL_SESSION_free(lg->devs[i].ticket);
@@ -191,16 +222,22 @@ static int bind_source(struct lg *lg, int fd)
 int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
 {
     int rc = ERR_IO;
-    uint32_t gen = c->gen;
+    struct lg_conn kept = *c;
     memset(c, 0, sizeof *c);
-    c->gen = gen;
+    c->gen = kept.gen;
+    c->sess = kept.sess;
+    c->down_ns = kept.down_ns;
     c->fd = -1;
     c->role = role;
     c->idx = idx;
     c->next_pid = 1;
     buf_init(&c->in, LG_MAX_PACKET + LG_READ_CHUNK);
     buf_init(&c->out, 0);
-    struct lg_dev *dev = &lg->devs[lg->conn_seq++ % (uint64_t)lg->ndev];
+    /* A storm slot is one device: it always presents the same certificate
+     * (its ticket is bound to it); other modes take the devices in turn. */
+    uint64_t pick = lg->o.mode == LG_STORM ? (uint64_t)idx : lg->conn_seq++;
+    struct lg_dev *dev = &lg->devs[pick % (uint64_t)lg->ndev];
+    c->dev = dev;
 
     c->fd = socket(lg->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) goto out;
@@ -217,13 +254,9 @@ int lg_conn_start(struct lg *lg, struct lg_conn *c, enum lg_role role, int idx)
     SSL_set_tlsext_host_name(c->ssl, lg->o.sni);
     if (SSL_set1_host(c->ssl, lg->o.sni) != 1) goto out;
     SSL_set_connect_state(c->ssl);
-    SSL_set_app_data(c->ssl, dev);
-    if (dev->ticket) {
-        int ok = SSL_set_session(c->ssl, dev->ticket);
-        SSL_SESSION_free(dev->ticket);
-        dev->ticket = NULL;
-        if (ok != 1) goto out;
-    }
+    SSL_set_app_data(c->ssl, c);
+    c->ticket = lg->o.mode == LG_STORM ? &c->sess : &dev->ticket;
+    if (*c->ticket && SSL_set_session(c->ssl, *c->ticket) != 1) goto out;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET};
     ev.data.u64 = ((uint64_t)(c - lg->conns) << 32) | c->gen;
     rc = ERR_IO;
@@ -251,7 +284,7 @@ void lg_conn_close(struct lg *lg, struct lg_conn *c)
 
 int lg_queue_connect(struct lg *lg, struct lg_conn *c)
 {
-    const struct lg_dev *dev = SSL_get_app_data(c->ssl);
+    const struct lg_dev *dev = c->dev;
     char id[128];
     if (lg->o.plain_id)
         snprintf(id, sizeof id, "%s", dev->cn);

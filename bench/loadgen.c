@@ -3,6 +3,9 @@
  *              CONNECT, CONNACK, close
  *   pubsub     N subscribers on bench/<i>, N publishers at QoS 0/1 with a window
  *   idle       K connections opened and held (the caller reads broker memory)
+ *   storm      K connections opened and held, then all dropped at once (by the
+ *              generator, or by a node dying behind a balancer): the time until
+ *              every one is connected again, with or without TLS resumption
  *   path       no network: the broker's CPU per message, 3.1.1 vs 5.0 (lg_path.c)
  * Results are printed as one "RESULT key=value ..." line for scripts. */
 #include "lg.h"
@@ -35,6 +38,13 @@ struct run {
     uint64_t subs_ready, pubs_ready;
     uint64_t received, lost, dups, dropped;
     struct lg_hist hist;
+    /* storm: */
+    bool storming;        /* the drop happened: count and time the reconnects */
+    uint64_t inflight;    /* connections started, not yet up nor closed */
+    uint64_t first_drop;  /* when the first connection was lost (ns) */
+    uint64_t resumed;     /* reconnects that resumed their TLS session */
+    uint64_t reconnected; /* reconnects that reached CONNACK */
+    int next_free;        /* where the search for a slot to (re)start goes on */
 };
 
 static struct run g_run;
@@ -65,6 +75,38 @@ int lg_on_tls_up(struct lg *lg, struct lg_conn *c)
     return LG_CONTINUE;
 }
 
+/* storm: a connection reached CONNACK; after the drop its delay counts. */
+static void storm_up(struct lg_conn *c)
+{
+    g_run.inflight--;
+    if (!g_run.storming || !c->down_ns) return;
+    lg_hist_add(&g_run.hist, lg_now_ns() - c->down_ns);
+    c->down_ns = 0;
+    g_run.reconnected++;
+    if (SSL_session_reused(c->ssl)) g_run.resumed++;
+}
+
+/* storm: a slot's connection ended; the slot is started again by
+ * storm_fill. One that ended before its CONNACK is a failed attempt; a held
+ * one lost starts the storm. */
+static void storm_closed(struct lg_conn *c)
+{
+    if (!c->ready) {
+        g_run.inflight--;
+        g_run.failures++;
+        return;
+    }
+    g_run.completed--;
+    if (!g_run.holding) return; /* lost while the others were still connecting */
+    g_run.dropped++;
+    uint64_t now = lg_now_ns();
+    if (!g_run.storming) {
+        g_run.storming = true;
+        g_run.first_drop = now;
+    }
+    c->down_ns = now;
+}
+
 static int on_connack(struct lg *lg, struct lg_conn *c, const struct mqtt_packet *p)
 {
     if (p->connack.rc != MQTT_CONNACK_ACCEPTED) {
@@ -76,7 +118,9 @@ static int on_connack(struct lg *lg, struct lg_conn *c, const struct mqtt_packet
     case ROLE_HANDSHAKE:
         if (g_run.measuring) g_run.completed++;
         return LG_CLOSE;
-    case ROLE_IDLE: return idle_held(c);
+    case ROLE_IDLE:
+        if (lg->o.mode == LG_STORM) storm_up(c);
+        return idle_held(c);
     case ROLE_SUB: {
         char topic[32];
         int n = snprintf(topic, sizeof topic, "bench/%d", c->idx);
@@ -182,6 +226,10 @@ int lg_on_fill(struct lg *lg, struct lg_conn *c)
 
 void lg_on_closed(struct lg *lg, struct lg_conn *c, int rc)
 {
+    if (lg->o.mode == LG_STORM && !g_stop) {
+        storm_closed(c);
+        return;
+    }
     if (rc < 0) g_run.failures++;
     if (g_stop) return;
     switch (c->role) {
@@ -353,9 +401,105 @@ static int mode_idle(struct lg *lg)
     return g_run.dropped ? ERR_CLOSED : 0;
 }
 
+/* storm: starts free slots while fewer than `pending` handshakes are in
+ * flight (a real fleet's reconnects are spread by its clients' backoff; this
+ * keeps the broker's accept queue from overflowing into SYN retries). */
+static int storm_fill(struct lg *lg)
+{
+    int n = lg->o.conns;
+    for (int k = 0; k < n && g_run.inflight < (uint64_t)lg->o.pending; k++) {
+        struct lg_conn *c = &lg->conns[g_run.next_free];
+        g_run.next_free = (g_run.next_free + 1) % n;
+        if (c->st != ST_FREE) continue;
+        g_run.inflight++;
+        if (lg_conn_start(lg, c, ROLE_IDLE, (int)(c - lg->conns)) < 0) {
+            g_run.inflight--;
+            g_run.failures++;
+        }
+    }
+    return 0;
+}
+
+static bool all_up(struct lg *lg)
+{
+    return g_run.completed == (uint64_t)lg->o.conns;
+}
+
+/* Keeps slots restarting until all are up or the deadline passes. */
+static int storm_until_up(struct lg *lg, uint64_t deadline)
+{
+    while (!all_up(lg)) {
+        if (g_stop) return ERR_CLOSED;
+        if (lg_now_ns() >= deadline) return ERR_AGAIN;
+        if (g_run.failures > 20 * (uint64_t)lg->o.conns) return ERR_IO;
+        GUARD(storm_fill(lg));
+        GUARD(lg_poll(lg, 20));
+    }
+    return 0;
+}
+
+/* The generator drops every connection at once (no DISCONNECT: the TCP
+ * connection just ends), as a fleet does when its network comes back. */
+static void storm_drop_all(struct lg *lg)
+{
+    uint64_t now = lg_now_ns();
+    g_run.storming = true;
+    g_run.first_drop = now;
+    for (int i = 0; i < lg->o.conns; i++) {
+        struct lg_conn *c = &lg->conns[i];
+        if (c->st == ST_FREE) continue;
+        lg_conn_close(lg, c);
+        c->down_ns = now;
+    }
+    g_run.dropped = (uint64_t)lg->o.conns;
+    g_run.completed = 0;
+    g_run.inflight = 0;
+}
+
+/* Waits until a connection is lost (or the generator drops them all). */
+static int storm_wait_drop(struct lg *lg)
+{
+    uint64_t until = lg->o.drop_after >= 0 ? lg_now_ns() + secs_ns(lg->o.drop_after) : 0;
+    while (!g_run.storming) {
+        if (g_stop) return ERR_CLOSED;
+        if (until && lg_now_ns() >= until) {
+            storm_drop_all(lg);
+            break;
+        }
+        GUARD(lg_poll(lg, 20));
+    }
+    return 0;
+}
+
+static int mode_storm(struct lg *lg)
+{
+    uint64_t t0 = lg_now_ns();
+    int rc = storm_until_up(lg, t0 + secs_ns(120 + lg->o.conns / 400.0));
+    if (rc < 0) return rc;
+    printf("READY conns=%d seconds=%.2f failures=%llu\n", lg->o.conns,
+           (double)(lg_now_ns() - t0) / 1e9, (unsigned long long)g_run.failures);
+    fflush(stdout);
+    g_run.holding = true;
+    uint64_t fail0 = g_run.failures;
+    GUARD(storm_wait_drop(lg));
+    struct cpu_mark cpu0 = cpu_mark(lg);
+    rc = storm_until_up(lg, g_run.first_drop + secs_ns(lg->o.timeout));
+    double secs = (double)(lg_now_ns() - g_run.first_drop) / 1e9;
+    struct cpu_mark cpu1 = cpu_mark(lg);
+    printf("RESULT mode=storm conns=%d dropped=%llu up=%llu seconds=%.3f p50_ms=%.1f "
+           "p99_ms=%.1f resumed=%llu failures=%llu",
+           lg->o.conns, (unsigned long long)g_run.dropped, (unsigned long long)g_run.completed,
+           secs, (double)lg_hist_quantile(&g_run.hist, 0.50) / 1e6,
+           (double)lg_hist_quantile(&g_run.hist, 0.99) / 1e6, (unsigned long long)g_run.resumed,
+           (unsigned long long)(g_run.failures - fail0));
+    print_cpu(&cpu0, &cpu1, (double)g_run.reconnected);
+    printf("\n");
+    return rc;
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: certmq-loadgen MODE [options]   MODE: handshake | pubsub | idle | path\n"
+    fprintf(f, "usage: certmq-loadgen MODE [options]   MODE: handshake|pubsub|idle|storm|path\n"
                "  --host ADDR        broker address (numeric, default 127.0.0.1)\n"
                "  --port N           broker port (default 8883)\n"
                "  --sub-port N       pubsub: subscribers connect to this port (another node)\n"
@@ -364,13 +508,14 @@ static void usage(FILE *f)
                "  --devices DIR      dev-N.pem (chain) and dev-N.key files (required)\n"
                "  --max-devices N    use only dev-0 .. dev-(N-1)\n"
                "  -c, --conns N      handshake: concurrency (32); pubsub: pairs (10);\n"
-               "                     idle: connections (1000)\n"
-               "  --pending N        idle: handshakes in flight at once (64)\n"
+               "                     idle, storm: connections (1000)\n"
+               "  --pending N        idle, storm: handshakes in flight at once (64)\n"
                "  --hold STEP        idle: hold each connection after mqtt (CONNACK, default),\n"
                "                     tls (handshake done, no CONNECT) or tcp (no TLS)\n"
                "  --ciphersuites L   TLS 1.3 suites offered (OpenSSL list syntax)\n"
-               "  --resume           handshake: TLS 1.3 only, each device resumes with the\n"
-               "                     ticket its previous connection got (resumed= counts them)\n"
+               "  --resume           handshake, storm: TLS 1.3 only, each device (storm: each\n"
+               "                     connection) resumes with the last ticket it got\n"
+               "                     (resumed= counts them)\n"
                "  --sources N        bind connections in turn to 127.0.0.2 .. 127.0.0.(N+1)\n"
                "                     (IPv4 host only): N times the ephemeral port range\n"
                "  -d, --duration S   seconds measured (5); idle: hold time, 0 = until SIGTERM\n"
@@ -384,6 +529,9 @@ static void usage(FILE *f)
                "  --persistent       pubsub: subscribers keep their session (clean session 0;\n"
                "                     5.0: session expiry 3600 s), so the broker stores their\n"
                "                     QoS 1 messages\n"
+               "  --drop-after S     storm: hold S seconds, then drop every connection at once\n"
+               "                     (default: wait until the broker side drops some)\n"
+               "  --timeout S        storm: seconds allowed for all to be up again (120)\n"
                "  --broker-pid PID   report the broker's CPU seconds over the measurement\n"
                "  --broker-pid2 PID  a second node's CPU seconds counted with it\n");
 }
@@ -396,6 +544,8 @@ static int parse_mode(const char *s, enum lg_mode *m)
         *m = LG_PUBSUB;
     else if (!strcmp(s, "idle"))
         *m = LG_IDLE;
+    else if (!strcmp(s, "storm"))
+        *m = LG_STORM;
     else if (!strcmp(s, "path"))
         *m = LG_PATH;
     else
@@ -460,6 +610,8 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
     case 'I': o->plain_id = true; return 0;
     case 'R': o->persistent = true; return 0;
     case 'r': o->resume = true; return 0;
+    case 'X': return parse_secs(arg, &o->drop_after);
+    case 'O': return parse_secs(arg, &o->timeout);
     case 'V': {
         int v;
         GUARD(parse_int(arg, 3, 5, &v));
@@ -491,6 +643,7 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
         {"broker-pid2", 1, 0, 'b'},  {"mqtt", 1, 0, 'V'},
         {"sources", 1, 0, 's'},      {"hold", 1, 0, 'T'},
         {"ciphersuites", 1, 0, 'C'}, {"resume", 0, 0, 'r'},
+        {"drop-after", 1, 0, 'X'},   {"timeout", 1, 0, 'O'},
         {"help", 0, 0, 'h'},         {0, 0, 0, 0},
     };
     if (argc < 2 || parse_mode(argv[1], &o->mode) < 0) return ERR_INVALID;
@@ -503,6 +656,8 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
                           .warmup = 1,
                           .window = 100,
                           .payload = 64,
+                          .drop_after = -1,
+                          .timeout = 120,
                           .version = MQTT_V311};
     o->conns = o->mode == LG_HANDSHAKE ? 32 : o->mode == LG_PUBSUB ? 10 : 1000;
     optind = 2;
@@ -517,7 +672,7 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
     if (optind != argc) return ERR_INVALID;
     if (o->mode != LG_PATH && (!o->cafile || !o->devdir)) return ERR_INVALID;
     if (o->hold != LG_HOLD_MQTT && o->mode != LG_IDLE) return ERR_INVALID;
-    if (o->resume && o->mode != LG_HANDSHAKE) return ERR_INVALID;
+    if (o->resume && o->mode != LG_HANDSHAKE && o->mode != LG_STORM) return ERR_INVALID;
     return 0;
 }
 
@@ -555,6 +710,7 @@ int main(int argc, char **argv)
         case LG_HANDSHAKE: rc = mode_handshake(&lg); break;
         case LG_PUBSUB: rc = mode_pubsub(&lg); break;
         case LG_IDLE: rc = mode_idle(&lg); break;
+        case LG_STORM: rc = mode_storm(&lg); break;
         case LG_PATH: break; /* handled above */
         }
     }

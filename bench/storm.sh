@@ -270,10 +270,14 @@ start_cluster() {
     http=$(free_port)
     eval "mqtt_$n=$mq http_$n=$http"
     mkdir -p "$work/node$n"
+    # One key-encryption key for all: what one node seals (ticket keys with
+    # tls_tickets store), another opens.
+    [ -s "$work/kek" ] || { openssl rand -out "$work/kek" 32 && chmod 600 "$work/kek"; }
     { cat <<EOF
 data_dir $work/node$n
 log_level warn
 store $store
+ca_key_file $work/kek
 cluster nats://127.0.0.1:$nats_port
 node_id node$n
 max_connections 1000000

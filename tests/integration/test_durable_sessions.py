@@ -493,10 +493,16 @@ def puback(p):
 def test_full_disk_refuses_publishes_instead_of_dropping(small_disk, durable, clients):
     b = durable(data_dir=str(small_disk))
     port, topic, cid = b.ports["plain"], unique_topic("full"), "full-" + uuid.uuid4().hex[:6]
-    sub = clients(cid, clean_session=False)
-    sub.connect(port)
-    sub.subscribe(topic, qos=1)
-    sub.disconnect()
+    # The subscriber's DISCONNECT is handled (the broker closes the
+    # connection) before the next publish, so that its session's change is
+    # in the commit that publish waits for, not in one after the disk fills.
+    sub = RawClient(port)
+    assert sub.connect(cid, clean=False) == b"\x20\x02\x00\x00"
+    sub.send(subscribe_packet(1, [(topic, 1)]))
+    assert sub.recv_packet() == b"\x90\x03\x00\x01\x01"
+    sub.send(DISCONNECT)
+    assert sub.is_closed()
+    sub.close()
     pub = clients("full-pub")
     pub.connect(port)
     pub.publish(topic, b"0", qos=1)  # acknowledged: everything before it is committed

@@ -84,8 +84,9 @@ struct lg_conn {
     struct lg_dev *dev; /* the certificate this connection presents */
     /* Kept across lg_conn_start of the same slot (storm): */
     SSL_SESSION *sess; /* --resume: the last ticket the broker gave this slot */
-    SSL_SESSION **ticket; /* --resume: where this connection's ticket is kept (sess, or its device's) */
-    uint64_t down_ns;  /* when the slot lost its connection; 0: up or never was */
+    SSL_SESSION *
+        *ticket;      /* --resume: where this connection's ticket is kept (sess, or its device's) */
+    uint64_t down_ns; /* when the slot lost its connection; 0: up or never was */
 };
 
 struct lg_dev {

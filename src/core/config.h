@@ -94,7 +94,7 @@ struct config {
     long cluster_max_subject;
     long cluster_heartbeat;     /* ms */
     long cluster_claim_timeout; /* ms */
-    int tls_tickets; /* enum tls_tickets */
+    int tls_tickets;            /* enum tls_tickets */
     long tls_ticket_key_rotate;
     size_t n_listeners;
     struct listener_config listeners[CONFIG_MAX_LISTENERS];

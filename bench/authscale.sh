@@ -24,6 +24,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 certmq=${CERTMQ:-$root/build/certmq}
 loadgen=${LOADGEN:-$root/build/certmq-loadgen}
 large=1000000
@@ -56,18 +57,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  for _ in $(seq 3000); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 admin=(-u management/admin:bench-admin-password)
 
 "$root/bench/gen_certs.sh" "$work/pki" "$devices" >/dev/null || exit 1
@@ -95,7 +84,7 @@ EOF
   CERTMQ_ADMIN_PASSWORD=bench-admin-password "${run_as[@]}" "$certmq" serve \
     --config "$work/certmq.conf" >>"$work/certmq.log" 2>&1 &
   pid=$!
-  wait_port "$http" && wait_port "$port" ||
+  wait_port "$http" "$pid" 300 && wait_port "$port" "$pid" 300 ||
     { echo "authscale.sh: certmq did not start: $(tail -3 "$work/certmq.log")" >&2; exit 1; }
 }
 

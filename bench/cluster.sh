@@ -8,6 +8,7 @@
 # Usage: bench/cluster.sh [--seconds S] [--repeat N]   (prints a table)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 certmq=${CERTMQ:-$root/build/certmq}
 loadgen=${LOADGEN:-$root/build/certmq-loadgen}
 secs=5
@@ -32,9 +33,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 "$root/bench/gen_certs.sh" "$work/pki" 40 >/dev/null || exit 1
 pki=$work/pki
@@ -82,7 +80,6 @@ EOF
 node a
 node b
 
-kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 # best QOS SUBPORT: the best of $repeat runs' messages/s and per broker CPU-second.
 best() {

@@ -18,6 +18,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 certmq=${CERTMQ:-$root/build/certmq}
 loadgen=${LOADGEN:-$root/build/certmq-loadgen}
 mosquitto=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
@@ -100,9 +101,6 @@ echo "compare.sh: certificates ($devices devices) in $work/pki" >&2
 "$root/bench/gen_certs.sh" "$work/pki" "$devices" >/dev/null || exit 1
 pki=$work/pki
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # write_config BROKER KEYTYPE PORT: the broker's config file for that server key.
 write_config() {
@@ -224,9 +222,6 @@ lg_bg() {
 }
 
 # kv LINE KEY: the value of key=value in a RESULT line.
-kv() {
-  sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"
-}
 
 # mark_bound BROKER "KEYS" RESULT: flags those results when the generator was
 # busy over 90% of the measured time (the broker may be faster than shown).

@@ -10,6 +10,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 certmq=${CERTMQ:-$root/build/certmq}
 loadgen=${LOADGEN:-$root/build/certmq-loadgen}
 mosquitto=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
@@ -48,9 +49,6 @@ trap 'exit 130' INT TERM
 "$root/bench/gen_certs.sh" "$work/pki" 32 >/dev/null || exit 1
 pki=$work/pki
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # write_config KIND: certmq-on, certmq-off or mosquitto.
 write_config() {
@@ -95,16 +93,6 @@ EOF
   echo "$f"
 }
 
-wait_port() {
-  local i
-  for i in $(seq 200); do
-    kill -0 "$broker_pid" 2>/dev/null || return 1
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
-}
-
 trust_device_ca() {
   python3 - "$pki/device-ca.pem" <<'PY' | curl -sf -o /dev/null -u management/admin:bench-admin-password \
       -H 'Content-Type: application/json' --data-binary @- \
@@ -127,7 +115,7 @@ start_broker() {
       taskset -c 0 "$certmq" serve --config "$conf" >"$work/$1.log" 2>&1 &
   fi
   broker_pid=$!
-  wait_port || { echo "durable.sh: $1 did not start" >&2; tail -5 "$work/$1.log" >&2; return 1; }
+  wait_port "$port" "$broker_pid" 10 || { echo "durable.sh: $1 did not start" >&2; tail -5 "$work/$1.log" >&2; return 1; }
   [ "$1" = mosquitto ] || trust_device_ca
 }
 
@@ -140,7 +128,6 @@ stop_broker() {
   broker_pid=""
 }
 
-kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 declare -A RATE P50 P99 PCPU
 for kind in certmq-on certmq-off mosquitto; do
@@ -176,7 +163,7 @@ EOF
 rm -rf "$work/rvar"
 taskset -c 0 "$certmq" serve --config "$work/rec.conf" >"$work/rec.log" 2>&1 &
 broker_pid=$!
-if wait_port; then
+if wait_port "$port" "$broker_pid" 10; then
   mosquitto_sub -h 127.0.0.1 -p "$port" -c -q 1 -i durable-bench -t 'bench/q/#' -E
   t0=$(date +%s.%N)
   taskset -c 1 /usr/bin/python3 "$root/bench/durable_fill.py" "$port" "$queued" bench/q/1 ||
@@ -188,7 +175,7 @@ if wait_port; then
   t0=$(date +%s.%N)
   taskset -c 0 "$certmq" serve --config "$work/rec.conf" >"$work/rec2.log" 2>&1 &
   broker_pid=$!
-  if wait_port; then
+  if wait_port "$port" "$broker_pid" 10; then
     t1=$(date +%s.%N)
     recovery=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}')
     restored=$(grep -o 'persistence: .* restored' "$work/rec2.log")

@@ -11,6 +11,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 certmq=${CERTMQ:-$root/build/certmq}
 loadgen=${LOADGEN:-$root/build/certmq-loadgen}
 key=rsa
@@ -46,9 +47,6 @@ trap 'exit 130' INT TERM
 "$root/bench/gen_certs.sh" "$work/pki" 64 >/dev/null || exit 1
 pki=$work/pki
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 start_broker() {
   port=$(free_port)

@@ -8,6 +8,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 certmq=${CERTMQ:-$root/build/certmq}
 loadgen=${LOADGEN:-$root/build/certmq-loadgen}
 workers=2
@@ -39,9 +40,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 "$root/bench/gen_certs.sh" "$work/pki" 20 >/dev/null || exit 1
 pki=$work/pki
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 auth=(-u management/admin:bench-admin-password)
 
 metric() { sed -n "s/^$1 //p" "$work/metrics"; }

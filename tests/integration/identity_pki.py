@@ -18,13 +18,14 @@ import ssl
 import subprocess
 import threading
 import time
+from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from apiserver import ADMIN, ApiServer, make_tenant
-from conftest import TIMEOUT, assert_mosquitto_refused, free_port
+from conftest import TIMEOUT, assert_mosquitto_refused, connect_packet, free_port
 
 CA_PASS = "pass:certmq-ca-passphrase"
 
@@ -107,6 +108,35 @@ def tls13_context(cafile, dev, chain=True):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(dev.chain if chain else dev.pem, dev.key)
     return ctx
+
+
+TlsConnect = namedtuple("TlsConnect", "rc session reused version")
+
+
+def tls_mqtt_connect(port, ctx, client_id, session=None, while_connected=None):
+    """One MQTT CONNECT over TLS: the CONNACK return code (None when there
+    was none), the session after it (with the ticket sent before CONNACK),
+    whether the handshake resumed, and the TLS version. while_connected()
+    runs after a CONNACK 0, before the DISCONNECT."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+    try:
+        s.sendall(connect_packet(client_id))
+        head = b""
+        while len(head) < 4:
+            chunk = s.recv(4 - len(head))
+            if not chunk:
+                break
+            head += chunk
+        rc = head[3] if len(head) == 4 and head[0] == 0x20 else None
+        r = TlsConnect(rc, s.session, s.session_reused, s.version())
+        if rc == 0:
+            if while_connected:
+                while_connected()
+            s.sendall(b"\xe0\x00")  # DISCONNECT
+        return r
+    finally:
+        s.close()
 
 
 def openssl(*args, cwd=None):

@@ -3,12 +3,10 @@
 # so the broker must remember that the earlier chain held the tenant's CA. A
 # session whose full handshake did not prove that must not be resumable into
 # an accepted device. Python's ssl module is the client (real TLS 1.3 tickets).
-import socket
 
 import pytest
 
-from conftest import connect_packet
-from identity_pki import pki, server_fixture, tls13_context  # noqa: F401
+from identity_pki import pki, server_fixture, tls13_context, tls_mqtt_connect  # noqa: F401
 
 server = server_fixture("tls-resumption")
 
@@ -18,27 +16,9 @@ def tls_context(server, dev, chain=True):
 
 
 def mqtt_connect(server, ctx, client_id, session=None):
-    """Returns (CONNACK return code or None, the TLS session, whether it was reused)."""
-    raw = socket.create_connection(("127.0.0.1", server.mqtt_port), timeout=10)
-    s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
-    try:
-        s.sendall(connect_packet(client_id))
-        head = b""
-        while len(head) < 4:
-            chunk = s.recv(4 - len(head))
-            if not chunk:
-                break
-            head += chunk
-        rc = head[3] if len(head) == 4 and head[0] == 0x20 else None
-        # TLS 1.3 tickets arrive after the handshake: read until the broker's
-        # CONNACK has been seen, then the session object carries the ticket.
-        reused = s.session_reused
-        sess = s.session
-        if rc == 0:
-            s.sendall(b"\xe0\x00")  # DISCONNECT
-        return rc, sess, reused
-    finally:
-        s.close()
+    """(CONNACK return code or None, the TLS session, whether it was reused)."""
+    r = tls_mqtt_connect(server.mqtt_port, ctx, client_id, session)
+    return r.rc, r.session, r.reused
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@
 # device. Python's ssl module is the client (real TLS 1.3 tickets, resumed
 # with the session object of the earlier connection).
 import os
-import socket
 import sqlite3
 import ssl
 import time
@@ -15,8 +14,8 @@ import time
 import pytest
 
 from cluster import nats  # noqa: F401 (fixture)
-from conftest import TIMEOUT, connect_packet
-from identity_pki import IdentityServer, pki, tls13_context  # noqa: F401 (fixture)
+from conftest import TIMEOUT
+from identity_pki import IdentityServer, pki, tls13_context, tls_mqtt_connect  # noqa: F401
 from test_store_pg import own_postgresql
 
 pytestmark = pytest.mark.certmq_only
@@ -29,35 +28,9 @@ def client_context(node, dev, chain=True):
     return tls13_context(node.server_ca, dev, chain)
 
 
-class Result:
-    def __init__(self, rc, session, reused, version):
-        self.rc, self.session, self.reused, self.version = rc, session, reused, version
-
-
 def mqtt_connect(node, ctx, client_id, session=None, while_connected=None):
-    """One MQTT CONNECT over TLS: the CONNACK return code (None when there
-    was none), the session after it (with the ticket sent before CONNACK),
-    whether the handshake resumed, and the TLS version. while_connected()
-    runs after a CONNACK 0, before the DISCONNECT."""
-    raw = socket.create_connection(("127.0.0.1", node.mqtt_port), timeout=TIMEOUT)
-    s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
-    try:
-        s.sendall(connect_packet(client_id))
-        head = b""
-        while len(head) < 4:
-            chunk = s.recv(4 - len(head))
-            if not chunk:
-                break
-            head += chunk
-        rc = head[3] if len(head) == 4 and head[0] == 0x20 else None
-        r = Result(rc, s.session, s.session_reused, s.version())
-        if rc == 0:
-            if while_connected:
-                while_connected()
-            s.sendall(b"\xe0\x00")  # DISCONNECT
-        return r
-    finally:
-        s.close()
+    """tls_mqtt_connect to node's MQTT listener."""
+    return tls_mqtt_connect(node.mqtt_port, ctx, client_id, session, while_connected)
 
 
 def connected(node, ctx, client_id, timeout=TIMEOUT):

@@ -370,7 +370,7 @@ int broker_remote_publish(struct broker *b, const struct broker_remote *r)
     else if (sp)
         queued = route(b, sp, m, NULL, true);
     msg_unref(m);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return queued;
 }
 
@@ -651,7 +651,7 @@ int broker_drain(struct broker *b, struct client *c)
         GUARD_GOTO(rc, drain_one(b, c, it, now), out);
     }
 out:
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return rc;
 }
 
@@ -724,7 +724,7 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
     persist_client_gone(b, c);
     c->session = NULL;
     c->state = CLIENT_GONE;
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
 }
 
 struct expire_ctx {
@@ -760,7 +760,7 @@ int broker_expire_sessions(struct broker *b, time_t now)
     broker_lock(b);
     map_each(&b->sessions, collect_expired, &e);
     for (size_t i = 0; i < e.n; i++) session_end(b, e.v[i]);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     free(e.v);
     return (int)e.n;
 }
@@ -824,7 +824,7 @@ int broker_acl_refresh(struct broker *b, const char *tenant)
     if (!b->cfg.acl_compile) return 0;
     broker_lock(b);
     map_each(&b->sessions, refresh_cb, &r);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return r.dropped;
 }
 
@@ -854,7 +854,7 @@ int broker_kick_where(struct broker *b, bool (*pred)(const struct auth_result *w
     struct kick_ctx k = {b, pred, arg, 0};
     broker_lock(b);
     map_each(&b->sessions, kick_cb, &k);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return k.n;
 }
 
@@ -881,7 +881,7 @@ void broker_stats(struct broker *b, struct broker_stats *st)
     st->sessions = b->sessions.count;
     st->lock_waits = atomic_load_explicit(&b->lock_waits, memory_order_relaxed);
     st->lock_wait_ns = atomic_load_explicit(&b->lock_wait_ns, memory_order_relaxed);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
 }
 
 /* The first packet must be a CONNECT (its ClientId rules, 3.1's included,
@@ -951,6 +951,6 @@ int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *
     default: rc = ERR_PROTO; break; /* CONNECT twice, or server-to-client packets */
     }
 out:
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return rc;
 }

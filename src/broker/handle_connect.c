@@ -90,8 +90,8 @@ struct session *session_new(struct broker *b, struct space *sp, const char *key,
 static struct session *attach(struct broker *b, struct client *c, const struct auth_result *who,
                               const char *client_id, bool clean, bool *present)
 {
-    char key[64 + 1 + 65536];
-    int klen = snprintf(key, sizeof key, "%s\x01%s", who->tenant, client_id);
+    char key[SESSION_KEY_MAX];
+    int klen = session_key(key, sizeof key, who->tenant, client_id);
     struct session *s = map_get(&b->sessions, key, (size_t)klen);
     *present = false;
     if (s && s->client) session_kick(b, s, !clean && s->expiry);
@@ -288,14 +288,15 @@ static int claim(struct broker *b, struct client *c, const struct mqtt_packet *p
     const struct broker_cluster *cl = b->cfg.cluster;
     if (!cl || !cl->claim || assigned) return 0;
     struct claim *k = calloc(1, sizeof *k);
-    char *key = k ? malloc(strlen(who->tenant) + 2 + strlen(client_id)) : NULL;
+    size_t cap = strlen(who->tenant) + 2 + strlen(client_id);
+    char *key = k ? malloc(cap) : NULL;
     if (!key) {
         free(k);
         return refuse(c, p, MQTT_CONNACK_UNAVAILABLE);
     }
     k->who = *who;
     k->key = key;
-    k->klen = (size_t)sprintf(key, "%s\x01%s", who->tenant, client_id);
+    k->klen = (size_t)session_key(key, cap, who->tenant, client_id);
     c->claimed = k;
     bool capped;
     bool take = !p->connect.clean_session && connect_expiry(b, p, &capped);
@@ -304,7 +305,7 @@ static int claim(struct broker *b, struct client *c, const struct mqtt_packet *p
          * connected elsewhere, and every node it left ended its copy. */
         broker_lock(b);
         take = !map_get(&b->sessions, k->key, k->klen);
-        pthread_mutex_unlock(&b->lock);
+        broker_unlock(b);
     }
     c->claim = CLAIM_WAITING;
     if (cl->claim(cl->claim_arg, c, who->tenant, client_id, take) == 1) return ERR_AGAIN;
@@ -407,6 +408,6 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet 
               : cp->protocol_level == MQTT_V31 ? "3.1"
                                                : "3.1.1");
 out:
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return rc;
 }

@@ -106,7 +106,7 @@ static void token_request(struct broker *b, struct client *c)
     memcpy(cn, s->who.identity, sizeof cn);
     int rc = ERR_INTERNAL;
     if (b->cfg.issue_token) {
-        pthread_mutex_unlock(&b->lock);
+        broker_unlock(b);
         rc = b->cfg.issue_token(b->cfg.token_arg, tenant, cn, time(NULL), &jwt);
         broker_lock(b);
         if (c->session != s || c->kicked) { /* taken over meanwhile: s may be gone */
@@ -145,7 +145,7 @@ static void cert_request(struct broker *b, struct client *c, const struct mqtt_p
     uint8_t *csr = malloc(p->payload_len ? p->payload_len : 1);
     if (!csr) return;
     if (p->payload_len) memcpy(csr, p->payload, p->payload_len);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     int rc = b->cfg.renew_cert(b->cfg.renew_arg, tenant, cn, csr, p->payload_len, time(NULL), &out);
     broker_lock(b);
     free(csr);
@@ -165,7 +165,7 @@ static void renew_notice(struct broker *b, struct client *c)
     memcpy(tenant, s->who.tenant, sizeof tenant);
     memcpy(cn, s->who.identity, sizeof cn);
     int64_t not_after = c->not_after;
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     char *text = b->cfg.renew_notice(b->cfg.renew_arg, tenant, cn, not_after, time(NULL));
     broker_lock(b);
     if (text && c->session == s && !c->kicked) reply_own(b, s, "s/ds", text);

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "identity/acl.h"
@@ -168,6 +169,18 @@ static inline void broker_lock(struct broker *b)
                   (uint64_t)t0.tv_nsec;
     atomic_fetch_add_explicit(&b->lock_waits, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->lock_wait_ns, ns, memory_order_relaxed);
+}
+
+static inline void broker_unlock(struct broker *b)
+{
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* The sessions map key of (tenant, ClientId): "tenant \x01 ClientId". */
+#define SESSION_KEY_MAX (64 + 1 + 65535 + 1)
+static inline int session_key(char *out, size_t cap, const char *tenant, const char *client_id)
+{
+    return snprintf(out, cap, "%s\x01%s", tenant, client_id);
 }
 
 /* props: 5.0 properties to pass on, encoded (props_len 0: none). */

@@ -73,7 +73,7 @@ int broker_connections(struct broker *b, const char *tenant, struct broker_conn 
     struct conn_pass p = {.tenant = tenant};
     broker_lock(b);
     map_each(&b->sessions, collect_conn, &p);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     if (p.nomem) {
         free(p.v);
         return ERR_NOMEM;
@@ -98,7 +98,7 @@ int broker_disconnect(struct broker *b, const char *tenant, const char *client_i
         b->cfg.wake(s->client);
         rc = 0;
     }
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     free(key);
     return rc;
 }
@@ -160,7 +160,7 @@ int broker_client_counts(struct broker *b, struct broker_count **out, size_t *n,
         st->lock_wait_ns = atomic_load_explicit(&b->lock_wait_ns, memory_order_relaxed);
     }
     map_each(&b->sessions, count_client, &p);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     map_free(&p.by_key);
     if (p.nomem) {
         free(p.v);

@@ -32,8 +32,8 @@ void session_kick(struct broker *b, struct session *s, bool keep_delayed_will)
 int broker_release(struct broker *b, const char *tenant, const char *client_id, bool take,
                    size_t max, struct buf *out)
 {
-    char key[64 + 1 + 65536];
-    int klen = snprintf(key, sizeof key, "%s\x01%s", tenant, client_id);
+    char key[SESSION_KEY_MAX];
+    int klen = session_key(key, sizeof key, tenant, client_id);
     if (klen < 0 || (size_t)klen >= sizeof key) return 0;
     int rc = 0;
     broker_lock(b);
@@ -56,7 +56,7 @@ int broker_release(struct broker *b, const char *tenant, const char *client_id, 
     }
     session_free(b, s); /* out of the store here: the claimer keeps it now */
 out:
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return rc;
 }
 
@@ -76,12 +76,12 @@ static int adopt(struct broker *b, const char *key, size_t klen, const uint8_t *
 int broker_adopt(struct broker *b, const char *tenant, const char *client_id, const uint8_t *rec,
                  size_t len)
 {
-    char key[64 + 1 + 65536];
-    int klen = snprintf(key, sizeof key, "%s\x01%s", tenant, client_id);
+    char key[SESSION_KEY_MAX];
+    int klen = session_key(key, sizeof key, tenant, client_id);
     ENSURE(klen > 0 && (size_t)klen < sizeof key, ERR_INVALID);
     broker_lock(b);
     int rc = adopt(b, key, (size_t)klen, rec, len);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return rc;
 }
 

@@ -370,13 +370,13 @@ static bool commit_once(struct broker *b)
 {
     broker_lock(b);
     if (!buf_used(&b->journal)) {
-        pthread_mutex_unlock(&b->lock);
+        broker_unlock(b);
         return true;
     }
     struct buf batch = b->journal;
     buf_init(&b->journal, 0);
     uint64_t end = b->jseq;
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
 
     struct buf compact;
     buf_init(&compact, 0);
@@ -414,7 +414,7 @@ static bool commit_once(struct broker *b)
             buf_free(&batch); /* out of memory as well: logged above */
         }
     }
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return rc == 0;
 }
 

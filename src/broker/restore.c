@@ -224,7 +224,7 @@ int broker_persist_load(struct broker *b, struct sstore *st, time_t now)
      * store with the first commit. */
     for (size_t i = 0; rc == 0 && i < rs.n_msgs; i++)
         if (!rs.msgs[i]->durable_refs) persist_msg_del(b, rs.msgs[i]->pid);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     for (size_t i = 0; i < rs.n_msgs; i++) msg_unref(rs.msgs[i]);
     free(rs.msgs);
     free(rs.pids);

@@ -70,7 +70,7 @@ int broker_retained_put(struct broker *b, const char *tenant, const char *topic,
             space_retain_set(b, sp, topic, tlen, m);
         msg_unref(m);
     }
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return rc;
 }
 
@@ -82,7 +82,7 @@ int broker_retained_clear_digest(struct broker *b, const char *tenant, const cha
     struct space *sp = map_get(&b->spaces, tenant, strlen(tenant));
     struct msg *m = sp ? map_get(&sp->retained, digest, STORE_DIGEST_HEX) : NULL;
     if (m) space_retain_set(b, sp, m->data, m->topic_len, NULL);
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return 0;
 }
 
@@ -143,6 +143,6 @@ int broker_retained_sweep(struct broker *b,
     struct sweep s = {.b = b, .keep = keep, .arg = arg};
     broker_lock(b);
     map_each(&b->spaces, sweep_space, &s); /* clearing leaves b->spaces as it is */
-    pthread_mutex_unlock(&b->lock);
+    broker_unlock(b);
     return s.rc;
 }

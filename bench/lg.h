@@ -38,6 +38,9 @@ struct lg_opts {
     int payload;        /* pubsub: payload bytes (>= 16) */
     int keepalive;      /* seconds put in CONNECT */
     bool plain_id;      /* ClientId = CN instead of d:<CN>:<n> */
+    const char *tag;    /* NULL, or: ClientIds <tag>:<CN>:<n> and pubsub topics
+                         * bench/<tag>/<i>, so that several generators share
+                         * one tenant without meeting */
     bool persistent;    /* pubsub: subscribers keep their session (clean session 0,
                          * 5.0 session expiry 3600 s) */
     uint8_t version;    /* MQTT_V311 or MQTT_V5 */

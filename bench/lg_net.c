@@ -289,7 +289,8 @@ int lg_queue_connect(struct lg *lg, struct lg_conn *c)
     if (lg->o.plain_id)
         snprintf(id, sizeof id, "%s", dev->cn);
     else
-        snprintf(id, sizeof id, "d:%s:%llu", dev->cn, (unsigned long long)lg->client_seq++);
+        snprintf(id, sizeof id, "%s:%s:%llu", lg->o.tag ? lg->o.tag : "d", dev->cn,
+                 (unsigned long long)lg->client_seq++);
     /* A persistent subscriber: the broker stores what it queues for it. */
     bool keep = lg->o.persistent && c->role == ROLE_SUB;
     struct mqtt_connect cn = {

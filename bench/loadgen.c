@@ -49,6 +49,13 @@ struct run {
 
 static struct run g_run;
 
+/* Pair idx's topic: bench/<idx>, or bench/<tag>/<idx>. */
+static int pair_topic(const struct lg *lg, int idx, char *out, size_t cap)
+{
+    if (lg->o.tag) return snprintf(out, cap, "bench/%s/%d", lg->o.tag, idx);
+    return snprintf(out, cap, "bench/%d", idx);
+}
+
 static struct lg_conn *pair_conn(struct lg *lg, enum lg_role role, int idx)
 {
     return &lg->conns[role == ROLE_SUB ? idx : lg->o.conns + idx];
@@ -122,8 +129,8 @@ static int on_connack(struct lg *lg, struct lg_conn *c, const struct mqtt_packet
         if (lg->o.mode == LG_STORM) storm_up(c);
         return idle_held(c);
     case ROLE_SUB: {
-        char topic[32];
-        int n = snprintf(topic, sizeof topic, "bench/%d", c->idx);
+        char topic[64];
+        int n = pair_topic(lg, c->idx, topic, sizeof topic);
         struct mqtt_bytes f = {(const uint8_t *)topic, (uint16_t)n};
         uint8_t qos = (uint8_t)lg->o.qos;
         GUARD(mqtt_encode_subscribe(&c->out, 1, &f, &qos, 1, lg_props(lg)));
@@ -196,8 +203,8 @@ int lg_on_fill(struct lg *lg, struct lg_conn *c)
 {
     if (c->role != ROLE_PUB || !c->ready || g_run.phase != 2 || g_stop) return LG_CONTINUE;
     const struct lg_conn *sub = pair_conn(lg, ROLE_SUB, c->idx);
-    char topic[32];
-    int tn = snprintf(topic, sizeof topic, "bench/%d", c->idx);
+    char topic[64];
+    int tn = pair_topic(lg, c->idx, topic, sizeof topic);
     uint8_t payload[4096];
     size_t plen = (size_t)lg->o.payload;
     memset(payload + 16, 'x', plen - 16);
@@ -526,6 +533,8 @@ static void usage(FILE *f)
                "  --payload N        pubsub payload bytes, >= 16 (64)\n"
                "  --keepalive S      CONNECT keepalive (0 = none)\n"
                "  --plain-id         ClientId = certificate CN (default d:<CN>:<n>)\n"
+               "  --tag T            ClientIds T:<CN>:<n>, pubsub topics bench/T/<i> (several\n"
+               "                     generators in one tenant; T: 1-16 letters or digits)\n"
                "  --persistent       pubsub: subscribers keep their session (clean session 0;\n"
                "                     5.0: session expiry 3600 s), so the broker stores their\n"
                "                     QoS 1 messages\n"
@@ -608,6 +617,13 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
     case 'L': return parse_int(arg, 16, 4096, &o->payload);
     case 'k': return parse_int(arg, 0, 65535, &o->keepalive);
     case 'I': o->plain_id = true; return 0;
+    case 'g':
+        ENSURE(*arg && strlen(arg) <= 16 &&
+                   strspn(arg, "abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == strlen(arg),
+               ERR_INVALID);
+        o->tag = arg;
+        return 0;
     case 'R': o->persistent = true; return 0;
     case 'r': o->resume = true; return 0;
     case 'X': return parse_secs(arg, &o->drop_after);
@@ -631,20 +647,35 @@ static int parse_opt(struct lg_opts *o, int opt, const char *arg)
 static int parse_args(int argc, char **argv, struct lg_opts *o)
 {
     static const struct option longopts[] = {
-        {"host", 1, 0, 'H'},         {"port", 1, 0, 'p'},
-        {"sub-port", 1, 0, 'u'},     {"sni", 1, 0, 'S'},
-        {"cafile", 1, 0, 'A'},       {"devices", 1, 0, 'D'},
-        {"max-devices", 1, 0, 'M'},  {"conns", 1, 0, 'c'},
-        {"pending", 1, 0, 'P'},      {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 'w'},       {"qos", 1, 0, 'q'},
-        {"window", 1, 0, 'W'},       {"payload", 1, 0, 'L'},
-        {"keepalive", 1, 0, 'k'},    {"plain-id", 0, 0, 'I'},
-        {"persistent", 0, 0, 'R'},   {"broker-pid", 1, 0, 'B'},
-        {"broker-pid2", 1, 0, 'b'},  {"mqtt", 1, 0, 'V'},
-        {"sources", 1, 0, 's'},      {"hold", 1, 0, 'T'},
-        {"ciphersuites", 1, 0, 'C'}, {"resume", 0, 0, 'r'},
-        {"drop-after", 1, 0, 'X'},   {"timeout", 1, 0, 'O'},
-        {"help", 0, 0, 'h'},         {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},
+        {"port", 1, 0, 'p'},
+        {"sub-port", 1, 0, 'u'},
+        {"sni", 1, 0, 'S'},
+        {"cafile", 1, 0, 'A'},
+        {"devices", 1, 0, 'D'},
+        {"max-devices", 1, 0, 'M'},
+        {"conns", 1, 0, 'c'},
+        {"pending", 1, 0, 'P'},
+        {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'w'},
+        {"qos", 1, 0, 'q'},
+        {"window", 1, 0, 'W'},
+        {"payload", 1, 0, 'L'},
+        {"keepalive", 1, 0, 'k'},
+        {"plain-id", 0, 0, 'I'},
+        {"persistent", 0, 0, 'R'},
+        {"broker-pid", 1, 0, 'B'},
+        {"broker-pid2", 1, 0, 'b'},
+        {"mqtt", 1, 0, 'V'},
+        {"sources", 1, 0, 's'},
+        {"hold", 1, 0, 'T'},
+        {"ciphersuites", 1, 0, 'C'},
+        {"resume", 0, 0, 'r'},
+        {"drop-after", 1, 0, 'X'},
+        {"timeout", 1, 0, 'O'},
+        {"tag", 1, 0, 'g'},
+        {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
     if (argc < 2 || parse_mode(argv[1], &o->mode) < 0) return ERR_INVALID;
     *o = (struct lg_opts){.mode = o->mode,

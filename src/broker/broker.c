@@ -1,4 +1,4 @@
-/* Broker core: the lock, tenant topic spaces, sessions, routing, the
+/* Broker core: tenant topic spaces and their locks, sessions, routing, the
  * per-session queues and draining them into a client's output buffer.
  * Packet handlers live in handle_*.c. */
 #include "broker/internal.h"
@@ -64,10 +64,10 @@ void qitem_free(struct qitem *it)
 }
 
 /* The items of a session that ends (its store record goes with it). */
-static void qlist_clear(struct broker *b, struct qlist *l)
+static void qlist_clear(struct broker *b, struct space *sp, struct qlist *l)
 {
     struct qitem *it;
-    while ((it = qlist_pop(l))) item_forget(b, it);
+    while ((it = qlist_pop(l))) item_forget(b, sp, it);
 }
 
 int broker_new(const struct broker_config *cfg, struct broker **out)
@@ -75,10 +75,9 @@ int broker_new(const struct broker_config *cfg, struct broker **out)
     struct broker *b = calloc(1, sizeof *b);
     if (!b) return ERR_NOMEM;
     b->cfg = *cfg;
-    pthread_mutex_init(&b->lock, NULL);
+    pthread_mutex_init(&b->spaces_lock, NULL);
+    pthread_mutex_init(&b->dirty_lock, NULL);
     map_init(&b->spaces);
-    map_init(&b->sessions);
-    buf_init(&b->journal, 0);
     *out = b;
     return 0;
 }
@@ -89,27 +88,35 @@ static void free_retained(void *value, void *arg)
     msg_unref(value);
 }
 
-struct collect {
-    struct session **v;
-    size_t n;
-};
-
 static void collect_session(const char *key, void *value, void *arg)
 {
     (void)key;
-    struct collect *c = arg;
-    c->v[c->n++] = value;
+    struct session ***v = arg;
+    *(*v)++ = value;
 }
 
 static void free_space_cb(const char *key, void *value, void *arg)
 {
     (void)key;
-    (void)arg;
     struct space *sp = value;
+    struct broker *b = arg;
+    /* session_free unlinks from the map, so collect first, then free. */
+    struct session **all = calloc(sp->sessions.count + 1, sizeof *all), **end = all;
+    if (all) map_each(&sp->sessions, collect_session, &end);
+    for (struct session **s = all; s < end; s++) {
+        (*s)->client = NULL;
+        session_free(b, *s);
+    }
+    free(all);
+    map_free(&sp->sessions);
     share_free_all(sp);
     topic_retain_clear(sp->tree, free_retained, NULL);
     map_free(&sp->retained);
     topic_tree_free(sp->tree);
+    free(sp->hits);
+    buf_free(&sp->journal);
+    free(sp->await);
+    pthread_mutex_destroy(&sp->lock);
     free(sp->tenant);
     free(sp);
 }
@@ -117,42 +124,96 @@ static void free_space_cb(const char *key, void *value, void *arg)
 void broker_free(struct broker *b)
 {
     if (!b) return;
-    /* session_free unlinks from the map, so collect first, then free. */
-    struct collect all = {calloc(b->sessions.count + 1, sizeof(struct session *)), 0};
-    if (all.v) map_each(&b->sessions, collect_session, &all);
-    for (size_t i = 0; i < all.n; i++) {
-        all.v[i]->client = NULL;
-        session_free(b, all.v[i]);
-    }
-    free(all.v);
-    map_free(&b->sessions);
-    map_each(&b->spaces, free_space_cb, NULL);
+    map_each(&b->spaces, free_space_cb, b);
     map_free(&b->spaces);
-    free(b->hits);
-    buf_free(&b->journal);
-    free(b->await);
-    pthread_mutex_destroy(&b->lock);
+    free(b->dirty);
+    pthread_mutex_destroy(&b->spaces_lock);
+    pthread_mutex_destroy(&b->dirty_lock);
     free(b);
 }
 
-struct space *space_get(struct broker *b, const char *tenant)
+static struct space *space_new(const char *tenant)
 {
-    size_t len = strlen(tenant);
-    struct space *sp = map_get(&b->spaces, tenant, len);
-    if (sp) return sp;
-    sp = calloc(1, sizeof *sp);
+    struct space *sp = calloc(1, sizeof *sp);
     if (!sp) return NULL;
     sp->tenant = strdup(tenant);
     sp->tree = topic_tree_new();
-    map_init(&sp->shares);
-    map_init(&sp->retained);
-    if (!sp->tenant || !sp->tree || map_put(&b->spaces, tenant, len, sp, NULL) < 0) {
+    if (!sp->tenant || !sp->tree) {
         topic_tree_free(sp->tree);
         free(sp->tenant);
         free(sp);
         return NULL;
     }
+    pthread_mutex_init(&sp->lock, NULL);
+    map_init(&sp->shares);
+    map_init(&sp->sessions);
+    map_init(&sp->retained);
+    buf_init(&sp->journal, 0);
     return sp;
+}
+
+struct space *space_find(struct broker *b, const char *tenant)
+{
+    pthread_mutex_lock(&b->spaces_lock);
+    struct space *sp = map_get(&b->spaces, tenant, strlen(tenant));
+    pthread_mutex_unlock(&b->spaces_lock);
+    return sp;
+}
+
+struct space *space_get(struct broker *b, const char *tenant)
+{
+    size_t len = strlen(tenant);
+    pthread_mutex_lock(&b->spaces_lock);
+    struct space *sp = map_get(&b->spaces, tenant, len);
+    if (!sp && (sp = space_new(tenant)) && map_put(&b->spaces, tenant, len, sp, NULL) < 0) {
+        pthread_mutex_destroy(&sp->lock);
+        topic_tree_free(sp->tree);
+        free(sp->tenant);
+        free(sp);
+        sp = NULL;
+    }
+    pthread_mutex_unlock(&b->spaces_lock);
+    return sp;
+}
+
+struct space *space_of_key(struct broker *b, const char *key, size_t klen)
+{
+    const char *sep = memchr(key, 1, klen);
+    if (!sep || (size_t)(sep - key) > 64) return NULL;
+    char tenant[65];
+    memcpy(tenant, key, (size_t)(sep - key));
+    tenant[sep - key] = 0;
+    return space_find(b, tenant);
+}
+
+struct spaces_snap {
+    struct space **v;
+    size_t n;
+};
+
+static void snap_space(const char *key, void *value, void *arg)
+{
+    (void)key;
+    struct spaces_snap *s = arg;
+    s->v[s->n++] = value;
+}
+
+void spaces_each(struct broker *b, void (*fn)(struct broker *b, struct space *sp, void *arg),
+                 void *arg)
+{
+    /* Spaces live as long as the broker: a snapshot of the map stays valid
+     * without its lock, and no space's lock is taken under it. */
+    pthread_mutex_lock(&b->spaces_lock);
+    struct spaces_snap s = {malloc((b->spaces.count + 1) * sizeof *s.v), 0};
+    if (s.v) map_each(&b->spaces, snap_space, &s);
+    pthread_mutex_unlock(&b->spaces_lock);
+    if (!s.v) log_error("broker: out of memory walking the tenant spaces; nothing done");
+    for (size_t i = 0; i < s.n; i++) {
+        space_lock(b, s.v[i]);
+        fn(b, s.v[i], arg);
+        space_unlock(s.v[i]);
+    }
+    free(s.v);
 }
 
 void broker_interest(struct broker *b, const struct space *sp, const char *filter, size_t flen,
@@ -184,13 +245,13 @@ void session_free(struct broker *b, struct session *s)
     persist_session_del(b, s);
     while (s->n_subs) session_del_sub(b, s, &s->subs[s->n_subs - 1]);
     free(s->subs);
-    qlist_clear(b, &s->inflight);
-    qlist_clear(b, &s->queue);
+    qlist_clear(b, s->space, &s->inflight);
+    qlist_clear(b, s->space, &s->queue);
     free(s->rx_ids);
     msg_unref(s->will);
     acl_matcher_free(s->acl);
-    if (map_get(&b->sessions, s->key, strlen(s->key)) == s)
-        map_del(&b->sessions, s->key, strlen(s->key));
+    struct map *sessions = &s->space->sessions;
+    if (map_get(sessions, s->key, strlen(s->key)) == s) map_del(sessions, s->key, strlen(s->key));
     free(s->key);
     free(s->client_id);
     free(s);
@@ -203,17 +264,18 @@ static bool msg_expired(const struct msg *m, time_t now)
 
 void session_enqueue(struct broker *b, struct session *s, struct msg *m, const struct delivery *d)
 {
+    struct broker_stats *st = &s->space->stats;
     if ((!s->client && d->qos == 0) || s->queue.count >= (unsigned)b->cfg.max_queued) {
-        b->stats.msgs_dropped++;
+        st->msgs_dropped++;
         return;
     }
     if (msg_expired(m, time(NULL))) {
-        b->stats.msgs_expired++;
+        st->msgs_expired++;
         return;
     }
     struct qitem *it = malloc(sizeof *it + d->n_ids * sizeof it->sub_ids[0]);
     if (!it) {
-        b->stats.msgs_dropped++;
+        st->msgs_dropped++;
         return;
     }
     it->msg = m;
@@ -235,41 +297,41 @@ void session_enqueue(struct broker *b, struct session *s, struct msg *m, const s
 
 static void collect_hit(void *subscriber, uint8_t qos, void *arg)
 {
-    struct broker *b = arg;
+    struct space *sp = arg;
     struct session *s = subscriber;
     if (share_is(subscriber)) {
-        if (b->skip_shares) return;
+        if (sp->skip_shares) return;
         uint32_t id;
         s = share_pick(subscriber, &qos, &id);
         if (!s) return;
-        s->share_gen = b->gen;
+        s->share_gen = sp->gen;
         s->share_qos = qos;
         s->share_id = id;
-        if (s->match_gen == b->gen) return;
+        if (s->match_gen == sp->gen) return;
         qos = 0; /* its own subscriptions are weighed in session_detail */
     }
-    if (s->match_gen == b->gen) {
+    if (s->match_gen == sp->gen) {
         if (qos > s->match_qos) s->match_qos = qos;
         return;
     }
-    s->match_gen = b->gen;
+    s->match_gen = sp->gen;
     s->match_qos = qos;
-    if (b->n_hits == b->cap_hits) {
-        size_t n = b->cap_hits ? b->cap_hits * 2 : 64;
-        struct session **h = realloc(b->hits, n * sizeof *h);
+    if (sp->n_hits == sp->cap_hits) {
+        size_t n = sp->cap_hits ? sp->cap_hits * 2 : 64;
+        struct session **h = realloc(sp->hits, n * sizeof *h);
         if (!h) return; /* delivery to this subscriber is lost: counted below */
-        b->hits = h;
-        b->cap_hits = n;
+        sp->hits = h;
+        sp->cap_hits = n;
     }
-    b->hits[b->n_hits++] = s;
+    sp->hits[sp->n_hits++] = s;
 }
 
 /* How m reaches s when s has subscriptions with 5.0 options or a shared
  * one: the best QoS over the matching filters that No Local leaves, the
  * RETAIN flag (Retain As Published), and their identifiers. false when
  * none is left. ids has room for n_subs + 1. */
-static bool session_detail(struct broker *b, const struct session *s, const struct msg *m,
-                           const struct session *from, struct delivery *d, uint32_t *ids)
+static bool session_detail(const struct session *s, const struct msg *m, const struct session *from,
+                           struct delivery *d, uint32_t *ids)
 {
     int best = -1;
     d->retain = false;
@@ -282,7 +344,7 @@ static bool session_detail(struct broker *b, const struct session *s, const stru
         if (sub->opts & MQTT_SUB_RETAIN_AS_PUB) d->retain = m->retain;
         if (sub->id) ids[d->n_ids++] = sub->id;
     }
-    if (s->share_gen == b->gen) {
+    if (s->share_gen == s->space->gen) {
         if (s->share_qos > best) best = s->share_qos;
         if (s->share_id) ids[d->n_ids++] = s->share_id;
     }
@@ -299,16 +361,16 @@ static int deliver_one(struct broker *b, struct session *s, struct msg *m,
     struct delivery d = {m->qos < s->match_qos ? m->qos : s->match_qos, false, 0, NULL};
     uint32_t small[16], *ids = small;
     int rc = 0;
-    if (s->sub_detail || s->share_gen == b->gen) {
+    if (s->sub_detail || s->share_gen == s->space->gen) {
         if (s->n_subs + 1 > 16) ids = malloc((s->n_subs + 1) * sizeof *ids);
         if (!ids) {
-            b->stats.msgs_dropped++;
+            s->space->stats.msgs_dropped++;
             return 0;
         }
-        if (!session_detail(b, s, m, from, &d, ids)) goto out;
+        if (!session_detail(s, m, from, &d, ids)) goto out;
     }
     if (s->acl_recheck && !session_may_read(s, m)) {
-        b->stats.acl_denied_delivery++;
+        s->space->stats.acl_denied_delivery++;
         goto out;
     }
     session_enqueue(b, s, m, &d);
@@ -323,21 +385,21 @@ out:
 static int route(struct broker *b, struct space *sp, struct msg *m, const struct session *from,
                  bool skip_shares)
 {
-    b->gen++;
-    b->n_hits = 0;
-    b->skip_shares = skip_shares;
-    topic_match(sp->tree, m->data, m->topic_len, collect_hit, b);
+    sp->gen++;
+    sp->n_hits = 0;
+    sp->skip_shares = skip_shares;
+    topic_match(sp->tree, m->data, m->topic_len, collect_hit, sp);
     int queued = 0;
-    for (size_t i = 0; i < b->n_hits; i++) queued += deliver_one(b, b->hits[i], m, from);
+    for (size_t i = 0; i < sp->n_hits; i++) queued += deliver_one(b, sp->hits[i], m, from);
     return queued;
 }
 
 int broker_publish(struct broker *b, struct space *sp, struct msg *m, const struct session *from)
 {
     const char *topic = m->data;
-    b->stats.msgs_in++;
-    b->stats.msgs_in_qos[m->qos % 3]++;
-    b->stats.bytes_in_qos[m->qos % 3] += m->payload_len;
+    sp->stats.msgs_in++;
+    sp->stats.msgs_in_qos[m->qos % 3]++;
+    sp->stats.bytes_in_qos[m->qos % 3] += m->payload_len;
     if (m->retain) {
         if (b->cfg.on_retain)
             b->cfg.on_retain(b->cfg.retain_arg, sp->tenant, topic, m->topic_len, msg_payload(m),
@@ -363,14 +425,16 @@ int broker_remote_publish(struct broker *b, const struct broker_remote *r)
     ENSURE(m, ERR_NOMEM);
     if (r->expiry) m->expire_at = time(NULL) + r->expiry;
     int queued = 0;
-    broker_lock(b);
-    struct space *sp = map_get(&b->spaces, r->tenant, strlen(r->tenant));
-    if (sp && r->group)
-        queued = share_deliver(b, sp, r->group, r->filter, r->flen, m);
-    else if (sp)
-        queued = route(b, sp, m, NULL, true);
+    struct space *sp = space_find(b, r->tenant);
+    if (sp) {
+        space_lock(b, sp);
+        if (r->group)
+            queued = share_deliver(b, sp, r->group, r->filter, r->flen, m);
+        else
+            queued = route(b, sp, m, NULL, true);
+        space_unlock(sp);
+    }
     msg_unref(m);
-    broker_unlock(b);
     return queued;
 }
 
@@ -569,24 +633,25 @@ static int drain_one(struct broker *b, struct client *c, struct qitem *it, time_
     struct session *s = c->session;
     bool assigned = it->packet_id != 0; /* a stored QoS 2 item: id committed first */
     if (it->qos > 0 && !assigned) it->packet_id = next_packet_id(s);
+    struct space *sp = s->space;
     int rc = send_publish(c, it, false, now);
     if (rc < 0) {
-        item_done(b, it);
+        item_done(b, sp, it);
         return rc;
     }
     if (rc == 1) {
-        b->stats.msgs_too_large++;
-        item_done(b, it);
+        sp->stats.msgs_too_large++;
+        item_done(b, sp, it);
         return 0;
     }
-    b->stats.msgs_out++;
-    b->stats.msgs_out_qos[it->qos % 3]++;
-    b->stats.bytes_out_qos[it->qos % 3] += it->msg->payload_len;
+    sp->stats.msgs_out++;
+    sp->stats.msgs_out_qos[it->qos % 3]++;
+    sp->stats.bytes_out_qos[it->qos % 3] += it->msg->payload_len;
     if (it->qos == 0) {
         qitem_free(it);
     } else {
         it->state = it->qos == 1 ? Q_WAIT_PUBACK : Q_WAIT_PUBREC;
-        if (!assigned) persist_item_upd(b, it);
+        if (!assigned) persist_item_upd(b, sp, it);
         qlist_push(&s->inflight, it);
     }
     return 0;
@@ -603,8 +668,8 @@ static void assign_ahead(struct broker *b, struct client *c, struct session *s)
         if (it->qos != 2 || !it->seq || it->packet_id) break;
         it->packet_id = next_packet_id(s);
         it->state = Q_WAIT_PUBREC;
-        persist_item_upd(b, it);
-        it->jseq = b->jseq;
+        persist_item_upd(b, s->space, it);
+        it->jseq = s->space->jseq;
     }
     persist_await(b, c);
 }
@@ -612,7 +677,9 @@ static void assign_ahead(struct broker *b, struct client *c, struct session *s)
 int broker_drain(struct broker *b, struct client *c)
 {
     int rc = 0;
-    broker_lock(b);
+    struct space *sp = c->space;
+    if (!sp) return 0; /* never connected: nothing to send */
+    space_lock(b, sp);
     if (c->kicked) {
         rc = kicked(c);
         goto out;
@@ -634,7 +701,7 @@ int broker_drain(struct broker *b, struct client *c)
          * a crash); QoS 1 at once: a crash before the commit loses nothing
          * acknowledged (its publisher has no PUBACK yet and sends it again),
          * and one acknowledged before the commit is never written at all. */
-        if (it->qos == 2 && it->jseq > b->durable_seq) {
+        if (it->qos == 2 && it->jseq > sp->durable_seq) {
             persist_await(b, c);
             break;
         }
@@ -644,14 +711,14 @@ int broker_drain(struct broker *b, struct client *c)
         }
         qlist_pop(&s->queue);
         if (msg_expired(it->msg, now)) {
-            b->stats.msgs_expired++;
-            item_done(b, it);
+            sp->stats.msgs_expired++;
+            item_done(b, sp, it);
             continue;
         }
         GUARD_GOTO(rc, drain_one(b, c, it, now), out);
     }
 out:
-    broker_unlock(b);
+    space_unlock(sp);
     return rc;
 }
 
@@ -668,7 +735,6 @@ void session_end(struct broker *b, struct session *s)
 {
     if (s->will_at) session_will_fire(b, s);
     session_free(b, s);
-    b->stats.sessions--;
 }
 
 /* The connection of s ended abnormally: its will goes out now, or after its
@@ -690,12 +756,24 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
 {
     const struct broker_cluster *cl = b->cfg.cluster;
     if (c->claimed && cl && cl->claim_cancel) cl->claim_cancel(cl->claim_arg, c);
-    broker_lock(b);
+    /* A CONNECT still waiting for the cluster has no space yet: a session
+     * handed over to it goes to its tenant's. */
+    struct space *sp = c->space     ? c->space
+                       : c->claimed ? space_get(b, c->claimed->who.tenant)
+                                    : NULL;
+    if (!sp) {
+        claim_end(b, c); /* out of memory: the handed-over session is dropped */
+        alias_free(c);
+        c->state = CLIENT_GONE;
+        return;
+    }
+    space_lock(b, sp);
+    c->space = sp;
     claim_end(b, c);
     struct session *s = c->session;
     time_t now = time(NULL);
     if (s && s->client == c) {
-        b->stats.clients--;
+        sp->stats.clients--;
         s->client = NULL;
         if ((abnormal || c->will_on_disconnect) && !c->kicked) will_on_close(b, s, now);
         if (!s->will_at) {
@@ -724,7 +802,7 @@ void broker_close(struct broker *b, struct client *c, bool abnormal)
     persist_client_gone(b, c);
     c->session = NULL;
     c->state = CLIENT_GONE;
-    broker_unlock(b);
+    space_unlock(sp);
 }
 
 struct expire_ctx {
@@ -754,13 +832,19 @@ static void collect_expired(const char *key, void *value, void *arg)
     e->v[e->n++] = s;
 }
 
+static void expire_space(struct broker *b, struct space *sp, void *arg)
+{
+    (void)b;
+    struct expire_ctx *e = arg;
+    size_t first = e->n;
+    map_each(&sp->sessions, collect_expired, e);
+    for (size_t i = first; i < e->n; i++) session_end(e->b, e->v[i]);
+}
+
 int broker_expire_sessions(struct broker *b, time_t now)
 {
     struct expire_ctx e = {b, NULL, 0, 0, now};
-    broker_lock(b);
-    map_each(&b->sessions, collect_expired, &e);
-    for (size_t i = 0; i < e.n; i++) session_end(b, e.v[i]);
-    broker_unlock(b);
+    spaces_each(b, expire_space, &e);
     free(e.v);
     return (int)e.n;
 }
@@ -769,7 +853,6 @@ int broker_expire_sessions(struct broker *b, time_t now)
 
 struct refresh_ctx {
     struct broker *b;
-    const char *tenant;
     int dropped;
 };
 
@@ -813,18 +896,17 @@ static void refresh_session(struct refresh_ctx *r, struct session *s)
 static void refresh_cb(const char *key, void *value, void *arg)
 {
     (void)key;
-    struct refresh_ctx *r = arg;
-    struct session *s = value;
-    if (!strcmp(s->space->tenant, r->tenant)) refresh_session(r, s);
+    refresh_session(arg, value);
 }
 
 int broker_acl_refresh(struct broker *b, const char *tenant)
 {
-    struct refresh_ctx r = {b, tenant, 0};
-    if (!b->cfg.acl_compile) return 0;
-    broker_lock(b);
-    map_each(&b->sessions, refresh_cb, &r);
-    broker_unlock(b);
+    struct refresh_ctx r = {b, 0};
+    struct space *sp = b->cfg.acl_compile ? space_find(b, tenant) : NULL;
+    if (!sp) return 0;
+    space_lock(b, sp);
+    map_each(&sp->sessions, refresh_cb, &r);
+    space_unlock(sp);
     return r.dropped;
 }
 
@@ -848,13 +930,17 @@ static void kick_cb(const char *key, void *value, void *arg)
     }
 }
 
+static void kick_space(struct broker *b, struct space *sp, void *arg)
+{
+    (void)b;
+    map_each(&sp->sessions, kick_cb, arg);
+}
+
 int broker_kick_where(struct broker *b, bool (*pred)(const struct auth_result *who, void *arg),
                       void *arg)
 {
     struct kick_ctx k = {b, pred, arg, 0};
-    broker_lock(b);
-    map_each(&b->sessions, kick_cb, &k);
-    broker_unlock(b);
+    spaces_each(b, kick_space, &k);
     return k.n;
 }
 
@@ -874,14 +960,29 @@ int broker_kick_anchor(struct broker *b, const char *tenant, const char *anchor_
     return broker_kick_where(b, same_anchor, &a);
 }
 
+_Static_assert(sizeof(struct broker_stats) % sizeof(uint64_t) == 0,
+               "struct broker_stats holds uint64_t counters only");
+
+void stats_add(struct broker_stats *sum, const struct space *sp)
+{
+    const uint64_t *from = (const uint64_t *)&sp->stats;
+    uint64_t *to = (uint64_t *)sum;
+    for (size_t i = 0; i < sizeof *sum / sizeof *to; i++) to[i] += from[i];
+    sum->sessions += sp->sessions.count;
+}
+
+static void stats_space(struct broker *b, struct space *sp, void *arg)
+{
+    (void)b;
+    stats_add(arg, sp);
+}
+
 void broker_stats(struct broker *b, struct broker_stats *st)
 {
-    broker_lock(b);
-    *st = b->stats;
-    st->sessions = b->sessions.count;
+    memset(st, 0, sizeof *st);
+    spaces_each(b, stats_space, st);
     st->lock_waits = atomic_load_explicit(&b->lock_waits, memory_order_relaxed);
     st->lock_wait_ns = atomic_load_explicit(&b->lock_wait_ns, memory_order_relaxed);
-    broker_unlock(b);
 }
 
 /* The first packet must be a CONNECT (its ClientId rules, 3.1's included,
@@ -927,8 +1028,10 @@ static int handle_auth(struct client *c)
 int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *p, time_t now)
 {
     if (c->state == CLIENT_NEW) return dispatch_first(b, c, p, now);
+    struct space *sp = c->space;
+    if (!sp) return ERR_CLOSED; /* its CONNECT was refused */
     int rc = 0;
-    broker_lock(b);
+    space_lock(b, sp);
     if (c->kicked) {
         rc = kicked(c);
         goto out;
@@ -951,6 +1054,6 @@ int broker_handle(struct broker *b, struct client *c, const struct mqtt_packet *
     default: rc = ERR_PROTO; break; /* CONNECT twice, or server-to-client packets */
     }
 out:
-    broker_unlock(b);
+    space_unlock(sp);
     return rc;
 }

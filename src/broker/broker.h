@@ -1,6 +1,9 @@
 /* The broker: sessions, subscriptions, routing, retained messages, wills
- * and the QoS flows. All broker state sits behind one mutex; a worker holds
- * it only while it handles one packet or drains one client's queue.
+ * and the QoS flows. Its state is kept per tenant space (a tenant's
+ * sessions, topic tree, retained messages and queues), each space behind a
+ * mutex of its own, "the broker lock" below: a worker holds its client's
+ * tenant's lock only while it handles one packet or drains one client's
+ * queue, and devices of different tenants never wait for each other.
  *
  * The network layer owns connections and embeds a struct client in each.
  * Only the owning worker thread touches client->out; other threads deliver by
@@ -32,7 +35,9 @@ enum client_state { CLIENT_NEW, CLIENT_ACTIVE, CLIENT_GONE };
 
 struct client {
     struct buf out;          /* encoded packets for the peer; owner thread only */
-    struct session *session; /* under the broker lock */
+    struct session *session; /* under its space's lock */
+    struct space *space;     /* its tenant's space, set once at CONNECT: its lock is
+                                the broker lock for this client */
     void *owner;             /* the worker, passed back to the wake callback */
     X509 *leaf;              /* peer certificate (owned by the TLS layer); NULL once
                                 CONNECT is decided and the TLS session released */
@@ -307,7 +312,7 @@ struct broker_stats {
     /* topic authorization: PUBLISHes dropped, SUBSCRIBE filters refused,
      * deliveries withheld (a subscription allowed for some topics only) */
     uint64_t acl_denied_publish, acl_denied_subscribe, acl_denied_delivery;
-    /* the broker lock: takings that had to wait, and the time they waited */
+    /* the spaces' locks: takings that had to wait, and the time they waited */
     uint64_t lock_waits, lock_wait_ns;
 };
 void broker_stats(struct broker *b, struct broker_stats *st);

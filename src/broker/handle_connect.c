@@ -76,7 +76,7 @@ struct session *session_new(struct broker *b, struct space *sp, const char *key,
     s->key = strndup(key, klen);
     s->client_id = strdup(client_id);
     s->space = sp;
-    if (!s->key || !s->client_id || map_put(&b->sessions, key, klen, s, NULL) < 0) {
+    if (!s->key || !s->client_id || map_put(&sp->sessions, key, klen, s, NULL) < 0) {
         free(s->key);
         free(s->client_id);
         free(s);
@@ -85,14 +85,15 @@ struct session *session_new(struct broker *b, struct space *sp, const char *key,
     return s;
 }
 
-/* Attaches c to the session named by (tenant, client id), creating,
+/* Attaches c to the session named by (tenant, client id) in sp, creating,
  * resuming or taking it over. Sets *present when an old session continues. */
-static struct session *attach(struct broker *b, struct client *c, const struct auth_result *who,
-                              const char *client_id, bool clean, bool *present)
+static struct session *attach(struct broker *b, struct space *sp, struct client *c,
+                              const struct auth_result *who, const char *client_id, bool clean,
+                              bool *present)
 {
     char key[SESSION_KEY_MAX];
     int klen = session_key(key, sizeof key, who->tenant, client_id);
-    struct session *s = map_get(&b->sessions, key, (size_t)klen);
+    struct session *s = map_get(&sp->sessions, key, (size_t)klen);
     *present = false;
     if (s && s->client) session_kick(b, s, !clean && s->expiry);
     /* A reconnect within the will delay cancels the will (5.0 3.1.3.2.2). */
@@ -110,15 +111,13 @@ static struct session *attach(struct broker *b, struct client *c, const struct a
     if (s) {
         *present = true;
     } else {
-        struct space *sp = space_get(b, who->tenant);
-        if (!sp) return NULL;
         s = session_new(b, sp, key, (size_t)klen, client_id);
         if (!s) return NULL;
     }
     s->who = *who;
     s->client = c;
     c->session = s;
-    b->stats.clients++;
+    sp->stats.clients++;
     return s;
 }
 
@@ -300,12 +299,13 @@ static int claim(struct broker *b, struct client *c, const struct mqtt_packet *p
     c->claimed = k;
     bool capped;
     bool take = !p->connect.clean_session && connect_expiry(b, p, &capped);
-    if (take) {
+    struct space *sp = take ? space_find(b, who->tenant) : NULL;
+    if (sp) {
         /* A session here is the only one: it moved here when it last
          * connected elsewhere, and every node it left ended its copy. */
-        broker_lock(b);
-        take = !map_get(&b->sessions, k->key, k->klen);
-        broker_unlock(b);
+        space_lock(b, sp);
+        take = !map_get(&sp->sessions, k->key, k->klen);
+        space_unlock(sp);
     }
     c->claim = CLAIM_WAITING;
     if (cl->claim(cl->claim_arg, c, who->tenant, client_id, take) == 1) return ERR_AGAIN;
@@ -356,9 +356,16 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet 
 
     bool present;
     ci.expiry = connect_expiry(b, p, &ci.expiry_capped);
-    broker_lock(b);
+    struct space *sp = space_get(b, who.tenant);
+    if (!sp) {
+        msg_unref(will);
+        acl_matcher_free(acl);
+        return refuse(c, p, MQTT_CONNACK_UNAVAILABLE);
+    }
+    space_lock(b, sp);
+    c->space = sp;   /* from now on the client is this space's */
     claim_end(b, c); /* the session handed over, if any, is here now */
-    struct session *s = attach(b, c, &who, client_id, cp->clean_session, &present);
+    struct session *s = attach(b, sp, c, &who, client_id, cp->clean_session, &present);
     if (!s || client_limits(b, c, p) < 0) {
         if (s) session_end(b, s);
         c->session = NULL;
@@ -408,6 +415,6 @@ int handle_connect(struct broker *b, struct client *c, const struct mqtt_packet 
               : cp->protocol_level == MQTT_V31 ? "3.1"
                                                : "3.1.1");
 out:
-    broker_unlock(b);
+    space_unlock(sp);
     return rc;
 }

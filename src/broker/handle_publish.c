@@ -57,7 +57,7 @@ static void rx_del(struct broker *b, struct session *s, uint16_t id)
 static int answer(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
                   uint8_t reason, uint64_t before)
 {
-    if (b->sstore && (b->jseq != before || persist_acks_pending(c)))
+    if (b->sstore && (c->space->jseq != before || persist_acks_pending(c)))
         return persist_defer_ack(b, c, type, id, reason);
     return mqtt_encode_ack(&c->out, type, id, reason, client_v5(c) ? &mqtt_props_none : NULL);
 }
@@ -106,9 +106,9 @@ static void token_request(struct broker *b, struct client *c)
     memcpy(cn, s->who.identity, sizeof cn);
     int rc = ERR_INTERNAL;
     if (b->cfg.issue_token) {
-        broker_unlock(b);
+        space_unlock(c->space);
         rc = b->cfg.issue_token(b->cfg.token_arg, tenant, cn, time(NULL), &jwt);
-        broker_lock(b);
+        space_lock(b, c->space);
         if (c->session != s || c->kicked) { /* taken over meanwhile: s may be gone */
             free(jwt);
             return;
@@ -145,9 +145,9 @@ static void cert_request(struct broker *b, struct client *c, const struct mqtt_p
     uint8_t *csr = malloc(p->payload_len ? p->payload_len : 1);
     if (!csr) return;
     if (p->payload_len) memcpy(csr, p->payload, p->payload_len);
-    broker_unlock(b);
+    space_unlock(c->space);
     int rc = b->cfg.renew_cert(b->cfg.renew_arg, tenant, cn, csr, p->payload_len, time(NULL), &out);
-    broker_lock(b);
+    space_lock(b, c->space);
     free(csr);
     if (c->session == s && !c->kicked) /* else taken over meanwhile: s may be gone */
         reply_own(b, s, rc == 0 ? "s/dcr" : "s/e",
@@ -165,9 +165,9 @@ static void renew_notice(struct broker *b, struct client *c)
     memcpy(tenant, s->who.tenant, sizeof tenant);
     memcpy(cn, s->who.identity, sizeof cn);
     int64_t not_after = c->not_after;
-    broker_unlock(b);
+    space_unlock(c->space);
     char *text = b->cfg.renew_notice(b->cfg.renew_arg, tenant, cn, not_after, time(NULL));
-    broker_lock(b);
+    space_lock(b, c->space);
     if (text && c->session == s && !c->kicked) reply_own(b, s, "s/ds", text);
     free(text);
 }
@@ -213,7 +213,7 @@ static uint8_t publish_refusal(struct broker *b, struct session *s, const struct
     if (route_rc == 0 && !acl_may_publish(s->acl, (const char *)name.p, name.len)) {
         log_debug("client %s: publish to '%.*s' denied by authorization rules", s->client_id,
                   (int)name.len, (const char *)name.p);
-        b->stats.acl_denied_publish++;
+        s->space->stats.acl_denied_publish++;
         return MQTT_RC_NOT_AUTHORIZED;
     }
     if (route_rc == 0 &&
@@ -275,10 +275,11 @@ int handle_publish(struct broker *b, struct client *c, const struct mqtt_packet 
 {
     struct session *s = c->session;
     const struct mqtt_publish *p = &pk->publish;
-    uint64_t before = b->jseq;
+    uint64_t before = s->space->jseq;
     if (p->qos == 2 && rx_has(s, p->packet_id))
         return answer(b, c, MQTT_PUBREC, p->packet_id, 0, before); /* duplicate */
-    if (p->qos && b->persist_broken) return refuse_unstorable(b, c, p);
+    if (p->qos && atomic_load_explicit(&b->persist_broken, memory_order_relaxed))
+        return refuse_unstorable(b, c, p);
     if (p->qos == 2 && client_v5(c) && s->n_rx >= (unsigned)b->cfg.max_receive) {
         c->close_reason = MQTT_RC_RECEIVE_MAX_EXCEEDED;
         return ERR_PROTO;
@@ -321,7 +322,7 @@ static void inflight_remove(struct broker *b, struct client *c, struct qitem **p
     *pp = it->next;
     if (s->inflight.tail == it) s->inflight.tail = prev;
     s->inflight.count--;
-    item_done(b, it);
+    item_done(b, s->space, it);
     if (s->queue.count || s->held_inflight) b->cfg.wake(c); /* room for more */
 }
 
@@ -339,7 +340,7 @@ int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t
         uint8_t why = rx_has(s, id) ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND;
         rx_del(b, s, id);
         /* PUBCOMP needs nothing stored first: it waits only behind held answers. */
-        return answer(b, c, MQTT_PUBCOMP, id, why, b->jseq);
+        return answer(b, c, MQTT_PUBCOMP, id, why, s->space->jseq);
     }
     struct qitem *prev;
     struct qitem **pp = find_inflight(s, id, &prev);
@@ -357,11 +358,11 @@ int handle_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t
             inflight_remove(b, c, pp, prev);
             return 0;
         }
-        uint64_t before = b->jseq;
+        uint64_t before = s->space->jseq;
         if (it) {
             if (it->state != Q_WAIT_PUBCOMP) {
                 it->state = Q_WAIT_PUBCOMP;
-                persist_item_upd(b, it);
+                persist_item_upd(b, s->space, it);
             }
             it->held = false; /* the PUBREL below is its resend */
         }

@@ -71,7 +71,7 @@ static void send_retained(void *value, void *arg)
     struct retained_ctx *r = arg;
     struct msg *m = value;
     if (!session_may_read(r->s, m)) {
-        r->b->stats.acl_denied_delivery++;
+        r->s->space->stats.acl_denied_delivery++;
         return;
     }
     struct delivery d = {m->qos < r->qos ? m->qos : r->qos, true, r->id ? 1 : 0, &r->id};
@@ -157,7 +157,7 @@ static int subscribe_one(struct broker *b, struct session *s, struct want *w)
         /* 0x80, as in 3.1.1: the rules are not revealed to the client. */
         log_debug("client %s: subscription to '%.*s' denied by authorization rules", s->client_id,
                   (int)w->filter.len, f);
-        b->stats.acl_denied_subscribe++;
+        s->space->stats.acl_denied_subscribe++;
         return MQTT_RC_UNSPECIFIED;
     }
     if (v == ACL_PER_TOPIC) s->acl_recheck = true;
@@ -174,7 +174,7 @@ int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packe
         v5 && mqtt_props_has(&p->props, MQTT_PROP_SUBSCRIPTION_ID) ? p->props.subscription_id : 0;
     size_t pos = 0, n = 0;
     struct want w = {.id = id};
-    uint64_t before = b->jseq;
+    uint64_t before = c->space->jseq;
     while (mqtt_topic_next(l, &pos, &w.filter, &w.opts) == 1) {
         w.group = (struct mqtt_bytes){NULL, 0};
         int rc = subscribe_one(b, c->session, &w);
@@ -187,7 +187,7 @@ int handle_subscribe(struct broker *b, struct client *c, const struct mqtt_packe
     }
     /* The SUBACK goes out before the retained messages queued above, and
      * once the subscriptions it acknowledges are committed. */
-    if (b->sstore && (b->jseq != before || persist_acks_pending(c)))
+    if (b->sstore && (c->space->jseq != before || persist_acks_pending(c)))
         return persist_defer_suback(b, c, l->packet_id, rcs, (uint16_t)n);
     return mqtt_encode_suback(&c->out, l->packet_id, rcs, n, v5 ? &mqtt_props_none : NULL);
 }

@@ -1,6 +1,7 @@
 /* Broker internals shared by broker.c and the packet handlers
  * (handle_*.c). Not an interface: nothing outside src/broker includes it.
- * Every function here expects the broker lock to be held unless it says. */
+ * Every function here expects the lock of the space it works in (the
+ * session's, the client's) to be held unless it says. */
 #ifndef CERTMQ_BROKER_INTERNAL_H
 #define CERTMQ_BROKER_INTERNAL_H
 
@@ -73,14 +74,34 @@ struct sub {
     struct share *share; /* a shared subscription's group; NULL: not shared */
 };
 
-/* A tenant's topic space: its own subscriptions and retained messages. */
+/* A tenant's topic space: its sessions, subscriptions, retained messages
+ * and queues, under a lock of its own. A session, its client and every
+ * message routed to it belong to one space, so tenants never wait for each
+ * other; the spaces map itself has a small lock (broker.spaces_lock), and
+ * a space, once made, lives as long as the broker. */
 struct space {
+    pthread_mutex_t lock; /* taken through space_lock() */
     char *tenant;
     struct topic_tree *tree;
-    struct map shares; /* "group\x01filter" -> struct share */
+    struct map shares;   /* "group\x01filter" -> struct share */
+    struct map sessions; /* session key -> struct session */
     /* topic digest (store_retained_digest) -> its retained struct msg, the
      * tree's reference; kept only with cfg.retain_digests (retained.c) */
     struct map retained;
+    struct broker_stats stats; /* this space's counters; summed by broker_stats */
+    /* routing scratch */
+    uint64_t gen;
+    struct session **hits;
+    size_t n_hits, cap_hits;
+    bool skip_shares; /* shared subscriptions take the cluster's copy */
+    /* persistence (persist.c): this space's journal, committed by the
+     * committer with every other space's in one transaction */
+    struct buf journal;    /* records not yet committed */
+    uint64_t jseq;         /* records appended since start */
+    uint64_t durable_seq;  /* of them, committed */
+    bool dirty;            /* on the committer's list (broker.dirty) */
+    struct client **await; /* clients to wake after the next commit */
+    size_t n_await, cap_await;
 };
 
 struct session {
@@ -126,44 +147,36 @@ struct session_will {
 };
 
 struct broker {
-    pthread_mutex_t lock; /* taken through broker_lock() */
-    /* Contention of lock, kept outside it: takings that found it held, and
-     * the nanoseconds they waited (relaxed atomics; see broker_lock). */
-    atomic_uint_least64_t lock_waits, lock_wait_ns;
     struct broker_config cfg;
-    struct map spaces;   /* tenant -> struct space */
-    struct map sessions; /* key -> struct session */
-    uint64_t gen;
-    struct session **hits; /* routing scratch */
-    bool skip_shares;      /* routing: shared subscriptions take the cluster's copy */
-    size_t n_hits, cap_hits;
-    struct broker_stats stats;
+    pthread_mutex_t spaces_lock; /* the map only; never held while taking a space's */
+    struct map spaces;           /* tenant -> struct space */
+    /* Contention of the spaces' locks, kept outside them: takings that
+     * found one held, and the nanoseconds they waited (see space_lock). */
+    atomic_uint_least64_t lock_waits, lock_wait_ns;
     /* persistence (persist.c): sstore NULL when off */
     struct sstore *sstore;
-    struct buf journal;   /* records not yet committed */
-    uint64_t jseq;        /* records appended since start */
-    uint64_t durable_seq; /* records committed */
-    uint64_t next_msg_pid, next_item_seq;
-    bool persist_broken;   /* the last commit failed: QoS 1/2 publishes are refused */
-    bool restoring;        /* reading the store back: nothing is journaled */
-    struct client **await; /* clients to wake after the next commit */
-    size_t n_await, cap_await;
+    atomic_uint_least64_t next_msg_pid, next_item_seq;
+    atomic_bool persist_broken; /* the last commit failed: QoS 1/2 publishes are refused */
+    bool restoring;             /* reading the store back at start: nothing is journaled */
+    pthread_mutex_t dirty_lock; /* taken inside a space's lock, never the other way */
+    struct space **dirty;       /* spaces with records to commit */
+    size_t n_dirty, cap_dirty;
     long commit_ms;
     pthread_t committer;
     bool committer_running;
     atomic_bool persist_stop;
 };
 
-/* Takes the broker lock. A taking that finds it free costs what
+/* Takes a space's lock. A taking that finds it free costs what
  * pthread_mutex_lock would; one that finds it held is counted with the time
  * it waited (two clock reads), for certmq_broker_lock_wait* in /metrics. The
  * clock is read here, not passed in: it measures the lock, not the broker. */
-static inline void broker_lock(struct broker *b)
+static inline void space_lock(struct broker *b, struct space *sp)
 {
-    if (pthread_mutex_trylock(&b->lock) == 0) return;
+    if (pthread_mutex_trylock(&sp->lock) == 0) return;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    pthread_mutex_lock(&b->lock);
+    pthread_mutex_lock(&sp->lock);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     uint64_t ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec -
                   (uint64_t)t0.tv_nsec;
@@ -171,9 +184,9 @@ static inline void broker_lock(struct broker *b)
     atomic_fetch_add_explicit(&b->lock_wait_ns, ns, memory_order_relaxed);
 }
 
-static inline void broker_unlock(struct broker *b)
+static inline void space_unlock(struct space *sp)
 {
-    pthread_mutex_unlock(&b->lock);
+    pthread_mutex_unlock(&sp->lock);
 }
 
 /* The sessions map key of (tenant, ClientId): "tenant \x01 ClientId". */
@@ -196,12 +209,24 @@ static inline const uint8_t *msg_payload(const struct msg *m)
     return (const uint8_t *)m->data + m->topic_len;
 }
 
+/* The space of tenant, made when missing (NULL: out of memory); not
+ * locked. space_find: NULL when missing. Either may be called with a
+ * space's lock held. */
 struct space *space_get(struct broker *b, const char *tenant);
+struct space *space_find(struct broker *b, const char *tenant);
+/* The space named by a session key's tenant part, or NULL. */
+struct space *space_of_key(struct broker *b, const char *key, size_t klen);
+/* Calls fn for every space, with its lock held. */
+void spaces_each(struct broker *b, void (*fn)(struct broker *b, struct space *sp, void *arg),
+                 void *arg);
 /* Sets the retained copy of topic in sp to m (a reference of its own is
  * taken; NULL clears it), keeping the count and the digest index. */
 void space_retain_set(struct broker *b, struct space *sp, const char *topic, size_t tlen,
                       struct msg *m);
 void session_free(struct broker *b, struct session *s);
+/* Adds sp's counters (and its session count) to sum: every field of
+ * struct broker_stats is a uint64_t counter. */
+void stats_add(struct broker_stats *sum, const struct space *sp);
 
 /* Routes m to every session of space subscribed to its topic, and stores
  * or clears the retained copy. from is the publishing session (No Local),
@@ -265,14 +290,14 @@ void persist_session_del(struct broker *b, struct session *s);
 void persist_sub(struct broker *b, struct session *s, const struct sub *sub, bool del);
 /* A QoS 1/2 item queued for a durable session: stored, with its message. */
 void persist_item_put(struct broker *b, struct session *s, struct qitem *it);
-void persist_item_upd(struct broker *b, const struct qitem *it);
+void persist_item_upd(struct broker *b, struct space *sp, const struct qitem *it);
 void persist_rx(struct broker *b, struct session *s, uint16_t id, bool del);
 /* s as the records that rebuild it (journal.h): the session, its
  * subscriptions, its QoS 1/2 items each with its message, its incoming
  * QoS 2 ids. */
 MUST_USE int persist_snapshot(const struct session *s, struct buf *out);
-/* Builds the session key (tenant \x01 ClientId) from such records (broker
- * lock held), journaled here as new; ERR_MALFORMED for bad records or
+/* Builds the session key (tenant \x01 ClientId) from such records (its
+ * space's lock held), journaled here as new; ERR_MALFORMED for bad records or
  * records of another session. */
 MUST_USE int broker_import(struct broker *b, const char *key, size_t klen, const uint8_t *rec,
                            size_t len, time_t now);
@@ -288,12 +313,10 @@ struct claim {
 /* Puts a handed-over session that nothing took here (offline) and frees
  * c->claimed. */
 void claim_end(struct broker *b, struct client *c);
-/* A stored message no item holds any more (found so at start). */
-void persist_msg_del(struct broker *b, uint64_t pid);
 /* An item is done with (acknowledged, expired, dropped): out of the store
  * and freed. item_forget: its session's deletion removes it from the store. */
-void item_done(struct broker *b, struct qitem *it);
-void item_forget(struct broker *b, struct qitem *it);
+void item_done(struct broker *b, struct space *sp, struct qitem *it);
+void item_forget(struct broker *b, struct space *sp, struct qitem *it);
 /* Acknowledgements held until the records journaled so far are committed. */
 MUST_USE int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
                                uint8_t reason);
@@ -306,7 +329,7 @@ MUST_USE int persist_defer_suback(struct broker *b, struct client *c, uint16_t i
 bool persist_suback_pending(const struct client *c);
 /* Writes the held acknowledgements that are now committed (owner thread). */
 MUST_USE int persist_release_acks(struct broker *b, struct client *c);
-/* c is woken after the next commit. */
+/* c is woken after the next commit of its space's records. */
 void persist_await(struct broker *b, struct client *c);
 void persist_client_gone(struct broker *b, struct client *c);
 

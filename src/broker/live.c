@@ -1,6 +1,6 @@
 /* The live view of the broker for operators: the connected clients of a
  * tenant, disconnecting one, and client counts for the metrics. Each takes
- * the broker lock for one pass over the sessions, copies what it needs and
+ * a space's lock for one pass over its sessions, copies what it needs and
  * sorts and formats outside the lock. */
 #include "broker/internal.h"
 
@@ -71,9 +71,12 @@ static int by_client_id(const void *a, const void *b)
 int broker_connections(struct broker *b, const char *tenant, struct broker_conn **out, size_t *n)
 {
     struct conn_pass p = {.tenant = tenant};
-    broker_lock(b);
-    map_each(&b->sessions, collect_conn, &p);
-    broker_unlock(b);
+    struct space *sp = space_find(b, tenant);
+    if (sp) {
+        space_lock(b, sp);
+        map_each(&sp->sessions, collect_conn, &p);
+        space_unlock(sp);
+    }
     if (p.nomem) {
         free(p.v);
         return ERR_NOMEM;
@@ -90,15 +93,18 @@ int broker_disconnect(struct broker *b, const char *tenant, const char *client_i
     int klen = asprintf(&key, "%s\x01%s", tenant, client_id);
     if (klen < 0) return ERR_NOMEM;
     int rc = ERR_NOT_FOUND;
-    broker_lock(b);
-    struct session *s = map_get(&b->sessions, key, (size_t)klen);
-    if (s && s->client && !s->client->kicked) {
-        s->client->kicked = true;
-        s->client->close_reason = MQTT_RC_ADMINISTRATIVE_ACTION;
-        b->cfg.wake(s->client);
-        rc = 0;
+    struct space *sp = space_find(b, tenant);
+    if (sp) {
+        space_lock(b, sp);
+        struct session *s = map_get(&sp->sessions, key, (size_t)klen);
+        if (s && s->client && !s->client->kicked) {
+            s->client->kicked = true;
+            s->client->close_reason = MQTT_RC_ADMINISTRATIVE_ACTION;
+            b->cfg.wake(s->client);
+            rc = 0;
+        }
+        space_unlock(sp);
     }
-    broker_unlock(b);
     free(key);
     return rc;
 }
@@ -147,20 +153,30 @@ static int by_tenant_kind(const void *a, const void *b)
     return c ? c : (int)x->kind - (int)y->kind;
 }
 
+struct counts_ctx {
+    struct count_pass *p;
+    struct broker_stats *st;
+};
+
+static void count_space(struct broker *b, struct space *sp, void *arg)
+{
+    (void)b;
+    struct counts_ctx *k = arg;
+    if (k->st) stats_add(k->st, sp);
+    map_each(&sp->sessions, count_client, k->p);
+}
+
 int broker_client_counts(struct broker *b, struct broker_count **out, size_t *n,
                          struct broker_stats *st)
 {
     struct count_pass p = {0};
     map_init(&p.by_key);
-    broker_lock(b);
+    if (st) memset(st, 0, sizeof *st);
+    spaces_each(b, count_space, &(struct counts_ctx){&p, st});
     if (st) {
-        *st = b->stats;
-        st->sessions = b->sessions.count;
         st->lock_waits = atomic_load_explicit(&b->lock_waits, memory_order_relaxed);
         st->lock_wait_ns = atomic_load_explicit(&b->lock_wait_ns, memory_order_relaxed);
     }
-    map_each(&b->sessions, count_client, &p);
-    broker_unlock(b);
     map_free(&p.by_key);
     if (p.nomem) {
         free(p.v);

@@ -1,7 +1,7 @@
 /* The broker's families of GET /metrics: connections by tenant and kind,
  * sessions, retained messages, messages and bytes in and out by QoS, queue
- * drops, expired and too-large messages. Counters are copied under the
- * broker lock, held once for one pass over the sessions, and written after
+ * drops, expired and too-large messages. Counters are copied under each
+ * space's lock, held once for one pass over its sessions, and written after
  * it is released. */
 #include "broker/internal.h"
 
@@ -74,10 +74,10 @@ int broker_metrics_write(struct broker *b, FILE *out)
             (unsigned long long)st.acl_denied_publish, (unsigned long long)st.acl_denied_subscribe,
             (unsigned long long)st.acl_denied_delivery);
     metrics_family(out, "certmq_broker_lock_waits_total", "counter",
-                   "takings of the broker lock that found it held by another thread");
+                   "takings of a tenant space's broker lock that found it held by another thread");
     fprintf(out, "certmq_broker_lock_waits_total %llu\n", (unsigned long long)st.lock_waits);
     metrics_family(out, "certmq_broker_lock_wait_seconds_total", "counter",
-                   "time threads waited for the broker lock");
+                   "time threads waited for a tenant space's broker lock");
     fprintf(out, "certmq_broker_lock_wait_seconds_total %.9f\n", (double)st.lock_wait_ns / 1e9);
     return 0;
 }

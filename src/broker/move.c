@@ -22,7 +22,7 @@ void session_kick(struct broker *b, struct session *s, bool keep_delayed_will)
     b->cfg.wake(c);
     s->client = NULL;
     s->offline_since = time(NULL);
-    b->stats.clients--;
+    s->space->stats.clients--;
     /* Taken over, the older connection ends without DISCONNECT, so its will
      * is published (3.1.2.5, as mosquitto does), unless it is a delayed will
      * that the reconnect cancels. */
@@ -35,9 +35,11 @@ int broker_release(struct broker *b, const char *tenant, const char *client_id, 
     char key[SESSION_KEY_MAX];
     int klen = session_key(key, sizeof key, tenant, client_id);
     if (klen < 0 || (size_t)klen >= sizeof key) return 0;
+    struct space *sp = space_find(b, tenant);
+    if (!sp) return 0;
     int rc = 0;
-    broker_lock(b);
-    struct session *s = map_get(&b->sessions, key, (size_t)klen);
+    space_lock(b, sp);
+    struct session *s = map_get(&sp->sessions, key, (size_t)klen);
     if (!s) goto out;
     bool move = take && s->expiry;
     if (s->client) session_kick(b, s, move);
@@ -56,15 +58,16 @@ int broker_release(struct broker *b, const char *tenant, const char *client_id, 
     }
     session_free(b, s); /* out of the store here: the claimer keeps it now */
 out:
-    broker_unlock(b);
+    space_unlock(sp);
     return rc;
 }
 
 /* The session (tenant, client_id) handed over is put here, replacing an
  * offline one (a node that held it is the one its client last used). */
-static int adopt(struct broker *b, const char *key, size_t klen, const uint8_t *rec, size_t len)
+static int adopt(struct broker *b, struct space *sp, const char *key, size_t klen,
+                 const uint8_t *rec, size_t len)
 {
-    struct session *old = map_get(&b->sessions, key, klen);
+    struct session *old = map_get(&sp->sessions, key, klen);
     if (old && old->client) {
         log_warn("a session handed over for a client connected here is dropped");
         return ERR_EXISTS;
@@ -79,9 +82,11 @@ int broker_adopt(struct broker *b, const char *tenant, const char *client_id, co
     char key[SESSION_KEY_MAX];
     int klen = session_key(key, sizeof key, tenant, client_id);
     ENSURE(klen > 0 && (size_t)klen < sizeof key, ERR_INVALID);
-    broker_lock(b);
-    int rc = adopt(b, key, (size_t)klen, rec, len);
-    broker_unlock(b);
+    struct space *sp = space_get(b, tenant);
+    ENSURE(sp, ERR_NOMEM);
+    space_lock(b, sp);
+    int rc = adopt(b, sp, key, (size_t)klen, rec, len);
+    space_unlock(sp);
     return rc;
 }
 
@@ -97,7 +102,10 @@ void claim_end(struct broker *b, struct client *c)
 {
     struct claim *cl = c->claimed;
     if (!cl) return;
-    if (cl->rec && adopt(b, cl->key, cl->klen, cl->rec, cl->len) == 0 && c->session == NULL)
+    /* Under the lock of the claiming client's space, its tenant's (none:
+     * out of memory, the session is dropped). */
+    if (cl->rec && c->space && adopt(b, c->space, cl->key, cl->klen, cl->rec, cl->len) == 0 &&
+        c->session == NULL)
         log_info("a session handed over for a connection that went is kept offline");
     free(cl->rec);
     free(cl->key);

@@ -1,7 +1,8 @@
 /* Durable sessions: every change to a session that outlives its connection
- * (expiry > 0) is appended to the journal under the broker lock; a committer
- * thread writes what accumulated, every persistence_commit_interval ms, to
- * the session store in one transaction (group commit). A QoS 1/2 PUBLISH
+ * (expiry > 0) is appended to its space's journal under the space's lock; a
+ * committer thread writes what accumulated in every space, every
+ * persistence_commit_interval ms, to the session store in one transaction
+ * (group commit). A QoS 1/2 PUBLISH
  * that made durable copies is acknowledged only once they are committed,
  * and a durable message goes out to its receiver only once committed, so
  * nothing acknowledged is lost and nothing is delivered twice by a restart.
@@ -26,16 +27,39 @@ static struct jstr jz(const char *s)
     return js(s, strlen(s));
 }
 
-static void append(struct broker *b, const struct jrec *r)
+/* Puts sp on the committer's list (its lock held). */
+static void mark_dirty(struct broker *b, struct space *sp)
+{
+    if (sp->dirty) return;
+    pthread_mutex_lock(&b->dirty_lock);
+    if (b->n_dirty == b->cap_dirty) {
+        size_t cap = b->cap_dirty ? b->cap_dirty * 2 : 16;
+        struct space **v = realloc(b->dirty, cap * sizeof *v);
+        if (!v) {
+            /* The records wait for the next change to this space. */
+            pthread_mutex_unlock(&b->dirty_lock);
+            log_error("persistence: a tenant's session changes wait for memory to be committed");
+            return;
+        }
+        b->dirty = v;
+        b->cap_dirty = cap;
+    }
+    b->dirty[b->n_dirty++] = sp;
+    sp->dirty = true;
+    pthread_mutex_unlock(&b->dirty_lock);
+}
+
+static void append(struct broker *b, struct space *sp, const struct jrec *r)
 {
     if (b->restoring) return;
-    if (journal_put(&b->journal, r) < 0) {
+    if (journal_put(&sp->journal, r) < 0) {
         /* Memory ran out: the record is lost to the store (logged), the
          * broker goes on from memory. */
         log_error("persistence: a session change could not be journaled (out of memory)");
         return;
     }
-    b->jseq++;
+    sp->jseq++;
+    mark_dirty(b, sp);
 }
 
 static void msg_fields(struct jrec *r, const struct msg *m)
@@ -76,13 +100,13 @@ void persist_session(struct broker *b, struct session *s)
 {
     if (!s->durable) return;
     struct jrec r = session_rec(s);
-    append(b, &r);
+    append(b, s->space, &r);
 }
 
 void persist_session_del(struct broker *b, struct session *s)
 {
     if (!s->durable) return;
-    append(b, &(struct jrec){.type = J_SESSION_DEL, .key = jz(s->key)});
+    append(b, s->space, &(struct jrec){.type = J_SESSION_DEL, .key = jz(s->key)});
     s->durable = false;
 }
 
@@ -103,24 +127,24 @@ void persist_sub(struct broker *b, struct session *s, const struct sub *sub, boo
 {
     if (!s->durable) return;
     struct jrec r = sub_rec(s, sub, del);
-    append(b, &r);
+    append(b, s->space, &r);
 }
 
-static void msg_hold(struct broker *b, struct msg *m)
+static void msg_hold(struct broker *b, struct space *sp, struct msg *m)
 {
     if (!m->pid) {
-        m->pid = ++b->next_msg_pid;
+        m->pid = atomic_fetch_add_explicit(&b->next_msg_pid, 1, memory_order_relaxed) + 1;
         struct jrec r = {.type = J_MSG_PUT, .pid = m->pid};
         msg_fields(&r, m);
-        append(b, &r);
+        append(b, sp, &r);
     }
     m->durable_refs++;
 }
 
-static void msg_release(struct broker *b, struct msg *m, bool journal)
+static void msg_release(struct broker *b, struct space *sp, struct msg *m)
 {
     if (!m->pid || --m->durable_refs) return;
-    if (journal) append(b, &(struct jrec){.type = J_MSG_DEL, .pid = m->pid});
+    append(b, sp, &(struct jrec){.type = J_MSG_DEL, .pid = m->pid});
     m->pid = 0;
 }
 
@@ -150,46 +174,41 @@ static struct jrec item_rec(const struct session *s, const struct qitem *it, uin
 void persist_item_put(struct broker *b, struct session *s, struct qitem *it)
 {
     if (!s->durable || it->qos == 0) return;
-    msg_hold(b, it->msg);
-    it->seq = ++b->next_item_seq;
+    msg_hold(b, s->space, it->msg);
+    it->seq = atomic_fetch_add_explicit(&b->next_item_seq, 1, memory_order_relaxed) + 1;
     uint8_t ids[4 * 16];
     struct jrec r = item_rec(s, it, ids);
-    append(b, &r);
-    it->jseq = b->jseq;
+    append(b, s->space, &r);
+    it->jseq = s->space->jseq;
 }
 
-void persist_item_upd(struct broker *b, const struct qitem *it)
+void persist_item_upd(struct broker *b, struct space *sp, const struct qitem *it)
 {
     if (!it->seq) return;
-    append(b,
+    append(b, sp,
            &(struct jrec){
                .type = J_ITEM_UPD, .seq = it->seq, .state = it->state, .packet_id = it->packet_id});
 }
 
-void item_done(struct broker *b, struct qitem *it)
+void item_done(struct broker *b, struct space *sp, struct qitem *it)
 {
     if (it->seq) {
-        append(b, &(struct jrec){.type = J_ITEM_DEL, .seq = it->seq});
-        msg_release(b, it->msg, true);
+        append(b, sp, &(struct jrec){.type = J_ITEM_DEL, .seq = it->seq});
+        msg_release(b, sp, it->msg);
     }
     qitem_free(it);
 }
 
-void item_forget(struct broker *b, struct qitem *it)
+void item_forget(struct broker *b, struct space *sp, struct qitem *it)
 {
-    if (it->seq) msg_release(b, it->msg, true);
+    if (it->seq) msg_release(b, sp, it->msg);
     qitem_free(it);
-}
-
-void persist_msg_del(struct broker *b, uint64_t pid)
-{
-    append(b, &(struct jrec){.type = J_MSG_DEL, .pid = pid});
 }
 
 void persist_rx(struct broker *b, struct session *s, uint16_t id, bool del)
 {
     if (!s->durable) return;
-    append(b,
+    append(b, s->space,
            &(struct jrec){.type = del ? J_RX_DEL : J_RX_PUT, .key = jz(s->key), .packet_id = id});
 }
 
@@ -258,15 +277,17 @@ struct ackq {
 
 void persist_await(struct broker *b, struct client *c)
 {
+    (void)b;
+    struct space *sp = c->space;
     if (c->awaiting) return;
-    if (b->n_await == b->cap_await) {
-        size_t cap = b->cap_await ? b->cap_await * 2 : 64;
-        struct client **v = realloc(b->await, cap * sizeof *v);
+    if (sp->n_await == sp->cap_await) {
+        size_t cap = sp->cap_await ? sp->cap_await * 2 : 64;
+        struct client **v = realloc(sp->await, cap * sizeof *v);
         if (!v) return; /* woken by the next delivery instead */
-        b->await = v;
-        b->cap_await = cap;
+        sp->await = v;
+        sp->cap_await = cap;
     }
-    b->await[b->n_await++] = c;
+    sp->await[sp->n_await++] = c;
     c->awaiting = true;
 }
 
@@ -304,7 +325,7 @@ static int defer(struct broker *b, struct client *c, struct pending_ack a)
 int persist_defer_ack(struct broker *b, struct client *c, enum mqtt_type type, uint16_t id,
                       uint8_t reason)
 {
-    return defer(b, c, (struct pending_ack){b->jseq, id, (uint8_t)type, reason, NULL, 0});
+    return defer(b, c, (struct pending_ack){c->space->jseq, id, (uint8_t)type, reason, NULL, 0});
 }
 
 int persist_defer_suback(struct broker *b, struct client *c, uint16_t id, const uint8_t *rcs,
@@ -313,7 +334,7 @@ int persist_defer_suback(struct broker *b, struct client *c, uint16_t id, const 
     uint8_t *copy = malloc(n ? n : 1);
     ENSURE(copy, ERR_NOMEM);
     memcpy(copy, rcs, n);
-    int rc = defer(b, c, (struct pending_ack){b->jseq, id, MQTT_SUBACK, 0, copy, n});
+    int rc = defer(b, c, (struct pending_ack){c->space->jseq, id, MQTT_SUBACK, 0, copy, n});
     if (rc < 0) free(copy);
     return rc;
 }
@@ -333,7 +354,7 @@ int persist_release_acks(struct broker *b, struct client *c)
 {
     struct ackq *q = c->acks;
     const struct mqtt_props *props = client_v5(c) ? &mqtt_props_none : NULL;
-    while (q && q->n && q->v[q->head].need <= b->durable_seq) {
+    while (q && q->n && q->v[q->head].need <= c->space->durable_seq) {
         struct pending_ack *a = &q->v[q->head];
         GUARD(send_ack(c, a, props));
         if (a->rcs) q->subacks--;
@@ -347,10 +368,12 @@ int persist_release_acks(struct broker *b, struct client *c)
 
 void persist_client_gone(struct broker *b, struct client *c)
 {
+    (void)b;
+    struct space *sp = c->space;
     if (c->awaiting)
-        for (size_t i = 0; i < b->n_await; i++)
-            if (b->await[i] == c) {
-                b->await[i] = b->await[--b->n_await];
+        for (size_t i = 0; i < sp->n_await; i++)
+            if (sp->await[i] == c) {
+                sp->await[i] = sp->await[--sp->n_await];
                 break;
             }
     c->awaiting = false;
@@ -364,57 +387,95 @@ void persist_client_gone(struct broker *b, struct client *c)
 
 /* ---- the committer ---- */
 
-/* Writes what accumulated; returns false when the store refused it (the
- * records are kept, in order, for the next attempt). */
+/* One space's records in a commit. */
+struct part {
+    struct space *sp;
+    struct buf batch;
+    uint64_t end; /* its jseq when taken */
+};
+
+/* The records of the spaces on the list, each taken under its lock and
+ * compacted (what came and went within the batch is not written). Returns
+ * how many parts, or -1 when out of memory (nothing taken). */
+static ssize_t take_parts(struct broker *b, struct part **out)
+{
+    pthread_mutex_lock(&b->dirty_lock);
+    size_t n = b->n_dirty;
+    struct part *parts = n ? calloc(n, sizeof *parts) : NULL;
+    if (parts) {
+        for (size_t i = 0; i < n; i++) parts[i].sp = b->dirty[i];
+        b->n_dirty = 0;
+    }
+    pthread_mutex_unlock(&b->dirty_lock);
+    if (n && !parts) return -1;
+    for (size_t i = 0; i < n; i++) {
+        struct part *p = &parts[i];
+        space_lock(b, p->sp);
+        p->batch = p->sp->journal;
+        buf_init(&p->sp->journal, 0);
+        p->end = p->sp->jseq;
+        p->sp->dirty = false;
+        space_unlock(p->sp);
+        struct buf compact;
+        buf_init(&compact, 0);
+        if (journal_compact(buf_head(&p->batch), buf_used(&p->batch), &compact) == 0) {
+            buf_free(&p->batch);
+            p->batch = compact;
+        } else {
+            buf_free(&compact);
+        }
+    }
+    *out = parts;
+    return (ssize_t)n;
+}
+
+/* After the commit of p: its space's waiting clients are woken, or, when
+ * the store refused it, its records go back in front of the space's. */
+static void settle(struct broker *b, struct part *p, bool ok)
+{
+    struct space *sp = p->sp;
+    space_lock(b, sp);
+    if (ok) {
+        sp->durable_seq = p->end;
+        for (size_t i = 0; i < sp->n_await; i++) {
+            sp->await[i]->awaiting = false;
+            b->cfg.wake(sp->await[i]);
+        }
+        sp->n_await = 0;
+        buf_free(&p->batch);
+    } else if (buf_append(&p->batch, buf_head(&sp->journal), buf_used(&sp->journal)) == 0) {
+        buf_free(&sp->journal);
+        sp->journal = p->batch;
+        mark_dirty(b, sp);
+    } else {
+        buf_free(&p->batch); /* out of memory as well: logged by the caller */
+    }
+    space_unlock(sp);
+}
+
+/* Writes what accumulated, every space's in one transaction; returns false
+ * when the store refused it (the records are kept, in order, for the next
+ * attempt). */
 static bool commit_once(struct broker *b)
 {
-    broker_lock(b);
-    if (!buf_used(&b->journal)) {
-        broker_unlock(b);
-        return true;
-    }
-    struct buf batch = b->journal;
-    buf_init(&b->journal, 0);
-    uint64_t end = b->jseq;
-    broker_unlock(b);
-
-    struct buf compact;
-    buf_init(&compact, 0);
-    int rc = journal_compact(buf_head(&batch), buf_used(&batch), &compact);
-    if (rc == 0) { /* what came and went within the batch is not written */
-        buf_free(&batch);
-        batch = compact;
-    } else {
-        buf_free(&compact);
-    }
-    rc = buf_used(&batch) ? sstore_apply(b->sstore, buf_head(&batch), buf_used(&batch)) : 0;
-
-    broker_lock(b);
-    if (rc == 0) {
-        b->durable_seq = end;
-        if (b->persist_broken) log_info("persistence: the session store takes writes again");
-        b->persist_broken = false;
-        for (size_t i = 0; i < b->n_await; i++) {
-            b->await[i]->awaiting = false;
-            b->cfg.wake(b->await[i]);
-        }
-        b->n_await = 0;
-        buf_free(&batch);
-    } else {
-        if (!b->persist_broken)
-            log_error("persistence: the session store cannot be written (%s); QoS 1/2 "
-                      "publishes are refused until it can",
-                      err_str(rc));
-        b->persist_broken = true;
-        /* The failed batch goes first next time. */
-        if (buf_append(&batch, buf_head(&b->journal), buf_used(&b->journal)) == 0) {
-            buf_free(&b->journal);
-            b->journal = batch;
-        } else {
-            buf_free(&batch); /* out of memory as well: logged above */
-        }
-    }
-    broker_unlock(b);
+    struct part *parts;
+    ssize_t n = take_parts(b, &parts);
+    if (n <= 0) return n == 0;
+    struct buf all;
+    buf_init(&all, 0);
+    int rc = 0;
+    for (ssize_t i = 0; i < n && rc == 0; i++)
+        rc = buf_append(&all, buf_head(&parts[i].batch), buf_used(&parts[i].batch));
+    if (rc == 0 && buf_used(&all)) rc = sstore_apply(b->sstore, buf_head(&all), buf_used(&all));
+    buf_free(&all);
+    if (rc == 0 && atomic_exchange(&b->persist_broken, false))
+        log_info("persistence: the session store takes writes again");
+    if (rc < 0 && !atomic_exchange(&b->persist_broken, true))
+        log_error("persistence: the session store cannot be written (%s); QoS 1/2 "
+                  "publishes are refused until it can",
+                  err_str(rc));
+    for (ssize_t i = 0; i < n; i++) settle(b, &parts[i], rc == 0);
+    free(parts);
     return rc == 0;
 }
 

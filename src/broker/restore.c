@@ -21,6 +21,7 @@
  * journaled here as new. */
 struct restore {
     struct broker *b;
+    struct space *sp;  /* the space whose lock is held (import: the caller's) */
     struct msg **msgs; /* one reference held on each */
     uint64_t *pids;    /* msgs[i]'s id in the records */
     size_t n_msgs, cap_msgs, hint;
@@ -37,9 +38,20 @@ static void copy_str(char *dst, size_t cap, struct jstr s)
     dst[n] = 0;
 }
 
-static struct session *find(struct broker *b, struct jstr key)
+/* Holds the lock of sp, the space the next record works in: at start
+ * records of every tenant come, one space's lock at a time. */
+static void enter(struct restore *rs, struct space *sp)
 {
-    return map_get(&b->sessions, (const char *)key.p, key.len);
+    if (rs->import || sp == rs->sp) return;
+    if (rs->sp) space_unlock(rs->sp);
+    rs->sp = sp;
+    if (sp) space_lock(rs->b, sp);
+}
+
+static struct session *find(struct restore *rs, struct jstr key)
+{
+    enter(rs, space_of_key(rs->b, (const char *)key.p, key.len));
+    return rs->sp ? map_get(&rs->sp->sessions, (const char *)key.p, key.len) : NULL;
 }
 
 static struct msg *msg_from(const struct jrec *r)
@@ -57,7 +69,8 @@ static int restore_session(struct restore *rs, const struct jrec *r)
     copy_str(tenant, sizeof tenant, r->tenant);
     char *client_id = strndup((const char *)r->client_id.p, r->client_id.len);
     ENSURE(client_id, ERR_NOMEM);
-    struct space *sp = space_get(b, tenant);
+    struct space *sp = rs->import ? rs->sp : space_get(b, tenant);
+    enter(rs, sp);
     struct session *s =
         sp ? session_new(b, sp, (const char *)r->key.p, r->key.len, client_id) : NULL;
     free(client_id);
@@ -94,7 +107,7 @@ static int restore_session(struct restore *rs, const struct jrec *r)
 
 static int restore_sub(struct restore *rs, const struct jrec *r)
 {
-    struct session *s = find(rs->b, r->key);
+    struct session *s = find(rs, r->key);
     if (!s) return 0;
     return session_restore_sub(rs->b, s, (const char *)r->filter.p, r->filter.len,
                                (const char *)r->group.p, r->group.len, r->qos, r->opts, r->sub_id);
@@ -117,7 +130,7 @@ static int restore_msg(struct restore *rs, const struct jrec *r)
     ENSURE(m, ERR_NOMEM);
     if (!rs->import) {
         m->pid = r->pid;
-        if (r->pid > rs->b->next_msg_pid) rs->b->next_msg_pid = r->pid;
+        if (r->pid > rs->b->next_msg_pid) rs->b->next_msg_pid = r->pid; /* before any thread */
     }
     rs->pids[rs->n_msgs] = r->pid;
     rs->msgs[rs->n_msgs++] = m;
@@ -148,7 +161,7 @@ static struct msg *msg_find(struct restore *rs, uint64_t pid)
 static int restore_item(struct restore *rs, const struct jrec *r)
 {
     struct broker *b = rs->b;
-    struct session *s = find(b, r->key);
+    struct session *s = find(rs, r->key);
     struct msg *m = msg_find(rs, r->pid);
     if (!rs->import && r->seq > b->next_item_seq) b->next_item_seq = r->seq;
     if (!s || !m || r->qos == 0 || r->qos > 2) return 0;
@@ -202,7 +215,7 @@ static int restore_one(void *arg, const struct jrec *r)
     case J_MSG_PUT: return restore_msg(rs, r);
     case J_ITEM_PUT: return restore_item(rs, r);
     case J_RX_PUT: {
-        struct session *s = find(rs->b, r->key);
+        struct session *s = find(rs, r->key);
         if (!s) return 0;
         GUARD(session_rx_add(rs->b, s, r->packet_id));
         if (rs->import) persist_rx(rs->b, s, r->packet_id, false);
@@ -212,19 +225,31 @@ static int restore_one(void *arg, const struct jrec *r)
     }
 }
 
+/* Messages no restored item holds (their sessions are gone) leave the
+ * store now. */
+static void drop_orphans(struct broker *b, const struct restore *rs)
+{
+    struct buf out;
+    buf_init(&out, 0);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < rs->n_msgs; i++)
+        if (!rs->msgs[i]->durable_refs)
+            rc = journal_put(&out, &(struct jrec){.type = J_MSG_DEL, .pid = rs->msgs[i]->pid});
+    if (rc == 0 && buf_used(&out)) rc = sstore_apply(b->sstore, buf_head(&out), buf_used(&out));
+    if (rc < 0)
+        log_warn("persistence: stored messages no session holds stay stored (%s)", err_str(rc));
+    buf_free(&out);
+}
+
 int broker_persist_load(struct broker *b, struct sstore *st, time_t now)
 {
     struct restore rs = {.b = b, .now = now};
     b->sstore = st;
-    broker_lock(b);
     b->restoring = true;
     int rc = sstore_load(st, restore_one, &rs);
     b->restoring = false;
-    /* Messages no restored item holds (their sessions are gone): out of the
-     * store with the first commit. */
-    for (size_t i = 0; rc == 0 && i < rs.n_msgs; i++)
-        if (!rs.msgs[i]->durable_refs) persist_msg_del(b, rs.msgs[i]->pid);
-    broker_unlock(b);
+    enter(&rs, NULL);
+    if (rc == 0) drop_orphans(b, &rs);
     for (size_t i = 0; i < rs.n_msgs; i++) msg_unref(rs.msgs[i]);
     free(rs.msgs);
     free(rs.pids);
@@ -238,7 +263,10 @@ int broker_persist_load(struct broker *b, struct sstore *st, time_t now)
 int broker_import(struct broker *b, const char *key, size_t klen, const uint8_t *rec, size_t len,
                   time_t now)
 {
-    struct restore rs = {.b = b, .now = now, .import = true, .key = {(const uint8_t *)key, klen}};
+    struct space *sp = space_of_key(b, key, klen);
+    ENSURE(sp, ERR_INVALID);
+    struct restore rs = {
+        .b = b, .sp = sp, .now = now, .import = true, .key = {(const uint8_t *)key, klen}};
     struct rd r = rd_make(rec, len);
     int rc = 0;
     while (rc == 0 && rd_left(&r)) {
@@ -250,7 +278,7 @@ int broker_import(struct broker *b, const char *key, size_t klen, const uint8_t 
     free(rs.msgs);
     free(rs.pids);
     if (rc < 0) {
-        struct session *s = map_get(&b->sessions, key, klen);
+        struct session *s = map_get(&sp->sessions, key, klen);
         if (s && !s->client) session_free(b, s);
         log_error("a session handed over by another node is malformed: dropped");
     }

@@ -21,8 +21,8 @@ void space_retain_set(struct broker *b, struct space *sp, const char *topic, siz
         msg_unref(m);
         return;
     }
-    if (m && !old) b->stats.retained++;
-    if (!m && old && b->stats.retained) b->stats.retained--;
+    if (m && !old) sp->stats.retained++;
+    if (!m && old && sp->stats.retained) sp->stats.retained--;
     if (b->cfg.retain_digests && (m || old)) {
         char d[STORE_DIGEST_HEX + 1];
         store_retained_digest(topic, tlen, d);
@@ -53,14 +53,13 @@ int broker_retained_put(struct broker *b, const char *tenant, const char *topic,
 {
     ENSURE(tlen && tlen <= UINT16_MAX && qos <= 2 && (plen == 0 || payload), ERR_INVALID);
     int rc = 0;
-    broker_lock(b);
-    struct space *sp = plen ? space_get(b, tenant) : map_get(&b->spaces, tenant, strlen(tenant));
-    struct msg *held = sp ? space_retained(sp, topic, tlen) : NULL;
+    struct space *sp = plen ? space_get(b, tenant) : space_find(b, tenant);
+    if (!sp) return plen ? ERR_NOMEM : 0;
+    space_lock(b, sp);
+    struct msg *held = space_retained(sp, topic, tlen);
     bool same = held && plen && held->qos == qos && held->payload_len == plen &&
                 memcmp(msg_payload(held), payload, plen) == 0;
-    if (plen && !sp) {
-        rc = ERR_NOMEM;
-    } else if (!same && (held || plen)) {
+    if (!same && (held || plen)) {
         /* The store keeps no 5.0 properties and no expiry: none here either. */
         struct msg *m =
             plen ? msg_new((const uint8_t *)topic, tlen, payload, plen, qos, true, NULL, 0) : NULL;
@@ -70,7 +69,7 @@ int broker_retained_put(struct broker *b, const char *tenant, const char *topic,
             space_retain_set(b, sp, topic, tlen, m);
         msg_unref(m);
     }
-    broker_unlock(b);
+    space_unlock(sp);
     return rc;
 }
 
@@ -78,11 +77,12 @@ int broker_retained_clear_digest(struct broker *b, const char *tenant, const cha
 {
     ENSURE(b->cfg.retain_digests, ERR_INVALID);
     ENSURE(strlen(digest) == STORE_DIGEST_HEX, ERR_INVALID);
-    broker_lock(b);
-    struct space *sp = map_get(&b->spaces, tenant, strlen(tenant));
-    struct msg *m = sp ? map_get(&sp->retained, digest, STORE_DIGEST_HEX) : NULL;
+    struct space *sp = space_find(b, tenant);
+    if (!sp) return 0;
+    space_lock(b, sp);
+    struct msg *m = map_get(&sp->retained, digest, STORE_DIGEST_HEX);
     if (m) space_retain_set(b, sp, m->data, m->topic_len, NULL);
-    broker_unlock(b);
+    space_unlock(sp);
     return 0;
 }
 
@@ -113,10 +113,9 @@ static void sweep_mark(const char *key, void *value, void *arg)
 
 /* Clears the retained messages of one space that keep refuses (marked
  * first: clearing changes the map being walked). */
-static void sweep_space(const char *key, void *value, void *arg)
+static void sweep_space(struct broker *b, struct space *sp, void *arg)
 {
-    (void)key;
-    struct space *sp = value;
+    (void)b;
     struct sweep *s = arg;
     if (!sp->retained.count) return;
     s->gone = malloc(sp->retained.count * sizeof *s->gone);
@@ -141,8 +140,6 @@ int broker_retained_sweep(struct broker *b,
 {
     ENSURE(b->cfg.retain_digests, ERR_INVALID);
     struct sweep s = {.b = b, .keep = keep, .arg = arg};
-    broker_lock(b);
-    map_each(&b->spaces, sweep_space, &s); /* clearing leaves b->spaces as it is */
-    broker_unlock(b);
+    spaces_each(b, sweep_space, &s);
     return s.rc;
 }

@@ -141,7 +141,7 @@ int share_deliver(struct broker *b, struct space *sp, const char *group, const c
     if (!s) return 0;
     struct delivery d = {m->qos < qos ? m->qos : qos, false, id ? 1 : 0, &id};
     if (s->acl_recheck && !session_may_read(s, m)) {
-        b->stats.acl_denied_delivery++;
+        s->space->stats.acl_denied_delivery++;
         return 0;
     }
     session_enqueue(b, s, m, &d);

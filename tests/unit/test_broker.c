@@ -704,10 +704,14 @@ static void test_cluster_retained_sweep(void **state)
     assert_int_equal(retained_count(f), 0);
 }
 
-/* A thread that reads the stats while another holds the broker lock. */
+/* A thread that works in one tenant's space while the test holds another's
+ * or the same one's lock: it publishes a retained message there, then reads
+ * the stats (which walk every space). */
 struct lock_taker {
     struct broker *b;
+    const char *tenant;
     _Atomic long tid;
+    _Atomic bool done;
     struct broker_stats st;
 };
 
@@ -715,6 +719,9 @@ static void *take_lock(void *arg)
 {
     struct lock_taker *t = arg;
     t->tid = (long)syscall(SYS_gettid);
+    const uint8_t v = '1';
+    assert_int_equal(broker_retained_put(t->b, t->tenant, "a/b", 3, &v, 1, 0), 0);
+    t->done = true;
     broker_stats(t->b, &t->st);
     return NULL;
 }
@@ -741,17 +748,41 @@ static void test_lock_contention_counted(void **state)
     broker_stats(f->b, &st);
     assert_int_equal(st.lock_waits, 0); /* free takings are not counted */
     assert_int_equal(st.lock_wait_ns, 0);
-    struct lock_taker t = {.b = f->b};
-    broker_lock(f->b);
+    struct lock_taker t = {.b = f->b, .tenant = "t1"};
+    struct space *sp = space_get(f->b, "t1");
+    assert_non_null(sp);
+    space_lock(f->b, sp);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, take_lock, &t), 0);
     while (!t.tid || thread_state(t.tid) != 'S') sched_yield(); /* blocked on the lock */
-    pthread_mutex_unlock(&f->b->lock);
+    assert_false(t.done);
+    space_unlock(sp);
     assert_int_equal(pthread_join(th, NULL), 0);
     broker_stats(f->b, &st);
     assert_int_equal(st.lock_waits, 1);
     assert_true(st.lock_wait_ns > 0);
     assert_int_equal(t.st.lock_waits, 1); /* counted as soon as it had the lock */
+}
+
+/* Tenants do not wait for each other: while one space's lock is held, a
+ * publish in another tenant goes through, and nothing waited. */
+static void test_tenants_do_not_share_a_lock(void **state)
+{
+    struct fixture *f = *state;
+    struct space *sp = space_get(f->b, "t1");
+    assert_non_null(sp);
+    space_lock(f->b, sp);
+    struct lock_taker t = {.b = f->b, .tenant = "t2"};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, take_lock, &t), 0);
+    for (int i = 0; i < 5000 && !t.done; i++) usleep(1000);
+    bool done = t.done; /* read before letting go: it must not need t1's lock */
+    space_unlock(sp);   /* (stats walk every space: they may wait for it) */
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_true(done);
+    struct broker_stats st;
+    broker_stats(f->b, &st);
+    assert_int_equal(st.retained, 1);
 }
 
 int main(void)
@@ -772,6 +803,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dispatch_v31_empty_client_id_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispatch_v31_never_session_present, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_contention_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenants_do_not_share_a_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_interest_follows_subscriptions, setup_cluster,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cluster_share_group_interest_once, setup_cluster,

@@ -38,7 +38,7 @@ struct lg_opts {
     int payload;        /* pubsub: payload bytes (>= 16) */
     int keepalive;      /* seconds put in CONNECT */
     bool plain_id;      /* ClientId = CN instead of d:<CN>:<n> */
-    const char *tag;    /* NULL, or: ClientIds <tag>:<CN>:<n> and pubsub topics
+    const char *tag;    /* NULL, or: ClientIds d:<CN>:<tag>-<n> and pubsub topics
                          * bench/<tag>/<i>, so that several generators share
                          * one tenant without meeting */
     bool persistent;    /* pubsub: subscribers keep their session (clean session 0,

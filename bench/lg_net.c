@@ -288,9 +288,11 @@ int lg_queue_connect(struct lg *lg, struct lg_conn *c)
     char id[128];
     if (lg->o.plain_id)
         snprintf(id, sizeof id, "%s", dev->cn);
-    else
-        snprintf(id, sizeof id, "%s:%s:%llu", lg->o.tag ? lg->o.tag : "d", dev->cn,
+    else if (lg->o.tag)
+        snprintf(id, sizeof id, "d:%s:%s-%llu", dev->cn, lg->o.tag,
                  (unsigned long long)lg->client_seq++);
+    else
+        snprintf(id, sizeof id, "d:%s:%llu", dev->cn, (unsigned long long)lg->client_seq++);
     /* A persistent subscriber: the broker stores what it queues for it. */
     bool keep = lg->o.persistent && c->role == ROLE_SUB;
     struct mqtt_connect cn = {

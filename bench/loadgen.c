@@ -533,7 +533,7 @@ static void usage(FILE *f)
                "  --payload N        pubsub payload bytes, >= 16 (64)\n"
                "  --keepalive S      CONNECT keepalive (0 = none)\n"
                "  --plain-id         ClientId = certificate CN (default d:<CN>:<n>)\n"
-               "  --tag T            ClientIds T:<CN>:<n>, pubsub topics bench/T/<i> (several\n"
+               "  --tag T            ClientIds d:<CN>:T-<n>, pubsub topics bench/T/<i> (several\n"
                "                     generators in one tenant; T: 1-16 letters or digits)\n"
                "  --persistent       pubsub: subscribers keep their session (clean session 0;\n"
                "                     5.0: session expiry 3600 s), so the broker stores their\n"

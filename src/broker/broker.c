@@ -426,15 +426,17 @@ int broker_remote_publish(struct broker *b, const struct broker_remote *r)
     if (r->expiry) m->expire_at = time(NULL) + r->expiry;
     int queued = 0;
     struct space *sp = space_find(b, r->tenant);
-    if (sp) {
-        space_lock(b, sp);
-        if (r->group)
-            queued = share_deliver(b, sp, r->group, r->filter, r->flen, m);
-        else
-            queued = route(b, sp, m, NULL, true);
-        space_unlock(sp);
+    if (!sp) { /* no client of that tenant ever connected here */
+        msg_unref(m);
+        return 0;
     }
-    msg_unref(m);
+    space_lock(b, sp);
+    if (r->group)
+        queued = share_deliver(b, sp, r->group, r->filter, r->flen, m);
+    else
+        queued = route(b, sp, m, NULL, true);
+    msg_unref(m); /* under the lock: the queues it went into share its count */
+    space_unlock(sp);
     return queued;
 }
 

@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --qos) qos=$2; shift ;;
     --generators) gens=$2; shift ;;
     --tenants) tenants=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "lockwait.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift

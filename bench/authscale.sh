@@ -105,11 +105,7 @@ upload() {
 fill() {
   local db=$1 rows=$2 t0 made=0
   start "$db"
-  python3 -c 'import json, sys; print(json.dumps({"name": "bench device CA",
-    "status": "ENABLED", "autoRegistrationEnabled": False,
-    "certInPemFormat": open(sys.argv[1]).read()}))' "$pki/device-ca.pem" |
-    curl -sf -o /dev/null "${admin[@]}" -H 'Content-Type: application/json' --data-binary @- \
-      "http://127.0.0.1:$http/tenant/tenants/management/trusted-certificates" ||
+  trust_ca "$http" "$pki/device-ca.pem" management false ||
     { echo "authscale.sh: could not trust the device CA" >&2; exit 1; }
   t0=$(date +%s.%N)
   { echo "ID;AUTH_TYPE;NAME"; seq 0 $((devices - 1)) | awk '{ printf "dev-%d;CERTIFICATES;dev-%d\n", $1, $1 }'; } \

@@ -68,12 +68,7 @@ EOF
     sleep 0.1
   done
   # The device CA as a tenant's trusted certificate, auto-registration on.
-  python3 -c 'import json, sys; print(json.dumps({"name": "bench device CA",
-    "status": "ENABLED", "autoRegistrationEnabled": True,
-    "certInPemFormat": open(sys.argv[1]).read()}))' "$pki/device-ca.pem" >"$work/ca.json"
-  curl -sf -o /dev/null -u management/admin:bench-admin-password \
-    -H 'Content-Type: application/json' --data-binary @"$work/ca.json" \
-    "http://127.0.0.1:$http/tenant/tenants/management/trusted-certificates" ||
+  trust_ca "$http" "$pki/device-ca.pem" ||
     { echo "cluster.sh: node $n did not come up: $(tail -3 "$work/$n.log")" >&2; exit 1; }
   eval "mqtt_$n=$mqtt pid_$n=$pid"
 }

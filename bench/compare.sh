@@ -160,7 +160,7 @@ start_broker() {
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       sleep 0.2
       [ "$broker" = certmq ] || return 0
-      trust_device_ca || break
+      trust_ca "$http_port" "$pki/device-ca.pem" || break
       [ "$acl_now" = 1 ] && { install_acl_rules || break; }
       return 0
     fi
@@ -170,18 +170,6 @@ start_broker() {
   tail -5 "$work/$broker.log" >&2
   stop_broker
   return 1
-}
-
-# certmq admits devices the way a tenant sets it up: the device CA uploaded
-# as a trusted certificate (auto-registration on), judged by the chain policy.
-trust_device_ca() {
-  python3 - "$pki/device-ca.pem" <<'PY' | curl -sf -o /dev/null -u management/admin:bench-admin-password \
-      -H 'Content-Type: application/json' --data-binary @- \
-      "http://127.0.0.1:$http_port/tenant/tenants/management/trusted-certificates"
-import json, sys
-print(json.dumps({"name": "bench device CA", "status": "ENABLED",
-                  "autoRegistrationEnabled": True, "certInPemFormat": open(sys.argv[1]).read()}))
-PY
 }
 
 # post_rule TOPIC: one tenant authorization rule allowing TOPIC to everyone.

@@ -93,16 +93,6 @@ EOF
   echo "$f"
 }
 
-trust_device_ca() {
-  python3 - "$pki/device-ca.pem" <<'PY' | curl -sf -o /dev/null -u management/admin:bench-admin-password \
-      -H 'Content-Type: application/json' --data-binary @- \
-      "http://127.0.0.1:$http_port/tenant/tenants/management/trusted-certificates"
-import json, sys
-print(json.dumps({"name": "bench device CA", "status": "ENABLED",
-                  "autoRegistrationEnabled": True, "certInPemFormat": open(sys.argv[1]).read()}))
-PY
-}
-
 start_broker() {
   port=$(free_port)
   http_port=$(free_port)
@@ -116,7 +106,7 @@ start_broker() {
   fi
   broker_pid=$!
   wait_port "$port" "$broker_pid" 10 || { echo "durable.sh: $1 did not start" >&2; tail -5 "$work/$1.log" >&2; return 1; }
-  [ "$1" = mosquitto ] || trust_device_ca
+  [ "$1" = mosquitto ] || trust_ca "$http_port" "$pki/device-ca.pem"
 }
 
 stop_broker() {

@@ -74,13 +74,7 @@ start_broker() {
   for _ in $(seq 600); do
     kill -0 "$broker_pid" 2>/dev/null || break
     if (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null; then
-      python3 - "$pki/device-ca.pem" <<'PY' | curl -sf -o /dev/null -u management/admin:bench-admin-password \
-          -H 'Content-Type: application/json' --data-binary @- \
-          "http://127.0.0.1:$http_port/tenant/tenants/management/trusted-certificates" && return 0
-import json, sys
-print(json.dumps({"name": "bench device CA", "status": "ENABLED",
-                  "autoRegistrationEnabled": True, "certInPemFormat": open(sys.argv[1]).read()}))
-PY
+      trust_ca "$http_port" "$pki/device-ca.pem" && return 0
       break
     fi
     sleep 0.1

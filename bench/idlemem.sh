@@ -14,6 +14,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 certmq=${CERTMQ:-$root/build/certmq}
 loadgen=${LOADGEN:-$root/build/certmq-loadgen}
 conns=${1:-5000}
@@ -62,13 +63,7 @@ LD_PRELOAD=$preload CERTMQ_ADMIN_PASSWORD=bench-admin-password taskset -c 0 "$ce
   --config "$work/certmq.conf" >"$work/certmq.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-python3 - "$pki/device-ca.pem" <<'PY' | curl -sf -o /dev/null -u management/admin:bench-admin-password \
-    -H 'Content-Type: application/json' --data-binary @- \
-    "http://127.0.0.1:$http/tenant/tenants/management/trusted-certificates" || exit 1
-import json, sys
-print(json.dumps({"name": "bench device CA", "status": "ENABLED",
-                  "autoRegistrationEnabled": True, "certInPemFormat": open(sys.argv[1]).read()}))
-PY
+trust_ca "$http" "$pki/device-ca.pem" || exit 1
 
 lg() { exec taskset -c 1 "$loadgen" idle "$@" --port "$port" --cafile "$pki/ca.pem" --devices "$pki/devices"; }
 rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$pid/status"; }

@@ -19,3 +19,18 @@ wait_port() {
 
 # kv LINE KEY: the value of KEY=value in a RESULT line of certmq-loadgen.
 kv() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
+# trust_ca HTTP_PORT PEM [TENANT [AUTO]]: uploads PEM as a trusted CA of
+# TENANT (default management) through the REST API, as the bench admin
+# (CERTMQ_ADMIN_PASSWORD=bench-admin-password), with auto-registration
+# AUTO (true/false, default true). Fails when the upload is refused.
+trust_ca() {
+  python3 - "$2" "${4:-true}" <<'PY' | curl -sf -o /dev/null -u management/admin:bench-admin-password \
+      -H 'Content-Type: application/json' --data-binary @- \
+      "http://127.0.0.1:$1/tenant/tenants/${3:-management}/trusted-certificates"
+import json, sys
+print(json.dumps({"name": "bench device CA", "status": "ENABLED",
+                  "autoRegistrationEnabled": sys.argv[2] == "true",
+                  "certInPemFormat": open(sys.argv[1]).read()}))
+PY
+}

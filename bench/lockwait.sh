@@ -59,17 +59,6 @@ for t in $(seq 1 $((tenants - 1))); do
 done
 auth=(-u management/admin:bench-admin-password)
 
-# upload_ca HTTP_PORT TENANT PEM: trusts PEM's device CA in TENANT.
-upload_ca() {
-  python3 - "$3" <<'PY' | curl -sf -o /dev/null "${auth[@]}" \
-      -H 'Content-Type: application/json' --data-binary @- \
-      "http://127.0.0.1:$1/tenant/tenants/$2/trusted-certificates"
-import json, sys
-print(json.dumps({"name": "bench device CA", "status": "ENABLED",
-                  "autoRegistrationEnabled": True, "certInPemFormat": open(sys.argv[1]).read()}))
-PY
-}
-
 metric() { sed -n "s/^$1 //p" "$work/metrics"; }
 
 for i in $(seq "$repeat"); do
@@ -96,12 +85,12 @@ EOF
     sleep 0.1
   done
   [ "$up" = 1 ] || { echo "lockwait.sh: certmq did not start" >&2; tail -5 "$work/certmq.log" >&2; exit 1; }
-  upload_ca "$http_port" management "$pki/device-ca.pem" || exit 1
+  trust_ca "$http_port" "$pki/device-ca.pem" || exit 1
   for t in $(seq 1 $((tenants - 1))); do
     curl -sf -o /dev/null "${auth[@]}" -H 'Content-Type: application/json' \
       --data-binary "{\"id\": \"bench$t\", \"adminName\": \"admin\", \"adminPass\": \"bench-admin-$t\"}" \
       "http://127.0.0.1:$http_port/tenant/tenants" || exit 1
-    upload_ca "$http_port" "bench$t" "$work/pki-$t/device-ca.pem" || exit 1
+    trust_ca "$http_port" "$work/pki-$t/device-ca.pem" "bench$t" || exit 1
   done
   curl -sf "${auth[@]}" "http://127.0.0.1:$http_port/metrics" >"$work/metrics"
   w0=$(metric certmq_broker_lock_waits_total)

@@ -105,17 +105,6 @@ PY
   chmod -R a+rX "$pki"
 }
 
-# trust_ca HTTP_PORT: the device CA as the management tenant's trusted
-# certificate, auto-registration on (as compare.sh does).
-trust_ca() {
-  python3 -c 'import json, sys; print(json.dumps({"name": "storm device CA",
-    "status": "ENABLED", "autoRegistrationEnabled": True,
-    "certInPemFormat": open(sys.argv[1]).read()}))' "$pki/device-ca.pem" |
-    curl -sf -o /dev/null -u management/admin:bench-admin-password \
-      -H 'Content-Type: application/json' --data-binary @- \
-      "http://127.0.0.1:$1/tenant/tenants/management/trusted-certificates"
-}
-
 # register HTTP_PORT: every device registered ahead with one bulk CSV
 # upload (the batch's), so the first connections do not each write a new
 # device to the store (one commit each) before the storm.
@@ -212,7 +201,7 @@ EOF
   fi
   bpid=$!
   wait_port "$port" || { echo "storm.sh: $b did not start: $(tail -3 "$work/$b.log")" >&2; return 1; }
-  [ "$b" = mosquitto ] || { wait_port "$http" && trust_ca "$http" && register "$http"; }
+  [ "$b" = mosquitto ] || { wait_port "$http" && trust_ca "$http" "$pki/device-ca.pem" && register "$http"; }
 }
 
 single_stop() {
@@ -291,7 +280,7 @@ EOF
   for n in 1 2 3; do
     wait_port "$(eval echo "\$http_$n")" || { tail -5 "$work/node$n.log" >&2; exit 1; }
   done
-  trust_ca "$http_1" && register "$http_1" ||
+  trust_ca "$http_1" "$pki/device-ca.pem" && register "$http_1" ||
     { echo "storm.sh: could not trust the device CA or register the devices" >&2; exit 1; }
   # deploy/haproxy.cfg as shipped, on this run's ports.
   hap_port=$(free_port)

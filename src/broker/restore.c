@@ -38,8 +38,9 @@ static void copy_str(char *dst, size_t cap, struct jstr s)
     dst[n] = 0;
 }
 
-/* Holds the lock of sp, the space the next record works in: at start
- * records of every tenant come, one space's lock at a time. */
+/* At start, holds the lock of sp, the space the next record works in:
+ * records of every tenant come, one space's lock at a time. (An import
+ * works in the one space its caller holds.) */
 static void enter(struct restore *rs, struct space *sp)
 {
     if (rs->import || sp == rs->sp) return;
@@ -50,7 +51,7 @@ static void enter(struct restore *rs, struct space *sp)
 
 static struct session *find(struct restore *rs, struct jstr key)
 {
-    enter(rs, space_of_key(rs->b, (const char *)key.p, key.len));
+    if (!rs->import) enter(rs, space_of_key(rs->b, (const char *)key.p, key.len));
     return rs->sp ? map_get(&rs->sp->sessions, (const char *)key.p, key.len) : NULL;
 }
 
